@@ -1,0 +1,221 @@
+"""The ``framereel`` command: a thin layer over ``load_storyboard``, ``render`` and ``stitch``."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import FramereelError
+from .storyboard import DEFAULT_RUN_SEED, load_storyboard, parse_indices
+
+EXAMPLES = """
+\b
+Examples:
+  framereel make prompts.json -o out/                 # SD 1.4: frames + out/video.mp4
+  framereel make examples/demo.json -o out --model demo   # offline demo model, ~1 min on a CPU
+  framereel make prompts.json -o out --scheduler pndm --steps 50   # the Tenstorrent lesson's settings
+  framereel stitch out/ --fps 4 --video out/fast.mp4  # re-pace without re-rendering
+"""
+
+RENDER_HELP = {
+    "model": "Hub id, local diffusers folder, .safetensors/.ckpt file, or 'demo' (offline demo model).",
+    "device": "auto (cuda → mps → cpu), cpu, cuda, cuda:N or mps.",
+    "dtype": "auto (fp16 on GPU, bf16 on CPUs with bf16, else fp32), float32, bfloat16 or float16.",
+}
+
+
+def _render_options(f):
+    opts = [
+        click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
+                     show_default=True, help="Output folder: frames/, run.json, video.mp4."),
+        click.option("--model", default=None, help=RENDER_HELP["model"] + "  [default: CompVis/stable-diffusion-v1-4]"),
+        click.option("--backend", default="diffusers", show_default=True, help="Rendering backend."),
+        click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"]),
+        click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"]),
+        click.option("--scheduler", default="dpm++", show_default=True,
+                     help="dpm++, pndm (the lesson's), ddim, euler, euler-a, heun or unipc."),
+        click.option("--steps", type=int, default=None, help="Denoising steps per frame.  [default: 25]"),
+        click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale.  [default: 7.5]"),
+        click.option("--seed", type=int, default=None,
+                     help=f"Run seed; frame i without its own seed uses run seed + i.  [default: {DEFAULT_RUN_SEED}]"),
+        click.option("--width", type=int, default=None, help="Frame width, a multiple of 8.  [default: the model's native size]"),
+        click.option("--height", type=int, default=None, help="Frame height, a multiple of 8.  [default: the model's native size]"),
+        click.option("--negative-prompt", default=None, help="Negative prompt for frames that set none."),
+        click.option("--no-safety-checker", is_flag=True, help="Turn off the model's safety checker (if it ships one)."),
+        click.option("--redo", default=None, metavar="LIST", help="Re-render these frames, e.g. 3,5-7."),
+        click.option("--force", is_flag=True, help="Re-render every frame (replaced frames go to superseded/)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _stitch_options(f):
+    opts = [
+        click.option("--fps", type=float, default=None,
+                     help="Frames per second for frames without their own duration (1, 2, 4 …).  [default: 2]"),
+        click.option("--crf", type=int, default=18, show_default=True, help="Quality: lower is better (H.264/VP9)."),
+        click.option("--codec", default=None, help="Video codec (default: libx264 for .mp4/.mov, libvpx-vp9 for .webm)."),
+        click.option("--video", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Video path; its extension picks the format: .mp4 .mov .webm .gif .webp.  [default: OUT/video.mp4]"),
+        click.option("--transition", type=click.Choice(["cut", "crossfade", "smooth"]), default="cut", show_default=True,
+                     help="cut: back to back; crossfade: a dissolve between shots (adds its length per cut); "
+                          "smooth: motion-interpolated in-betweens (minterpolate)."),
+        click.option("--crossfade", type=float, default=0.5, show_default=True, help="Seconds per dissolve."),
+        click.option("--smooth-fps", type=int, default=24, show_default=True, help="Output fps for --transition smooth."),
+        click.option("--size", default=None, metavar="WxH",
+                     help="Video size (even numbers). [default: frame size; tiny frames scaled up to ≥256 px]"),
+        click.option("--frames", "frame_list", default=None, metavar="LIST", help="Only these frames, e.g. 0-4,7."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _output_options(f):
+    f = click.option("--json", "json_lines", is_flag=True, help="Print one JSON object per event (for scripts).")(f)
+    f = click.option("-q", "--quiet", is_flag=True, help="No progress output; warnings and errors only.")(f)
+    return f
+
+
+def _handle_errors(fn):
+    """User mistakes → one line on stderr, exit 2; Ctrl-C → a resume hint, exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        debug = click.get_current_context().find_root().params.get("debug") or os.environ.get("FRAMEREEL_DEBUG")
+        try:
+            return fn(*args, **kwargs)
+        except FramereelError as err:
+            if debug:
+                raise
+            click.echo(f"error: {err}", err=True)
+            sys.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted; finished frames are kept — run the same command again to resume", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="framereel")
+@click.option("--debug", is_flag=True, help="Show full tracebacks.")
+def main(debug: bool) -> None:
+    """Turn a storyboard of text prompts into a video: one Stable Diffusion frame per prompt,
+    stitched with ffmpeg.
+
+    A storyboard is a JSON list like [{"prompt": "..."}, ...], an object
+    {"defaults": {...}, "frames": [...]}, or a .txt file with one prompt per line. Frame keys:
+    prompt, negative_prompt, seed, steps, guidance, width, height, duration (seconds on screen).
+    A frame's own key wins over the command-line flags, which win over the file's defaults.
+
+    Runs are resumable: rerunning a command renders only missing or changed frames.
+    """
+
+
+def _settings(model, backend, device, dtype, scheduler, no_safety_checker):
+    from .render import DEFAULT_MODEL, RenderSettings
+
+    return RenderSettings(model=model or DEFAULT_MODEL, backend=backend, device=device, dtype=dtype,
+                          scheduler=scheduler, safety_checker=not no_safety_checker)
+
+
+def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
+    from .runner import render
+
+    overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt")}
+    storyboard = load_storyboard(storyboard_path, overrides=overrides, run_seed=opts["seed"])
+    redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
+    settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
+                         opts["no_safety_checker"])
+    try:
+        return render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], on_event=report)
+    finally:
+        report.close()
+
+
+def _do_stitch(out: Path, opts: dict[str, Any], report) -> Path:
+    from .stitch import stitch
+
+    try:
+        return stitch(out, opts["video"], fps=opts["fps"], crf=opts["crf"], codec=opts["codec"],
+                      transition=opts["transition"], crossfade=opts["crossfade"], smooth_fps=opts["smooth_fps"],
+                      size=opts["size"], frames=opts["frame_list"], on_event=report)
+    finally:
+        report.close()
+
+
+def _summary(result, video: Path | None, json_lines: bool, quiet: bool) -> None:
+    if json_lines or quiet:
+        return
+    parts = [f"{len(result.rendered)} rendered", f"{len(result.skipped)} skipped"]
+    if result.failed:
+        parts.append(f"{len(result.failed)} failed ({', '.join(map(str, result.failed))})")
+    line = ", ".join(parts) + f" of {result.total} frames"
+    if result.rendered:
+        line += f" in {result.seconds:.1f}s ({result.seconds_per_frame:.2f}s/frame)"
+    click.echo(line, err=True)
+    if video:
+        click.echo(f"video: {video}", err=True)
+
+
+def _exit_for(result) -> None:
+    if result.failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("storyboard", type=click.Path(path_type=Path))
+@_render_options
+@_stitch_options
+@_output_options
+@_handle_errors
+def make(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
+    """Render STORYBOARD's frames and stitch them into OUT/video.mp4 (frames + stitch)."""
+    from .progress import reporter
+
+    result = _do_render(storyboard, opts, reporter(json_lines, quiet))
+    video = None
+    if not result.failed:
+        video = _do_stitch(opts["out"], opts, reporter(json_lines, quiet))
+    _summary(result, video, json_lines, quiet)
+    _exit_for(result)
+
+
+@main.command()
+@click.argument("storyboard", type=click.Path(path_type=Path))
+@_render_options
+@_output_options
+@_handle_errors
+def frames(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
+    """Render STORYBOARD's frames into OUT/frames/ (no video)."""
+    from .progress import reporter
+
+    result = _do_render(storyboard, opts, reporter(json_lines, quiet))
+    _summary(result, None, json_lines, quiet)
+    _exit_for(result)
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@_stitch_options
+@_output_options
+@_handle_errors
+def stitch(out: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
+    """(Re)build a video from the frames in OUT/frames/ (missing frames are skipped with a warning)."""
+    from .progress import reporter
+
+    video = _do_stitch(out, opts, reporter(json_lines, quiet))
+    if not (quiet or json_lines):
+        click.echo(f"video: {video}", err=True)
+
+
+if __name__ == "__main__":
+    main()

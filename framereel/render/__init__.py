@@ -1,0 +1,75 @@
+"""Backends: load a model once, then turn one resolved :class:`~framereel.storyboard.Frame` into an image.
+
+Every backend implements :class:`Backend`; the runner (``framereel.runner``) is the only caller,
+so resume, seeds, naming and stitching never differ by backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from PIL import Image
+
+from ..errors import FramereelError
+from ..storyboard import Frame
+
+DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
+SCHEDULERS = ("dpm++", "pndm", "ddim", "euler", "euler-a", "heun", "unipc")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Run-wide rendering settings (what every frame of a run shares)."""
+
+    model: str = DEFAULT_MODEL
+    backend: str = "diffusers"
+    device: str = "auto"
+    dtype: str = "auto"
+    scheduler: str = "dpm++"
+    safety_checker: bool = True
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a backend knows about its model before loading weights."""
+
+    id: str
+    fingerprint: str  # a hub revision, or a hash of the local files
+    native_width: int
+    native_height: int
+    recommended: dict[str, Any] = field(default_factory=dict)  # from the model folder's framereel.json
+
+
+class Backend(Protocol):
+    name: str
+    device: str
+    dtype: str
+
+    def describe(self) -> ModelInfo:
+        """Resolve the model (download if needed) without loading weights."""
+
+    def load(self) -> None:
+        """Load the weights once; called only if some frame needs rendering."""
+
+    def count_tokens(self, text: str) -> int:
+        """How many CLIP tokens ``text`` takes, start and end tokens included."""
+
+    def render(self, frame: Frame) -> tuple[Image.Image, dict[str, Any]]:
+        """Render one frame; returns the image and extra facts for the manifest."""
+
+    def close(self) -> None:
+        """Release the device."""
+
+
+def create_backend(settings: RenderSettings) -> Backend:
+    """The backend named by ``settings.backend``."""
+    if settings.scheduler not in SCHEDULERS:
+        raise FramereelError(
+            f'unknown scheduler "{settings.scheduler}"; choose one of {", ".join(SCHEDULERS)}'
+        )
+    if settings.backend == "diffusers":
+        from .diffusers_backend import DiffusersBackend
+
+        return DiffusersBackend(settings)
+    raise FramereelError(f'unknown backend "{settings.backend}"; choose diffusers')

@@ -1,0 +1,290 @@
+"""The diffusers backend: Stable Diffusion 1.x (or any model in its layout) on CUDA, MPS or the CPU.
+
+Loads ``StableDiffusionPipeline`` once, swaps in the asked-for scheduler, encodes each distinct
+prompt once, and renders a frame by calling the pipeline itself with that frame's seeded CPU
+generator, so a framereel frame is exactly what ``StableDiffusionPipeline`` gives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+
+from ..errors import FramereelError
+from ..storyboard import Frame
+from . import ModelInfo, RenderSettings
+
+DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "weights"
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+SD1_NATIVE = 512
+
+
+def quiet_libraries() -> None:
+    """Keep diffusers/transformers chatter (deprecations, optional-package notes) off the user's screen."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*torchvision.*")
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 matmul (AVX512-BF16 or AMX on x86, BF16 on Arm)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in (" avx512_bf16", " amx_bf16", " bf16"))
+
+
+def pick_device(requested: str) -> tuple[str, str]:
+    """Resolve ``auto`` to cuda → mps → cpu; returns (device, why)."""
+    import torch
+
+    if requested != "auto":
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise FramereelError(f"--device {requested}: no CUDA GPU is visible to PyTorch; use --device cpu or auto")
+        if requested == "mps" and not torch.backends.mps.is_available():
+            raise FramereelError("--device mps: Apple's MPS is not available here; use --device cpu or auto")
+        return requested, "asked for"
+    if torch.cuda.is_available():
+        return "cuda", f"CUDA GPU found ({torch.cuda.get_device_name(0)})"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps", "Apple GPU (MPS) found"
+    return "cpu", "no CUDA or MPS GPU found"
+
+
+def pick_dtype(requested: str, device: str) -> str:
+    """fp16 on GPUs, bf16 on CPUs that have it, else fp32; ``requested`` overrides."""
+    if requested != "auto":
+        if requested not in ("float32", "bfloat16", "float16"):
+            raise FramereelError(f"--dtype {requested}: choose float32, bfloat16, float16 or auto")
+        return requested
+    if device.startswith("cuda") or device == "mps":
+        return "float16"
+    return "bfloat16" if cpu_supports_bf16() else "float32"
+
+
+def _files_fingerprint(folder: Path) -> str:
+    """Hash of a model folder's config files and its weight files' names and sizes."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        rel = p.relative_to(folder).as_posix()
+        h.update(rel.encode())
+        if p.suffix in (".json", ".txt"):
+            h.update(p.read_bytes())
+        else:
+            h.update(str(p.stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _native_size(folder: Path) -> int:
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, KeyError, ValueError, TypeError):
+        return SD1_NATIVE
+
+
+def _recommended(folder: Path) -> dict[str, Any]:
+    path = folder / "framereel.json"
+    if not path.exists():
+        return {}
+    return dict(json.loads(path.read_text()).get("defaults", {}))
+
+
+def _hub_error(model: str, err: Exception) -> FramereelError:
+    name = type(err).__name__
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if "Gated" in name or "401" in str(err) or "403" in str(err):
+        why = f"{model} needs a Hugging Face login: run `hf auth login` (or set HF_TOKEN) and accept its licence on the Hub"
+    elif "RepositoryNotFound" in name:
+        why = f"{model} is not a model on the Hugging Face Hub nor a local folder or file"
+    elif offline or "LocalEntryNotFound" in name or "Offline" in name:
+        why = f"{model} is not in the local Hugging Face cache and the Hub can't be reached"
+    else:
+        why = f"could not fetch {model} from the Hugging Face Hub ({name})"
+    return FramereelError(
+        f"{why}; go online (unset HF_HUB_OFFLINE), pass --model PATH to a local diffusers folder "
+        "or .safetensors file, or try --model demo (offline demo model)"
+    )
+
+
+class DiffusersBackend:
+    name = "diffusers"
+
+    def __init__(self, settings: RenderSettings):
+        self.settings = settings
+        self.device, self.device_reason = pick_device(settings.device)
+        self.dtype = pick_dtype(settings.dtype, self.device)
+        self.pipe = None
+        self._source: Path | None = None
+        self._single_file = False
+        self._info: ModelInfo | None = None
+        self._embeds: dict[str, Any] = {}
+
+    # -------------------------------------------------------------- model resolution
+
+    def describe(self) -> ModelInfo:
+        if self._info is None:
+            self._info = self._resolve(self.settings.model)
+        return self._info
+
+    def _resolve(self, model: str) -> ModelInfo:
+        if model == "demo":
+            if not (DEMO_MODEL_DIR / "unet").is_dir():
+                raise FramereelError(
+                    "the demo model's weights are missing from this install; "
+                    "train them with `python -m framereel.demo_model.train --out DIR` and pass --model DIR"
+                )
+            self._source = DEMO_MODEL_DIR
+            n = _native_size(DEMO_MODEL_DIR)
+            return ModelInfo("demo", _files_fingerprint(DEMO_MODEL_DIR), n, n, _recommended(DEMO_MODEL_DIR))
+        path = Path(model).expanduser()
+        if path.is_dir():
+            if not (path / "model_index.json").exists():
+                raise FramereelError(
+                    f"{path} is not a diffusers model folder (no model_index.json); "
+                    "pass a folder saved with save_pretrained, a .safetensors/.ckpt file, or a Hub id"
+                )
+            self._source = path
+            n = _native_size(path)
+            return ModelInfo(str(path.resolve()), _files_fingerprint(path), n, n, _recommended(path))
+        if path.suffix in SINGLE_FILE_SUFFIXES:
+            if not path.is_file():
+                raise FramereelError(f"{path}: no such model file; check the path")
+            self._source, self._single_file = path, True
+            return ModelInfo(str(path.resolve()), _file_sha256(path), SD1_NATIVE, SD1_NATIVE)
+        if model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1):
+            raise FramereelError(f"{model}: no such model folder or file; check the path")
+        return self._resolve_hub(model)
+
+    def _resolve_hub(self, repo_id: str) -> ModelInfo:
+        quiet_libraries()
+        from diffusers import DiffusionPipeline
+
+        try:
+            folder = Path(DiffusionPipeline.download(repo_id))
+        except Exception as err:  # the Hub raises many kinds; each becomes one line for the user
+            raise _hub_error(repo_id, err) from err
+        self._source = folder
+        n = _native_size(folder)
+        return ModelInfo(repo_id, folder.name, n, n, _recommended(folder))
+
+    # -------------------------------------------------------------- loading
+
+    def load(self) -> None:
+        if self.pipe is not None:
+            return
+        self.describe()
+        quiet_libraries()
+        import torch
+        from diffusers import StableDiffusionPipeline
+
+        dtype = getattr(torch, self.dtype)
+        extra: dict[str, Any] = {}
+        if not self.settings.safety_checker:
+            extra = {"safety_checker": None, "requires_safety_checker": False}
+        try:
+            if self._single_file:
+                pipe = StableDiffusionPipeline.from_single_file(str(self._source), torch_dtype=dtype, **extra)
+            else:
+                pipe = StableDiffusionPipeline.from_pretrained(str(self._source), torch_dtype=dtype, **extra)
+        except (OSError, ValueError) as err:
+            raise FramereelError(
+                f"could not load the model from {self._source}: {str(err).splitlines()[0]}; "
+                "check it is a Stable Diffusion 1.x model in diffusers format"
+            ) from err
+        pipe.scheduler = make_scheduler(self.settings.scheduler, pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        self.pipe = pipe.to(self.device)
+
+    def count_tokens(self, text: str) -> int:
+        tok = self.pipe.tokenizer if self.pipe is not None else None
+        if tok is None:
+            return 0
+        return len(tok(text, truncation=False).input_ids)
+
+    # -------------------------------------------------------------- rendering
+
+    def _embed(self, text: str):
+        """CLIP embedding of ``text``, computed once per distinct text."""
+        if text not in self._embeds:
+            import torch
+
+            with torch.inference_mode():
+                embeds, _ = self.pipe.encode_prompt(text, self.device, 1, False)
+            self._embeds[text] = embeds
+        return self._embeds[text]
+
+    def render(self, frame: Frame, on_step: Callable[[int, int], None] | None = None):
+        import torch
+
+        self.load()
+        generator = torch.Generator("cpu").manual_seed(frame.seed)
+        negative = self._embed(frame.negative_prompt or "") if frame.guidance > 1 else None
+
+        def step_end(pipe, step, timestep, kwargs):
+            if on_step is not None:
+                on_step(step + 1, frame.steps)
+            return kwargs
+
+        with torch.inference_mode():
+            out = self.pipe(
+                prompt_embeds=self._embed(frame.prompt),
+                negative_prompt_embeds=negative,
+                num_inference_steps=frame.steps,
+                guidance_scale=frame.guidance,
+                width=frame.width,
+                height=frame.height,
+                generator=generator,
+                callback_on_step_end=step_end,
+            )
+        facts: dict[str, Any] = {}
+        flagged = getattr(out, "nsfw_content_detected", None)
+        if flagged and flagged[0]:
+            facts["nsfw_blacked_out"] = True
+        return out.images[0], facts
+
+    def close(self) -> None:
+        self.pipe = None
+        self._embeds.clear()
+
+
+def make_scheduler(name: str, config: Any):
+    """A diffusers scheduler by framereel's short name, built from the model's scheduler config."""
+    import diffusers
+
+    table = {
+        "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+        "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+        "ddim": ("DDIMScheduler", {}),
+        "euler": ("EulerDiscreteScheduler", {}),
+        "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+        "heun": ("HeunDiscreteScheduler", {}),
+        "unipc": ("UniPCMultistepScheduler", {}),
+    }
+    cls_name, kwargs = table[name]
+    return getattr(diffusers, cls_name).from_config(config, **kwargs)

@@ -1,0 +1,249 @@
+"""``render()``: storyboard → frames on disk, resumable, through one backend.
+
+The steps, in order: lock the folder, read what is there, resolve the model and every frame's
+parameters, plan (skip frames already finished with the same parameters), load the model only
+if something is left to do, render and write each frame atomically, record it in ``run.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import FramereelError
+from .manifest import (
+    FRAMES_DIR,
+    HASH_KEY,
+    Manifest,
+    atomic_write_bytes,
+    folder_lock,
+    frame_index,
+    frame_name,
+    move_aside,
+    params_hash,
+    png_bytes,
+    read_png_metadata,
+    remove_stale_temp_files,
+)
+from .render import Backend, ModelInfo, RenderSettings, create_backend
+from .storyboard import Frame, Storyboard
+
+EventHandler = Callable[[dict[str, Any]], None]
+CLIP_MAX_TOKENS = 77
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    total: int
+    rendered: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def seconds_per_frame(self) -> float | None:
+        return self.seconds / len(self.rendered) if self.rendered else None
+
+
+def frame_params(frame: Frame, settings: RenderSettings, info: ModelInfo, backend: Backend) -> dict[str, Any]:
+    """Everything that decides a frame's pixels: hashed to tell whether a frame is finished."""
+    return {
+        **frame.render_params(),
+        "scheduler": settings.scheduler,
+        "model": info.fingerprint,
+        "dtype": backend.dtype,
+        "backend": backend.name,
+    }
+
+
+def frame_metadata(frame: Frame, settings: RenderSettings, info: ModelInfo, digest: str) -> dict[str, str]:
+    """The PNG text chunks every frame carries."""
+    return {
+        "prompt": frame.prompt,
+        "negative_prompt": frame.negative_prompt or "",
+        "seed": str(frame.seed),
+        "steps": str(frame.steps),
+        "guidance": f"{frame.guidance:g}",
+        "size": f"{frame.width}x{frame.height}",
+        "scheduler": settings.scheduler,
+        "model": info.id,
+        "software": f"framereel {__version__}",
+        HASH_KEY: digest,
+    }
+
+
+def _emit(on_event: EventHandler | None, event: str, **data: Any) -> None:
+    if on_event is not None:
+        on_event({"event": event, **data})
+
+
+def render(
+    storyboard: Storyboard,
+    out_dir: str | Path,
+    settings: RenderSettings | None = None,
+    *,
+    redo: Iterable[int] = (),
+    force: bool = False,
+    on_event: EventHandler | None = None,
+    backend: Backend | None = None,
+) -> RunResult:
+    """Render every frame of ``storyboard`` that is not already finished into ``out_dir/frames``.
+
+    Finished frames (same parameters, PNG decodes) are skipped; ``redo`` forces some frames and
+    ``force`` all of them. A replaced frame is moved to ``out_dir/superseded/``, never deleted.
+    Emits events (dicts with an ``"event"`` key) to ``on_event``. Returns a :class:`RunResult`.
+    """
+    settings = settings or RenderSettings()
+    out = Path(out_dir)
+    redo = set(redo)
+    with folder_lock(out):
+        remove_stale_temp_files(out)
+        manifest = Manifest(out / "run.json", {}, {}) if force else Manifest.load(out)
+        _check_same_storyboard(manifest, storyboard, out)
+        backend = backend or create_backend(settings)
+        try:
+            return _render_locked(storyboard, out, settings, backend, manifest, redo, force, on_event)
+        finally:
+            backend.close()
+
+
+def _check_same_storyboard(manifest: Manifest, storyboard: Storyboard, out: Path) -> None:
+    previous = manifest.run.get("storyboard")
+    if previous and previous != str(storyboard.path.resolve()):
+        raise FramereelError(
+            f"{out} holds a run of another storyboard ({previous}); use another -o folder, "
+            "or --force to render this one there (old frames are kept in superseded/)"
+        )
+
+
+def _render_locked(
+    storyboard: Storyboard,
+    out: Path,
+    settings: RenderSettings,
+    backend: Backend,
+    manifest: Manifest,
+    redo: set[int],
+    force: bool,
+    on_event: EventHandler | None,
+) -> RunResult:
+    frames_dir = out / FRAMES_DIR
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    info = backend.describe()
+    native = {"width": info.native_width, "height": info.native_height}
+    frames = storyboard.resolved({**native, **info.recommended}).frames
+    result = RunResult(out, len(frames))
+
+    # -- plan: which frames are already finished with these exact parameters
+    digests = {f.index: params_hash(frame_params(f, settings, info, backend)) for f in frames}
+    todo: list[Frame] = []
+    for f in frames:
+        meta = read_png_metadata(frames_dir / frame_name(f.index))
+        if not force and f.index not in redo and meta is not None and meta.get(HASH_KEY) == digests[f.index]:
+            result.skipped.append(f.index)
+        else:
+            todo.append(f)
+    _set_aside_extra_frames(out, frames_dir, len(frames), on_event)
+
+    manifest.run = {
+        "framereel": __version__,
+        "storyboard": str(storyboard.path.resolve()),
+        "model": {"id": info.id, "fingerprint": info.fingerprint},
+        "backend": backend.name,
+        "device": backend.device,
+        "dtype": backend.dtype,
+        "scheduler": settings.scheduler,
+        "safety_checker": settings.safety_checker,
+        "run_seed": storyboard.run_seed,
+        **{k: v for k, v in manifest.run.items() if k == "video"},
+    }
+    old_records = manifest.frames
+    manifest.frames = {}
+    for f in frames:
+        record = _record(f, settings, info, backend, digests[f.index])
+        if f.index in result.skipped:
+            prev = old_records.get(f.index, {})
+            record.update(status="done", seconds=prev.get("seconds"), device=prev.get("device", backend.device))
+        manifest.frames[f.index] = record
+    manifest.save()
+    _emit(on_event, "start", total=len(frames), todo=len(todo), skipped=len(result.skipped),
+          device=backend.device, dtype=backend.dtype, model=info.id)
+    for index in result.skipped:
+        _emit(on_event, "frame_skipped", index=index, file=frame_name(index))
+    if not todo:
+        return result
+
+    # -- render what is left
+    t_load = time.perf_counter()
+    backend.load()
+    _emit(on_event, "model_loaded", seconds=round(time.perf_counter() - t_load, 3),
+          device=backend.device, dtype=backend.dtype)
+    _warn_long_prompts(backend, todo, on_event)
+    t_run = time.perf_counter()
+    for f in todo:
+        path = frames_dir / frame_name(f.index)
+        _emit(on_event, "frame_start", index=f.index, prompt=f.prompt, steps=f.steps)
+        t0 = time.perf_counter()
+        try:
+            image, facts = backend.render(
+                f, on_step=lambda i, n, idx=f.index: _emit(on_event, "step", index=idx, step=i, steps=n)
+            )
+        except (KeyboardInterrupt, FramereelError):
+            manifest.save()
+            raise
+        except Exception as err:  # a failed frame says why, and the run goes on with the others
+            message = f"{type(err).__name__}: {err}".splitlines()[0]
+            manifest.frames[f.index].update(status="failed", error=message)
+            manifest.save()
+            result.failed[f.index] = message
+            _emit(on_event, "frame_error", index=f.index, error=message)
+            continue
+        seconds = time.perf_counter() - t0
+        data = png_bytes(image, frame_metadata(f, settings, info, digests[f.index]))
+        if read_png_metadata(path) is not None:
+            move_aside(out, path)
+        atomic_write_bytes(path, data)
+        manifest.frames[f.index].update(status="done", seconds=round(seconds, 3), device=backend.device, **facts)
+        manifest.save()
+        result.rendered.append(f.index)
+        _emit(on_event, "frame_done", index=f.index, file=str(path), seconds=round(seconds, 3), **facts)
+    result.seconds = time.perf_counter() - t_run
+    return result
+
+
+def _record(f: Frame, settings: RenderSettings, info: ModelInfo, backend: Backend, digest: str) -> dict[str, Any]:
+    return {
+        "index": f.index,
+        "file": f"{FRAMES_DIR}/{frame_name(f.index)}",
+        "status": "pending",
+        "hash": digest,
+        "params": frame_params(f, settings, info, backend),
+        "duration": f.duration,
+        "seconds": None,
+    }
+
+
+def _set_aside_extra_frames(out: Path, frames_dir: Path, count: int, on_event: EventHandler | None) -> None:
+    """Frames beyond the storyboard's end (it got shorter) go to superseded/, not into the video."""
+    for p in sorted(frames_dir.glob("frame_*.png")):
+        index = frame_index(p)
+        if index is not None and index >= count:
+            dest = move_aside(out, p)
+            _emit(on_event, "warning", message=f"{p.name} is past the storyboard's last frame; moved to {dest}")
+
+
+def _warn_long_prompts(backend: Backend, frames: list[Frame], on_event: EventHandler | None) -> None:
+    seen: set[str] = set()
+    for f in frames:
+        if f.prompt in seen:
+            continue
+        seen.add(f.prompt)
+        n = backend.count_tokens(f.prompt)
+        if n > CLIP_MAX_TOKENS:
+            _emit(on_event, "warning", message=(
+                f"frame {f.index}: prompt is {n} tokens; CLIP reads only the first {CLIP_MAX_TOKENS}, "
+                "the rest will be truncated"))

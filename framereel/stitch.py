@@ -1,0 +1,297 @@
+"""``stitch()``: frames on disk → a paced video, through ffmpeg.
+
+Three pure steps and one runner:
+
+1. ``collect_shots`` — which frames, in index order, each with its on-screen duration;
+2. ``plan_timeline`` — every output frame as (shot a, shot b, blend weight), so pacing and
+   crossfades are exact to the output frame;
+3. ``ffmpeg_command`` — the argument list (never a shell string) for the chosen format;
+4. ``stitch`` — decodes each shot once, writes raw RGB frames to ffmpeg's stdin, and renames the
+   finished file into place.
+
+Length rules: with ``cut`` and ``smooth`` the video lasts the sum of the shots' durations; with
+``crossfade`` every shot keeps its full hold and each of the N-1 dissolves adds its own length,
+so the video lasts ``sum(durations) + (N - 1) * crossfade``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import FramereelError
+from .manifest import FRAMES_DIR, MANIFEST, TMP_MARK, Manifest, folder_lock, frame_index
+from .storyboard import parse_indices
+
+DEFAULT_FPS = 2.0
+DEFAULT_CRF = 18
+TRANSITIONS = ("cut", "crossfade", "smooth")
+FORMATS = (".mp4", ".mov", ".webm", ".gif", ".webp")
+BLEND_FPS = 24  # output rate when crossfading or when durations are not whole frames at --fps
+MIN_SHORT_SIDE = 256  # tiny frames (the demo model's 64×64) are scaled up by a whole factor to at least this
+
+
+@dataclass(frozen=True)
+class Shot:
+    index: int
+    path: Path
+    duration: float
+
+
+@dataclass(frozen=True)
+class Timeline:
+    rate: Fraction  # output frames per second
+    frames: tuple[tuple[int, int, float], ...]  # (shot a, shot b, weight of b) per output frame
+
+    @property
+    def seconds(self) -> float:
+        return len(self.frames) / float(self.rate)
+
+
+def find_ffmpeg() -> str:
+    """The ffmpeg on PATH if there is one, else the static binary shipped by ``imageio-ffmpeg``."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        raise FramereelError("ffmpeg not found; install it (apt install ffmpeg) or `pip install imageio-ffmpeg`") from None
+
+
+def collect_shots(out_dir: Path, fps: float, frames: str | None = None) -> tuple[list[Shot], list[int]]:
+    """The frames present in ``out_dir/frames`` in index order, and the indices that are missing.
+
+    Durations come from ``run.json`` (the storyboard's ``duration``) or default to ``1 / fps``.
+    ``frames`` (e.g. ``"0-4,7"``) picks a subset.
+    """
+    frames_dir = out_dir / FRAMES_DIR
+    if not frames_dir.is_dir():
+        raise FramereelError(f"{out_dir}: no frames/ folder; render first with `framereel frames` or `framereel make`")
+    present = {frame_index(p): p for p in frames_dir.glob("frame_*.png") if frame_index(p) is not None}
+    records = Manifest.load(out_dir).frames if (out_dir / MANIFEST).exists() else {}
+    expected = set(records) or set(present)
+    wanted = sorted(expected | set(present))
+    if frames:
+        pick = set(parse_indices(frames))
+        wanted = [i for i in wanted if i in pick]
+    missing = [i for i in wanted if i not in present]
+    shots = []
+    for i in wanted:
+        if i in present:
+            d = (records.get(i) or {}).get("duration") or 1.0 / fps
+            shots.append(Shot(i, present[i], float(d)))
+    if not shots:
+        raise FramereelError(f"{out_dir}: no frames to stitch (frames/ has no frame_NNN.png files)")
+    return shots, missing
+
+
+def plan_timeline(
+    durations: list[float], fps: float, transition: str = "cut", crossfade: float = 0.5
+) -> Timeline:
+    """Every output frame as (shot a, shot b, weight of b). Pure: no files, no ffmpeg.
+
+    Shot boundaries are placed at the output frame nearest to their exact time, so each shot's
+    on-screen time is exact to within one output frame, the last shot included.
+    """
+    if transition not in TRANSITIONS:
+        raise FramereelError(f'--transition {transition}: choose one of {", ".join(TRANSITIONS)}')
+    if fps <= 0:
+        raise FramereelError("--fps must be greater than 0")
+    uniform_multiples = all(abs(d * fps - round(d * fps)) < 1e-6 and round(d * fps) >= 1 for d in durations)
+    if transition == "crossfade":
+        if crossfade <= 0:
+            raise FramereelError("--crossfade must be a number of seconds greater than 0")
+        rate = Fraction(BLEND_FPS)
+    else:
+        rate = Fraction(fps).limit_denominator(1000) if uniform_multiples else Fraction(BLEND_FPS)
+    out: list[tuple[int, int, float]] = []
+    t = 0.0
+    n = len(durations)
+    for k, d in enumerate(durations):
+        hold_end = t + d
+        out.extend((k, k, 0.0) for _ in range(_frames_until(hold_end, rate) - len(out)))
+        t = hold_end
+        if transition == "crossfade" and k < n - 1:
+            fade_end = t + crossfade
+            count = _frames_until(fade_end, rate) - len(out)
+            out.extend((k, k + 1, (j + 1) / (count + 1)) for j in range(count))
+            t = fade_end
+    return Timeline(rate, tuple(out))
+
+
+def _frames_until(seconds: float, rate: Fraction) -> int:
+    return int(math.floor(seconds * float(rate) + 0.5))
+
+
+def video_size(first: Image.Image, size: str | None) -> tuple[int, int]:
+    """The output size: ``--size WxH``, else the first frame's size scaled up by a whole factor
+    until its short side is at least 256 pixels. Always even (yuv420p needs it)."""
+    if size:
+        try:
+            w, h = (int(x) for x in size.lower().split("x"))
+        except ValueError:
+            raise FramereelError(f"--size {size}: write it as WIDTHxHEIGHT, e.g. 512x512") from None
+        if w <= 0 or h <= 0 or w % 2 or h % 2:
+            raise FramereelError(f"--size {size}: width and height must be even positive numbers")
+        return w, h
+    w, h = first.size
+    factor = max(1, math.ceil(MIN_SHORT_SIDE / min(w, h)))
+    return (w * factor) // 2 * 2, (h * factor) // 2 * 2
+
+
+def ffmpeg_command(
+    ffmpeg: str,
+    size: tuple[int, int],
+    rate: Fraction,
+    output: Path,
+    fmt: str,
+    crf: int = DEFAULT_CRF,
+    codec: str | None = None,
+    smooth_fps: int | None = None,
+) -> list[str]:
+    """The ffmpeg argument list that reads raw RGB frames on stdin and writes ``output`` as ``fmt``."""
+    w, h = size
+    cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", str(rate), "-i", "-"]
+    filters = []
+    if smooth_fps:
+        filters.append(f"minterpolate=fps={smooth_fps}:mi_mode=mci")
+    if fmt == ".gif":
+        chain = ",".join(filters + ["split[a][b]"])
+        cmd += ["-filter_complex", f"[0:v]{chain};[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=4",
+                "-loop", "0", "-f", "gif"]
+    else:
+        if filters:
+            cmd += ["-vf", ",".join(filters)]
+        if fmt in (".mp4", ".mov"):
+            cmd += ["-c:v", codec or "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf),
+                    "-movflags", "+faststart", "-f", "mp4" if fmt == ".mp4" else "mov"]
+        elif fmt == ".webm":
+            cmd += ["-c:v", codec or "libvpx-vp9", "-pix_fmt", "yuv420p", "-crf", str(crf), "-b:v", "0",
+                    "-row-mt", "1", "-deadline", "good", "-cpu-used", "4", "-f", "webm"]
+        elif fmt == ".webp":
+            cmd += ["-c:v", codec or "libwebp", "-quality", "90", "-loop", "0", "-f", "webp"]
+    return cmd + [str(output)]
+
+
+def _encoders(ffmpeg: str) -> str:
+    return subprocess.run([ffmpeg, "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
+
+
+def stitch(
+    out_dir: str | Path,
+    video: str | Path | None = None,
+    *,
+    fps: float | None = None,
+    crf: int = DEFAULT_CRF,
+    codec: str | None = None,
+    transition: str = "cut",
+    crossfade: float = 0.5,
+    smooth_fps: int = 24,
+    size: str | None = None,
+    frames: str | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Build a video from the frames in ``out_dir/frames``; returns the video's path.
+
+    ``video`` defaults to ``out_dir/video.mp4``; its extension picks the format (.mp4, .mov,
+    .webm, .gif, .webp). ``fps`` paces frames without their own duration (default: the last
+    stitch's, else 2). Missing frames are skipped with a warning event.
+    """
+    out = Path(out_dir)
+    emit = on_event or (lambda e: None)
+    with folder_lock(out):
+        manifest = Manifest.load(out) if (out / MANIFEST).exists() else None
+        last = (manifest.run.get("video") or {}) if manifest else {}
+        fps = fps or last.get("fps") or DEFAULT_FPS
+        target = Path(video) if video else out / "video.mp4"
+        fmt = target.suffix.lower()
+        if fmt not in FORMATS:
+            raise FramereelError(f"{target.name}: unknown video format; use one of {', '.join(FORMATS)}")
+        shots, missing = collect_shots(out, fps, frames)
+        if missing:
+            emit({"event": "warning", "message": f"frames missing, stitched without them: {_ranges(missing)}"})
+        timeline = plan_timeline([s.duration for s in shots], fps, transition, crossfade)
+        ffmpeg = find_ffmpeg()
+        if fmt == ".webp" and "libwebp" not in _encoders(ffmpeg):
+            raise FramereelError(f"{ffmpeg} has no animated WebP encoder (libwebp); write .gif or .webm instead")
+        with Image.open(shots[0].path) as first:
+            dims = video_size(first, size)
+        smooth = smooth_fps if transition == "smooth" else None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}{TMP_MARK}{os.getpid()}")
+        cmd = ffmpeg_command(ffmpeg, dims, timeline.rate, tmp, fmt, crf, codec, smooth)
+        _run_ffmpeg(cmd, shots, timeline, dims, emit)
+        os.replace(tmp, target)
+        if manifest is not None:
+            manifest.run["video"] = {"path": os.path.relpath(target, out), "fps": fps, "transition": transition,
+                                     "seconds": round(timeline.seconds, 3)}
+            manifest.save()
+    emit({"event": "video_written", "file": str(target), "seconds": round(timeline.seconds, 3),
+          "frames": len(shots), "size": f"{dims[0]}x{dims[1]}"})
+    return target
+
+
+def _load_rgb(path: Path, dims: tuple[int, int]) -> np.ndarray:
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.size != dims:
+            im = im.resize(dims, Image.Resampling.LANCZOS)
+        return np.asarray(im, dtype=np.float32)
+
+
+def _run_ffmpeg(cmd: list[str], shots: list[Shot], timeline: Timeline, dims: tuple[int, int], emit) -> None:
+    with tempfile.TemporaryFile() as errlog:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog)
+        cache: dict[int, np.ndarray] = {}
+        total = len(timeline.frames)
+        try:
+            for n, (a, b, w) in enumerate(timeline.frames):
+                for k in (a, b):
+                    if k not in cache:
+                        cache[k] = _load_rgb(shots[k].path, dims)
+                for k in [k for k in cache if k < a]:
+                    del cache[k]
+                pixels = cache[a] if w == 0 else cache[a] * (1 - w) + cache[b] * w
+                proc.stdin.write(np.clip(pixels + 0.5, 0, 255).astype(np.uint8).tobytes())
+                if n % 12 == 0 or n == total - 1:
+                    emit({"event": "encode", "done": n + 1, "total": total})
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        code = proc.wait()
+        if code != 0:
+            errlog.seek(0)
+            lines = [ln for ln in errlog.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+            last = lines[-1] if lines else "no message"
+            raise FramereelError(f"ffmpeg failed (exit {code}): {last}")
+
+
+def _ranges(indices: list[int]) -> str:
+    parts, start = [], None
+    for i, v in enumerate(indices):
+        if start is None:
+            start = v
+        if i == len(indices) - 1 or indices[i + 1] != v + 1:
+            parts.append(str(start) if start == v else f"{start}-{v}")
+            start = None
+    return ",".join(parts)
+
