@@ -7,19 +7,23 @@ The data path, one public function per stage::
     video = framereel.stitch("out/")                               # ffmpeg → out/video.mp4
 
 Importing framereel is cheap: torch and diffusers load only when a backend needs them.
+The modules follow the data path: storyboard → backends (via runner) → manifest → video.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
+from .backends import RenderSettings
 from .errors import FramereelError
+from .runner import RunResult, render
 from .storyboard import Frame, Storyboard, frame_seed, load_storyboard
+from .video import stitch
 
 __all__ = [
     "Frame",
     "FramereelError",
     "RenderSettings",
+    "RunResult",
     "Storyboard",
     "__version__",
     "frame_seed",
@@ -27,20 +31,3 @@ __all__ = [
     "render",
     "stitch",
 ]
-
-
-def __getattr__(name: str):
-    # render/stitch pull in Pillow and numpy; keep `import framereel` and `--help` instant.
-    if name == "render":
-        from .runner import render
-
-        return render
-    if name == "stitch":
-        from .stitch import stitch
-
-        return stitch
-    if name == "RenderSettings":
-        from .render import RenderSettings
-
-        return RenderSettings
-    raise AttributeError(f"module 'framereel' has no attribute {name!r}")

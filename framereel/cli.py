@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import FramereelError
 from .storyboard import DEFAULT_RUN_SEED, load_storyboard, parse_indices
 
@@ -71,7 +71,6 @@ def _stitch_options(f):
         click.option("--smooth-fps", type=int, default=24, show_default=True, help="Output fps for --transition smooth."),
         click.option("--size", default=None, metavar="WxH",
                      help="Video size (even numbers). [default: frame size; tiny frames scaled up to ≥256 px]"),
-        click.option("--frames", "frame_list", default=None, metavar="LIST", help="Only these frames, e.g. 0-4,7."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -79,6 +78,8 @@ def _stitch_options(f):
 
 
 def _output_options(f):
+    f = click.option("--frames", "frame_list", default=None, metavar="LIST",
+                     help="Only these frames, e.g. 0-4,7 (others are left as they are).")(f)
     f = click.option("--json", "json_lines", is_flag=True, help="Print one JSON object per event (for scripts).")(f)
     f = click.option("-q", "--quiet", is_flag=True, help="No progress output; warnings and errors only.")(f)
     return f
@@ -121,7 +122,7 @@ def main(debug: bool) -> None:
 
 
 def _settings(model, backend, device, dtype, scheduler, no_safety_checker):
-    from .render import DEFAULT_MODEL, RenderSettings
+    from .backends import DEFAULT_MODEL, RenderSettings
 
     return RenderSettings(model=model or DEFAULT_MODEL, backend=backend, device=device, dtype=dtype,
                           scheduler=scheduler, safety_checker=not no_safety_checker)
@@ -133,16 +134,18 @@ def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
     overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt")}
     storyboard = load_storyboard(storyboard_path, overrides=overrides, run_seed=opts["seed"])
     redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
+    only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
     settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
                          opts["no_safety_checker"])
     try:
-        return render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], on_event=report)
+        return render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
+                      on_event=report)
     finally:
         report.close()
 
 
 def _do_stitch(out: Path, opts: dict[str, Any], report) -> Path:
-    from .stitch import stitch
+    from .video import stitch
 
     try:
         return stitch(out, opts["video"], fps=opts["fps"], crf=opts["crf"], codec=opts["codec"],

@@ -127,7 +127,7 @@ class Manifest:
     frames: dict[int, dict[str, Any]]
 
     @classmethod
-    def load(cls, out_dir: Path) -> "Manifest":
+    def load(cls, out_dir: Path) -> Manifest:
         path = out_dir / MANIFEST
         if not path.exists():
             return cls(path, {}, {})

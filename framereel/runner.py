@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
+from .backends import Backend, ModelInfo, RenderSettings, create_backend
 from .errors import FramereelError
 from .manifest import (
     FRAMES_DIR,
@@ -29,7 +30,6 @@ from .manifest import (
     read_png_metadata,
     remove_stale_temp_files,
 )
-from .render import Backend, ModelInfo, RenderSettings, create_backend
 from .storyboard import Frame, Storyboard
 
 EventHandler = Callable[[dict[str, Any]], None]
@@ -89,14 +89,17 @@ def render(
     *,
     redo: Iterable[int] = (),
     force: bool = False,
+    only: Iterable[int] | None = None,
     on_event: EventHandler | None = None,
     backend: Backend | None = None,
 ) -> RunResult:
     """Render every frame of ``storyboard`` that is not already finished into ``out_dir/frames``.
 
     Finished frames (same parameters, PNG decodes) are skipped; ``redo`` forces some frames and
-    ``force`` all of them. A replaced frame is moved to ``out_dir/superseded/``, never deleted.
-    Emits events (dicts with an ``"event"`` key) to ``on_event``. Returns a :class:`RunResult`.
+    ``force`` all of them; ``only`` limits the run to some frames (the others are left as they
+    are). A replaced frame is moved to ``out_dir/superseded/``, never deleted.
+    Emits events (dicts with an ``"event"`` key) to ``on_event``. ``backend`` reuses an already
+    created backend (its model stays loaded). Returns a :class:`RunResult`.
     """
     settings = settings or RenderSettings()
     out = Path(out_dir)
@@ -105,11 +108,13 @@ def render(
         remove_stale_temp_files(out)
         manifest = Manifest(out / "run.json", {}, {}) if force else Manifest.load(out)
         _check_same_storyboard(manifest, storyboard, out)
+        owned = backend is None  # a backend passed in stays loaded for the caller's next run
         backend = backend or create_backend(settings)
         try:
-            return _render_locked(storyboard, out, settings, backend, manifest, redo, force, on_event)
+            return _render_locked(storyboard, out, settings, backend, manifest, redo, force, only, on_event)
         finally:
-            backend.close()
+            if owned:
+                backend.close()
 
 
 def _check_same_storyboard(manifest: Manifest, storyboard: Storyboard, out: Path) -> None:
@@ -129,6 +134,7 @@ def _render_locked(
     manifest: Manifest,
     redo: set[int],
     force: bool,
+    only: Iterable[int] | None,
     on_event: EventHandler | None,
 ) -> RunResult:
     frames_dir = out / FRAMES_DIR
@@ -136,14 +142,20 @@ def _render_locked(
     info = backend.describe()
     native = {"width": info.native_width, "height": info.native_height}
     frames = storyboard.resolved({**native, **info.recommended}).frames
-    result = RunResult(out, len(frames))
+    selected = set(only) if only is not None else {f.index for f in frames}
+    result = RunResult(out, len(selected))
 
     # -- plan: which frames are already finished with these exact parameters
     digests = {f.index: params_hash(frame_params(f, settings, info, backend)) for f in frames}
     todo: list[Frame] = []
+    finished: set[int] = set()
     for f in frames:
         meta = read_png_metadata(frames_dir / frame_name(f.index))
-        if not force and f.index not in redo and meta is not None and meta.get(HASH_KEY) == digests[f.index]:
+        if meta is not None and meta.get(HASH_KEY) == digests[f.index]:
+            finished.add(f.index)
+        if f.index not in selected:
+            continue
+        if f.index in finished and not force and f.index not in redo:
             result.skipped.append(f.index)
         else:
             todo.append(f)
@@ -165,12 +177,12 @@ def _render_locked(
     manifest.frames = {}
     for f in frames:
         record = _record(f, settings, info, backend, digests[f.index])
-        if f.index in result.skipped:
+        if f.index in finished:
             prev = old_records.get(f.index, {})
             record.update(status="done", seconds=prev.get("seconds"), device=prev.get("device", backend.device))
         manifest.frames[f.index] = record
     manifest.save()
-    _emit(on_event, "start", total=len(frames), todo=len(todo), skipped=len(result.skipped),
+    _emit(on_event, "start", total=len(selected), todo=len(todo), skipped=len(result.skipped),
           device=backend.device, dtype=backend.dtype, model=info.id)
     for index in result.skipped:
         _emit(on_event, "frame_skipped", index=index, file=frame_name(index))

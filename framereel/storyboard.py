@@ -87,7 +87,7 @@ class Storyboard:
     def __len__(self) -> int:
         return len(self.frames)
 
-    def resolved(self, model_defaults: dict[str, Any] | None = None) -> "Storyboard":
+    def resolved(self, model_defaults: dict[str, Any] | None = None) -> Storyboard:
         """Fill what no frame, flag or file set: from the model's recommended settings
         (``width``/``height`` are its native size), else framereel's built-in defaults."""
         fallback = {**BUILTIN_DEFAULTS, **(model_defaults or {})}

@@ -11,10 +11,9 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
-from PIL import Image
+from typing import Any
 
 from ..errors import FramereelError
 from ..storyboard import Frame

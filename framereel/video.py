@@ -162,12 +162,15 @@ def ffmpeg_command(
     crf: int = DEFAULT_CRF,
     codec: str | None = None,
     smooth_fps: int | None = None,
+    seconds: float | None = None,
 ) -> list[str]:
     """The ffmpeg argument list that reads raw RGB frames on stdin and writes ``output`` as ``fmt``."""
     w, h = size
     cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", str(rate), "-i", "-"]
     filters = []
+    if seconds is not None:
+        cmd += ["-t", f"{seconds:.6f}"]
     if smooth_fps:
         filters.append(f"minterpolate=fps={smooth_fps}:mi_mode=mci")
     if fmt == ".gif":
@@ -231,11 +234,15 @@ def stitch(
             raise FramereelError(f"{ffmpeg} has no animated WebP encoder (libwebp); write .gif or .webm instead")
         with Image.open(shots[0].path) as first:
             dims = video_size(first, size)
-        smooth = smooth_fps if transition == "smooth" else None
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}{TMP_MARK}{os.getpid()}")
-        cmd = ffmpeg_command(ffmpeg, dims, timeline.rate, tmp, fmt, crf, codec, smooth)
-        _run_ffmpeg(cmd, shots, timeline, dims, emit)
+        if transition == "smooth":
+            # minterpolate looks ahead two frames; extra copies of the last frame fill the last shot's time; -t trims it off
+            cmd = ffmpeg_command(ffmpeg, dims, timeline.rate, tmp, fmt, crf, codec, smooth_fps, timeline.seconds)
+            feed = Timeline(timeline.rate, timeline.frames + timeline.frames[-1:] * 3)
+        else:
+            cmd, feed = ffmpeg_command(ffmpeg, dims, timeline.rate, tmp, fmt, crf, codec), timeline
+        _run_ffmpeg(cmd, shots, feed, dims, emit)
         os.replace(tmp, target)
         if manifest is not None:
             manifest.run["video"] = {"path": os.path.relpath(target, out), "fps": fps, "transition": transition,

@@ -1,0 +1,30 @@
+# One command each for a newcomer on a fresh machine:  make demo  |  make test
+# PyTorch comes first from a pinned CPU build: an unpinned `torch` pulls a multi-GB CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/framereel make examples/demo.json -o out/demo --model demo --transition crossfade
+	@echo "open out/demo/video.mp4"
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check framereel tests benchmarks
+
+clean:
+	rm -rf $(VENV) out

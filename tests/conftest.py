@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_model import build_tiny_pipeline  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random-weight SD pipeline folder (native 64×64), built once per test session."""
+    return build_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny")
+
+
+def write_storyboard(path: Path, frames) -> Path:
+    path.write_text(json.dumps(frames))
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, check: bool = False, **kw) -> subprocess.CompletedProcess:
+    """Run the real ``framereel`` command in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "framereel", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"framereel {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def probe_video(path: Path) -> dict:
+    """What ffprobe would say of a video's first stream: codec, pix_fmt, size, frame count, rate, duration."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        facts = {
+            "codec": stream.codec_context.name,
+            "pix_fmt": stream.codec_context.format.name if stream.codec_context.format else None,
+            "width": stream.codec_context.width,
+            "height": stream.codec_context.height,
+            "rate": Fraction(stream.average_rate) if stream.average_rate else None,
+            "audio": [s.codec_context.name for s in container.streams.audio],
+        }
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    facts["frames"] = len(frames)
+    facts["pixels"] = frames
+    facts["seconds"] = len(frames) / float(facts["rate"]) if facts["rate"] else None
+    return facts
