@@ -69,6 +69,11 @@ def _stitch_options(f):
                           "smooth: motion-interpolated in-betweens (minterpolate)."),
         click.option("--crossfade", type=float, default=0.5, show_default=True, help="Seconds per dissolve."),
         click.option("--smooth-fps", type=int, default=24, show_default=True, help="Output fps for --transition smooth."),
+        click.option("--zoom", type=float, default=0.0, show_default=True,
+                     help="Ken Burns push-in on each still, as a fraction (0.1 = 10%); 0 turns it off."),
+        click.option("--audio", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Soundtrack (.mp3, .wav …) cut to the video's length with a fade-out."),
+        click.option("--audio-loop", is_flag=True, help="Repeat the soundtrack to fill the video."),
         click.option("--size", default=None, metavar="WxH",
                      help="Video size (even numbers). [default: frame size; tiny frames scaled up to ≥256 px]"),
     ]
@@ -150,7 +155,8 @@ def _do_stitch(out: Path, opts: dict[str, Any], report) -> Path:
     try:
         return stitch(out, opts["video"], fps=opts["fps"], crf=opts["crf"], codec=opts["codec"],
                       transition=opts["transition"], crossfade=opts["crossfade"], smooth_fps=opts["smooth_fps"],
-                      size=opts["size"], frames=opts["frame_list"], on_event=report)
+                      size=opts["size"], frames=opts["frame_list"], zoom=opts["zoom"], audio=opts["audio"],
+                      audio_loop=opts["audio_loop"], on_event=report)
     finally:
         report.close()
 
@@ -218,6 +224,20 @@ def stitch(out: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
     video = _do_stitch(out, opts, reporter(json_lines, quiet))
     if not (quiet or json_lines):
         click.echo(f"video: {video}", err=True)
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the PNG.  [default: OUT/sheet.png]")
+@click.option("--columns", type=int, default=5, show_default=True, help="Thumbnails per row.")
+@click.option("--thumb", type=int, default=160, show_default=True, help="Thumbnail size in pixels.")
+@_handle_errors
+def sheet(out: Path, sheet: Path | None, columns: int, thumb: int) -> None:
+    """Write a contact sheet of OUT/frames/: thumbnails captioned with index and prompt."""
+    from .sheet import contact_sheet
+
+    click.echo(f"sheet: {contact_sheet(out, sheet, columns=columns, thumb=thumb)}", err=True)
 
 
 if __name__ == "__main__":

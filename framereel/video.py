@@ -39,6 +39,7 @@ DEFAULT_CRF = 18
 TRANSITIONS = ("cut", "crossfade", "smooth")
 FORMATS = (".mp4", ".mov", ".webm", ".gif", ".webp")
 BLEND_FPS = 24  # output rate when crossfading or when durations are not whole frames at --fps
+AUDIO_FADE = 1.0  # seconds of fade-out at the end of a soundtrack
 MIN_SHORT_SIDE = 256  # tiny frames (the demo model's 64×64) are scaled up by a whole factor to at least this
 
 
@@ -100,21 +101,22 @@ def collect_shots(out_dir: Path, fps: float, frames: str | None = None) -> tuple
 
 
 def plan_timeline(
-    durations: list[float], fps: float, transition: str = "cut", crossfade: float = 0.5
+    durations: list[float], fps: float, transition: str = "cut", crossfade: float = 0.5, motion: bool = False
 ) -> Timeline:
     """Every output frame as (shot a, shot b, weight of b). Pure: no files, no ffmpeg.
 
     Shot boundaries are placed at the output frame nearest to their exact time, so each shot's
-    on-screen time is exact to within one output frame, the last shot included.
+    on-screen time is exact to within one output frame, the last shot included. ``motion``
+    (a Ken Burns zoom) needs a film rate, so it runs at 24 fps like a crossfade.
     """
     if transition not in TRANSITIONS:
         raise FramereelError(f'--transition {transition}: choose one of {", ".join(TRANSITIONS)}')
     if fps <= 0:
         raise FramereelError("--fps must be greater than 0")
     uniform_multiples = all(abs(d * fps - round(d * fps)) < 1e-6 and round(d * fps) >= 1 for d in durations)
-    if transition == "crossfade":
-        if crossfade <= 0:
-            raise FramereelError("--crossfade must be a number of seconds greater than 0")
+    if transition == "crossfade" and crossfade <= 0:
+        raise FramereelError("--crossfade must be a number of seconds greater than 0")
+    if transition == "crossfade" or motion:
         rate = Fraction(BLEND_FPS)
     else:
         rate = Fraction(fps).limit_denominator(1000) if uniform_multiples else Fraction(BLEND_FPS)
@@ -159,18 +161,27 @@ def ffmpeg_command(
     rate: Fraction,
     output: Path,
     fmt: str,
+    *,
     crf: int = DEFAULT_CRF,
     codec: str | None = None,
     smooth_fps: int | None = None,
     seconds: float | None = None,
+    audio: Path | None = None,
+    audio_loop: bool = False,
 ) -> list[str]:
-    """The ffmpeg argument list that reads raw RGB frames on stdin and writes ``output`` as ``fmt``."""
+    """The ffmpeg argument list that reads raw RGB frames on stdin and writes ``output`` as ``fmt``.
+
+    ``seconds`` trims the output; ``audio`` is muxed in, cut to ``seconds`` with a short fade-out
+    (``audio_loop`` repeats it to fill the video).
+    """
     w, h = size
     cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", str(rate), "-i", "-"]
-    filters = []
+    if audio is not None:
+        cmd += (["-stream_loop", "-1"] if audio_loop else []) + ["-i", str(audio), "-map", "0:v", "-map", "1:a"]
     if seconds is not None:
         cmd += ["-t", f"{seconds:.6f}"]
+    filters = []
     if smooth_fps:
         filters.append(f"minterpolate=fps={smooth_fps}:mi_mode=mci")
     if fmt == ".gif":
@@ -188,6 +199,10 @@ def ffmpeg_command(
                     "-row-mt", "1", "-deadline", "good", "-cpu-used", "4", "-f", "webm"]
         elif fmt == ".webp":
             cmd += ["-c:v", codec or "libwebp", "-quality", "90", "-loop", "0", "-f", "webp"]
+    if audio is not None:
+        fade = min(AUDIO_FADE, (seconds or AUDIO_FADE) / 4)
+        cmd += ["-af", f"afade=t=out:st={max(0.0, (seconds or 0) - fade):.3f}:d={fade:.3f}",
+                "-c:a", "libopus" if fmt == ".webm" else "aac", "-b:a", "160k"]
     return cmd + [str(output)]
 
 
@@ -207,13 +222,18 @@ def stitch(
     smooth_fps: int = 24,
     size: str | None = None,
     frames: str | None = None,
+    zoom: float = 0.0,
+    audio: str | Path | None = None,
+    audio_loop: bool = False,
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
     """Build a video from the frames in ``out_dir/frames``; returns the video's path.
 
     ``video`` defaults to ``out_dir/video.mp4``; its extension picks the format (.mp4, .mov,
     .webm, .gif, .webp). ``fps`` paces frames without their own duration (default: the last
-    stitch's, else 2). Missing frames are skipped with a warning event.
+    stitch's, else 2). ``zoom`` pushes in on each still by that fraction (Ken Burns, 0.1 =
+    10 %). ``audio`` muxes a soundtrack cut to the video with a fade-out (``audio_loop`` repeats
+    it). Missing frames are skipped with a warning event.
     """
     out = Path(out_dir)
     emit = on_event or (lambda e: None)
@@ -228,7 +248,10 @@ def stitch(
         shots, missing = collect_shots(out, fps, frames)
         if missing:
             emit({"event": "warning", "message": f"frames missing, stitched without them: {_ranges(missing)}"})
-        timeline = plan_timeline([s.duration for s in shots], fps, transition, crossfade)
+        if not 0 <= zoom <= 1:
+            raise FramereelError(f"--zoom {zoom}: give a fraction from 0 to 1, e.g. 0.1 for a 10% push-in")
+        audio_path = _check_audio(audio, fmt)
+        timeline = plan_timeline([s.duration for s in shots], fps, transition, crossfade, motion=zoom > 0)
         ffmpeg = find_ffmpeg()
         if fmt == ".webp" and "libwebp" not in _encoders(ffmpeg):
             raise FramereelError(f"{ffmpeg} has no animated WebP encoder (libwebp); write .gif or .webm instead")
@@ -236,45 +259,85 @@ def stitch(
             dims = video_size(first, size)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}{TMP_MARK}{os.getpid()}")
+        cmd = ffmpeg_command(ffmpeg, dims, timeline.rate, tmp, fmt, crf=crf, codec=codec,
+                             smooth_fps=smooth_fps if transition == "smooth" else None,
+                             seconds=timeline.seconds, audio=audio_path, audio_loop=audio_loop)
+        feed = timeline
         if transition == "smooth":
-            # minterpolate looks ahead two frames; extra copies of the last frame fill the last shot's time; -t trims it off
-            cmd = ffmpeg_command(ffmpeg, dims, timeline.rate, tmp, fmt, crf, codec, smooth_fps, timeline.seconds)
+            # minterpolate looks ahead two frames: extra copies of the last one fill its time; -t trims them
             feed = Timeline(timeline.rate, timeline.frames + timeline.frames[-1:] * 3)
-        else:
-            cmd, feed = ffmpeg_command(ffmpeg, dims, timeline.rate, tmp, fmt, crf, codec), timeline
-        _run_ffmpeg(cmd, shots, feed, dims, emit)
+        _run_ffmpeg(cmd, shots, feed, dims, zoom, emit)
         os.replace(tmp, target)
         if manifest is not None:
             manifest.run["video"] = {"path": os.path.relpath(target, out), "fps": fps, "transition": transition,
-                                     "seconds": round(timeline.seconds, 3)}
+                                     "seconds": round(timeline.seconds, 3), "zoom": zoom,
+                                     "audio": str(audio_path) if audio_path else None}
             manifest.save()
     emit({"event": "video_written", "file": str(target), "seconds": round(timeline.seconds, 3),
           "frames": len(shots), "size": f"{dims[0]}x{dims[1]}"})
     return target
 
 
-def _load_rgb(path: Path, dims: tuple[int, int]) -> np.ndarray:
+def _check_audio(audio: str | Path | None, fmt: str) -> Path | None:
+    if audio is None:
+        return None
+    path = Path(audio)
+    if not path.is_file():
+        raise FramereelError(f"--audio {audio}: no such file")
+    if fmt in (".gif", ".webp"):
+        raise FramereelError(f"--audio: {fmt} files have no sound; write .mp4, .mov or .webm")
+    return path
+
+
+def _load_image(path: Path, dims: tuple[int, int]) -> Image.Image:
     with Image.open(path) as im:
         im = im.convert("RGB")
-        if im.size != dims:
-            im = im.resize(dims, Image.Resampling.LANCZOS)
-        return np.asarray(im, dtype=np.float32)
+        return im if im.size == dims else im.resize(dims, Image.Resampling.LANCZOS)
 
 
-def _run_ffmpeg(cmd: list[str], shots: list[Shot], timeline: Timeline, dims: tuple[int, int], emit) -> None:
+def ken_burns(image: Image.Image, progress: float, zoom: float, direction: int) -> Image.Image:
+    """``image`` pushed in by ``zoom * progress`` with a slow sideways drift (``direction`` ±1)."""
+    w, h = image.size
+    scale = 1 + zoom * progress
+    cw, ch = w / scale, h / scale
+    cx = w / 2 + direction * (w - cw) / 2 * progress
+    box = (cx - cw / 2, h / 2 - ch / 2, cx + cw / 2, h / 2 + ch / 2)
+    return image.resize(image.size, Image.Resampling.BICUBIC, box=box)
+
+
+def _shot_spans(timeline: Timeline) -> dict[int, tuple[int, int]]:
+    """First and last output frame on which each shot is visible."""
+    spans: dict[int, tuple[int, int]] = {}
+    for n, (a, b, w) in enumerate(timeline.frames):
+        for k in (a, b) if w else (a,):
+            first, _ = spans.get(k, (n, n))
+            spans[k] = (first, n)
+    return spans
+
+
+def _run_ffmpeg(cmd: list[str], shots: list[Shot], timeline: Timeline, dims: tuple[int, int], zoom: float,
+                emit) -> None:
+    spans = _shot_spans(timeline)
+
+    def pixels(k: int, n: int) -> np.ndarray:
+        if k not in cache:
+            cache[k] = _load_image(shots[k].path, dims)
+        image = cache[k]
+        if zoom:
+            first, last = spans[k]
+            image = ken_burns(image, (n - first) / max(1, last - first), zoom, 1 if shots[k].index % 2 else -1)
+        return np.asarray(image, dtype=np.float32)
+
     with tempfile.TemporaryFile() as errlog:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog)
-        cache: dict[int, np.ndarray] = {}
+        cache: dict[int, Image.Image] = {}
         total = len(timeline.frames)
         try:
             for n, (a, b, w) in enumerate(timeline.frames):
-                for k in (a, b):
-                    if k not in cache:
-                        cache[k] = _load_rgb(shots[k].path, dims)
                 for k in [k for k in cache if k < a]:
                     del cache[k]
-                pixels = cache[a] if w == 0 else cache[a] * (1 - w) + cache[b] * w
-                proc.stdin.write(np.clip(pixels + 0.5, 0, 255).astype(np.uint8).tobytes())
+                frame = pixels(a, n) if w == 0 else pixels(a, n) * (1 - w) + pixels(b, n) * w
+                proc.stdin.write(np.clip(frame + 0.5, 0, 255).astype(np.uint8).tobytes())
                 if n % 12 == 0 or n == total - 1:
                     emit({"event": "encode", "done": n + 1, "total": total})
             proc.stdin.close()

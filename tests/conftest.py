@@ -54,3 +54,12 @@ def probe_video(path: Path) -> dict:
     facts["pixels"] = frames
     facts["seconds"] = len(frames) / float(facts["rate"]) if facts["rate"] else None
     return facts
+
+
+def audio_seconds(path: Path) -> float:
+    """Seconds of decoded audio in a file's first audio stream."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return sum(frame.samples for frame in container.decode(stream)) / stream.codec_context.sample_rate

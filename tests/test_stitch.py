@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import probe_video
+from conftest import audio_seconds, probe_video
 from PIL import Image
 
 from framereel import FramereelError, stitch
@@ -129,3 +129,72 @@ def test_video_pixels_follow_frames(tmp_path):
     first = facts["pixels"][0][128, 128]
     assert first[0] > 200 and first[2] < 60
     assert np.all(facts["pixels"][-1][128, 128][[0, 1]] < 60)
+
+
+def test_zoom_pushes_in_over_each_shot(tmp_path):
+    out = tmp_path / "z"
+    (out / "frames").mkdir(parents=True)
+    im = Image.new("RGB", (64, 64), (0, 0, 0))
+    im.paste((255, 255, 255), (24, 24, 40, 40))  # a white square in the centre
+    im.save(out / "frames" / "frame_000.png")
+    facts = probe_video(stitch(out, fps=1, zoom=0.5))
+    assert facts["rate"] == 24 and facts["frames"] == 24
+    def white_width(px):
+        return int((px[128, :, 0] > 128).sum())
+    assert white_width(facts["pixels"][-1]) > 1.3 * white_width(facts["pixels"][0])
+
+
+def test_ken_burns_geometry():
+    from framereel.video import ken_burns
+
+    im = Image.new("RGB", (100, 100), (0, 0, 0))
+    im.paste((255, 255, 255), (40, 40, 60, 60))
+    zoomed = np.asarray(ken_burns(im, 1.0, 1.0, 0))  # scale 2, centred
+    assert abs(int((zoomed[50, :, 0] > 128).sum()) - 40) <= 2
+
+
+def make_tone(path: Path, seconds: float) -> Path:
+    import subprocess
+
+    from framereel.video import find_ffmpeg
+
+    subprocess.run([find_ffmpeg(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+                    str(path)], check=True)
+    return path
+
+
+@pytest.mark.parametrize("name, codec", [("v.mp4", "aac"), ("v.webm", "opus")])
+def test_audio_is_trimmed_to_the_video(tmp_path, name, codec):
+    tone = make_tone(tmp_path / "tone.wav", 5.0)
+    video = stitch(make_frames(tmp_path / "f", 3), tmp_path / name, fps=2, audio=tone)
+    facts = probe_video(video)
+    assert facts["audio"] == [codec]
+    assert audio_seconds(video) == pytest.approx(1.5, abs=0.1)
+
+
+def test_audio_loop_fills_a_longer_video(tmp_path):
+    tone = make_tone(tmp_path / "tone.wav", 0.5)
+    video = stitch(make_frames(tmp_path / "f", 4), tmp_path / "v.mp4", fps=1, audio=tone, audio_loop=True)
+    assert audio_seconds(video) == pytest.approx(4.0, abs=0.1)
+
+
+def test_audio_errors(tmp_path):
+    out = make_frames(tmp_path / "f", 2)
+    with pytest.raises(FramereelError, match="no such file"):
+        stitch(out, audio=tmp_path / "none.mp3")
+    with pytest.raises(FramereelError, match="have no sound"):
+        stitch(out, tmp_path / "v.gif", audio=make_tone(tmp_path / "t.wav", 1))
+
+
+def test_contact_sheet_grid(tmp_path):
+    from framereel.sheet import contact_sheet
+
+    out = make_frames(tmp_path, 7)
+    sheet = Image.open(contact_sheet(out, columns=3, thumb=64))
+    cell_w = 64 + 8
+    assert sheet.width == 3 * cell_w
+    rows = 3
+    assert sheet.height % rows == 0 and sheet.height // rows > 64
+    # the first thumbnail is red, the fourth (second row) is yellow
+    assert sheet.getpixel((4 + 32, 4 + 32))[0] > 200
+    assert sheet.getpixel((4 + 32, sheet.height // rows + 4 + 32))[1] > 200
