@@ -47,6 +47,12 @@ def _render_options(f):
         click.option("--width", type=int, default=None, help="Frame width, a multiple of 8.  [default: the model's native size]"),
         click.option("--height", type=int, default=None, help="Frame height, a multiple of 8.  [default: the model's native size]"),
         click.option("--negative-prompt", default=None, help="Negative prompt for frames that set none."),
+        click.option("--morph", type=int, default=None, metavar="N",
+                     help="N latent in-between frames from each frame to the next (a dissolve through latent space)."),
+        click.option("--chain", is_flag=True, help="Each frame starts img2img from the previous frame's image."),
+        click.option("--strength", default=None, metavar="S",
+                     help='img2img strength for chained frames, 0..1 or a schedule "0:(0.65), 10:(0.45)".  [default: 0.65]'),
+        click.option("--shared-noise", is_flag=True, help="Every frame starts from the same noise (similar compositions)."),
         click.option("--no-safety-checker", is_flag=True, help="Turn off the model's safety checker (if it ships one)."),
         click.option("--redo", default=None, metavar="LIST", help="Re-render these frames, e.g. 3,5-7."),
         click.option("--force", is_flag=True, help="Re-render every frame (replaced frames go to superseded/)."),
@@ -136,7 +142,13 @@ def _settings(model, backend, device, dtype, scheduler, no_safety_checker):
 def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
     from .runner import render
 
-    overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt")}
+    overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph")}
+    strength = opts["strength"]
+    overrides.update(
+        strength=float(strength) if strength and strength.replace(".", "", 1).isdigit() else strength,
+        init="previous" if opts["chain"] else None,
+        shared_noise=True if opts["shared_noise"] else None,
+    )
     storyboard = load_storyboard(storyboard_path, overrides=overrides, run_seed=opts["seed"])
     redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
     only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None

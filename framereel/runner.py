@@ -7,14 +7,18 @@ if something is left to do, render and write each frame atomically, record it in
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from ._version import __version__
 from .backends import Backend, ModelInfo, RenderSettings, create_backend
+from .coherence import match_colours, warp
 from .errors import FramereelError
 from .manifest import (
     FRAMES_DIR,
@@ -63,7 +67,7 @@ def frame_params(frame: Frame, settings: RenderSettings, info: ModelInfo, backen
 
 def frame_metadata(frame: Frame, settings: RenderSettings, info: ModelInfo, digest: str) -> dict[str, str]:
     """The PNG text chunks every frame carries."""
-    return {
+    meta = {
         "prompt": frame.prompt,
         "negative_prompt": frame.negative_prompt or "",
         "seed": str(frame.seed),
@@ -75,6 +79,11 @@ def frame_metadata(frame: Frame, settings: RenderSettings, info: ModelInfo, dige
         "software": f"framereel {__version__}",
         HASH_KEY: digest,
     }
+    if frame.kind == "morph":
+        meta["morph"] = f"frame {frame.morph[0]} → frame {frame.morph[1]} at t={frame.morph[2]:.4f}: {frame.morph_prompt}"
+    elif frame.kind == "chain":
+        meta["init"] = f"frame {frame.parent}, strength {frame.strength:g}"
+    return meta
 
 
 def _emit(on_event: EventHandler | None, event: str, **data: Any) -> None:
@@ -145,20 +154,39 @@ def _render_locked(
     selected = set(only) if only is not None else {f.index for f in frames}
     result = RunResult(out, len(selected))
 
-    # -- plan: which frames are already finished with these exact parameters
-    digests = {f.index: params_hash(frame_params(f, settings, info, backend)) for f in frames}
+    # -- plan: which frames are already finished with these exact parameters. A chained frame's
+    # parameters include its parent's image, so redoing a frame invalidates its chain after it.
+    def digest(f: Frame) -> str:
+        params = frame_params(f, settings, info, backend)
+        for key, ref in (("parent_image", f.parent), ("colour_image", f.color_ref)):
+            if ref is not None:
+                params[key] = file_digest(frames_dir / frame_name(ref))
+        return params_hash(params)
+
+    digests: dict[int, str] = {}
     todo: list[Frame] = []
+    todo_set: set[int] = set()
     finished: set[int] = set()
     for f in frames:
-        meta = read_png_metadata(frames_dir / frame_name(f.index))
-        if meta is not None and meta.get(HASH_KEY) == digests[f.index]:
-            finished.add(f.index)
-        if f.index not in selected:
+        if f.parent is not None and f.parent in todo_set:
+            digests[f.index] = ""  # known once the parent is rendered
+        else:
+            digests[f.index] = digest(f)
+            meta = read_png_metadata(frames_dir / frame_name(f.index))
+            if meta is not None and meta.get(HASH_KEY) == digests[f.index]:
+                finished.add(f.index)
+        stale_parent = f.parent is not None and f.parent in todo_set
+        if f.index not in selected and not stale_parent:
             continue
         if f.index in finished and not force and f.index not in redo:
             result.skipped.append(f.index)
         else:
             todo.append(f)
+            todo_set.add(f.index)
+            if f.parent is not None and f.parent not in finished and f.parent not in todo_set:
+                raise FramereelError(
+                    f"frame {f.index} chains from frame {f.parent}, which is not rendered; include it in --frames"
+                )
     _set_aside_extra_frames(out, frames_dir, len(frames), on_event)
 
     manifest.run = {
@@ -200,9 +228,15 @@ def _render_locked(
         path = frames_dir / frame_name(f.index)
         _emit(on_event, "frame_start", index=f.index, prompt=f.prompt, steps=f.steps)
         t0 = time.perf_counter()
+        init_image = None
+        if f.parent is not None:
+            digests[f.index] = digest(f)
+            manifest.frames[f.index]["hash"] = digests[f.index]
+            init_image = chain_init_image(frames_dir, f)
         try:
             image, facts = backend.render(
-                f, on_step=lambda i, n, idx=f.index: _emit(on_event, "step", index=idx, step=i, steps=n)
+                f, on_step=lambda i, n, idx=f.index: _emit(on_event, "step", index=idx, step=i, steps=n),
+                init_image=init_image,
             )
         except (KeyboardInterrupt, FramereelError):
             manifest.save()
@@ -227,16 +261,41 @@ def _render_locked(
     return result
 
 
+def chain_init_image(frames_dir: Path, frame: Frame) -> Image.Image:
+    """A chained frame's starting image: its parent's, warped by its motion and colour-matched."""
+    with Image.open(frames_dir / frame_name(frame.parent)) as im:
+        image = im.convert("RGB")
+    if frame.motion is not None:
+        image = warp(image, *frame.motion)
+    if frame.color_ref is not None:
+        with Image.open(frames_dir / frame_name(frame.color_ref)) as ref:
+            image = match_colours(image, ref)
+    return image
+
+
+def file_digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except FileNotFoundError:
+        return None
+
+
 def _record(f: Frame, settings: RenderSettings, info: ModelInfo, backend: Backend, digest: str) -> dict[str, Any]:
-    return {
+    record = {
         "index": f.index,
         "file": f"{FRAMES_DIR}/{frame_name(f.index)}",
+        "kind": f.kind,
         "status": "pending",
         "hash": digest,
         "params": frame_params(f, settings, info, backend),
         "duration": f.duration,
         "seconds": None,
     }
+    if f.kind == "morph":
+        record["derived_from"] = {"morph": [f.morph[0], f.morph[1]], "t": round(f.morph[2], 6)}
+    elif f.kind == "chain":
+        record["derived_from"] = {"parent": f.parent, "strength": f.strength}
+    return record
 
 
 def _set_aside_extra_frames(out: Path, frames_dir: Path, count: int, on_event: EventHandler | None) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FramereelError
+from .schedule import Schedule, ScheduleError, parse_schedule
 
 DEFAULT_RUN_SEED = 174  # the seed of the Tenstorrent demo's fixed latent; any fixed value would do
 BUILTIN_DEFAULTS: dict[str, Any] = {
@@ -44,8 +45,18 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "width": ((int,), "a multiple of 8 from 64 to 4096"),
     "height": ((int,), "a multiple of 8 from 64 to 4096"),
     "duration": ((int, float), "a number of seconds greater than 0"),
+    # temporal coherence: latent morphs and img2img chains
+    "morph": ((int,), "a number of in-between frames from 0 to 1000"),
+    "init": ((str, type(None)), '"previous" or null'),
+    "strength": ((int, float, str), 'a number from 0 to 1 or a schedule like "0:(0.65), 10:(0.45)"'),
+    "motion": ((dict,), 'an object like {"zoom": 1.02, "angle": 0, "tx": 0, "ty": 0}'),
+    "shared_noise": ((bool,), "true or false"),
+    "color_match": ((str, type(None)), '"first" or null'),
 }
-DEFAULTS_KEYS = {k for k in FRAME_KEYS if k not in ("prompt", "seed")} | {"seed"}
+DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
+MOTION_KEYS = {"zoom": 1.0, "angle": 0.0, "tx": 0.0, "ty": 0.0}
+SCHEDULED = ("guidance", "strength")  # keys that also take a keyframe schedule string
+DEFAULT_STRENGTH = 0.65
 
 
 def frame_seed(run_seed: int, index: int) -> int:
@@ -70,11 +81,24 @@ class Frame:
     width: int | None
     height: int | None
     duration: float | None = None  # None: 1 / fps when stitching
+    shot: int = 0  # the storyboard entry this frame comes from
+    kind: str = "key"  # "key": text-to-image; "morph": a latent in-between; "chain": img2img from ``parent``
+    morph: tuple[int, int, float] | None = None  # (from frame, to frame, t) for in-betweens
+    morph_prompt: str | None = None  # the next key frame's prompt and seed, for in-betweens
+    morph_seed: int | None = None
+    parent: int | None = None  # chains: the frame whose image this one starts from
+    strength: float | None = None  # chains: 0 keeps the parent's image, 1 ignores it
+    motion: tuple[float, float, float, float] | None = None  # chains: zoom, angle (deg), tx, ty (px)
+    color_ref: int | None = None  # chains: match colours to this frame's
 
     def render_params(self) -> dict[str, Any]:
-        """The parameters that decide the image (not ``index`` or ``duration``)."""
+        """The parameters that decide the image (not ``index``, ``shot`` or ``duration``)."""
         d = asdict(self)
-        del d["index"], d["duration"]
+        for key in ("index", "shot", "duration"):
+            del d[key]
+        if self.kind == "key":  # keep key frames' hashes as plain as the storyboard they come from
+            for key in ("kind", "morph", "morph_prompt", "morph_seed", "parent", "strength", "motion", "color_ref"):
+                del d[key]
         return d
 
 
@@ -95,17 +119,39 @@ class Storyboard:
             replace(f, **{k: fallback[k] for k in RESOLVED_LATER if getattr(f, k) is None})
             for f in self.frames
         )
+        for f in frames:
+            if f.kind == "morph":
+                a, b = frames[f.morph[0]], frames[f.morph[1]]
+                if (a.width, a.height) != (b.width, b.height):
+                    raise FramereelError(
+                        f"{self.path.name}: frame {a.shot}: a morph needs both ends the same size "
+                        f"({a.width}x{a.height} vs {b.width}x{b.height}); set width/height alike"
+                    )
         return replace(self, frames=frames)
 
 
 def _fail(path: Path, where: str, problem: str) -> FramereelError:
+    if where == "command line":
+        return FramereelError(f"command line: {problem.replace(chr(34), '--', 1).replace(chr(34), '', 1).replace('_', '-')}")
     return FramereelError(f"{path.name}: {where}: {problem}" if where else f"{path.name}: {problem}")
 
 
 def _check_value(path: Path, where: str, key: str, value: Any) -> Any:
     types, want = FRAME_KEYS[key]
-    ok = isinstance(value, types) and not isinstance(value, bool)
-    if ok and key == "prompt":
+    if key in SCHEDULED and isinstance(value, str):
+        return _check_schedule(path, where, key, value, 0.0, 1.0 if key == "strength" else 50.0)
+    if key == "motion" and isinstance(value, dict):
+        return _check_motion(path, where, value)
+    ok = isinstance(value, types) and (not isinstance(value, bool) or key == "shared_noise")
+    if ok and key == "init":
+        ok = value in ("previous", None)
+    elif ok and key == "color_match":
+        ok = value in ("first", None)
+    elif ok and key == "morph":
+        ok = 0 <= value <= 1000
+    elif ok and key == "strength":
+        ok = 0 <= value <= 1
+    elif ok and key == "prompt":
         ok = bool(value.strip())
     elif ok and key == "seed":
         ok = 0 <= value < 2**32
@@ -120,6 +166,28 @@ def _check_value(path: Path, where: str, key: str, value: Any) -> Any:
     if not ok:
         raise _fail(path, where, f'"{key}" must be {want} (got {json.dumps(value)})')
     return float(value) if key in ("guidance", "duration") else value
+
+
+def _check_schedule(path: Path, where: str, key: str, text: str, lo: float, hi: float) -> Schedule:
+    try:
+        sched = parse_schedule(text)
+    except ScheduleError as e:
+        raise _fail(path, where, f'"{key}" schedule: {e}') from None
+    bad = [v for _, v in sched.keys if not lo <= v <= hi]
+    if bad:
+        raise _fail(path, where, f'"{key}" schedule: value {bad[0]:g} is outside {lo:g} to {hi:g}')
+    return sched
+
+
+def _check_motion(path: Path, where: str, motion: dict) -> dict[str, Schedule]:
+    _check_keys(path, f"{where}: motion", motion, set(MOTION_KEYS))
+    out = {}
+    for key, value in motion.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise _fail(path, where, f'motion "{key}" must be a number or a schedule like "0:(1.0), 10:(1.05)"')
+        lo, hi = (0.1, 10.0) if key == "zoom" else (-360.0, 360.0) if key == "angle" else (-4096.0, 4096.0)
+        out[key] = _check_schedule(path, where, f"motion.{key}", value if isinstance(value, str) else f"0:({value})", lo, hi)
+    return out
 
 
 def _check_keys(path: Path, where: str, obj: dict, allowed: set[str]) -> None:
@@ -176,14 +244,13 @@ def load_storyboard(
     if not raw_frames:
         raise _fail(path, "", "no frames; add at least one prompt")
     _check_keys(path, "defaults", file_defaults, DEFAULTS_KEYS)
-    for key, value in file_defaults.items():
-        _check_value(path, "defaults", key, value)
-    cli = {k: v for k, v in (overrides or {}).items() if v is not None}
+    file_defaults = {key: _check_value(path, "defaults", key, value) for key, value in file_defaults.items()}
+    cli = {k: _check_value(path, "command line", k, v) for k, v in (overrides or {}).items() if v is not None}
     base = {**file_defaults, **cli}
     if run_seed is None:
         run_seed = base.get("seed", DEFAULT_RUN_SEED)
     base.pop("seed", None)
-    frames = []
+    entries = []
     for i, raw in enumerate(raw_frames):
         where = f"frame {i}"
         if isinstance(raw, str):
@@ -194,21 +261,58 @@ def load_storyboard(
         if "prompt" not in raw:
             raise _fail(path, where, 'missing "prompt"')
         values = {k: _check_value(path, where, k, v) for k, v in raw.items()}
-        merged = {**base, **values}
-        frames.append(
-            Frame(
-                index=i,
-                prompt=merged["prompt"].strip(),
-                negative_prompt=merged.get("negative_prompt"),
-                seed=merged.get("seed", frame_seed(run_seed, i)),
-                steps=merged.get("steps"),
-                guidance=merged.get("guidance"),
-                width=merged.get("width"),
-                height=merged.get("height"),
-                duration=merged.get("duration"),
-            )
-        )
+        if i == 0 and values.get("init") == "previous":
+            raise _fail(path, where, '"init": "previous" needs a frame before it; the first frame has none')
+        if i == len(raw_frames) - 1 and values.get("morph"):
+            raise _fail(path, where, '"morph" needs a next frame to morph into; the last frame has none')
+        entries.append({**base, **values})
+    frames = _expand(entries, run_seed)
     return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed)
+
+
+def _value_at(value: Any, index: int) -> Any:
+    return value.at(index) if isinstance(value, Schedule) else value
+
+
+def _expand(entries: list[dict[str, Any]], run_seed: int) -> list[Frame]:
+    """Storyboard entries → output frames: key frames, chained frames, and morph in-betweens.
+
+    Indices are consecutive; a morph's in-betweens sit between its two key frames.
+    """
+    frames: list[Frame] = []
+    chain_start = 0
+    for shot, e in enumerate(entries):
+        prompt = e["prompt"].strip()
+        seed = e.get("seed")
+        if seed is None:
+            seed = run_seed if e.get("shared_noise") else frame_seed(run_seed, shot)
+        if shot > 0 and entries[shot - 1].get("morph"):
+            a = frames[-1]
+            count = entries[shot - 1]["morph"]
+            target = a.index + count + 1
+            for j in range(count):
+                frames.append(replace(
+                    a, index=a.index + 1 + j, kind="morph", duration=None, morph=(a.index, target, (j + 1) / (count + 1)),
+                    morph_prompt=prompt, morph_seed=seed, parent=None, strength=None, motion=None, color_ref=None,
+                ))
+        index = len(frames)
+        common = dict(
+            index=index, shot=shot, prompt=prompt, negative_prompt=e.get("negative_prompt"), seed=seed,
+            steps=e.get("steps"), guidance=_value_at(e.get("guidance"), index), width=e.get("width"),
+            height=e.get("height"), duration=e.get("duration"),
+        )
+        if shot > 0 and e.get("init") == "previous":
+            motion = e.get("motion")
+            frames.append(Frame(
+                **common, kind="chain", parent=index - 1,
+                strength=_value_at(e.get("strength", DEFAULT_STRENGTH), index),
+                motion=tuple(_value_at(motion.get(k, MOTION_KEYS[k]), index) for k in MOTION_KEYS) if motion else None,
+                color_ref=chain_start if e.get("color_match") == "first" else None,
+            ))
+        else:
+            chain_start = index
+            frames.append(Frame(**common))
+    return frames
 
 
 def parse_indices(spec: str, count: int | None = None) -> list[int]:

@@ -143,6 +143,7 @@ class DiffusersBackend:
         self._single_file = False
         self._info: ModelInfo | None = None
         self._embeds: dict[str, Any] = {}
+        self._img2img_pipe = None
 
     # -------------------------------------------------------------- model resolution
 
@@ -238,38 +239,77 @@ class DiffusersBackend:
             self._embeds[text] = embeds
         return self._embeds[text]
 
-    def render(self, frame: Frame, on_step: Callable[[int, int], None] | None = None):
+    def initial_noise(self, seed: int, width: int, height: int):
+        """The float32 starting latents a seed gives (drawn on the CPU, as the pipeline draws them)."""
+        import torch
+
+        vsf = self.pipe.vae_scale_factor
+        shape = (1, self.pipe.unet.config.in_channels, height // vsf, width // vsf)
+        return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+
+    def render(self, frame: Frame, on_step: Callable[[int, int], None] | None = None, init_image=None):
+        """Render one frame: text-to-image for key frames, a latent in-between for morphs
+        (slerped noise, lerped prompt embedding), img2img from ``init_image`` for chained frames."""
         import torch
 
         self.load()
+        if frame.kind == "chain" and frame.strength == 0:
+            return init_image.convert("RGB").copy(), {}  # strength 0 keeps the parent's image exactly
         generator = torch.Generator("cpu").manual_seed(frame.seed)
         negative = self._embed(frame.negative_prompt or "") if frame.guidance > 1 else None
+        prompt_embeds = self._embed(frame.prompt)
 
         def step_end(pipe, step, timestep, kwargs):
             if on_step is not None:
                 on_step(step + 1, frame.steps)
             return kwargs
 
+        args: dict[str, Any] = dict(
+            negative_prompt_embeds=negative, num_inference_steps=frame.steps, guidance_scale=frame.guidance,
+            generator=generator, callback_on_step_end=step_end,
+        )
+        pipe = self.pipe
+        if frame.kind == "morph":
+            t = frame.morph[2]
+            noise = slerp(self.initial_noise(frame.seed, frame.width, frame.height),
+                          self.initial_noise(frame.morph_seed, frame.width, frame.height), t)
+            prompt_embeds = torch.lerp(prompt_embeds, self._embed(frame.morph_prompt), t)
+            args.update(latents=noise.to(self.pipe.dtype), width=frame.width, height=frame.height)
+        elif frame.kind == "chain":
+            pipe = self._img2img()
+            args.update(image=init_image.convert("RGB"), strength=frame.strength)
+        else:
+            args.update(width=frame.width, height=frame.height)
         with torch.inference_mode():
-            out = self.pipe(
-                prompt_embeds=self._embed(frame.prompt),
-                negative_prompt_embeds=negative,
-                num_inference_steps=frame.steps,
-                guidance_scale=frame.guidance,
-                width=frame.width,
-                height=frame.height,
-                generator=generator,
-                callback_on_step_end=step_end,
-            )
+            out = pipe(prompt_embeds=prompt_embeds, **args)
         facts: dict[str, Any] = {}
         flagged = getattr(out, "nsfw_content_detected", None)
         if flagged and flagged[0]:
             facts["nsfw_blacked_out"] = True
         return out.images[0], facts
 
+    def _img2img(self):
+        if self._img2img_pipe is None:
+            from diffusers import StableDiffusionImg2ImgPipeline
+
+            self._img2img_pipe = StableDiffusionImg2ImgPipeline(**self.pipe.components)
+            self._img2img_pipe.set_progress_bar_config(disable=True)
+        return self._img2img_pipe
+
     def close(self) -> None:
-        self.pipe = None
+        self.pipe = self._img2img_pipe = None
         self._embeds.clear()
+
+
+def slerp(a, b, t: float, dot_threshold: float = 0.9995):
+    """Spherical interpolation between two noise tensors (linear when they are nearly parallel)."""
+    import torch
+
+    dot = torch.sum(a * b) / (a.norm() * b.norm())
+    if abs(float(dot)) > dot_threshold:
+        return torch.lerp(a, b, t)
+    theta = torch.acos(dot)
+    return (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / torch.sin(theta)
 
 
 def make_scheduler(name: str, config: Any):

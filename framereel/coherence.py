@@ -1,0 +1,39 @@
+"""Image operations for chained frames, backend-independent: a 2D camera warp and colour matching."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+
+def warp(image: Image.Image, zoom: float = 1.0, angle: float = 0.0, tx: float = 0.0, ty: float = 0.0) -> Image.Image:
+    """Zoom (factor, >1 pushes in) and rotate (degrees, counter-clockwise) about the centre, then shift
+    by (tx, ty) pixels; borders are filled by mirroring the image, so a chain drifts like a camera."""
+    if (zoom, angle, tx, ty) == (1.0, 0.0, 0.0, 0.0):
+        return image.copy()
+    w, h = image.size
+    padded = Image.fromarray(np.pad(np.asarray(image.convert("RGB")), ((h, h), (w, w), (0, 0)), mode="symmetric"))
+    # PIL's affine maps output pixels to input pixels: invert zoom, rotation and shift about the centre
+    a = math.radians(angle)
+    cos, sin = math.cos(a) / zoom, math.sin(a) / zoom
+    cx, cy = w / 2, h / 2
+    # output (x, y) in the w×h frame → input in the padded image (offset by w, h)
+    m = (cos, -sin, cx - cos * (cx + tx) + sin * (cy + ty) + w,
+         sin, cos, cy - sin * (cx + tx) - cos * (cy + ty) + h)
+    return padded.transform((w, h), Image.Transform.AFFINE, m, resample=Image.Resampling.BICUBIC)
+
+
+def match_colours(image: Image.Image, reference: Image.Image) -> Image.Image:
+    """Each RGB channel of ``image`` remapped so its histogram matches ``reference``'s."""
+    src = np.asarray(image.convert("RGB"))
+    ref = np.asarray(reference.convert("RGB"))
+    out = np.empty_like(src)
+    for c in range(3):
+        s_values, s_idx, s_counts = np.unique(src[..., c].ravel(), return_inverse=True, return_counts=True)
+        r_values, r_counts = np.unique(ref[..., c].ravel(), return_counts=True)
+        s_cdf = np.cumsum(s_counts) / src[..., c].size
+        r_cdf = np.cumsum(r_counts) / ref[..., c].size
+        out[..., c] = np.interp(s_cdf, r_cdf, r_values)[s_idx].reshape(src.shape[:2]).round().astype(np.uint8)
+    return Image.fromarray(out)
