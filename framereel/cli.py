@@ -239,6 +239,48 @@ def stitch(out: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
 
 
 @main.command()
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
+              help="Folder for interactive/, storyboard.json and what :make writes.")
+@click.option("--model", default=None, help=RENDER_HELP["model"] + "  [default: CompVis/stable-diffusion-v1-4]")
+@click.option("--backend", default="diffusers", show_default=True, help="Rendering backend.")
+@click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"])
+@click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"])
+@click.option("--scheduler", default="dpm++", show_default=True, help="dpm++, pndm, ddim, euler, euler-a, heun or unipc.")
+@click.option("--steps", type=int, default=None, help="Denoising steps (:steps changes it).")
+@click.option("--guidance", type=float, default=None, help="Guidance scale (:guidance changes it).")
+@click.option("--seed", type=int, default=DEFAULT_RUN_SEED, show_default=True, help="First seed (:seed changes it).")
+@click.option("--width", type=int, default=None, help="Width, a multiple of 8 (:size changes it).")
+@click.option("--height", type=int, default=None, help="Height, a multiple of 8 (:size changes it).")
+@click.option("--negative-prompt", default=None, help="Negative prompt (:neg changes it).")
+@click.option("--no-safety-checker", is_flag=True, help="Turn off the model's safety checker.")
+@_handle_errors
+def interactive(out: Path, seed: int, **opts: Any) -> None:
+    """Type prompts and get images with the model kept loaded; keep the good ones as a storyboard.
+
+    Each image is saved as OUT/interactive/NNNN-slug.png (never overwritten). Commands start
+    with ':' (:help lists them): :seed, :steps, :guidance, :size, :neg, :scheduler, :again,
+    :keep, :list, :undo, :make. Piped input gives only result lines on stdout:
+
+    \b
+      printf 'a lighthouse at dusk\n:keep\n:make\nq\n' | framereel interactive -o out
+    """
+    from .interactive import Session, run_interactive
+
+    probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
+    settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
+                         opts["no_safety_checker"])
+    _validate_frame_flags(probe)
+    run_interactive(Session(out, settings, seed=seed, params=probe))
+
+
+def _validate_frame_flags(values: dict[str, Any]) -> None:
+    from .storyboard import _check_value
+
+    for key, value in values.items():
+        _check_value(Path("command line"), "command line", key, value)
+
+
+@main.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the PNG.  [default: OUT/sheet.png]")

@@ -65,6 +65,16 @@ def frame_params(frame: Frame, settings: RenderSettings, info: ModelInfo, backen
     }
 
 
+def model_defaults(info: ModelInfo) -> dict[str, Any]:
+    """What a model fills in for parameters nobody set: its native size and recommended settings."""
+    return {"width": info.native_width, "height": info.native_height, **info.recommended}
+
+
+def frame_png(image: Image.Image, frame: Frame, settings: RenderSettings, info: ModelInfo, digest: str) -> bytes:
+    """The PNG bytes of a rendered frame, with its metadata: the same for every command."""
+    return png_bytes(image, frame_metadata(frame, settings, info, digest))
+
+
 def frame_metadata(frame: Frame, settings: RenderSettings, info: ModelInfo, digest: str) -> dict[str, str]:
     """The PNG text chunks every frame carries."""
     meta = {
@@ -149,8 +159,7 @@ def _render_locked(
     frames_dir = out / FRAMES_DIR
     frames_dir.mkdir(parents=True, exist_ok=True)
     info = backend.describe()
-    native = {"width": info.native_width, "height": info.native_height}
-    frames = storyboard.resolved({**native, **info.recommended}).frames
+    frames = storyboard.resolved(model_defaults(info)).frames
     selected = set(only) if only is not None else {f.index for f in frames}
     result = RunResult(out, len(selected))
 
@@ -249,7 +258,7 @@ def _render_locked(
             _emit(on_event, "frame_error", index=f.index, error=message)
             continue
         seconds = time.perf_counter() - t0
-        data = png_bytes(image, frame_metadata(f, settings, info, digests[f.index]))
+        data = frame_png(image, f, settings, info, digests[f.index])
         if read_png_metadata(path) is not None:
             move_aside(out, path)
         atomic_write_bytes(path, data)

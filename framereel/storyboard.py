@@ -114,11 +114,7 @@ class Storyboard:
     def resolved(self, model_defaults: dict[str, Any] | None = None) -> Storyboard:
         """Fill what no frame, flag or file set: from the model's recommended settings
         (``width``/``height`` are its native size), else framereel's built-in defaults."""
-        fallback = {**BUILTIN_DEFAULTS, **(model_defaults or {})}
-        frames = tuple(
-            replace(f, **{k: fallback[k] for k in RESOLVED_LATER if getattr(f, k) is None})
-            for f in self.frames
-        )
+        frames = tuple(resolve_frame(f, model_defaults) for f in self.frames)
         for f in frames:
             if f.kind == "morph":
                 a, b = frames[f.morph[0]], frames[f.morph[1]]
@@ -128,6 +124,12 @@ class Storyboard:
                         f"({a.width}x{a.height} vs {b.width}x{b.height}); set width/height alike"
                     )
         return replace(self, frames=frames)
+
+
+def resolve_frame(frame: Frame, model_defaults: dict[str, Any] | None = None) -> Frame:
+    """``frame`` with what nobody set filled from the model's recommendations, else the built-ins."""
+    fallback = {**BUILTIN_DEFAULTS, **(model_defaults or {})}
+    return replace(frame, **{k: fallback[k] for k in RESOLVED_LATER if getattr(frame, k) is None})
 
 
 def _fail(path: Path, where: str, problem: str) -> FramereelError:

@@ -1,0 +1,273 @@
+"""``framereel interactive``: type prompts with the model loaded, keep the good ones as a storyboard.
+
+A thin loop over the library: every prompt becomes a :class:`~framereel.storyboard.Frame`,
+rendered by the same backend call as ``make`` and written with the same PNG metadata, under
+``DIR/interactive/NNNN-slug.png`` (never overwritten). ``:keep`` appends the last frame to
+``DIR/storyboard.json``; ``:make`` renders and stitches it with ``render``/``stitch``, reusing the
+interactive images whose parameters match.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .backends import SCHEDULERS, Backend, RenderSettings, create_backend
+from .errors import FramereelError
+from .manifest import (
+    FRAMES_DIR,
+    HASH_KEY,
+    atomic_write_bytes,
+    atomic_write_json,
+    frame_name,
+    params_hash,
+    read_png_metadata,
+)
+from .runner import frame_params, frame_png, model_defaults, render
+from .storyboard import DEFAULT_RUN_SEED, Frame, load_storyboard, resolve_frame
+
+STORYBOARD = "storyboard.json"
+KEPT_KEYS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height")
+
+COMMANDS = {
+    ":seed": ":seed N | :seed random — the seed of the next images",
+    ":steps": ":steps N — denoising steps",
+    ":guidance": ":guidance G — classifier-free guidance scale",
+    ":size": ":size WxH — image size (multiples of 8)",
+    ":neg": ":neg TEXT — negative prompt (:neg alone clears it)",
+    ":scheduler": f":scheduler NAME — one of {', '.join(SCHEDULERS)}",
+    ":again": ":again — the last prompt again with the next seed",
+    ":keep": f":keep — append the last image's prompt and exact parameters to {STORYBOARD}",
+    ":list": ":list — the kept frames",
+    ":undo": ":undo — drop the last kept frame",
+    ":make": ":make — render and stitch the kept storyboard into the output folder (resumable)",
+    ":help": ":help — this list",
+    ":quit": ":quit | q — leave (end of input or Ctrl-C at the prompt leave too; Ctrl-C while rendering cancels)",
+}
+
+
+def slug(text: str, length: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:length].rstrip("-") or "image"
+
+
+@dataclass
+class Session:
+    """The state of one interactive session; ``handle(line)`` does what a typed line asks."""
+
+    out_dir: Path
+    settings: RenderSettings
+    seed: int | None = DEFAULT_RUN_SEED  # None: a random seed per image
+    params: dict[str, Any] = field(default_factory=dict)  # steps, guidance, width, height, negative_prompt
+    say: Callable[[str], None] = print  # result lines (stdout)
+    tell: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)  # help, notes, errors
+    backend: Backend | None = None
+    last: Frame | None = None
+
+    def __post_init__(self) -> None:
+        self.folder = self.out_dir / "interactive"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.backend = self.backend or create_backend(self.settings)
+        self.info = self.backend.describe()
+        self.backend.load()
+
+    # ------------------------------------------------------------ the loop's one entry point
+
+    def handle(self, line: str, progress: Callable[[Frame], Any] | None = None) -> bool:
+        """Act on one line; returns False when the session should end."""
+        line = line.strip()
+        if not line:
+            return True
+        if line in ("q", ":q", ":quit", ":exit"):
+            return False
+        if not line.startswith(":"):
+            self.render(line, progress)
+            return True
+        name, _, arg = line.partition(" ")
+        action = getattr(self, "cmd_" + name[1:], None) if name in COMMANDS else None
+        if action is None:
+            self.tell(f"unknown command {name}; type :help for the list")
+            return True
+        try:
+            action(arg.strip(), progress)
+        except (ValueError, FramereelError) as err:
+            self.tell(f"{COMMANDS[name]}  ({err})" if isinstance(err, ValueError) else str(err))
+        return True
+
+    # ------------------------------------------------------------ rendering
+
+    def frame_for(self, prompt: str, seed: int) -> Frame:
+        p = self.params
+        frame = Frame(index=0, prompt=prompt, negative_prompt=p.get("negative_prompt"), seed=seed,
+                      steps=p.get("steps"), guidance=p.get("guidance"), width=p.get("width"), height=p.get("height"))
+        return resolve_frame(frame, model_defaults(self.info))
+
+    def render(self, prompt: str, progress=None, seed: int | None = None) -> Path | None:
+        if seed is None:
+            seed = self.seed if self.seed is not None else random.randrange(2**32)
+        frame = self.frame_for(prompt, seed)
+        digest = params_hash(frame_params(frame, self.settings, self.info, self.backend))
+        t0 = time.perf_counter()
+        try:
+            if progress is not None:
+                with progress(frame):
+                    image, _ = self.backend.render(frame)
+            else:
+                image, _ = self.backend.render(frame)
+        except KeyboardInterrupt:
+            self.tell("cancelled")
+            return None
+        path = self._next_path(prompt)
+        atomic_write_bytes(path, frame_png(image, frame, self.settings, self.info, digest))
+        self.last = frame
+        self.say(f"{path}  seed={seed}  {time.perf_counter() - t0:.2f}s")
+        return path
+
+    def _next_path(self, prompt: str) -> Path:
+        numbers = [int(p.name[:4]) for p in self.folder.glob("[0-9][0-9][0-9][0-9]-*.png")]
+        return self.folder / f"{max(numbers, default=0) + 1:04d}-{slug(prompt)}.png"
+
+    # ------------------------------------------------------------ commands
+
+    def cmd_seed(self, arg: str, progress=None) -> None:
+        if arg == "random":
+            self.seed = None
+        elif arg.isdigit() and int(arg) < 2**32:
+            self.seed = int(arg)
+        else:
+            raise ValueError(f"not a seed: {arg!r}")
+        self.tell(f"seed {arg}")
+
+    def cmd_steps(self, arg: str, progress=None) -> None:
+        if not arg.isdigit() or not 1 <= int(arg) <= 1000:
+            raise ValueError(f"not a step count: {arg!r}")
+        self.params["steps"] = int(arg)
+
+    def cmd_guidance(self, arg: str, progress=None) -> None:
+        value = float(arg)
+        if not 0 <= value <= 50:
+            raise ValueError("guidance must be from 0 to 50")
+        self.params["guidance"] = value
+
+    def cmd_size(self, arg: str, progress=None) -> None:
+        m = re.fullmatch(r"(\d+)x(\d+)", arg.lower())
+        if not m or int(m[1]) % 8 or int(m[2]) % 8 or min(int(m[1]), int(m[2])) < 64:
+            raise ValueError(f"not a size like 512x512 in multiples of 8: {arg!r}")
+        self.params.update(width=int(m[1]), height=int(m[2]))
+
+    def cmd_neg(self, arg: str, progress=None) -> None:
+        self.params["negative_prompt"] = arg
+
+    def cmd_scheduler(self, arg: str, progress=None) -> None:
+        if arg not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {arg!r}")
+        from .backends.diffusers_backend import make_scheduler
+
+        self.settings = replace(self.settings, scheduler=arg)
+        self.backend.settings = self.settings
+        self.backend.pipe.scheduler = make_scheduler(arg, self.backend.pipe.scheduler.config)
+        self.backend._img2img_pipe = None
+
+    def cmd_again(self, arg: str, progress=None) -> None:
+        if self.last is None:
+            raise FramereelError("nothing to do again yet: type a prompt first")
+        self.render(self.last.prompt, progress, seed=(self.last.seed + 1) % 2**32)
+
+    def cmd_keep(self, arg: str, progress=None) -> None:
+        if self.last is None:
+            raise FramereelError("nothing to keep yet: type a prompt first")
+        kept = self.kept()
+        kept.append({k: v for k, v in asdict(self.last).items() if k in KEPT_KEYS})
+        self._save(kept)
+        self.tell(f"kept as frame {len(kept) - 1} in {self.out_dir / STORYBOARD}")
+
+    def cmd_list(self, arg: str, progress=None) -> None:
+        for i, f in enumerate(self.kept()):
+            self.say(f"{i}: {f['prompt']}  seed={f['seed']} steps={f['steps']} guidance={f['guidance']:g}")
+
+    def cmd_undo(self, arg: str, progress=None) -> None:
+        kept = self.kept()
+        if not kept:
+            raise FramereelError("nothing kept yet")
+        dropped = kept.pop()
+        self._save(kept)
+        self.tell(f"dropped: {dropped['prompt']}")
+
+    def cmd_make(self, arg: str, progress=None) -> None:
+        from .video import stitch
+
+        if not self.kept():
+            raise FramereelError("nothing kept yet: :keep some images first")
+        board = load_storyboard(self.out_dir / STORYBOARD)
+        reused = self._reuse_interactive_images(board)
+        result = render(board, self.out_dir, self.settings, backend=self.backend)
+        video = stitch(self.out_dir)
+        self.say(f"{video}  frames={result.total} rendered={len(result.rendered)} reused={reused}")
+
+    def cmd_help(self, arg: str = "", progress=None) -> None:
+        for line in COMMANDS.values():
+            self.tell(line)
+
+    # ------------------------------------------------------------ the kept storyboard
+
+    def kept(self) -> list[dict[str, Any]]:
+        path = self.out_dir / STORYBOARD
+        return json.loads(path.read_text())["frames"] if path.exists() else []
+
+    def _save(self, frames: list[dict[str, Any]]) -> None:
+        atomic_write_json(self.out_dir / STORYBOARD, {"frames": frames})
+
+    def _reuse_interactive_images(self, board) -> int:
+        """Copy interactive images whose parameters match a kept frame into frames/, so render skips them."""
+        by_hash = {}
+        for p in sorted(self.folder.glob("*.png")):
+            meta = read_png_metadata(p)
+            if meta and HASH_KEY in meta:
+                by_hash[meta[HASH_KEY]] = p
+        frames_dir = self.out_dir / FRAMES_DIR
+        frames_dir.mkdir(parents=True, exist_ok=True)
+        reused = 0
+        for f in board.resolved(model_defaults(self.info)).frames:
+            source = by_hash.get(params_hash(frame_params(f, self.settings, self.info, self.backend)))
+            target = frames_dir / frame_name(f.index)
+            if source is not None and read_png_metadata(target) is None:
+                atomic_write_bytes(target, source.read_bytes())
+                reused += 1
+        return reused
+
+
+def run_interactive(session: Session, interactive_terminal: bool | None = None) -> None:
+    """Read lines until ``q``/``:quit``/end of input; with a terminal, edit lines and keep history."""
+    tty = sys.stdin.isatty() if interactive_terminal is None else interactive_terminal
+    if not tty:
+        try:
+            for line in sys.stdin:
+                if not session.handle(line):
+                    break
+        except KeyboardInterrupt:
+            pass
+        return
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+    from rich.console import Console
+
+    console = Console(stderr=True)
+
+    def spinner(frame: Frame):
+        return console.status(f"rendering {frame.width}x{frame.height}, {frame.steps} steps, seed {frame.seed}…")
+
+    prompt = PromptSession(history=FileHistory(str(session.out_dir / ".history")))
+    session.tell("type a prompt, or :help for commands; q, Ctrl-D or Ctrl-C to leave")
+    while True:
+        try:
+            line = prompt.prompt("framereel> ")
+        except (KeyboardInterrupt, EOFError):
+            break
+        if not session.handle(line, spinner):
+            break
