@@ -54,6 +54,10 @@ def _render_options(f):
                      help='img2img strength for chained frames, 0..1 or a schedule "0:(0.65), 10:(0.45)".  [default: 0.65]'),
         click.option("--shared-noise", is_flag=True, help="Every frame starts from the same noise (similar compositions)."),
         click.option("--no-safety-checker", is_flag=True, help="Turn off the model's safety checker (if it ships one)."),
+        click.option("--devices", default=None, metavar="LIST",
+                     help="One worker process per device: cuda:0,cuda:1 or all. Frames are identical to one device's."),
+        click.option("--workers", type=int, default=1, show_default=True,
+                     help="Worker processes on --device (for CPUs: each gets its share of the cores)."),
         click.option("--redo", default=None, metavar="LIST", help="Re-render these frames, e.g. 3,5-7."),
         click.option("--force", is_flag=True, help="Re-render every frame (replaced frames go to superseded/)."),
     ]
@@ -140,6 +144,7 @@ def _settings(model, backend, device, dtype, scheduler, no_safety_checker):
 
 
 def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
+    from .backends import expand_devices
     from .runner import render
 
     overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph")}
@@ -155,8 +160,10 @@ def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
     settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
                          opts["no_safety_checker"])
     try:
+        if opts["workers"] < 1:
+            raise FramereelError("--workers must be at least 1")
         return render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
-                      on_event=report)
+                      workers=opts["workers"], devices=expand_devices(opts["devices"]), on_event=report)
     finally:
         report.close()
 
@@ -182,6 +189,8 @@ def _summary(result, video: Path | None, json_lines: bool, quiet: bool) -> None:
     line = ", ".join(parts) + f" of {result.total} frames"
     if result.rendered:
         line += f" in {result.seconds:.1f}s ({result.seconds_per_frame:.2f}s/frame)"
+    if len(result.devices) > 1:
+        line += "; by device: " + ", ".join(f"{d} {n}" for d, n in sorted(result.devices.items()))
     click.echo(line, err=True)
     if video:
         click.echo(f"video: {video}", err=True)

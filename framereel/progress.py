@@ -65,6 +65,7 @@ class ProgressBars(Quiet):
         self.encode_task = None
         self.done = 0
         self.render_seconds = 0.0
+        self.per_device: dict[str, int] = {}
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["event"]
@@ -78,9 +79,9 @@ class ProgressBars(Quiet):
             if event["todo"]:
                 self.progress.start()
                 self.frames_task = self.progress.add_task("frames", total=event["todo"], rate="")
-        elif kind == "model_loaded":
+        elif kind == "model_loaded" and event.get("seconds") is not None:
             self.err.print(f"model loaded in {event['seconds']:.1f}s")
-        elif kind == "frame_start" and self.frames_task is not None:
+        elif kind == "frame_start" and self.frames_task is not None and "device" not in event:
             if self.step_task is None:
                 self.step_task = self.progress.add_task("steps", total=event["steps"], rate="")
             self.progress.update(self.step_task, completed=0, total=event["steps"],
@@ -91,6 +92,10 @@ class ProgressBars(Quiet):
             self.done += 1
             self.render_seconds += event.get("seconds", 0.0)
             rate = f"{self.render_seconds / self.done:.2f}s/frame"
+            if "device" in event:
+                self.per_device[event["device"]] = self.per_device.get(event["device"], 0) + 1
+            if len(self.per_device) > 1:
+                rate += " (" + ", ".join(f"{d}: {n}" for d, n in sorted(self.per_device.items())) + ")"
             self.progress.update(self.frames_task, advance=1, rate=rate)
         elif kind == "encode":
             if self.encode_task is None:

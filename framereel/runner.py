@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class RunResult:
     skipped: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
+    devices: dict[str, int] = field(default_factory=dict)  # frames rendered per device
 
     @property
     def seconds_per_frame(self) -> float | None:
@@ -109,6 +110,8 @@ def render(
     redo: Iterable[int] = (),
     force: bool = False,
     only: Iterable[int] | None = None,
+    workers: int = 1,
+    devices: list[str] | None = None,
     on_event: EventHandler | None = None,
     backend: Backend | None = None,
 ) -> RunResult:
@@ -118,7 +121,9 @@ def render(
     ``force`` all of them; ``only`` limits the run to some frames (the others are left as they
     are). A replaced frame is moved to ``out_dir/superseded/``, never deleted.
     Emits events (dicts with an ``"event"`` key) to ``on_event``. ``backend`` reuses an already
-    created backend (its model stays loaded). Returns a :class:`RunResult`.
+    created backend (its model stays loaded). ``workers`` > 1 or several ``devices`` render in
+    one worker process each (see :mod:`framereel.workers`); frames are identical either way.
+    Returns a :class:`RunResult`.
     """
     settings = settings or RenderSettings()
     out = Path(out_dir)
@@ -130,7 +135,8 @@ def render(
         owned = backend is None  # a backend passed in stays loaded for the caller's next run
         backend = backend or create_backend(settings)
         try:
-            return _render_locked(storyboard, out, settings, backend, manifest, redo, force, only, on_event)
+            return _render_locked(storyboard, out, settings, backend, manifest, redo, force, only, workers, devices,
+                                  on_event)
         finally:
             if owned:
                 backend.close()
@@ -154,6 +160,8 @@ def _render_locked(
     redo: set[int],
     force: bool,
     only: Iterable[int] | None,
+    workers: int,
+    devices: list[str] | None,
     on_event: EventHandler | None,
 ) -> RunResult:
     frames_dir = out / FRAMES_DIR
@@ -226,59 +234,88 @@ def _render_locked(
     if not todo:
         return result
 
-    # -- render what is left
+    # -- render what is left, here or in worker processes; only this process writes the folder
+    def accept(f: Frame, image: Image.Image, facts: dict[str, Any], seconds: float, device: str) -> None:
+        path = frames_dir / frame_name(f.index)
+        if f.parent is not None:
+            digests[f.index] = digest(f)  # the parent's image is on disk by now
+            manifest.frames[f.index]["hash"] = digests[f.index]
+        data = frame_png(image, f, settings, info, digests[f.index])
+        if read_png_metadata(path) is not None:
+            move_aside(out, path)
+        atomic_write_bytes(path, data)
+        manifest.frames[f.index].update(status="done", seconds=round(seconds, 3), device=device, **facts)
+        manifest.save()
+        result.rendered.append(f.index)
+        result.devices[device] = result.devices.get(device, 0) + 1
+        _emit(on_event, "frame_done", index=f.index, file=str(path), seconds=round(seconds, 3), device=device, **facts)
+
+    def reject(f: Frame, message: str) -> None:
+        manifest.frames[f.index].update(status="failed", error=message)
+        manifest.save()
+        result.failed[f.index] = message
+        _emit(on_event, "frame_error", index=f.index, error=message)
+
+    t_run = time.perf_counter()
+    try:
+        if workers > 1 or (devices and len(devices) > 1):
+            from .workers import render_in_workers
+
+            worker_settings = replace(settings, dtype=backend.dtype)
+            render_in_workers(todo, frames_dir, worker_settings, devices or [backend.device] * workers,
+                              accept, reject, lambda event, **data: _emit(on_event, event, **data))
+        else:
+            _render_here(todo, frames_dir, backend, accept, reject, on_event)
+    finally:
+        manifest.save()
+        result.seconds = time.perf_counter() - t_run
+    return result
+
+
+def _render_here(todo: list[Frame], frames_dir: Path, backend: Backend, accept, reject, on_event) -> None:
     t_load = time.perf_counter()
     backend.load()
     _emit(on_event, "model_loaded", seconds=round(time.perf_counter() - t_load, 3),
           device=backend.device, dtype=backend.dtype)
     _warn_long_prompts(backend, todo, on_event)
-    t_run = time.perf_counter()
+    failed: set[int] = set()
     for f in todo:
-        path = frames_dir / frame_name(f.index)
+        if f.parent in failed:
+            failed.add(f.index)
+            reject(f, f"its parent frame {f.parent} failed")
+            continue
         _emit(on_event, "frame_start", index=f.index, prompt=f.prompt, steps=f.steps)
         t0 = time.perf_counter()
-        init_image = None
-        if f.parent is not None:
-            digests[f.index] = digest(f)
-            manifest.frames[f.index]["hash"] = digests[f.index]
-            init_image = chain_init_image(frames_dir, f)
         try:
+            init_image = chain_init_image(f, lambda i: _read_image(frames_dir, i)) if f.parent is not None else None
             image, facts = backend.render(
                 f, on_step=lambda i, n, idx=f.index: _emit(on_event, "step", index=idx, step=i, steps=n),
                 init_image=init_image,
             )
         except (KeyboardInterrupt, FramereelError):
-            manifest.save()
             raise
         except Exception as err:  # a failed frame says why, and the run goes on with the others
-            message = f"{type(err).__name__}: {err}".splitlines()[0]
-            manifest.frames[f.index].update(status="failed", error=message)
-            manifest.save()
-            result.failed[f.index] = message
-            _emit(on_event, "frame_error", index=f.index, error=message)
+            failed.add(f.index)
+            reject(f, f"{type(err).__name__}: {err}".splitlines()[0])
             continue
-        seconds = time.perf_counter() - t0
-        data = frame_png(image, f, settings, info, digests[f.index])
-        if read_png_metadata(path) is not None:
-            move_aside(out, path)
-        atomic_write_bytes(path, data)
-        manifest.frames[f.index].update(status="done", seconds=round(seconds, 3), device=backend.device, **facts)
-        manifest.save()
-        result.rendered.append(f.index)
-        _emit(on_event, "frame_done", index=f.index, file=str(path), seconds=round(seconds, 3), **facts)
-    result.seconds = time.perf_counter() - t_run
-    return result
+        accept(f, image, facts, time.perf_counter() - t0, backend.device)
 
 
-def chain_init_image(frames_dir: Path, frame: Frame) -> Image.Image:
-    """A chained frame's starting image: its parent's, warped by its motion and colour-matched."""
-    with Image.open(frames_dir / frame_name(frame.parent)) as im:
-        image = im.convert("RGB")
+def _read_image(frames_dir: Path, index: int) -> Image.Image:
+    with Image.open(frames_dir / frame_name(index)) as im:
+        return im.convert("RGB")
+
+
+def chain_init_image(frame: Frame, image_of: Callable[[int], Image.Image]) -> Image.Image:
+    """A chained frame's starting image: its parent's, warped by its motion and colour-matched.
+
+    ``image_of(index)`` gives a finished frame's image (from disk, or from a worker's memory).
+    """
+    image = image_of(frame.parent)
     if frame.motion is not None:
         image = warp(image, *frame.motion)
     if frame.color_ref is not None:
-        with Image.open(frames_dir / frame_name(frame.color_ref)) as ref:
-            image = match_colours(image, ref)
+        image = match_colours(image, image_of(frame.color_ref))
     return image
 
 

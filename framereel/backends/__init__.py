@@ -62,6 +62,22 @@ class Backend(Protocol):
         """Release the device."""
 
 
+def expand_devices(spec: str | None) -> list[str] | None:
+    """``--devices``: ``cuda:0,cuda:1`` as a list; ``all`` → every CUDA GPU (else the one default device)."""
+    if not spec:
+        return None
+    if spec.strip() == "all":
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+    devices = [d.strip() for d in spec.split(",") if d.strip()]
+    for d in devices:
+        if not (d in ("cpu", "mps", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())):
+            raise FramereelError(f"--devices: unknown device {d!r}; use cpu, mps, cuda or cuda:N, comma-separated, or all")
+    return devices
+
+
 def create_backend(settings: RenderSettings) -> Backend:
     """The backend named by ``settings.backend``."""
     if settings.scheduler not in SCHEDULERS:

@@ -1,0 +1,200 @@
+"""Render in several worker processes, one per device (or per share of the CPU's cores).
+
+Each worker loads the model once and renders *jobs* handed out by the driver: a job is one
+independent frame, or a whole img2img chain (its frames depend on each other, so one worker
+renders them in order). Workers send images back; only the driver writes files and ``run.json``.
+Seeds come from the frames themselves, never from worker state, so the frames are the same as a
+single process renders. A worker that dies or fails a job gives the job back to the queue, which
+tries it at most twice more.
+
+``FRAMEREEL_FAULT=crash:N`` makes a worker die on its first try at frame N (for the tests).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .backends import RenderSettings
+from .storyboard import Frame
+
+MAX_ATTEMPTS = 3  # the first try and at most two more
+
+
+@dataclass
+class Job:
+    id: int
+    frames: list[Frame]
+    attempts: int = 0
+
+
+def plan_jobs(todo: list[Frame]) -> list[Job]:
+    """Group frames into jobs: a chained frame joins the job of the frame it starts from."""
+    jobs: list[Job] = []
+    job_of: dict[int, Job] = {}
+    for f in todo:
+        job = job_of.get(f.parent) if f.parent is not None else None
+        if job is None:
+            job = Job(len(jobs), [])
+            jobs.append(job)
+        job.frames.append(f)
+        job_of[f.index] = job
+    return jobs
+
+
+def worker_labels(devices: list[str]) -> list[str]:
+    """Unique names for workers: ``cpu`` twice becomes ``cpu:0``, ``cpu:1``."""
+    return [f"{d}:{devices[:i].count(d)}" if devices.count(d) > 1 and ":" not in d else d for i, d in enumerate(devices)]
+
+
+def _worker_main(label: str, settings: RenderSettings, threads: int, frames_dir: str, inbox, outbox) -> None:
+    """A worker process: load the backend once, then render jobs until told to stop."""
+    import signal
+
+    import torch
+
+    from .backends import create_backend
+    from .runner import chain_init_image
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
+    torch.set_num_threads(threads)
+    fault = os.environ.get("FRAMEREEL_FAULT", "")
+    backend = create_backend(settings)
+    backend.load()
+    outbox.put(("ready", label))
+    while True:
+        job = inbox.get()
+        if job is None:
+            return
+        images: dict[int, Image.Image] = {}
+
+        def image_of(index: int, images: dict[int, Image.Image] = images) -> Image.Image:
+            if index not in images:
+                with Image.open(Path(frames_dir) / f"frame_{index:03d}.png") as im:
+                    images[index] = im.convert("RGB")
+            return images[index]
+
+        for f in job.frames:
+            if fault == f"crash:{f.index}" and job.attempts == 0:
+                os._exit(3)  # fault injection for tests: die mid-job, as a segfault or OOM-kill would
+            t0 = time.perf_counter()
+            try:
+                init = chain_init_image(f, image_of) if f.parent is not None else None
+                image, facts = backend.render(f, init_image=init)
+            except Exception as err:  # reported to the driver, which retries the job elsewhere
+                message = f"{type(err).__name__}: {err}".splitlines()[0]
+                outbox.put(("failed", label, job.id, f.index, message, traceback.format_exc()))
+                break
+            images[f.index] = image.convert("RGB")
+            outbox.put(("frame", label, job.id, f.index, image.tobytes(), image.size, image.mode, facts,
+                        time.perf_counter() - t0))
+        else:
+            outbox.put(("job_done", label, job.id))
+
+
+def render_in_workers(
+    todo: list[Frame],
+    frames_dir: Path,
+    settings: RenderSettings,
+    devices: list[str],
+    accept: Callable[[Frame, Image.Image, dict[str, Any], float, str], None],
+    reject: Callable[[Frame, str], None],
+    emit: Callable[..., None],
+) -> None:
+    """Render ``todo`` with one worker process per entry of ``devices``; ``accept``/``reject`` each frame."""
+    ctx = mp.get_context("spawn")
+    labels = worker_labels(devices)
+    cpu_workers = sum(1 for d in devices if d.startswith("cpu")) or 1
+    threads = max(1, (os.cpu_count() or 1) // cpu_workers)
+    outbox = ctx.Queue()
+    workers: dict[str, tuple[Any, Any]] = {}
+    for label, device in zip(labels, devices):
+        inbox = ctx.Queue()
+        proc = ctx.Process(target=_worker_main, daemon=True,
+                           args=(label, replace(settings, device=device), threads, str(frames_dir), inbox, outbox))
+        proc.start()
+        workers[label] = (proc, inbox)
+    emit("workers_started", workers=labels, threads=threads)
+
+    frames = {f.index: f for f in todo}
+    pending = plan_jobs(todo)
+    busy: dict[str, Job] = {}
+    idle: list[str] = []
+    done_frames: set[int] = set()
+    retries: list[str] = []
+
+    def give_back(job: Job, why: str) -> None:
+        rest = [f for f in job.frames if f.index not in done_frames]
+        job.attempts += 1
+        if job.attempts >= MAX_ATTEMPTS:
+            for f in rest:
+                reject(f, f"failed {MAX_ATTEMPTS} times; last: {why}")
+            return
+        retries.append(f"frame {rest[0].index}: {why}")
+        emit("warning", message=f"frame {rest[0].index} goes back to the queue ({why})")
+        pending.insert(0, Job(job.id, rest, job.attempts))
+
+    try:
+        while pending or busy:
+            while idle and pending:
+                label = idle.pop(0)
+                job = pending.pop(0)
+                busy[label] = job
+                workers[label][1].put(job)
+                emit("frame_start", index=job.frames[0].index, prompt=job.frames[0].prompt,
+                     steps=job.frames[0].steps, device=label)
+            alive = [lb for lb, (p, _) in workers.items() if p.is_alive()]
+            if not alive:
+                for job in pending + list(busy.values()):
+                    for f in job.frames:
+                        if f.index not in done_frames:
+                            reject(f, "every worker process died")
+                return
+            try:
+                msg = outbox.get(timeout=0.5)
+            except queue.Empty:
+                for label, (proc, _) in list(workers.items()):
+                    if not proc.is_alive():
+                        del workers[label]
+                        if label in idle:
+                            idle.remove(label)
+                        if label in busy:
+                            give_back(busy.pop(label), f"worker {label} died (exit code {proc.exitcode})")
+                continue
+            kind, label = msg[0], msg[1]
+            if kind == "ready":
+                idle.append(label)
+                emit("model_loaded", device=label, seconds=None, dtype=settings.dtype)
+            elif kind == "frame":
+                _, _, _, index, data, size, mode, facts, seconds = msg
+                done_frames.add(index)
+                accept(frames[index], Image.frombytes(mode, size, data), facts, seconds, label)
+            elif kind == "failed":
+                job = busy.pop(label)
+                idle.append(label)
+                give_back(job, msg[4])
+            elif kind == "job_done":
+                busy.pop(label, None)
+                idle.append(label)
+    except KeyboardInterrupt:
+        for proc, _ in workers.values():
+            proc.terminate()
+        raise
+    finally:
+        for proc, inbox in workers.values():
+            if proc.is_alive():
+                inbox.put(None)
+        deadline = time.time() + 5
+        for proc, _ in workers.values():
+            proc.join(timeout=max(0.1, deadline - time.time()))
+            if proc.is_alive():
+                proc.terminate()
