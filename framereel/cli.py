@@ -35,7 +35,9 @@ def _render_options(f):
         click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
                      show_default=True, help="Output folder: frames/, run.json, video.mp4."),
         click.option("--model", default=None, help=RENDER_HELP["model"] + "  [default: CompVis/stable-diffusion-v1-4]"),
-        click.option("--backend", default="diffusers", show_default=True, help="Rendering backend."),
+        click.option("--backend", default="auto", show_default=True,
+                     help="auto (a Tenstorrent chip when tt-smi sees one, else diffusers), diffusers, tt, tt-demo."),
+        click.option("--reset-device", is_flag=True, help="Tenstorrent: run `tt-smi -r` once before opening the chip."),
         click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"]),
         click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"]),
         click.option("--scheduler", default="dpm++", show_default=True,
@@ -136,11 +138,11 @@ def main(debug: bool) -> None:
     """
 
 
-def _settings(model, backend, device, dtype, scheduler, no_safety_checker):
+def _settings(model, backend, device, dtype, scheduler, no_safety_checker, reset_device=False):
     from .backends import DEFAULT_MODEL, RenderSettings
 
     return RenderSettings(model=model or DEFAULT_MODEL, backend=backend, device=device, dtype=dtype,
-                          scheduler=scheduler, safety_checker=not no_safety_checker)
+                          scheduler=scheduler, safety_checker=not no_safety_checker, reset_device=reset_device)
 
 
 def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
@@ -158,7 +160,7 @@ def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
     redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
     only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
     settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
-                         opts["no_safety_checker"])
+                         opts["no_safety_checker"], opts["reset_device"])
     try:
         if opts["workers"] < 1:
             raise FramereelError("--workers must be at least 1")
@@ -251,7 +253,7 @@ def stitch(out: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
               help="Folder for interactive/, storyboard.json and what :make writes.")
 @click.option("--model", default=None, help=RENDER_HELP["model"] + "  [default: CompVis/stable-diffusion-v1-4]")
-@click.option("--backend", default="diffusers", show_default=True, help="Rendering backend.")
+@click.option("--backend", default="auto", show_default=True, help="auto, diffusers, tt or tt-demo.")
 @click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"])
 @click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"])
 @click.option("--scheduler", default="dpm++", show_default=True, help="dpm++, pndm, ddim, euler, euler-a, heun or unipc.")
@@ -287,6 +289,32 @@ def _validate_frame_flags(values: dict[str, Any]) -> None:
 
     for key, value in values.items():
         _check_value(Path("command line"), "command line", key, value)
+
+
+@main.command()
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
+              help="Output folder whose free disk space to check.")
+@click.option("--json", "json_out", is_flag=True, help="Print the checks as one JSON object.")
+def doctor(out: Path, json_out: bool) -> None:
+    """Check what this machine can render with: versions, devices, Tenstorrent set-up, Hugging Face,
+    ffmpeg and disk. Every problem line ends with its fix."""
+    import json
+
+    from .doctor import diagnose
+
+    checks = diagnose(out)
+    if json_out:
+        click.echo(json.dumps({c.name: c.as_dict() for c in checks}, indent=2))
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    for c in checks:
+        mark = {True: "[green]ok[/]  ", False: "[red]fix[/] ", None: "    "}[c.ok]
+        line = f"{mark}{c.name:<20} {c.detail}"
+        if c.fix and c.ok is not True:
+            line += f"  [dim]→ {c.fix}[/]"
+        console.print(line)
 
 
 @main.command()

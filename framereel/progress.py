@@ -32,7 +32,7 @@ class Quiet:
     """Only warnings and frame errors, on stderr."""
 
     def __init__(self) -> None:
-        self.err = Console(stderr=True, highlight=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def __call__(self, event: dict[str, Any]) -> None:
         if event["event"] == "warning":

@@ -205,6 +205,9 @@ def _render_locked(
                     f"frame {f.index} chains from frame {f.parent}, which is not rendered; include it in --frames"
                 )
     _set_aside_extra_frames(out, frames_dir, len(frames), on_event)
+    prepare = getattr(backend, "prepare", None)  # backends with limits refuse frames before opening a device
+    for message in prepare(todo, out) if prepare and todo else []:
+        _emit(on_event, "warning", message=message)
 
     manifest.run = {
         "framereel": __version__,
@@ -216,6 +219,7 @@ def _render_locked(
         "scheduler": settings.scheduler,
         "safety_checker": settings.safety_checker,
         "run_seed": storyboard.run_seed,
+        **({"notes": backend.notes} if getattr(backend, "notes", None) else {}),
         **{k: v for k, v in manifest.run.items() if k == "video"},
     }
     old_records = manifest.frames

@@ -113,8 +113,9 @@ def render_in_workers(
     """Render ``todo`` with one worker process per entry of ``devices``; ``accept``/``reject`` each frame."""
     ctx = mp.get_context("spawn")
     labels = worker_labels(devices)
-    cpu_workers = sum(1 for d in devices if d.startswith("cpu")) or 1
-    threads = max(1, (os.cpu_count() or 1) // cpu_workers)
+    cpu_workers = sum(1 for d in devices if d.startswith("cpu"))
+    # CPU workers share the cores; an explicit OMP_NUM_THREADS (the user's choice) wins
+    threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, (os.cpu_count() or 1) // max(1, cpu_workers))
     outbox = ctx.Queue()
     workers: dict[str, tuple[Any, Any]] = {}
     for label, device in zip(labels, devices):

@@ -15,6 +15,7 @@ from ..errors import FramereelError
 from ..storyboard import Frame
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
+BACKENDS = ("auto", "diffusers", "tt", "tt-demo")
 SCHEDULERS = ("dpm++", "pndm", "ddim", "euler", "euler-a", "heun", "unipc")
 
 
@@ -23,11 +24,12 @@ class RenderSettings:
     """Run-wide rendering settings (what every frame of a run shares)."""
 
     model: str = DEFAULT_MODEL
-    backend: str = "diffusers"
+    backend: str = "auto"
     device: str = "auto"
     dtype: str = "auto"
     scheduler: str = "dpm++"
     safety_checker: bool = True
+    reset_device: bool = False  # Tenstorrent: `tt-smi -r` before opening the chip
 
 
 @dataclass(frozen=True)
@@ -63,18 +65,24 @@ class Backend(Protocol):
 
 
 def expand_devices(spec: str | None) -> list[str] | None:
-    """``--devices``: ``cuda:0,cuda:1`` as a list; ``all`` → every CUDA GPU (else the one default device)."""
+    """``--devices``: ``cuda:0,cuda:1`` as a list; ``all`` → every Tenstorrent chip, else every CUDA GPU, else the CPU."""
     if not spec:
         return None
     if spec.strip() == "all":
         import torch
 
+        from .tt import board_info
+
+        chips = len(board_info())
+        if chips:
+            return [f"tt:{i}" for i in range(chips)]
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         return [f"cuda:{i}" for i in range(count)] or ["cpu"]
     devices = [d.strip() for d in spec.split(",") if d.strip()]
     for d in devices:
-        if not (d in ("cpu", "mps", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())):
-            raise FramereelError(f"--devices: unknown device {d!r}; use cpu, mps, cuda or cuda:N, comma-separated, or all")
+        if not (d in ("cpu", "mps", "cuda") or (d.startswith(("cuda:", "tt:")) and d.split(":")[1].isdigit())):
+            raise FramereelError(
+                f"--devices: unknown device {d!r}; use cpu, mps, cuda, cuda:N or tt:N, comma-separated, or all")
     return devices
 
 
@@ -84,8 +92,21 @@ def create_backend(settings: RenderSettings) -> Backend:
         raise FramereelError(
             f'unknown scheduler "{settings.scheduler}"; choose one of {", ".join(SCHEDULERS)}'
         )
-    if settings.backend == "diffusers":
+    backend = settings.backend
+    if backend == "auto":
+        from .tt import tenstorrent_present
+
+        backend = "tt" if tenstorrent_present() else "diffusers"
+    if backend == "diffusers":
         from .diffusers_backend import DiffusersBackend
 
         return DiffusersBackend(settings)
-    raise FramereelError(f'unknown backend "{settings.backend}"; choose diffusers')
+    if backend == "tt":
+        from .tt import TtBackend
+
+        return TtBackend(settings)
+    if backend == "tt-demo":
+        from .tt import TtDemoBackend
+
+        return TtDemoBackend(settings)
+    raise FramereelError(f'unknown backend "{settings.backend}"; choose {", ".join(BACKENDS)}')
