@@ -292,6 +292,23 @@ def _validate_frame_flags(values: dict[str, Any]) -> None:
 
 
 @main.command()
+@click.option("--model", default="demo", show_default=True,
+              help="demo, sd-shaped (SD 1.x shapes, random weights: SD 1.4's FLOPs), or any --model value.")
+@click.option("--size", type=int, default=None, help="Image size (square).  [default: the model's native size]")
+@click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps for the overhead figure.")
+@click.option("--frames", type=int, default=3, show_default=True, help="Frames per side for the medians.")
+@click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"])
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write results here.")
+@_handle_errors
+def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, json_out: Path | None) -> None:
+    """Measure framereel against the plain diffusers loop: overhead ratio, fraction of matmul peak,
+    DPM-Solver++ 25 vs PNDM 50, and batching. Ratios from one run; nothing is asserted."""
+    from .bench import run_bench
+
+    run_bench(model, size, steps, frames, dtype, out=json_out, log=lambda m: click.echo(m))
+
+
+@main.command()
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
               help="Output folder whose free disk space to check.")
 @click.option("--json", "json_out", is_flag=True, help="Print the checks as one JSON object.")

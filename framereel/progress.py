@@ -74,7 +74,8 @@ class ProgressBars(Quiet):
         elif kind == "start":
             self.err.print(
                 f"{event['total']} frames: {event['skipped']} already done, {event['todo']} to render "
-                f"on {event['device']} ({event['dtype']}) with {event['model']}"
+                f"on {event['device']} ({event['dtype']}{'; ' + event['why'] if event.get('why') else ''}) "
+                f"with {event['model']}"
             )
             if event["todo"]:
                 self.progress.start()

@@ -232,7 +232,7 @@ def _render_locked(
         manifest.frames[f.index] = record
     manifest.save()
     _emit(on_event, "start", total=len(selected), todo=len(todo), skipped=len(result.skipped),
-          device=backend.device, dtype=backend.dtype, model=info.id)
+          device=backend.device, why=getattr(backend, "device_reason", ""), dtype=backend.dtype, model=info.id)
     for index in result.skipped:
         _emit(on_event, "frame_skipped", index=index, file=frame_name(index))
     if not todo:
