@@ -60,6 +60,10 @@ def _render_options(f):
                      help="One worker process per device: cuda:0,cuda:1 or all. Frames are identical to one device's."),
         click.option("--workers", type=int, default=1, show_default=True,
                      help="Worker processes on --device (for CPUs: each gets its share of the cores)."),
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="local processes, or Ray actors (pip install 'framereel[ray]')."),
+        click.option("--ray-address", default=None, metavar="ADDRESS",
+                     help="Ray cluster to join (host:port or auto); none starts a local cluster."),
         click.option("--redo", default=None, metavar="LIST", help="Re-render these frames, e.g. 3,5-7."),
         click.option("--force", is_flag=True, help="Re-render every frame (replaced frames go to superseded/)."),
     ]
@@ -165,7 +169,8 @@ def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
         if opts["workers"] < 1:
             raise FramereelError("--workers must be at least 1")
         return render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
-                      workers=opts["workers"], devices=expand_devices(opts["devices"]), on_event=report)
+                      workers=opts["workers"], devices=expand_devices(opts["devices"]), executor=opts["executor"],
+                      ray_address=opts["ray_address"], on_event=report)
     finally:
         report.close()
 

@@ -40,6 +40,14 @@ EventHandler = Callable[[dict[str, Any]], None]
 CLIP_MAX_TOKENS = 77
 
 
+@dataclass(frozen=True)
+class Parallelism:
+    workers: int = 1
+    devices: list[str] | None = None
+    executor: str = "local"  # or "ray"
+    ray_address: str | None = None
+
+
 @dataclass
 class RunResult:
     out_dir: Path
@@ -112,6 +120,8 @@ def render(
     only: Iterable[int] | None = None,
     workers: int = 1,
     devices: list[str] | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
     on_event: EventHandler | None = None,
     backend: Backend | None = None,
 ) -> RunResult:
@@ -122,7 +132,8 @@ def render(
     are). A replaced frame is moved to ``out_dir/superseded/``, never deleted.
     Emits events (dicts with an ``"event"`` key) to ``on_event``. ``backend`` reuses an already
     created backend (its model stays loaded). ``workers`` > 1 or several ``devices`` render in
-    one worker process each (see :mod:`framereel.workers`); frames are identical either way.
+    one worker process each (see :mod:`framereel.workers`); ``executor="ray"`` runs the same
+    workers as Ray actors (on ``ray_address``, else a local cluster). Frames are identical either way.
     Returns a :class:`RunResult`.
     """
     settings = settings or RenderSettings()
@@ -135,8 +146,8 @@ def render(
         owned = backend is None  # a backend passed in stays loaded for the caller's next run
         backend = backend or create_backend(settings)
         try:
-            return _render_locked(storyboard, out, settings, backend, manifest, redo, force, only, workers, devices,
-                                  on_event)
+            plan = Parallelism(workers, devices, executor, ray_address)
+            return _render_locked(storyboard, out, settings, backend, manifest, redo, force, only, plan, on_event)
         finally:
             if owned:
                 backend.close()
@@ -160,8 +171,7 @@ def _render_locked(
     redo: set[int],
     force: bool,
     only: Iterable[int] | None,
-    workers: int,
-    devices: list[str] | None,
+    plan: Parallelism,
     on_event: EventHandler | None,
 ) -> RunResult:
     frames_dir = out / FRAMES_DIR
@@ -262,12 +272,17 @@ def _render_locked(
 
     t_run = time.perf_counter()
     try:
-        if workers > 1 or (devices and len(devices) > 1):
+        emit = lambda event, **data: _emit(on_event, event, **data)  # noqa: E731
+        devices = plan.devices or [backend.device] * plan.workers
+        worker_settings = replace(settings, dtype=backend.dtype)  # every worker renders in the same dtype
+        if plan.executor == "ray":
+            from .ray_executor import render_with_ray
+
+            render_with_ray(todo, frames_dir, worker_settings, devices, accept, reject, emit, plan.ray_address)
+        elif len(devices) > 1:
             from .workers import render_in_workers
 
-            worker_settings = replace(settings, dtype=backend.dtype)
-            render_in_workers(todo, frames_dir, worker_settings, devices or [backend.device] * workers,
-                              accept, reject, lambda event, **data: _emit(on_event, event, **data))
+            render_in_workers(todo, frames_dir, worker_settings, devices, accept, reject, emit)
         else:
             _render_here(todo, frames_dir, backend, accept, reject, on_event)
     finally:

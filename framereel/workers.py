@@ -16,7 +16,6 @@ import multiprocessing as mp
 import os
 import queue
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,6 +55,44 @@ def worker_labels(devices: list[str]) -> list[str]:
     return [f"{d}:{devices[:i].count(d)}" if devices.count(d) > 1 and ":" not in d else d for i, d in enumerate(devices)]
 
 
+def requeue(job: Job, done: set[int], pending: list[Job], reject, emit, why: str) -> None:
+    """Give a failed job's unfinished frames back to the front of the queue, or fail them after
+    ``MAX_ATTEMPTS`` tries."""
+    rest = [f for f in job.frames if f.index not in done]
+    job.attempts += 1
+    if job.attempts >= MAX_ATTEMPTS:
+        for f in rest:
+            reject(f, f"failed {MAX_ATTEMPTS} times; last: {why}")
+        return
+    emit("warning", message=f"frame {rest[0].index} goes back to the queue ({why})")
+    pending.insert(0, Job(job.id, rest, job.attempts))
+
+
+def render_job(backend, job: Job, image_of: Callable[[int], Image.Image]):
+    """Render a job's frames in order with a loaded backend; yields ``("frame", index, image, facts,
+    seconds)`` per frame, or ``("failed", index, message)`` and stops. ``image_of`` gives images of
+    frames finished before the job (a chain's first parent, its colour reference)."""
+    from .runner import chain_init_image
+
+    images: dict[int, Image.Image] = {}
+
+    def lookup(index: int) -> Image.Image:
+        if index not in images:
+            images[index] = image_of(index)
+        return images[index]
+
+    for f in job.frames:
+        t0 = time.perf_counter()
+        try:
+            init = chain_init_image(f, lookup) if f.parent is not None else None
+            image, facts = backend.render(f, init_image=init)
+        except Exception as err:  # reported to the driver, which retries the job elsewhere
+            yield ("failed", f.index, f"{type(err).__name__}: {err}".splitlines()[0])
+            return
+        images[f.index] = image.convert("RGB")
+        yield ("frame", f.index, images[f.index], facts, time.perf_counter() - t0)
+
+
 def _worker_main(label: str, settings: RenderSettings, threads: int, frames_dir: str, inbox, outbox) -> None:
     """A worker process: load the backend once, then render jobs until told to stop."""
     import signal
@@ -63,40 +100,31 @@ def _worker_main(label: str, settings: RenderSettings, threads: int, frames_dir:
     import torch
 
     from .backends import create_backend
-    from .runner import chain_init_image
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
-    torch.set_num_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
     fault = os.environ.get("FRAMEREEL_FAULT", "")
     backend = create_backend(settings)
     backend.load()
     outbox.put(("ready", label))
+
+    def from_disk(index: int) -> Image.Image:
+        with Image.open(Path(frames_dir) / f"frame_{index:03d}.png") as im:
+            return im.convert("RGB")
+
     while True:
         job = inbox.get()
         if job is None:
             return
-        images: dict[int, Image.Image] = {}
-
-        def image_of(index: int, images: dict[int, Image.Image] = images) -> Image.Image:
-            if index not in images:
-                with Image.open(Path(frames_dir) / f"frame_{index:03d}.png") as im:
-                    images[index] = im.convert("RGB")
-            return images[index]
-
-        for f in job.frames:
-            if fault == f"crash:{f.index}" and job.attempts == 0:
-                os._exit(3)  # fault injection for tests: die mid-job, as a segfault or OOM-kill would
-            t0 = time.perf_counter()
-            try:
-                init = chain_init_image(f, image_of) if f.parent is not None else None
-                image, facts = backend.render(f, init_image=init)
-            except Exception as err:  # reported to the driver, which retries the job elsewhere
-                message = f"{type(err).__name__}: {err}".splitlines()[0]
-                outbox.put(("failed", label, job.id, f.index, message, traceback.format_exc()))
+        if job.attempts == 0 and fault.startswith("crash:") and int(fault[6:]) in {f.index for f in job.frames}:
+            os._exit(3)  # fault injection for tests: die mid-job, as a segfault or an OOM kill would
+        for result in render_job(backend, job, from_disk):
+            if result[0] == "failed":
+                outbox.put(("failed", label, job.id, result[1], result[2]))
                 break
-            images[f.index] = image.convert("RGB")
-            outbox.put(("frame", label, job.id, f.index, image.tobytes(), image.size, image.mode, facts,
-                        time.perf_counter() - t0))
+            _, index, image, facts, seconds = result
+            outbox.put(("frame", label, job.id, index, image.tobytes(), image.size, image.mode, facts, seconds))
         else:
             outbox.put(("job_done", label, job.id))
 
@@ -115,7 +143,7 @@ def render_in_workers(
     labels = worker_labels(devices)
     cpu_workers = sum(1 for d in devices if d.startswith("cpu"))
     # CPU workers share the cores; an explicit OMP_NUM_THREADS (the user's choice) wins
-    threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, (os.cpu_count() or 1) // max(1, cpu_workers))
+    threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or (max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else 0)
     outbox = ctx.Queue()
     workers: dict[str, tuple[Any, Any]] = {}
     for label, device in zip(labels, devices):
@@ -131,18 +159,9 @@ def render_in_workers(
     busy: dict[str, Job] = {}
     idle: list[str] = []
     done_frames: set[int] = set()
-    retries: list[str] = []
 
     def give_back(job: Job, why: str) -> None:
-        rest = [f for f in job.frames if f.index not in done_frames]
-        job.attempts += 1
-        if job.attempts >= MAX_ATTEMPTS:
-            for f in rest:
-                reject(f, f"failed {MAX_ATTEMPTS} times; last: {why}")
-            return
-        retries.append(f"frame {rest[0].index}: {why}")
-        emit("warning", message=f"frame {rest[0].index} goes back to the queue ({why})")
-        pending.insert(0, Job(job.id, rest, job.attempts))
+        requeue(job, done_frames, pending, reject, emit, why)
 
     try:
         while pending or busy:

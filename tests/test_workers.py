@@ -50,3 +50,15 @@ def test_bad_devices_are_one_line(tmp_path, spec, message):
     board = write_storyboard(tmp_path / "b.json", [{"prompt": "a"}])
     proc = run_cli("frames", board, "-o", tmp_path / "out", "--model", "demo", "--devices", spec)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_ray_actors_render_exactly_what_one_process_does(tmp_path, tiny_model):
+    pytest.importorskip("ray")
+    board = write_storyboard(tmp_path / "film.json", FILM)
+    common = ["frames", board, "--model", tiny_model, "--steps", "3", "--quiet"]
+    run_cli(*common, "-o", tmp_path / "one", check=True)
+    run_cli(*common, "-o", tmp_path / "ray", "--workers", "2", "--executor", "ray", check=True)
+    assert frames_bytes(tmp_path / "ray") == frames_bytes(tmp_path / "one")
+    devices = {f["device"] for f in json.loads((tmp_path / "ray" / "run.json").read_text())["frames"]}
+    assert devices <= {"cpu:0", "cpu:1"}
