@@ -17,7 +17,7 @@ from PIL import Image
 from . import scenes
 from .train import eval_prompts
 
-THRESHOLDS = {"colour": 0.85, "background": 0.85, "shape": 0.60}
+THRESHOLDS = {"colour": 0.85, "background": 0.85, "shape": 0.60}  # position is measured, not held
 
 
 def evaluate(model: str = "demo", out_dir: Path | None = None, seed: int = 0) -> dict:
@@ -33,12 +33,12 @@ def evaluate(model: str = "demo", out_dir: Path | None = None, seed: int = 0) ->
         prompts = eval_prompts()
         board.write_text(json.dumps([{"prompt": p} for p in prompts]))
         result = render(load_storyboard(board, run_seed=seed), work / "run", RenderSettings(model=model))
-        hits = {k: 0 for k in THRESHOLDS}
+        hits = {k: 0 for k in (*THRESHOLDS, "position")}
         rows = []
         for i, prompt in enumerate(prompts):
             want = scenes.parse_caption(prompt)
             got = scenes.classify_image(Image.open(work / "run" / "frames" / f"frame_{i:03d}.png"))
-            for key in THRESHOLDS:
+            for key in hits:
                 hits[key] += got[key] == want[key]
             rows.append({"prompt": prompt, "got": got})
     n = len(prompts)
