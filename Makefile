@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 demo: setup
-	$(BIN)/framereel make examples/demo.json -o out/demo --model demo --transition crossfade
+	$(BIN)/framereel make examples/demo.json -o out/demo --model demo --fps 8
 	@echo "open out/demo/video.mp4"
 
 test: setup
