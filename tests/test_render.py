@@ -26,7 +26,7 @@ def backend(tiny_model):
     """One loaded tiny model shared by the tests here, as an interactive session would share it."""
     from framereel.backends import create_backend
 
-    return create_backend(settings(tiny_model), backend=backend)
+    return create_backend(settings(tiny_model))
 
 
 def frames_bytes(out):

@@ -1,6 +1,7 @@
 """Several worker processes render the same frames as one; a crashed worker loses nothing."""
 
 import json
+import os
 
 import pytest
 from conftest import run_cli, write_storyboard
@@ -15,6 +16,11 @@ FILM = [
 ]
 
 
+# bf16 convolutions on the CPU round differently with different thread counts, so byte-identity
+# holds for equal threads per process: pin one thread each, as `--workers 2` gives on 2 cores.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def frames_bytes(out):
     return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
 
@@ -22,8 +28,8 @@ def frames_bytes(out):
 def test_two_workers_render_exactly_what_one_does(tmp_path, tiny_model):
     board = write_storyboard(tmp_path / "film.json", FILM)
     common = ["frames", board, "--model", tiny_model, "--steps", "3", "--quiet"]
-    run_cli(*common, "-o", tmp_path / "one", check=True)
-    run_cli(*common, "-o", tmp_path / "two", "--workers", "2", check=True)
+    run_cli(*common, "-o", tmp_path / "one", env=ONE_THREAD, check=True)
+    run_cli(*common, "-o", tmp_path / "two", "--workers", "2", env=ONE_THREAD, check=True)
     one, two = frames_bytes(tmp_path / "one"), frames_bytes(tmp_path / "two")
     assert len(one) == 8 and one == two
     run = json.loads((tmp_path / "two" / "run.json").read_text())
@@ -36,12 +42,12 @@ def test_two_workers_render_exactly_what_one_does(tmp_path, tiny_model):
 def test_a_crashed_worker_gives_its_frame_back(tmp_path, tiny_model):
     board = write_storyboard(tmp_path / "b.json", [{"prompt": f"shot {i}"} for i in range(5)])
     proc = run_cli("frames", board, "-o", tmp_path / "out", "--model", tiny_model, "--steps", "2", "--workers", "2",
-                   env={**__import__("os").environ, "FRAMEREEL_FAULT": "crash:2"})
+                   env={**ONE_THREAD, "FRAMEREEL_FAULT": "crash:2"})
     assert proc.returncode == 0, proc.stderr
     assert "frame 2 goes back to the queue" in proc.stderr and "died" in proc.stderr
     assert sorted(frames_bytes(tmp_path / "out")) == [f"frame_{i:03d}.png" for i in range(5)]
     reference = tmp_path / "ref"
-    run_cli("frames", board, "-o", reference, "--model", tiny_model, "--steps", "2", "--quiet", check=True)
+    run_cli("frames", board, "-o", reference, "--model", tiny_model, "--steps", "2", "--quiet", env=ONE_THREAD, check=True)
     assert frames_bytes(tmp_path / "out") == frames_bytes(reference)
 
 
@@ -57,8 +63,8 @@ def test_ray_actors_render_exactly_what_one_process_does(tmp_path, tiny_model):
     pytest.importorskip("ray")
     board = write_storyboard(tmp_path / "film.json", FILM)
     common = ["frames", board, "--model", tiny_model, "--steps", "3", "--quiet"]
-    run_cli(*common, "-o", tmp_path / "one", check=True)
-    run_cli(*common, "-o", tmp_path / "ray", "--workers", "2", "--executor", "ray", check=True)
+    run_cli(*common, "-o", tmp_path / "one", env=ONE_THREAD, check=True)
+    run_cli(*common, "-o", tmp_path / "ray", "--workers", "2", "--executor", "ray", env=ONE_THREAD, check=True)
     assert frames_bytes(tmp_path / "ray") == frames_bytes(tmp_path / "one")
     devices = {f["device"] for f in json.loads((tmp_path / "ray" / "run.json").read_text())["frames"]}
     assert devices <= {"cpu:0", "cpu:1"}
