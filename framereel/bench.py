@@ -196,6 +196,10 @@ def run_bench(model: str = "demo", size: int | None = None, steps: int = 25, fra
             batch_report[b] = round(b / (time.perf_counter() - t0), 4)
         report["batching_frames_per_s"] = batch_report
         log("4. batching: " + ", ".join(f"batch {b}: {v:.3f} frames/s" for b, v in batch_report.items()))
+    import resource
+
+    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    log(f"peak resident memory of this process: {report['peak_rss_mb']} MB")
     if out:
         out.write_text(json.dumps(report, indent=2) + "\n")
         log(f"results written to {out}")

@@ -290,10 +290,10 @@ def interactive(out: Path, seed: int, **opts: Any) -> None:
 
 
 def _validate_frame_flags(values: dict[str, Any]) -> None:
-    from .storyboard import _check_value
+    from .storyboard import check_value
 
     for key, value in values.items():
-        _check_value(Path("command line"), "command line", key, value)
+        check_value(Path("-"), "command line", key, value)
 
 
 @main.command()

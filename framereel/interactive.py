@@ -167,12 +167,10 @@ class Session:
     def cmd_scheduler(self, arg: str, progress=None) -> None:
         if arg not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {arg!r}")
-        from .backends.diffusers_backend import make_scheduler
-
+        if not hasattr(self.backend, "set_scheduler"):
+            raise FramereelError(f"the {self.backend.name} backend has a fixed scheduler")
+        self.backend.set_scheduler(arg)
         self.settings = replace(self.settings, scheduler=arg)
-        self.backend.settings = self.settings
-        self.backend.pipe.scheduler = make_scheduler(arg, self.backend.pipe.scheduler.config)
-        self.backend._img2img_pipe = None
 
     def cmd_again(self, arg: str, progress=None) -> None:
         if self.last is None:

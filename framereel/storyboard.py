@@ -138,7 +138,7 @@ def _fail(path: Path, where: str, problem: str) -> FramereelError:
     return FramereelError(f"{path.name}: {where}: {problem}" if where else f"{path.name}: {problem}")
 
 
-def _check_value(path: Path, where: str, key: str, value: Any) -> Any:
+def check_value(path: Path, where: str, key: str, value: Any) -> Any:
     types, want = FRAME_KEYS[key]
     if key in SCHEDULED and isinstance(value, str):
         return _check_schedule(path, where, key, value, 0.0, 1.0 if key == "strength" else 50.0)
@@ -246,8 +246,8 @@ def load_storyboard(
     if not raw_frames:
         raise _fail(path, "", "no frames; add at least one prompt")
     _check_keys(path, "defaults", file_defaults, DEFAULTS_KEYS)
-    file_defaults = {key: _check_value(path, "defaults", key, value) for key, value in file_defaults.items()}
-    cli = {k: _check_value(path, "command line", k, v) for k, v in (overrides or {}).items() if v is not None}
+    file_defaults = {key: check_value(path, "defaults", key, value) for key, value in file_defaults.items()}
+    cli = {k: check_value(path, "command line", k, v) for k, v in (overrides or {}).items() if v is not None}
     base = {**file_defaults, **cli}
     if run_seed is None:
         run_seed = base.get("seed", DEFAULT_RUN_SEED)
@@ -262,7 +262,7 @@ def load_storyboard(
         _check_keys(path, where, raw, set(FRAME_KEYS))
         if "prompt" not in raw:
             raise _fail(path, where, 'missing "prompt"')
-        values = {k: _check_value(path, where, k, v) for k, v in raw.items()}
+        values = {k: check_value(path, where, k, v) for k, v in raw.items()}
         if i == 0 and values.get("init") == "previous":
             raise _fail(path, where, '"init": "previous" needs a frame before it; the first frame has none')
         if i == len(raw_frames) - 1 and values.get("morph"):

@@ -12,6 +12,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def pick_dtype(requested: str, device: str) -> str:
     return "bfloat16" if cpu_supports_bf16() else "float32"
 
 
-def _files_fingerprint(folder: Path) -> str:
+def files_fingerprint(folder: Path) -> str:
     """Hash of a model folder's config files and its weight files' names and sizes."""
     h = hashlib.sha256()
     for p in sorted(folder.rglob("*")):
@@ -98,7 +99,7 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _native_size(folder: Path) -> int:
+def native_size(folder: Path) -> int:
     try:
         unet = json.loads((folder / "unet" / "config.json").read_text())
         vae = json.loads((folder / "vae" / "config.json").read_text())
@@ -160,8 +161,8 @@ class DiffusersBackend:
                     "train them with `python -m framereel.demo_model.train --out DIR` and pass --model DIR"
                 )
             self._source = DEMO_MODEL_DIR
-            n = _native_size(DEMO_MODEL_DIR)
-            return ModelInfo("demo", _files_fingerprint(DEMO_MODEL_DIR), n, n, _recommended(DEMO_MODEL_DIR))
+            n = native_size(DEMO_MODEL_DIR)
+            return ModelInfo("demo", files_fingerprint(DEMO_MODEL_DIR), n, n, _recommended(DEMO_MODEL_DIR))
         path = Path(model).expanduser()
         if path.is_dir():
             if not (path / "model_index.json").exists():
@@ -170,8 +171,8 @@ class DiffusersBackend:
                     "pass a folder saved with save_pretrained, a .safetensors/.ckpt file, or a Hub id"
                 )
             self._source = path
-            n = _native_size(path)
-            return ModelInfo(str(path.resolve()), _files_fingerprint(path), n, n, _recommended(path))
+            n = native_size(path)
+            return ModelInfo(str(path.resolve()), files_fingerprint(path), n, n, _recommended(path))
         if path.suffix in SINGLE_FILE_SUFFIXES:
             if not path.is_file():
                 raise FramereelError(f"{path}: no such model file; check the path")
@@ -190,7 +191,7 @@ class DiffusersBackend:
         except Exception as err:  # the Hub raises many kinds; each becomes one line for the user
             raise _hub_error(repo_id, err) from err
         self._source = folder
-        n = _native_size(folder)
+        n = native_size(folder)
         return ModelInfo(repo_id, folder.name, n, n, _recommended(folder))
 
     # -------------------------------------------------------------- loading
@@ -287,6 +288,12 @@ class DiffusersBackend:
         if flagged and flagged[0]:
             facts["nsfw_blacked_out"] = True
         return out.images[0], facts
+
+    def set_scheduler(self, name: str) -> None:
+        """Swap the scheduler of a loaded model (interactive ``:scheduler``)."""
+        self.settings = replace(self.settings, scheduler=name)
+        self.pipe.scheduler = make_scheduler(name, self.pipe.scheduler.config)
+        self._img2img_pipe = None
 
     def _img2img(self):
         if self._img2img_pipe is None:

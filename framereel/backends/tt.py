@@ -30,7 +30,7 @@ from PIL import Image
 from ..errors import FramereelError
 from ..storyboard import Frame
 from . import ModelInfo, RenderSettings
-from .diffusers_backend import _files_fingerprint, _native_size
+from .diffusers_backend import files_fingerprint, native_size
 
 SD_DEMO = Path("models/demos/wormhole/stable_diffusion")
 DEMO_TEST = f"{SD_DEMO}/demo/demo.py::test_demo"
@@ -177,8 +177,8 @@ class TtBackend:
 
     def describe(self) -> ModelInfo:
         folder = self._local_model()
-        size = _native_size(folder) if folder else NATIVE
-        fingerprint = f"tt-metal:{_git_head(self.home)}" + (f"+{_files_fingerprint(folder)}" if folder else "")
+        size = native_size(folder) if folder else NATIVE
+        fingerprint = f"tt-metal:{_git_head(self.home)}" + (f"+{files_fingerprint(folder)}" if folder else "")
         return ModelInfo(str(folder or SD_MODEL), fingerprint, size, size, {"steps": 50, "guidance": 7.5})
 
     def _local_model(self) -> Path | None:
