@@ -166,6 +166,7 @@ class TtBackend:
         spec = settings.device
         self.chip = int(spec.split(":")[-1]) if spec not in ("auto", "tt") and spec.split(":")[-1].isdigit() else 0
         self.device = f"tt:{self.chip}"
+        self.device_reason = "Tenstorrent chip" + (" (auto: tt-smi found a board)" if settings.backend == "auto" else "")
         self.home = tt_metal_home()
         prepare_environment(self.home)
         self.ttnn = import_ttnn()
