@@ -105,7 +105,8 @@ class ProgressBars(Quiet):
             self.progress.update(self.encode_task, completed=event["done"], total=event["total"])
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
 
 
 def reporter(json_lines: bool, quiet: bool):
