@@ -27,10 +27,9 @@ from .manifest import (
     atomic_write_bytes,
     atomic_write_json,
     frame_name,
-    params_hash,
     read_png_metadata,
 )
-from .runner import frame_params, frame_png, model_defaults, render
+from .runner import frame_digest, frame_png, model_defaults, render
 from .storyboard import DEFAULT_RUN_SEED, Frame, load_storyboard, resolve_frame
 
 STORYBOARD = "storyboard.json"
@@ -112,7 +111,7 @@ class Session:
         if seed is None:
             seed = self.seed if self.seed is not None else random.randrange(2**32)
         frame = self.frame_for(prompt, seed)
-        digest = params_hash(frame_params(frame, self.settings, self.info, self.backend))
+        digest = frame_digest(frame, self.settings, self.info, self.backend)
         t0 = time.perf_counter()
         try:
             if progress is not None:
@@ -232,7 +231,7 @@ class Session:
         frames_dir.mkdir(parents=True, exist_ok=True)
         reused = 0
         for f in board.resolved(model_defaults(self.info)).frames:
-            source = by_hash.get(params_hash(frame_params(f, self.settings, self.info, self.backend)))
+            source = by_hash.get(frame_digest(f, self.settings, self.info, self.backend))
             target = frames_dir / frame_name(f.index)
             if source is not None and read_png_metadata(target) is None:
                 atomic_write_bytes(target, source.read_bytes())

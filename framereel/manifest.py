@@ -44,6 +44,20 @@ def frame_index(path: Path) -> int | None:
     return None
 
 
+def file_digest(path: Path, length: int = 16) -> str | None:
+    """A short hash of a file's bytes, or None if it does not exist."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:length]
+    except FileNotFoundError:
+        return None
+
+
+def read_frame_image(frames_dir: Path, index: int) -> Image.Image:
+    """Frame ``index`` of ``frames_dir`` as an RGB image."""
+    with Image.open(frames_dir / frame_name(index)) as im:
+        return im.convert("RGB")
+
+
 def params_hash(params: dict[str, Any]) -> str:
     """A short, stable hash of everything that decides a frame's pixels."""
     blob = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -107,7 +121,7 @@ def read_png_metadata(path: Path) -> dict[str, str] | None:
 
 def move_aside(out_dir: Path, path: Path) -> Path:
     """Move a finished file that is about to be replaced into ``superseded/`` (never delete it)."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    digest = file_digest(path, 8)
     dest_dir = out_dir / SUPERSEDED_DIR
     dest_dir.mkdir(exist_ok=True)
     dest = dest_dir / f"{path.stem}.{digest}{path.suffix}"

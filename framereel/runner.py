@@ -7,7 +7,6 @@ if something is left to do, render and write each frame atomically, record it in
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -25,12 +24,14 @@ from .manifest import (
     HASH_KEY,
     Manifest,
     atomic_write_bytes,
+    file_digest,
     folder_lock,
     frame_index,
     frame_name,
     move_aside,
     params_hash,
     png_bytes,
+    read_frame_image,
     read_png_metadata,
     remove_stale_temp_files,
 )
@@ -72,6 +73,17 @@ def frame_params(frame: Frame, settings: RenderSettings, info: ModelInfo, backen
         "dtype": backend.dtype,
         "backend": backend.name,
     }
+
+
+def frame_digest(frame: Frame, settings: RenderSettings, info: ModelInfo, backend: Backend,
+                 frames_dir: Path | None = None) -> str:
+    """The hash that tells whether a frame is finished. A chained frame's includes its parent's
+    (and colour reference's) image in ``frames_dir``, so redoing a frame invalidates its chain."""
+    params = frame_params(frame, settings, info, backend)
+    for key, ref in (("parent_image", frame.parent), ("colour_image", frame.color_ref)):
+        if ref is not None:
+            params[key] = file_digest(frames_dir / frame_name(ref))
+    return params_hash(params)
 
 
 def model_defaults(info: ModelInfo) -> dict[str, Any]:
@@ -181,28 +193,23 @@ def _render_locked(
     selected = set(only) if only is not None else {f.index for f in frames}
     result = RunResult(out, len(selected))
 
-    # -- plan: which frames are already finished with these exact parameters. A chained frame's
-    # parameters include its parent's image, so redoing a frame invalidates its chain after it.
+    # -- plan: which frames are already finished with these exact parameters
     def digest(f: Frame) -> str:
-        params = frame_params(f, settings, info, backend)
-        for key, ref in (("parent_image", f.parent), ("colour_image", f.color_ref)):
-            if ref is not None:
-                params[key] = file_digest(frames_dir / frame_name(ref))
-        return params_hash(params)
+        return frame_digest(f, settings, info, backend, frames_dir)
 
     digests: dict[int, str] = {}
     todo: list[Frame] = []
     todo_set: set[int] = set()
     finished: set[int] = set()
     for f in frames:
-        if f.parent is not None and f.parent in todo_set:
+        stale_parent = f.parent is not None and f.parent in todo_set
+        if stale_parent:
             digests[f.index] = ""  # known once the parent is rendered
         else:
             digests[f.index] = digest(f)
             meta = read_png_metadata(frames_dir / frame_name(f.index))
             if meta is not None and meta.get(HASH_KEY) == digests[f.index]:
                 finished.add(f.index)
-        stale_parent = f.parent is not None and f.parent in todo_set
         if f.index not in selected and not stale_parent:
             continue
         if f.index in finished and not force and f.index not in redo:
@@ -306,7 +313,7 @@ def _render_here(todo: list[Frame], frames_dir: Path, backend: Backend, accept, 
         _emit(on_event, "frame_start", index=f.index, prompt=f.prompt, steps=f.steps)
         t0 = time.perf_counter()
         try:
-            init_image = chain_init_image(f, lambda i: _read_image(frames_dir, i)) if f.parent is not None else None
+            init_image = chain_init_image(f, lambda i: read_frame_image(frames_dir, i)) if f.parent is not None else None
             image, facts = backend.render(
                 f, on_step=lambda i, n, idx=f.index: _emit(on_event, "step", index=idx, step=i, steps=n),
                 init_image=init_image,
@@ -320,11 +327,6 @@ def _render_here(todo: list[Frame], frames_dir: Path, backend: Backend, accept, 
         accept(f, image, facts, time.perf_counter() - t0, backend.device)
 
 
-def _read_image(frames_dir: Path, index: int) -> Image.Image:
-    with Image.open(frames_dir / frame_name(index)) as im:
-        return im.convert("RGB")
-
-
 def chain_init_image(frame: Frame, image_of: Callable[[int], Image.Image]) -> Image.Image:
     """A chained frame's starting image: its parent's, warped by its motion and colour-matched.
 
@@ -336,13 +338,6 @@ def chain_init_image(frame: Frame, image_of: Callable[[int], Image.Image]) -> Im
     if frame.color_ref is not None:
         image = match_colours(image, image_of(frame.color_ref))
     return image
-
-
-def file_digest(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    except FileNotFoundError:
-        return None
 
 
 def _record(f: Frame, settings: RenderSettings, info: ModelInfo, backend: Backend, digest: str) -> dict[str, Any]:

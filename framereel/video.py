@@ -73,17 +73,21 @@ def find_ffmpeg() -> str:
         raise FramereelError("ffmpeg not found; install it (apt install ffmpeg) or `pip install imageio-ffmpeg`") from None
 
 
-def collect_shots(out_dir: Path, fps: float, frames: str | None = None) -> tuple[list[Shot], list[int]]:
+def collect_shots(
+    out_dir: Path, fps: float, frames: str | None = None, records: dict[int, dict[str, Any]] | None = None
+) -> tuple[list[Shot], list[int]]:
     """The frames present in ``out_dir/frames`` in index order, and the indices that are missing.
 
-    Durations come from ``run.json`` (the storyboard's ``duration``) or default to ``1 / fps``.
+    Durations come from ``records`` (``run.json``'s frames, read if not given: the storyboard's
+    ``duration``) or default to ``1 / fps``.
     ``frames`` (e.g. ``"0-4,7"``) picks a subset.
     """
     frames_dir = out_dir / FRAMES_DIR
     if not frames_dir.is_dir():
         raise FramereelError(f"{out_dir}: no frames/ folder; render first with `framereel frames` or `framereel make`")
     present = {frame_index(p): p for p in frames_dir.glob("frame_*.png") if frame_index(p) is not None}
-    records = Manifest.load(out_dir).frames if (out_dir / MANIFEST).exists() else {}
+    if records is None:
+        records = Manifest.load(out_dir).frames if (out_dir / MANIFEST).exists() else {}
     expected = set(records) or set(present)
     wanted = sorted(expected | set(present))
     if frames:
@@ -245,7 +249,7 @@ def stitch(
         fmt = target.suffix.lower()
         if fmt not in FORMATS:
             raise FramereelError(f"{target.name}: unknown video format; use one of {', '.join(FORMATS)}")
-        shots, missing = collect_shots(out, fps, frames)
+        shots, missing = collect_shots(out, fps, frames, manifest.frames if manifest else {})
         if missing:
             emit({"event": "warning", "message": f"frames missing, stitched without them: {_ranges(missing)}"})
         if not 0 <= zoom <= 1:

@@ -24,6 +24,7 @@ from typing import Any
 from PIL import Image
 
 from .backends import RenderSettings
+from .manifest import read_frame_image
 from .storyboard import Frame
 
 MAX_ATTEMPTS = 3  # the first try and at most two more
@@ -110,8 +111,7 @@ def _worker_main(label: str, settings: RenderSettings, threads: int, frames_dir:
     outbox.put(("ready", label))
 
     def from_disk(index: int) -> Image.Image:
-        with Image.open(Path(frames_dir) / f"frame_{index:03d}.png") as im:
-            return im.convert("RGB")
+        return read_frame_image(Path(frames_dir), index)
 
     while True:
         job = inbox.get()
