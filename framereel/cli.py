@@ -56,6 +56,14 @@ def _render_options(f):
                      help='img2img strength for chained frames, 0..1 or a schedule "0:(0.65), 10:(0.45)".  [default: 0.65]'),
         click.option("--shared-noise", is_flag=True, help="Every frame starts from the same noise (similar compositions)."),
         click.option("--no-safety-checker", is_flag=True, help="Turn off the model's safety checker (if it ships one)."),
+        click.option("--batch", default="auto", show_default=True, metavar="auto|N", callback=_batch,
+                     help="Frames per UNet call. auto: 4 for small models (the demo model), 1 for SD-sized ones."),
+        click.option("--compile", is_flag=True,
+                     help="torch.compile the UNet and VAE: slower first frame, faster after (see README)."),
+        click.option("--tiny-vae", default=None, metavar="PATH|HUB_ID",
+                     help="Decode with a TAESD-style tiny VAE (e.g. madebyollin/taesd): faster, slightly softer."),
+        click.option("--step-cache", type=int, default=0, metavar="N",
+                     help="Run the full UNet every N steps and reuse its deep features in between (DeepCache-style).  [default: off]"),
         click.option("--devices", default=None, metavar="LIST",
                      help="One worker process per device: cuda:0,cuda:1 or all. Frames are identical to one device's."),
         click.option("--workers", type=int, default=1, show_default=True,
@@ -142,11 +150,24 @@ def main(debug: bool) -> None:
     """
 
 
-def _settings(model, backend, device, dtype, scheduler, no_safety_checker, reset_device=False):
+def _settings(model, backend, device, dtype, scheduler, no_safety_checker, reset_device=False, **speed):
     from .backends import DEFAULT_MODEL, RenderSettings
 
     return RenderSettings(model=model or DEFAULT_MODEL, backend=backend, device=device, dtype=dtype,
-                          scheduler=scheduler, safety_checker=not no_safety_checker, reset_device=reset_device)
+                          scheduler=scheduler, safety_checker=not no_safety_checker, reset_device=reset_device,
+                          **speed)
+
+
+def _batch(ctx, param, value: str) -> int:
+    """``--batch auto|N`` → 0 (auto) or N."""
+    if value == "auto":
+        return 0
+    if not value.isdigit() or int(value) < 1:
+        raise click.BadParameter(f"{value!r} is not auto or a whole number of frames ≥ 1")
+    return int(value)
+
+
+SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache")
 
 
 def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
@@ -164,7 +185,7 @@ def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
     redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
     only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
     settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
-                         opts["no_safety_checker"], opts["reset_device"])
+                         opts["no_safety_checker"], opts["reset_device"], **{k: opts[k] for k in SPEED_OPTIONS})
     try:
         if opts["workers"] < 1:
             raise FramereelError("--workers must be at least 1")
@@ -284,7 +305,7 @@ def interactive(out: Path, seed: int, **opts: Any) -> None:
 
     probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
     settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
-                         opts["no_safety_checker"])
+                         opts["no_safety_checker"], batch=1)  # one image per prompt: no padded batch to wait for
     _validate_frame_flags(probe)
     run_interactive(Session(out, settings, seed=seed, params=probe))
 

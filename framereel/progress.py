@@ -85,11 +85,14 @@ class ProgressBars(Quiet):
         elif kind == "frame_start" and self.frames_task is not None and "device" not in event:
             if self.step_task is None:
                 self.step_task = self.progress.add_task("steps", total=event["steps"], rate="")
+            batch = event.get("batch")
             self.progress.update(self.step_task, completed=0, total=event["steps"],
-                                 description=f"frame {event['index']}")
+                                 description=f"frames {batch[0]}–{batch[-1]}" if batch else f"frame {event['index']}")
         elif kind == "step" and self.step_task is not None:
             self.progress.update(self.step_task, completed=event["step"], total=event["steps"])
         elif kind in ("frame_done", "frame_error") and self.frames_task is not None:
+            if event.get("compile_seconds") is not None:
+                self.progress.console.print(f"compiled the model for this frame size in {event['compile_seconds']:.0f}s")
             self.done += 1
             self.render_seconds += event.get("seconds", 0.0)
             rate = f"{self.render_seconds / self.done:.2f}s/frame"

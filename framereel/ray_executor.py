@@ -104,7 +104,7 @@ def render_with_ray(
               for label, d in zip(labels, devices)}
     emit("workers_started", workers=labels, threads=share, executor="ray")
     frames = {f.index: f for f in todo}
-    pending = plan_jobs(todo)
+    pending = plan_jobs(todo, settings.batch or 1)
     in_flight: dict[Any, tuple[str, Job]] = {}
     idle = list(actors)
     try:

@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from ._version import __version__
-from .backends import Backend, ModelInfo, RenderSettings, create_backend
+from .backends import Backend, ModelInfo, RenderSettings, batch_groups, create_backend
 from .coherence import match_colours, warp
 from .errors import FramereelError
 from .manifest import (
@@ -72,6 +72,7 @@ def frame_params(frame: Frame, settings: RenderSettings, info: ModelInfo, backen
         "model": info.fingerprint,
         "dtype": backend.dtype,
         "backend": backend.name,
+        **getattr(backend, "pixel_options", {}),  # e.g. a tiny VAE or step caching
     }
 
 
@@ -235,6 +236,7 @@ def _render_locked(
         "dtype": backend.dtype,
         "scheduler": settings.scheduler,
         "safety_checker": settings.safety_checker,
+        "batch": getattr(backend, "batch", 1),
         "run_seed": storyboard.run_seed,
         **({"notes": backend.notes} if getattr(backend, "notes", None) else {}),
         **{k: v for k, v in manifest.run.items() if k == "video"},
@@ -281,7 +283,8 @@ def _render_locked(
     try:
         emit = lambda event, **data: _emit(on_event, event, **data)  # noqa: E731
         devices = plan.devices or [backend.device] * plan.workers
-        worker_settings = replace(settings, dtype=backend.dtype)  # every worker renders in the same dtype
+        # every worker renders in the same dtype and batch size, so its frames are the same bytes
+        worker_settings = replace(settings, dtype=backend.dtype, batch=getattr(backend, "batch", 1))
         if plan.executor == "ray":
             from .ray_executor import render_with_ray
 
@@ -305,26 +308,45 @@ def _render_here(todo: list[Frame], frames_dir: Path, backend: Backend, accept, 
           device=backend.device, dtype=backend.dtype)
     _warn_long_prompts(backend, todo, on_event)
     failed: set[int] = set()
-    for f in todo:
+    for group in batch_groups(todo, getattr(backend, "batch", 1)):
+        f = group[0]
         if f.parent in failed:
             failed.add(f.index)
             reject(f, f"its parent frame {f.parent} failed")
             continue
-        _emit(on_event, "frame_start", index=f.index, prompt=f.prompt, steps=f.steps)
+        _emit(on_event, "frame_start", index=f.index, prompt=f.prompt, steps=f.steps,
+              **({"batch": [g.index for g in group]} if len(group) > 1 else {}))
         t0 = time.perf_counter()
         try:
-            init_image = chain_init_image(f, lambda i: read_frame_image(frames_dir, i)) if f.parent is not None else None
-            image, facts = backend.render(
-                f, on_step=lambda i, n, idx=f.index: _emit(on_event, "step", index=idx, step=i, steps=n),
-                init_image=init_image,
-            )
+            results = render_group(backend, group, lambda i: read_frame_image(frames_dir, i),
+                                   on_step=lambda i, n, idx=f.index: _emit(on_event, "step", index=idx, step=i, steps=n))
         except (KeyboardInterrupt, FramereelError):
             raise
         except Exception as err:  # a failed frame says why, and the run goes on with the others
-            failed.add(f.index)
-            reject(f, f"{type(err).__name__}: {err}".splitlines()[0])
+            for g in group:
+                failed.add(g.index)
+                reject(g, f"{type(err).__name__}: {err}".splitlines()[0])
             continue
-        accept(f, image, facts, time.perf_counter() - t0, backend.device)
+        seconds = per_frame_seconds(time.perf_counter() - t0, results)
+        for g, (image, facts) in zip(group, results):
+            accept(g, image, facts, seconds, backend.device)
+
+
+def render_group(backend: Backend, group: list[Frame], image_of: Callable[[int], Image.Image],
+                 on_step: Callable[[int, int], None] | None = None) -> list[tuple[Image.Image, dict[str, Any]]]:
+    """Render a group from :func:`~framereel.backends.batch_groups`: frames sharing one UNet call
+    (backends that batch), or one frame (a chained frame starts from ``image_of(parent)``)."""
+    f = group[0]
+    if f.parent is None and hasattr(backend, "render_batch"):
+        return backend.render_batch(group, on_step=on_step)
+    init_image = chain_init_image(f, image_of) if f.parent is not None else None
+    return [backend.render(f, on_step=on_step, init_image=init_image)]
+
+
+def per_frame_seconds(elapsed: float, results: list[tuple[Image.Image, dict[str, Any]]]) -> float:
+    """Rendering seconds per frame of a group: its share of the call, compiling (reported once
+    in the first frame's ``compile_seconds``) left out."""
+    return (elapsed - results[0][1].get("compile_seconds", 0.0)) / len(results)
 
 
 def chain_init_image(frame: Frame, image_of: Callable[[int], Image.Image]) -> Image.Image:

@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from .backends import RenderSettings
+from .backends import RenderSettings, batch_groups, batch_key
 from .manifest import read_frame_image
 from .storyboard import Frame
 
@@ -37,17 +37,27 @@ class Job:
     attempts: int = 0
 
 
-def plan_jobs(todo: list[Frame]) -> list[Job]:
-    """Group frames into jobs: a chained frame joins the job of the frame it starts from."""
-    jobs: list[Job] = []
-    job_of: dict[int, Job] = {}
+def plan_jobs(todo: list[Frame], batch: int = 1) -> list[Job]:
+    """Group frames into jobs: a chained frame joins the job of the frame it starts from; up to
+    ``batch`` independent frames that can share a UNet call make one job."""
+    chains: list[list[Frame]] = []
+    chain_of: dict[int, list[Frame]] = {}
     for f in todo:
-        job = job_of.get(f.parent) if f.parent is not None else None
-        if job is None:
-            job = Job(len(jobs), [])
-            jobs.append(job)
-        job.frames.append(f)
-        job_of[f.index] = job
+        chain = chain_of.get(f.parent) if f.parent is not None else None
+        if chain is None:
+            chain = []
+            chains.append(chain)
+        chain.append(f)
+        chain_of[f.index] = chain
+    jobs: list[Job] = []
+    open_batch: list[Frame] | None = None  # the job independent frames may still join
+    for chain in chains:
+        key = batch_key(chain[0]) if len(chain) == 1 and chain[0].parent is None else None
+        if key is not None and open_batch and len(open_batch) < batch and batch_key(open_batch[0]) == key:
+            open_batch.append(chain[0])
+            continue
+        jobs.append(Job(len(jobs), list(chain)))
+        open_batch = jobs[-1].frames if key is not None else None
     return jobs
 
 
@@ -65,7 +75,8 @@ def requeue(job: Job, done: set[int], pending: list[Job], reject, emit, why: str
         for f in rest:
             reject(f, f"failed {MAX_ATTEMPTS} times; last: {why}")
         return
-    emit("warning", message=f"frame {rest[0].index} goes back to the queue ({why})")
+    which = f"frame {rest[0].index} goes" if len(rest) == 1 else f"frames {', '.join(str(f.index) for f in rest)} go"
+    emit("warning", message=f"{which} back to the queue ({why})")
     pending.insert(0, Job(job.id, rest, job.attempts))
 
 
@@ -73,7 +84,7 @@ def render_job(backend, job: Job, image_of: Callable[[int], Image.Image]):
     """Render a job's frames in order with a loaded backend; yields ``("frame", index, image, facts,
     seconds)`` per frame, or ``("failed", index, message)`` and stops. ``image_of`` gives images of
     frames finished before the job (a chain's first parent, its colour reference)."""
-    from .runner import chain_init_image
+    from .runner import per_frame_seconds, render_group
 
     images: dict[int, Image.Image] = {}
 
@@ -82,16 +93,17 @@ def render_job(backend, job: Job, image_of: Callable[[int], Image.Image]):
             images[index] = image_of(index)
         return images[index]
 
-    for f in job.frames:
+    for group in batch_groups(job.frames, getattr(backend, "batch", 1)):
         t0 = time.perf_counter()
         try:
-            init = chain_init_image(f, lookup) if f.parent is not None else None
-            image, facts = backend.render(f, init_image=init)
+            results = render_group(backend, group, lookup)
         except Exception as err:  # reported to the driver, which retries the job elsewhere
-            yield ("failed", f.index, f"{type(err).__name__}: {err}".splitlines()[0])
+            yield ("failed", group[0].index, f"{type(err).__name__}: {err}".splitlines()[0])
             return
-        images[f.index] = image.convert("RGB")
-        yield ("frame", f.index, images[f.index], facts, time.perf_counter() - t0)
+        seconds = per_frame_seconds(time.perf_counter() - t0, results)
+        for f, (image, facts) in zip(group, results):
+            images[f.index] = image.convert("RGB")
+            yield ("frame", f.index, images[f.index], facts, seconds)
 
 
 def _worker_main(label: str, settings: RenderSettings, threads: int, frames_dir: str, inbox, outbox) -> None:
@@ -155,7 +167,7 @@ def render_in_workers(
     emit("workers_started", workers=labels, threads=threads)
 
     frames = {f.index: f for f in todo}
-    pending = plan_jobs(todo)
+    pending = plan_jobs(todo, settings.batch or 1)
     busy: dict[str, Job] = {}
     idle: list[str] = []
     done_frames: set[int] = set()

@@ -115,19 +115,71 @@ def test_another_storyboard_in_the_same_folder_is_refused(tmp_path, board, tiny_
         render(load_storyboard(other), out, settings(tiny_model), backend=backend)
 
 
-def test_parity_with_stable_diffusion_pipeline(tmp_path, board, tiny_model):
+def _plain_pipeline(model):
     import torch
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
-    out = tmp_path / "out"
-    run = render(quick(board), out, RenderSettings(model=str(tiny_model), dtype="float32"), only=[2])
-    assert run.rendered == [2]
-    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_model), torch_dtype=torch.float32)
+    pipe = StableDiffusionPipeline.from_pretrained(str(model), torch_dtype=torch.float32)
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type="dpmsolver++")
-    expected = pipe(PROMPTS[2]["prompt"], num_inference_steps=3, guidance_scale=7.5, width=64, height=64,
-                    generator=torch.Generator().manual_seed(174 + 2)).images[0]
+    return pipe
+
+
+def test_parity_with_stable_diffusion_pipeline(tmp_path, board, tiny_model):
+    import torch
+
+    out = tmp_path / "out"
+    run = render(quick(board), out, RenderSettings(model=str(tiny_model), dtype="float32", batch=1), only=[2])
+    assert run.rendered == [2]
+    expected = _plain_pipeline(tiny_model)(
+        PROMPTS[2]["prompt"], num_inference_steps=3, guidance_scale=7.5, width=64, height=64,
+        generator=torch.Generator().manual_seed(174 + 2)).images[0]
     ours = Image.open(out / "frames" / "frame_002.png")
     assert np.array_equal(np.asarray(ours), np.asarray(expected))
+
+
+def test_batched_frames_are_what_the_pipeline_gives_for_a_batch_of_prompts(tmp_path, board, tiny_model):
+    import torch
+
+    out = tmp_path / "out"
+    run = render(quick(board), out, RenderSettings(model=str(tiny_model), dtype="float32", batch=4),
+                 only=[0, 1, 2, 3])
+    assert run.rendered == [0, 1, 2, 3]
+    assert json.loads((out / "run.json").read_text())["batch"] == 4
+    expected = _plain_pipeline(tiny_model)(
+        [p["prompt"] for p in PROMPTS[:4]], num_inference_steps=3, guidance_scale=7.5, width=64, height=64,
+        generator=[torch.Generator().manual_seed(174 + i) for i in range(4)]).images
+    for i in range(4):
+        assert np.array_equal(np.asarray(Image.open(out / "frames" / f"frame_00{i}.png")), np.asarray(expected[i]))
+
+
+def test_a_batched_frame_does_not_depend_on_its_batch_mates(tmp_path, board, tiny_model):
+    """Padding every call to --batch rows makes a frame the same bytes in a full run, alone, or resumed."""
+    full = render(quick(board), tmp_path / "full", RenderSettings(model=str(tiny_model), batch=4))
+    assert full.rendered == [0, 1, 2, 3, 4]
+    alone = render(quick(board), tmp_path / "alone", RenderSettings(model=str(tiny_model), batch=4), only=[2])
+    assert alone.rendered == [2]
+    partial = tmp_path / "partial"
+    render(quick(board), partial, RenderSettings(model=str(tiny_model), batch=4), only=[1, 3])
+    resumed = render(quick(board), partial, RenderSettings(model=str(tiny_model), batch=4))
+    assert resumed.rendered == [0, 2, 4] and resumed.skipped == [1, 3]
+    for name in (tmp_path / "full" / "frames").iterdir():
+        assert (partial / "frames" / name.name).read_bytes() == name.read_bytes()
+    assert (tmp_path / "alone" / "frames" / "frame_002.png").read_bytes() == (
+        tmp_path / "full" / "frames" / "frame_002.png").read_bytes()
+
+
+def test_batch_size_is_a_speed_setting_not_part_of_a_frames_identity(tmp_path, board, tiny_model):
+    """Frames made with another --batch count as finished: the pixels differ only by rounding."""
+    from framereel.bench import psnr
+
+    out = tmp_path / "out"
+    render(quick(board), out, RenderSettings(model=str(tiny_model), batch=4))
+    batch4 = np.asarray(Image.open(out / "frames" / "frame_001.png"))
+    again = render(quick(board), out, RenderSettings(model=str(tiny_model), batch=1))
+    assert again.rendered == [] and again.skipped == [0, 1, 2, 3, 4]
+    single = render(quick(board), tmp_path / "single", RenderSettings(model=str(tiny_model), batch=1), only=[1])
+    assert single.rendered == [1]
+    assert psnr(np.asarray(Image.open(tmp_path / "single" / "frames" / "frame_001.png")), batch4) > 35
 
 
 def test_pndm_scheduler_and_long_prompt_warning(tmp_path, tiny_model):

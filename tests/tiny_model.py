@@ -42,6 +42,19 @@ def build_tiny_pipeline(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def build_tiny_vae(folder: Path, seed: int = 0, levels: int = 2) -> Path:
+    """A random-weight AutoencoderTiny (TAESD's architecture) that fits the tiny pipeline's latents
+    (4 channels at 1/2 scale with ``levels=2``)."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    AutoencoderTiny(encoder_block_out_channels=(8,) * levels, decoder_block_out_channels=(8,) * levels,
+                    num_encoder_blocks=(1,) * levels, num_decoder_blocks=(1,) * levels,
+                    latent_channels=4).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
 if __name__ == "__main__":
     import sys
 

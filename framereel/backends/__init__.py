@@ -30,6 +30,10 @@ class RenderSettings:
     scheduler: str = "dpm++"
     safety_checker: bool = True
     reset_device: bool = False  # Tenstorrent: `tt-smi -r` before opening the chip
+    batch: int = 0  # frames per UNet call; 0 = auto (see ``DiffusersBackend.batch``)
+    compile: bool = False  # torch.compile the UNet (and VAE decoder)
+    tiny_vae: str | None = None  # a TAESD-style AutoencoderTiny (folder or Hub id) to decode with
+    step_cache: int = 0  # DeepCache-style: full UNet every N steps, shallow branch in between; 0/1 = off
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,27 @@ class Backend(Protocol):
         """Release the device."""
 
 
+def batch_key(frame: Frame) -> tuple | None:
+    """Frames with equal keys can share one UNet call; ``None``: this frame renders alone (img2img)."""
+    if frame.kind == "chain":
+        return None
+    return (frame.width, frame.height, frame.steps, frame.guidance)
+
+
+def batch_groups(frames: list[Frame], size: int) -> list[list[Frame]]:
+    """Split frames, in order, into groups of at most ``size`` consecutive frames that can share
+    a UNet call; chained frames stay alone, so a parent is always rendered before its chain."""
+    groups: list[list[Frame]] = []
+    for f in frames:
+        key = batch_key(f)
+        last = groups[-1] if groups else None
+        if key is not None and last and len(last) < size and batch_key(last[0]) == key:
+            last.append(f)
+        else:
+            groups.append([f])
+    return groups
+
+
 def expand_devices(spec: str | None) -> list[str] | None:
     """``--devices``: ``cuda:0,cuda:1`` as a list; ``all`` → every Tenstorrent chip, else every CUDA GPU, else the CPU."""
     if not spec:
@@ -86,6 +111,21 @@ def expand_devices(spec: str | None) -> list[str] | None:
     return devices
 
 
+def check_speed_options(settings: RenderSettings, backend: str) -> None:
+    """Refuse speed options the backend can't honour, rather than ignore them silently."""
+    if settings.batch < 0 or settings.step_cache < 0:
+        raise FramereelError("--batch and --step-cache take a whole number ≥ 0 (0: auto / off)")
+    asked = [flag for flag, on in (("--batch N", settings.batch > 1), ("--compile", settings.compile),
+                                   ("--tiny-vae", bool(settings.tiny_vae)), ("--step-cache", settings.step_cache > 1))
+             if on]
+    if backend in ("tt", "tt-demo") and asked:
+        raise FramereelError(f"{', '.join(asked)}: the Tenstorrent backends render one traced frame at a time "
+                             "and don't take these; drop them or use --backend diffusers")
+    if settings.compile and settings.step_cache > 1:
+        raise FramereelError("--compile and --step-cache don't combine (the cache switches the UNet's graph "
+                             "every step); pick one")
+
+
 def create_backend(settings: RenderSettings) -> Backend:
     """The backend named by ``settings.backend``."""
     if settings.scheduler not in SCHEDULERS:
@@ -97,6 +137,7 @@ def create_backend(settings: RenderSettings) -> Backend:
         from .tt import tenstorrent_present
 
         backend = "tt" if tenstorrent_present() else "diffusers"
+    check_speed_options(settings, backend)
     if backend == "diffusers":
         from .diffusers_backend import DiffusersBackend
 
