@@ -8,7 +8,7 @@ from conftest import run_cli, write_storyboard
 from PIL import Image
 from tiny_model import build_tiny_vae
 
-from framereel import RenderSettings, load_storyboard, render
+from framereel import RenderSettings
 from framereel.backends import batch_groups
 from framereel.bench import psnr
 from framereel.storyboard import Frame
