@@ -8,7 +8,11 @@ Figures, each printed with the machine, dtype and settings, and written as JSON:
    ``torch.utils.flop_counter``) ÷ a large matmul's FLOP/s measured in the same run;
 3. schedulers — DPM-Solver++ 25 steps vs PNDM 50 (the lesson's recipe): time ratio, and PSNR of
    each against its own scheduler at 100 steps, so the speed-up is not bought with broken images;
-4. batching — frames/s when several frames share one UNet call (batch 1, 2, 4).
+4. batching — frames/s with ``--batch 1, 2, 4`` (several frames per UNet call), and how close
+   the batched frames are to batch 1's;
+5. accelerations — ``--step-cache 2``/``3``, ``--tiny-vae`` and (with ``compile=True``)
+   ``--compile``: time per frame ÷ the plain render's, and PSNR against the plain render;
+6. memory — peak resident memory of a fresh ``framereel frames`` process rendering one frame.
 
 Models: ``demo`` (the shipped tiny model) and ``sd-shaped`` (SD 1.x's real UNet/VAE/CLIP
 configs with random weights: the same FLOPs as SD 1.4), or any ``--model``.
@@ -30,6 +34,8 @@ import numpy as np
 from .backends import RenderSettings
 from .storyboard import Frame
 
+FIGURES = ("overhead", "peak", "schedulers", "batching", "accelerations", "memory")
+SIMILARITY_THRESHOLD_DB = 30.0  # an acceleration may be a default only if its frames stay this close to the plain ones
 PROMPTS = ["a large red circle on the left, night sky", "a small blue square at the top, day sky",
            "a yellow star in the center, sunset", "a purple triangle at the bottom, grass field"]
 
@@ -99,27 +105,86 @@ def psnr(a, b) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
-def run_bench(model: str = "demo", size: int | None = None, steps: int = 25, frames: int = 3,
-              dtype: str = "auto", batches: tuple[int, ...] = (1, 2, 4), compare_schedulers: bool = True,
-              out: Path | None = None, log=print) -> dict[str, Any]:
-    """Run all four measurements; returns (and optionally writes) the results."""
-    import torch
+def random_tiny_vae(pipe, folder: Path) -> Path:
+    """A random-weight AutoencoderTiny with TAESD's layer sizes that fits ``pipe``'s latents: its
+    decode time is TAESD's (image similarity needs the real weights: pass ``tiny_vae``)."""
+    from diffusers import AutoencoderTiny
 
-    from .backends.diffusers_backend import DiffusersBackend, make_scheduler
+    levels = int(math.log2(pipe.vae_scale_factor)) + 1
+    AutoencoderTiny(encoder_block_out_channels=(64,) * levels, decoder_block_out_channels=(64,) * levels,
+                    num_encoder_blocks=(1,) + (3,) * (levels - 1), num_decoder_blocks=(3,) * (levels - 1) + (1,),
+                    latent_channels=pipe.unet.config.in_channels).save_pretrained(folder)
+    return folder
+
+
+def peak_rss_of_render(model: str, size: int, steps: int, dtype: str) -> float:
+    """Peak resident memory (MB) of a fresh ``framereel frames`` process rendering one frame.
+
+    The child reports its own high-water mark (``VmHWM``): a child's ``ru_maxrss`` would include
+    the parent's memory, which it inherits at fork until it execs.
+    """
+    import re
+    import subprocess
+    import sys
 
     with tempfile.TemporaryDirectory() as tmp:
+        board = Path(tmp) / "one.json"
+        board.write_text(json.dumps([{"prompt": PROMPTS[0]}]))
+        args = ["frames", str(board), "-o", str(Path(tmp) / "out"), "--model", model, "--width", str(size),
+                "--height", str(size), "--steps", str(steps), "--dtype", dtype, "--device", "cpu",
+                "--no-safety-checker", "--quiet"]
+        proc = subprocess.run([sys.executable, "-c", _PEAK_PROBE, *args], capture_output=True, text=True)
+    found = re.search(r"framereel-peak-rss-kb (\d+)", proc.stderr)
+    if proc.returncode != 0 or not found:
+        raise RuntimeError(f"framereel frames failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return int(found.group(1)) / 1024
+
+
+_PEAK_PROBE = """
+import re, runpy, sys
+sys.argv = ["framereel", *sys.argv[1:]]
+try:
+    runpy.run_module("framereel", run_name="__main__", alter_sys=True)
+finally:
+    status = open("/proc/self/status").read()
+    sys.stderr.write("framereel-peak-rss-kb " + re.search(r"VmHWM:\\s+(\\d+)", status).group(1) + "\\n")
+"""
+
+
+def run_bench(model: str = "demo", size: int | None = None, steps: int = 25, frames: int = 3,
+              dtype: str = "auto", batches: tuple[int, ...] = (1, 2, 4), only: tuple[str, ...] = FIGURES,
+              compile: bool = False, tiny_vae: str | None = None, memory_steps: int = 2,
+              out: Path | None = None, log=print) -> dict[str, Any]:
+    """Run the measurements named in ``only`` (see :data:`FIGURES`); returns (and optionally writes) them."""
+    import torch
+
+    from .backends.diffusers_backend import DiffusersBackend, load_tiny_vae, make_scheduler, resolve_tiny_vae
+    from .backends.step_cache import StepCache
+
+    with tempfile.TemporaryDirectory() as tmp:
+        label = model
         if model == "sd-shaped":
             log("building an SD-1.x-shaped random-weight model …")
             model = str(build_sd_shaped(Path(tmp) / "sd-shaped"))
-        backend = DiffusersBackend(RenderSettings(model=model, dtype=dtype, device="cpu"))
+        backend = DiffusersBackend(RenderSettings(model=model, dtype=dtype, device="cpu", batch=1))
         info = backend.describe()
         size = size or info.native_width
-        backend.load()
-        pipe = backend.pipe
-        settings = {"model": info.id if not model.startswith(tmp) else "sd-shaped", "size": size, "steps": steps,
+        settings = {"model": label if label == "sd-shaped" else info.id, "size": size, "steps": steps,
                     "dtype": backend.dtype, "device": backend.device, "frames": frames}
         report: dict[str, Any] = {"machine": machine(), "settings": settings}
         log(f"machine {report['machine']}\nsettings {settings}")
+        if "memory" in only:  # first, in a fresh process, before this one holds the model
+            rss = peak_rss_of_render(model, size, memory_steps, backend.dtype)
+            auto = DiffusersBackend(RenderSettings(model=model, device="cpu"))
+            auto.describe()
+            report["memory"] = {"peak_rss_mb_one_frame": round(rss, 1), "size": size, "steps": memory_steps,
+                                "batch": auto.batch}
+            log(f"6. memory: a fresh `framereel frames` process rendering one {size}×{size} frame peaks at "
+                f"{rss:.0f} MB resident")
+        if set(only) <= {"memory"}:
+            return _finish(report, out, log)
+        backend.load()
+        pipe = backend.pipe
 
         def frame(i: int, n_steps: int = steps, guidance: float = 7.5) -> Frame:
             return Frame(i, PROMPTS[i % len(PROMPTS)], "", 1000 + i, n_steps, guidance, size, size)
@@ -129,77 +194,132 @@ def run_bench(model: str = "demo", size: int | None = None, steps: int = 25, fra
             return pipe(f.prompt, num_inference_steps=n_steps, guidance_scale=f.guidance, width=size, height=size,
                         generator=torch.Generator("cpu").manual_seed(f.seed)).images[0]
 
-        # 1. overhead, interleaved
-        backend.render(frame(0))  # warm-up both paths
-        plain(0)
-        ours, theirs = [], []
-        for i in range(frames):
-            t0 = time.perf_counter()
-            backend.render(frame(i))
-            ours.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            plain(i)
-            theirs.append(time.perf_counter() - t0)
-        overhead = statistics.median(ours) / statistics.median(theirs)
-        report["overhead"] = {"framereel_s": statistics.median(ours), "diffusers_s": statistics.median(theirs),
-                              "ratio": round(overhead, 4)}
-        log(f"1. overhead: framereel {statistics.median(ours):.3f}s/frame ÷ diffusers "
-            f"{statistics.median(theirs):.3f}s/frame = {overhead:.3f}")
-
-        # 2. fraction of peak (UNet only)
-        latent = size // pipe.vae_scale_factor
-        flops = unet_flops(pipe.unet, latent)
-        x = torch.randn(2, pipe.unet.config.in_channels, latent, latent, dtype=pipe.unet.dtype)
-        ctx = torch.randn(2, 77, pipe.unet.config.cross_attention_dim, dtype=pipe.unet.dtype)
-        with torch.inference_mode():
-            pipe.unet(x, torch.tensor(500), ctx)
-            times = []
-            for _ in range(max(3, frames)):
+        def timed_frames() -> tuple[float, list]:
+            """Median seconds per frame and the images of ``max(2, frames)`` frames, after warm-ups."""
+            for i in range(2):
+                backend.render(frame(i))
+            times, images = [], []
+            for i in range(max(2, frames)):
                 t0 = time.perf_counter()
-                pipe.unet(x, torch.tensor(500), ctx)
+                images.append(backend.render(frame(i))[0])
                 times.append(time.perf_counter() - t0)
-        achieved = flops / statistics.median(times)
-        peak = matmul_peak(pipe.unet.dtype)
-        report["peak"] = {"unet_flops_per_call": flops, "achieved_flops": achieved, "matmul_peak_flops": peak,
-                          "fraction": round(achieved / peak, 4)}
-        log(f"2. UNet: {flops / 1e9:.2f} GFLOP per call (CFG batch 2), {achieved / 1e9:.1f} GFLOP/s achieved, "
-            f"matmul peak {peak / 1e9:.1f} GFLOP/s → {achieved / peak:.1%} of peak")
+            return statistics.median(times), images
 
-        # 3. DPM-Solver++ 25 vs PNDM 50, each against its own 100-step reference (meaningful for trained weights)
-        sched: dict[str, Any] = {}
-        for name, n in (("dpm++", 25), ("pndm", 50)) if compare_schedulers else ():
-            pipe.scheduler = make_scheduler(name, pipe.scheduler.config)
-            t0 = time.perf_counter()
-            image = plain(1, n)
-            seconds = time.perf_counter() - t0
-            reference = plain(1, 100)
-            sched[name] = {"steps": n, "seconds": seconds, "psnr_vs_100_steps": round(psnr(image, reference), 2)}
-        pipe.scheduler = make_scheduler(backend.settings.scheduler, pipe.scheduler.config)
-        if sched:
+        if "overhead" in only:  # interleaved with the plain pipeline
+            backend.render(frame(0))
+            plain(0)
+            ours, theirs = [], []
+            for i in range(frames):
+                t0 = time.perf_counter()
+                backend.render(frame(i))
+                ours.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                plain(i)
+                theirs.append(time.perf_counter() - t0)
+            overhead = statistics.median(ours) / statistics.median(theirs)
+            report["overhead"] = {"framereel_s": statistics.median(ours), "diffusers_s": statistics.median(theirs),
+                                  "ratio": round(overhead, 4)}
+            log(f"1. overhead: framereel {statistics.median(ours):.3f}s/frame ÷ diffusers "
+                f"{statistics.median(theirs):.3f}s/frame = {overhead:.3f}")
+
+        if "peak" in only:  # UNet only
+            latent = size // pipe.vae_scale_factor
+            flops = unet_flops(pipe.unet, latent)
+            x = torch.randn(2, pipe.unet.config.in_channels, latent, latent, dtype=pipe.unet.dtype)
+            ctx = torch.randn(2, 77, pipe.unet.config.cross_attention_dim, dtype=pipe.unet.dtype)
+            with torch.inference_mode():
+                pipe.unet(x, torch.tensor(500), ctx)
+                times = []
+                for _ in range(max(3, frames)):
+                    t0 = time.perf_counter()
+                    pipe.unet(x, torch.tensor(500), ctx)
+                    times.append(time.perf_counter() - t0)
+            achieved = flops / statistics.median(times)
+            peak = matmul_peak(pipe.unet.dtype)
+            report["peak"] = {"unet_flops_per_call": flops, "achieved_flops": achieved, "matmul_peak_flops": peak,
+                              "fraction": round(achieved / peak, 4)}
+            log(f"2. UNet: {flops / 1e9:.2f} GFLOP per call (CFG batch 2), {achieved / 1e9:.1f} GFLOP/s achieved, "
+                f"matmul peak {peak / 1e9:.1f} GFLOP/s → {achieved / peak:.1%} of peak")
+
+        if "schedulers" in only:  # DPM-Solver++ 25 vs PNDM 50, each against its own 100-step reference
+            sched: dict[str, Any] = {}
+            for name, n in (("dpm++", 25), ("pndm", 50)):
+                pipe.scheduler = make_scheduler(name, pipe.scheduler.config)
+                t0 = time.perf_counter()
+                image = plain(1, n)
+                seconds = time.perf_counter() - t0
+                reference = plain(1, 100)
+                sched[name] = {"steps": n, "seconds": seconds, "psnr_vs_100_steps": round(psnr(image, reference), 2)}
+            pipe.scheduler = make_scheduler(backend.settings.scheduler, pipe.scheduler.config)
             sched["time_ratio_dpm25_over_pndm50"] = round(sched["dpm++"]["seconds"] / sched["pndm"]["seconds"], 3)
             report["schedulers"] = sched
-        log("3. schedulers: skipped (random weights make image similarity meaningless)" if not sched else f"3. DPM++ 25 steps {sched['dpm++']['seconds']:.2f}s (PSNR {sched['dpm++']['psnr_vs_100_steps']} dB vs 100 steps) "
-            f"vs PNDM 50 {sched['pndm']['seconds']:.2f}s (PSNR {sched['pndm']['psnr_vs_100_steps']} dB): "
-            f"time ratio {sched['time_ratio_dpm25_over_pndm50']}")
+            log(f"3. DPM++ 25 steps {sched['dpm++']['seconds']:.2f}s (PSNR {sched['dpm++']['psnr_vs_100_steps']} dB "
+                f"vs 100 steps) vs PNDM 50 {sched['pndm']['seconds']:.2f}s (PSNR {sched['pndm']['psnr_vs_100_steps']} "
+                f"dB): time ratio {sched['time_ratio_dpm25_over_pndm50']}")
 
-        # 4. batching: several frames per UNet call
-        batch_report = {}
-        for b in batches:
-            fs = [frame(i) for i in range(b)]
-            embeds = torch.cat([backend._embed(f.prompt) for f in fs])
-            negative = torch.cat([backend._embed("")] * b)
-            gens = [torch.Generator("cpu").manual_seed(f.seed) for f in fs]
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                pipe(prompt_embeds=embeds, negative_prompt_embeds=negative, num_inference_steps=steps,
-                     guidance_scale=7.5, width=size, height=size, generator=gens)
-            batch_report[b] = round(b / (time.perf_counter() - t0), 4)
-        report["batching_frames_per_s"] = batch_report
-        log("4. batching: " + ", ".join(f"batch {b}: {v:.3f} frames/s" for b, v in batch_report.items()))
+        baseline_s, baseline = timed_frames() if {"batching", "accelerations"} & set(only) else (None, [])
+
+        if "batching" in only:  # the real --batch path: render_batch, padded to the batch size
+            batch_report: dict[str, Any] = {}
+            for b in batches:
+                backend.batch = b
+                group = [frame(i) for i in range(b)]
+                backend.render_batch(group)  # warm-up at this batch size
+                times = []
+                for _ in range(max(2, frames)):
+                    t0 = time.perf_counter()
+                    images = [image for image, _ in backend.render_batch(group)]
+                    times.append(time.perf_counter() - t0)
+                rate = b / statistics.median(times)
+                close = min(psnr(image, base) for image, base in zip(images, baseline))
+                batch_report[str(b)] = {"frames_per_s": round(rate, 4), "min_psnr_vs_batch_1": round(close, 2)}
+            one = batch_report.get("1", {}).get("frames_per_s") or 1 / baseline_s
+            for v in batch_report.values():
+                v["speedup_vs_batch_1"] = round(v["frames_per_s"] / one, 3)
+            backend.batch = 1
+            report["batching"] = batch_report
+            log("4. batching: " + ", ".join(
+                f"batch {b}: {v['frames_per_s']:.3f} frames/s ({v['speedup_vs_batch_1']:.2f}×, ≥ {v['min_psnr_vs_batch_1']} dB "
+                "vs batch 1)" for b, v in batch_report.items()))
+
+        if "accelerations" in only:
+            acc: dict[str, Any] = {"baseline_s_per_frame": round(baseline_s, 4),
+                                   "similarity_threshold_db": SIMILARITY_THRESHOLD_DB}
+
+            def measure(name: str, meaningful_similarity: bool = True, **extra: Any) -> None:
+                seconds, images = timed_frames()
+                close = min(psnr(a, b) for a, b in zip(images, baseline))
+                acc[name] = {"time_ratio": round(seconds / baseline_s, 3), **extra,
+                             "min_psnr_vs_plain": round(close, 2) if meaningful_similarity else None}
+                similar = f"≥ {close:.1f} dB vs plain" if meaningful_similarity else "similarity n/a (random weights)"
+                log(f"5. {name}: {seconds:.3f}s/frame = {seconds / baseline_s:.2f}× the plain render, {similar}")
+
+            for interval in (2, 3):
+                backend._step_cache = StepCache(pipe.unet, interval)
+                measure(f"step-cache {interval}", meaningful_similarity=label != "sd-shaped")
+                backend._step_cache.remove()
+                backend._step_cache = None
+            vae = pipe.vae
+            folder = resolve_tiny_vae(tiny_vae) if tiny_vae else random_tiny_vae(pipe, Path(tmp) / "tiny-vae")
+            pipe.vae = load_tiny_vae(folder, pipe.unet.dtype, pipe)
+            measure("tiny-vae", meaningful_similarity=bool(tiny_vae), weights=tiny_vae or "random (TAESD's shapes)")
+            pipe.vae = vae
+            if compile:
+                from .backends.diffusers_backend import compile_pipeline
+
+                compile_pipeline(pipe, "cpu")
+                t0 = time.perf_counter()
+                backend.render(frame(0))
+                first = time.perf_counter() - t0
+                measure("compile", first_frame_s=round(first, 1))
+            report["accelerations"] = acc
+    return _finish(report, out, log)
+
+
+def _finish(report: dict[str, Any], out: Path | None, log) -> dict[str, Any]:
     import resource
 
-    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    log(f"peak resident memory of this process: {report['peak_rss_mb']} MB")
+    report["peak_rss_mb_this_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if out:
         out.write_text(json.dumps(report, indent=2) + "\n")
         log(f"results written to {out}")

@@ -325,13 +325,36 @@ def _validate_frame_flags(values: dict[str, Any]) -> None:
 @click.option("--frames", type=int, default=3, show_default=True, help="Frames per side for the medians.")
 @click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"])
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write results here.")
+@click.option("--only", default=None, metavar="LIST",
+              help="Some of: overhead, peak, schedulers, batching, accelerations, memory (comma-separated).  [default: all]")
+@click.option("--batches", default="1,2,4", show_default=True, metavar="LIST", help="Batch sizes to measure.")
+@click.option("--compile", "compile_", is_flag=True, help="Also measure --compile (compiling takes minutes).")
+@click.option("--tiny-vae", default=None, metavar="PATH|HUB_ID",
+              help="Measure this tiny VAE (else a random one with TAESD's shapes: timing only).")
 @_handle_errors
-def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, json_out: Path | None) -> None:
+def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, json_out: Path | None,
+          only: str | None, batches: str, compile_: bool, tiny_vae: str | None) -> None:
     """Measure framereel against the plain diffusers loop: overhead ratio, fraction of matmul peak,
-    DPM-Solver++ 25 vs PNDM 50, and batching. Ratios from one run; nothing is asserted."""
-    from .bench import run_bench
+    DPM-Solver++ 25 vs PNDM 50, batching, the optional accelerations and peak memory. Ratios from
+    one run, each printed with the machine and settings; nothing is asserted.
 
-    run_bench(model, size, steps, frames, dtype, out=json_out, log=lambda m: click.echo(m))
+    \b
+    framereel bench                                   # the demo model, every figure
+    framereel bench --model sd-shaped --size 256 --steps 5 --frames 2
+    framereel bench --model sd-shaped --size 512 --only memory   # SD 1.4's RAM at 512×512
+    """
+    from .bench import FIGURES, run_bench
+
+    figures = tuple(x.strip() for x in only.split(",")) if only else FIGURES
+    unknown = [x for x in figures if x not in FIGURES]
+    if unknown:
+        raise FramereelError(f"--only: unknown figure {unknown[0]!r}; choose from {', '.join(FIGURES)}")
+    try:
+        sizes = tuple(int(b) for b in batches.split(","))
+    except ValueError:
+        raise FramereelError(f"--batches {batches}: give whole numbers, e.g. 1,2,4") from None
+    run_bench(model, size, steps, frames, dtype, batches=sizes, only=figures, compile=compile_, tiny_vae=tiny_vae,
+              out=json_out, log=lambda m: click.echo(m))
 
 
 @main.command()

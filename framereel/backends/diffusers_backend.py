@@ -447,6 +447,11 @@ def load_tiny_vae(folder: Path, dtype, pipe):
 def compile_pipeline(pipe, device: str) -> None:
     """``--compile``: torch.compile the UNet and the VAE decoder in place; on CPUs with weight
     freezing (constant-folded, pre-packed weights: the TORCHINDUCTOR_FREEZING=1 setting)."""
+    import shutil
+
+    if device == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+        raise FramereelError("--compile on a CPU needs a C++ compiler and none was found; "
+                             "install one (apt install g++, or set CXX) or drop --compile")
     if device == "cpu" and "TORCHINDUCTOR_FREEZING" not in os.environ:  # the user's setting wins
         import torch._inductor.config
 
