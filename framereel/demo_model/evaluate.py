@@ -20,8 +20,8 @@ from .train import eval_prompts
 THRESHOLDS = {"colour": 0.85, "background": 0.85, "shape": 0.60}  # position is measured, not held
 
 
-def evaluate(model: str = "demo", out_dir: Path | None = None, seed: int = 0) -> dict:
-    """Render ``eval_prompts()`` with ``model`` at its default settings; return accuracy figures."""
+def evaluate(model: str = "demo", out_dir: Path | None = None, seed: int = 0, steps: int | None = None) -> dict:
+    """Render ``eval_prompts()`` with ``model`` at its default settings (or ``steps``); return accuracy figures."""
     from ..backends import RenderSettings
     from ..runner import render
     from ..storyboard import load_storyboard
@@ -32,7 +32,9 @@ def evaluate(model: str = "demo", out_dir: Path | None = None, seed: int = 0) ->
         board = work / "eval.json"
         prompts = eval_prompts()
         board.write_text(json.dumps([{"prompt": p} for p in prompts]))
-        result = render(load_storyboard(board, run_seed=seed), work / "run", RenderSettings(model=model))
+        overrides = {"steps": steps} if steps else None
+        result = render(load_storyboard(board, overrides=overrides, run_seed=seed), work / "run",
+                        RenderSettings(model=model))
         hits = {k: 0 for k in (*THRESHOLDS, "position")}
         rows = []
         for i, prompt in enumerate(prompts):
@@ -54,8 +56,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo")
     parser.add_argument("--out", type=Path, default=None, help="keep the rendered frames here")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps  [default: the model's]")
     args = parser.parse_args()
-    report = evaluate(args.model, args.out)
+    report = evaluate(args.model, args.out, steps=args.steps)
     print(json.dumps({k: v for k, v in report.items() if k != "images"}, indent=2))
 
 
