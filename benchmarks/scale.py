@@ -22,6 +22,7 @@ if __name__ == "__main__":
     parser.add_argument("--model", default="demo")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=1, help="frames per UNet call (1: scale-out alone)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         board = Path(tmp) / "board.json"
@@ -37,12 +38,12 @@ if __name__ == "__main__":
         for name, workers, executor in runs:
             t0 = time.perf_counter()
             result = render(load_storyboard(board, overrides={"steps": args.steps}), Path(tmp) / name.replace(" ", "-"),
-                            RenderSettings(model=args.model, device="cpu"), workers=workers, executor=executor)
+                            RenderSettings(model=args.model, device="cpu", batch=args.batch), workers=workers, executor=executor)
             wall = time.perf_counter() - t0
             results[name] = {"wall_s": round(wall, 2), "frames_per_s": round(args.frames / wall, 3),
                              "devices": result.devices}
         fps = {k: v["frames_per_s"] for k, v in results.items()}
-        report = {"machine": machine(), "model": args.model, "frames": args.frames, "steps": args.steps,
+        report = {"machine": machine(), "model": args.model, "frames": args.frames, "steps": args.steps, "batch": args.batch,
                   "runs": results, "speedup_2_local_over_1": round(fps["2 local"] / fps["1 local"], 3),
                   "cores": os.cpu_count()}
         if "2 ray" in fps:

@@ -17,7 +17,7 @@ def test_bench_prints_every_figure_and_writes_json(tmp_path, tiny_model):
     assert report["machine"]["cores"] >= 1 and report["settings"]["size"] == 64
     assert report["overhead"]["ratio"] > 0 and 0 < report["peak"]["fraction"]
     assert report["peak"]["unet_flops_per_call"] > 1e6  # counted from the model's own shapes
-    assert set(report["batching"]) == {"1", "2"} and report["batching"]["2"]["min_psnr_vs_batch_1"] > 30
+    assert set(report["batching"]) == {"1", "2"} and (report["batching"]["2"]["min_psnr_vs_batch_1"] or 99) > 30  # None: identical
     assert report["accelerations"]["step-cache 2"]["time_ratio"] > 0
     assert report["accelerations"]["tiny-vae"]["min_psnr_vs_plain"] is None  # random weights: no similarity claim
     assert report["memory"]["peak_rss_mb_one_frame"] > 50

@@ -224,3 +224,17 @@ def test_folder_lock_stops_a_second_writer(tmp_path, board, tiny_model, backend)
             render(quick(board), tmp_path / "out", settings(tiny_model), backend=backend)
     # released: a later run goes ahead
     assert render(quick(board), tmp_path / "out", settings(tiny_model), backend=backend, only=[0]).rendered == [0]
+
+
+def test_editing_a_model_card_keeps_finished_frames(tmp_path, board, tiny_model):
+    import shutil
+
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    out = tmp_path / "out"
+    render(quick(board), out, settings(model), only=[0])
+    (model / "README.md").write_text("# notes about this model, edited after rendering\n")
+    again = render(quick(board), out, settings(model), only=[0])
+    assert again.rendered == [] and again.skipped == [0]
+    (model / "scheduler" / "scheduler_config.json").write_text(
+        (model / "scheduler" / "scheduler_config.json").read_text().replace('"steps_offset": 1', '"steps_offset": 0'))
+    assert render(quick(board), out, settings(model), only=[0]).rendered == [0]  # a config change does count

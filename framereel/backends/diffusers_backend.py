@@ -77,11 +77,15 @@ def pick_dtype(requested: str, device: str) -> str:
     return "bfloat16" if cpu_supports_bf16() else "float32"
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx")
+
+
 def files_fingerprint(folder: Path) -> str:
-    """Hash of a model folder's config files and its weight files' names and sizes."""
+    """Hash of a model folder's config files and its weight files' names and sizes (a model card
+    or other notes in the folder can change without making its frames stale)."""
     h = hashlib.sha256()
     for p in sorted(folder.rglob("*")):
-        if not p.is_file() or p.name.startswith("."):
+        if not p.is_file() or p.name.startswith(".") or p.suffix not in (".json", ".txt", *WEIGHT_SUFFIXES):
             continue
         rel = p.relative_to(folder).as_posix()
         h.update(rel.encode())
