@@ -51,8 +51,9 @@ def machine() -> dict[str, Any]:
             "bf16": cpu_supports_bf16(), "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
-def build_sd_shaped(folder: Path) -> Path:
-    """SD 1.x's UNet, VAE and CLIP text encoder configs with random weights, saved as a diffusers folder."""
+def build_sd_shaped(folder: Path, safety_checker: bool = False) -> Path:
+    """SD 1.x's UNet, VAE and CLIP text encoder configs with random weights, saved as a diffusers
+    folder; with ``safety_checker``, also SD 1.4's safety checker (a CLIP ViT-L/14 vision tower)."""
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -69,11 +70,26 @@ def build_sd_shaped(folder: Path) -> Path:
                                         num_attention_heads=12, max_position_embeddings=77, projection_dim=768))
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               skip_prk_steps=True, steps_offset=1)
+    checker, features = (_sd_safety_checker() if safety_checker else (None, None))
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=CLIPTokenizer.from_pretrained(DEMO_MODEL_DIR / "tokenizer"),
-                                   unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+                                   unet=unet, scheduler=scheduler, safety_checker=checker, feature_extractor=features,
+                                   requires_safety_checker=safety_checker)
     pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def _sd_safety_checker():
+    """SD 1.4's safety checker shape: CLIP ViT-L/14 at 224² with a 768-d projection, random weights."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    config = CLIPConfig(
+        text_config={"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12},
+        vision_config={"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+                       "num_attention_heads": 16, "patch_size": 14, "image_size": 224},
+        projection_dim=768)
+    features = CLIPImageProcessor(crop_size={"height": 224, "width": 224}, size={"shortest_edge": 224})
+    return StableDiffusionSafetyChecker(config), features
 
 
 def unet_flops(unet, latent: int, batch: int = 2) -> float:
@@ -120,7 +136,7 @@ def random_tiny_vae(pipe, folder: Path) -> Path:
     return folder
 
 
-def peak_rss_of_render(model: str, size: int, steps: int, dtype: str) -> float:
+def peak_rss_of_render(model: str, size: int, steps: int, dtype: str, safety_checker: bool = False) -> float:
     """Peak resident memory (MB) of a fresh ``framereel frames`` process rendering one frame.
 
     The child reports its own high-water mark (``VmHWM``): a child's ``ru_maxrss`` would include
@@ -134,8 +150,8 @@ def peak_rss_of_render(model: str, size: int, steps: int, dtype: str) -> float:
         board = Path(tmp) / "one.json"
         board.write_text(json.dumps([{"prompt": PROMPTS[0]}]))
         args = ["frames", str(board), "-o", str(Path(tmp) / "out"), "--model", model, "--width", str(size),
-                "--height", str(size), "--steps", str(steps), "--dtype", dtype, "--device", "cpu",
-                "--no-safety-checker", "--quiet"]
+                "--height", str(size), "--steps", str(steps), "--dtype", dtype, "--device", "cpu", "--quiet"]
+        args += [] if safety_checker else ["--no-safety-checker"]
         proc = subprocess.run([sys.executable, "-c", _PEAK_PROBE, *args], capture_output=True, text=True)
     found = re.search(r"framereel-peak-rss-kb (\d+)", proc.stderr)
     if proc.returncode != 0 or not found:
@@ -157,8 +173,10 @@ finally:
 def run_bench(model: str = "demo", size: int | None = None, steps: int = 25, frames: int = 3,
               dtype: str = "auto", batches: tuple[int, ...] = (1, 2, 4), only: tuple[str, ...] = FIGURES,
               compile: bool = False, tiny_vae: str | None = None, memory_steps: int = 2,
+              safety_checker: bool = False,
               out: Path | None = None, log=print) -> dict[str, Any]:
-    """Run the measurements named in ``only`` (see :data:`FIGURES`); returns (and optionally writes) them."""
+    """Run the measurements named in ``only`` (see :data:`FIGURES`); returns (and optionally writes) them.
+    ``safety_checker``: the SD-shaped model gets SD 1.4's safety checker, and the memory figure runs it."""
     import torch
 
     from .backends.diffusers_backend import DiffusersBackend, load_tiny_vae, make_scheduler, resolve_tiny_vae
@@ -168,7 +186,7 @@ def run_bench(model: str = "demo", size: int | None = None, steps: int = 25, fra
         label = model
         if model == "sd-shaped":
             log("building an SD-1.x-shaped random-weight model …")
-            model = str(build_sd_shaped(Path(tmp) / "sd-shaped"))
+            model = str(build_sd_shaped(Path(tmp) / "sd-shaped", safety_checker))
         backend = DiffusersBackend(RenderSettings(model=model, dtype=dtype, device="cpu", batch=1))
         info = backend.describe()
         size = size or info.native_width
@@ -178,11 +196,11 @@ def run_bench(model: str = "demo", size: int | None = None, steps: int = 25, fra
         report: dict[str, Any] = {"machine": machine(), "settings": settings}
         log(f"machine {report['machine']}\nsettings {settings}")
         if "memory" in only:  # first, in a fresh process, before this one holds the model
-            rss = peak_rss_of_render(model, size, memory_steps, backend.dtype)
+            rss = peak_rss_of_render(model, size, memory_steps, backend.dtype, safety_checker)
             auto = DiffusersBackend(RenderSettings(model=model, device="cpu"))
             auto.describe()
             report["memory"] = {"peak_rss_mb_one_frame": round(rss, 1), "size": size, "steps": memory_steps,
-                                "batch": auto.batch}
+                                "batch": auto.batch, "safety_checker": safety_checker}
             log(f"6. memory: a fresh `framereel frames` process rendering one {size}×{size} frame peaks at "
                 f"{rss:.0f} MB resident")
         if set(only) <= {"memory"}:

@@ -331,9 +331,11 @@ def _validate_frame_flags(values: dict[str, Any]) -> None:
 @click.option("--compile", "compile_", is_flag=True, help="Also measure --compile (compiling takes minutes).")
 @click.option("--tiny-vae", default=None, metavar="PATH|HUB_ID",
               help="Measure this tiny VAE (else a random one with TAESD's shapes: timing only).")
+@click.option("--safety-checker", is_flag=True,
+              help="sd-shaped: add SD 1.4's safety checker (random weights) and run it in the memory figure.")
 @_handle_errors
 def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, json_out: Path | None,
-          only: str | None, batches: str, compile_: bool, tiny_vae: str | None) -> None:
+          only: str | None, batches: str, compile_: bool, tiny_vae: str | None, safety_checker: bool) -> None:
     """Measure framereel against the plain diffusers loop: overhead ratio, fraction of matmul peak,
     DPM-Solver++ 25 vs PNDM 50, batching, the optional accelerations and peak memory. Ratios from
     one run, each printed with the machine and settings; nothing is asserted.
@@ -341,7 +343,7 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
     \b
     framereel bench                                   # the demo model, every figure
     framereel bench --model sd-shaped --size 256 --steps 5 --frames 2
-    framereel bench --model sd-shaped --size 512 --only memory   # SD 1.4's RAM at 512×512
+    framereel bench --model sd-shaped --size 512 --only memory --safety-checker   # SD 1.4's RAM at 512²
     """
     from .bench import FIGURES, run_bench
 
@@ -354,7 +356,7 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
     except ValueError:
         raise FramereelError(f"--batches {batches}: give whole numbers, e.g. 1,2,4") from None
     run_bench(model, size, steps, frames, dtype, batches=sizes, only=figures, compile=compile_, tiny_vae=tiny_vae,
-              out=json_out, log=lambda m: click.echo(m))
+              safety_checker=safety_checker, out=json_out, log=lambda m: click.echo(m))
 
 
 @main.command()
