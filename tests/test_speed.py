@@ -134,3 +134,20 @@ def test_compile_renders_the_same_frames_within_rounding_and_reports_compile_tim
     assert done[0]["compile_seconds"] > 0 and "compile_seconds" not in done[1]
     for i in (0, 1):
         assert psnr(pixels(compiled, i), pixels(eager, i)) > 30
+
+
+def test_compiling_happens_in_the_warm_up_not_in_the_first_frame(tiny_model):
+    """The warm-up goes through the pipeline itself, so the render reuses its graphs."""
+    from torch._dynamo.utils import counters
+
+    from framereel.backends.diffusers_backend import DiffusersBackend
+
+    backend = DiffusersBackend(RenderSettings(model=str(tiny_model), compile=True, batch=2))
+    frames = [Frame(i, "a lighthouse", None, i, 2, 7.5, 64, 64) for i in range(2)]
+    backend.load()
+    assert backend._warm_up(2, frames[0]) > 0
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs > 0
+    results = backend.render_batch(frames)
+    assert counters["stats"]["unique_graphs"] == graphs  # nothing compiled during the render
+    assert "compile_seconds" not in results[0][1]  # already warm for this shape

@@ -346,7 +346,8 @@ class DiffusersBackend:
 
     def _warm_up(self, rows: int, frame: Frame) -> float | None:
         """Compile the UNet and VAE decoder for this batch and size before the first frame needs
-        them; returns the seconds it took (None if already compiled for this shape)."""
+        them, through the pipeline itself (2 steps), so the compiled graphs see exactly the calls
+        a render makes; returns the seconds it took (None if already done for this shape)."""
         import time
 
         import torch
@@ -355,14 +356,12 @@ class DiffusersBackend:
         if key in self._warmed_up:
             return None
         self._warmed_up.add(key)
-        pipe, vsf = self.pipe, self.pipe.vae_scale_factor
-        latent = torch.zeros(rows, pipe.unet.config.in_channels, frame.height // vsf, frame.width // vsf,
-                             device=self.device, dtype=pipe.unet.dtype)
-        context = self._embed("").expand(rows * (2 if frame.guidance > 1 else 1), -1, -1)
+        empty = self._embed("").expand(rows, -1, -1)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            pipe.unet(torch.cat([latent] * (2 if frame.guidance > 1 else 1)), torch.tensor(999), context)
-            pipe.vae.decode(latent)
+            self.pipe(prompt_embeds=empty, negative_prompt_embeds=empty if frame.guidance > 1 else None,
+                      num_inference_steps=2, guidance_scale=frame.guidance, width=frame.width, height=frame.height,
+                      generator=torch.Generator("cpu").manual_seed(0))
         return time.perf_counter() - t0
 
     def _prompt_embeds(self, frame: Frame):
