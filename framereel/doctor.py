@@ -47,12 +47,15 @@ def _gpu_checks() -> list[Check]:
     cuda = torch.cuda.is_available()
     detail = f"{torch.cuda.device_count()} GPU(s): {torch.cuda.get_device_name(0)}" if cuda else "no CUDA GPU visible"
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    from .backends.diffusers_backend import cpu_supports_bf16
+    from .backends.diffusers_backend import cpu_supports_bf16, cxx_compiler
 
+    cxx = cxx_compiler()
     return [
         Check("cuda", None, detail),
         Check("mps", None, "available" if mps else "not available"),
         Check("cpu", None, f"{os.cpu_count()} cores, bf16 {'yes' if cpu_supports_bf16() else 'no'}"),
+        Check("--compile on cpu", True if cxx else None, f"C++ compiler {cxx}" if cxx else "no C++ compiler",
+              "" if cxx else "for --compile on a CPU: apt install g++ (or set CXX)"),
     ]
 
 

@@ -151,3 +151,16 @@ def test_compiling_happens_in_the_warm_up_not_in_the_first_frame(tiny_model):
     results = backend.render_batch(frames)
     assert counters["stats"]["unique_graphs"] == graphs  # nothing compiled during the render
     assert "compile_seconds" not in results[0][1]  # already warm for this shape
+
+
+def test_compile_without_a_cxx_compiler_is_one_line(tmp_path, board, tiny_model):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "CXX"}
+    env["PATH"] = str(tmp_path / "empty-bin")  # no g++, c++ or clang++ to be found
+    proc = run_cli("frames", board, "-o", tmp_path / "out", "--model", tiny_model, "--compile", env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "--compile on a CPU needs a C++ compiler" in proc.stderr and "Traceback" not in proc.stderr
+    doctor = run_cli("doctor", "--json", env=env)
+    checks = json.loads(doctor.stdout)
+    assert checks["--compile on cpu"]["detail"] == "no C++ compiler" and "apt install g++" in checks["--compile on cpu"]["fix"]

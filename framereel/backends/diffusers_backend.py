@@ -447,12 +447,20 @@ def load_tiny_vae(folder: Path, dtype, pipe):
     return vae
 
 
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile would build CPU kernels with ($CXX, g++, c++ or clang++), if any."""
+    import shutil
+
+    for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
 def compile_pipeline(pipe, device: str) -> None:
     """``--compile``: torch.compile the UNet and the VAE decoder in place; on CPUs with weight
     freezing (constant-folded, pre-packed weights: the TORCHINDUCTOR_FREEZING=1 setting)."""
-    import shutil
-
-    if device == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+    if device == "cpu" and cxx_compiler() is None:
         raise FramereelError("--compile on a CPU needs a C++ compiler and none was found; "
                              "install one (apt install g++, or set CXX) or drop --compile")
     if device == "cpu" and "TORCHINDUCTOR_FREEZING" not in os.environ:  # the user's setting wins
