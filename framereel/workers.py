@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from .backends import RenderSettings, batch_groups, batch_key
+from .backends import RenderSettings, batch_groups
 from .manifest import read_frame_image
 from .storyboard import Frame
 
@@ -50,14 +50,19 @@ def plan_jobs(todo: list[Frame], batch: int = 1) -> list[Job]:
         chain.append(f)
         chain_of[f.index] = chain
     jobs: list[Job] = []
-    open_batch: list[Frame] | None = None  # the job independent frames may still join
+    independent: list[Frame] = []  # consecutive one-frame jobs, grouped by the runner's batching rule
+
+    def flush() -> None:
+        jobs.extend(Job(len(jobs) + i, group) for i, group in enumerate(batch_groups(independent, batch)))
+        independent.clear()
+
     for chain in chains:
-        key = batch_key(chain[0]) if len(chain) == 1 and chain[0].parent is None else None
-        if key is not None and open_batch and len(open_batch) < batch and batch_key(open_batch[0]) == key:
-            open_batch.append(chain[0])
-            continue
-        jobs.append(Job(len(jobs), list(chain)))
-        open_batch = jobs[-1].frames if key is not None else None
+        if len(chain) == 1 and chain[0].parent is None:
+            independent.append(chain[0])
+        else:
+            flush()
+            jobs.append(Job(len(jobs), chain))
+    flush()
     return jobs
 
 

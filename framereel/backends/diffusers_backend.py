@@ -451,10 +451,8 @@ def cxx_compiler() -> str | None:
     """The C++ compiler torch.compile would build CPU kernels with ($CXX, g++, c++ or clang++), if any."""
     import shutil
 
-    for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
+    found = (shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if name)
+    return next((path for path in found if path), None)
 
 
 def compile_pipeline(pipe, device: str) -> None:

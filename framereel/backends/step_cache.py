@@ -34,11 +34,6 @@ class StepCache:
         self.calls = 0
         self._kept.clear()
 
-    @property
-    def full_calls(self) -> int:
-        """How many of the UNet calls since ``reset`` ran in full."""
-        return -(-self.calls // self.interval)
-
     def _count(self, module, args) -> None:
         self.full = self.calls % self.interval == 0
         self.calls += 1
