@@ -40,8 +40,10 @@ def _render_options(f):
         click.option("--reset-device", is_flag=True, help="Tenstorrent: run `tt-smi -r` once before opening the chip."),
         click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"]),
         click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"]),
-        click.option("--scheduler", default="dpm++", show_default=True,
-                     help="dpm++, pndm (the lesson's), ddim, euler, euler-a, heun or unipc."),
+        click.option("--scheduler", default="auto", show_default=True,
+                     help="auto (the model family's: dpm++ for SD 1.x/2.x/SDXL, euler for Turbo, lcm for LCM, "
+                          "flow-euler for SD 3/FLUX), dpm++, pndm (the lesson's), ddim, euler, euler-a, heun, unipc, lcm "
+                          "or flow-euler."),
         click.option("--steps", type=int, default=None, help="Denoising steps per frame.  [default: 25]"),
         click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale.  [default: 7.5]"),
         click.option("--seed", type=int, default=None,
@@ -64,6 +66,15 @@ def _render_options(f):
                      help="Decode with a TAESD-style tiny VAE (e.g. madebyollin/taesd): faster, slightly softer."),
         click.option("--step-cache", type=int, default=0, metavar="N",
                      help="Run the full UNet every N steps and reuse its deep features in between (DeepCache-style).  [default: off]"),
+        click.option("--lora", "loras", multiple=True, metavar="PATH_OR_ID[:WEIGHT]",
+                     help="A LoRA (file, folder or Hub id) at a weight (default 1); repeatable. An LCM-LoRA also "
+                          "switches to the LCM scheduler and 4 steps."),
+        click.option("--fast", is_flag=True,
+                     help="Few-step preset: adds the LCM-LoRA for SD 1.x/SDXL (from the Hub) with its defaults."),
+        click.option("--offload", type=click.Choice(["model", "sequential"]), default=None,
+                     help="CUDA: keep weights on the CPU and move each model (or each layer) in when needed."),
+        click.option("--vae-tiling", is_flag=True, help="Decode in tiles: far less memory at large sizes."),
+        click.option("--attention-slicing", is_flag=True, help="Compute attention in slices: less memory, slower."),
         click.option("--devices", default=None, metavar="LIST",
                      help="One worker process per device: cuda:0,cuda:1 or all. Frames are identical to one device's."),
         click.option("--workers", type=int, default=1, show_default=True,
@@ -167,7 +178,8 @@ def _batch(ctx, param, value: str) -> int:
     return int(value)
 
 
-SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache")
+SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache", "loras", "fast", "offload", "vae_tiling",
+                 "attention_slicing")
 
 
 def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
@@ -282,7 +294,8 @@ def stitch(out: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
 @click.option("--backend", default="auto", show_default=True, help="auto, diffusers, tt or tt-demo.")
 @click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"])
 @click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"])
-@click.option("--scheduler", default="dpm++", show_default=True, help="dpm++, pndm, ddim, euler, euler-a, heun or unipc.")
+@click.option("--scheduler", default="auto", show_default=True,
+              help="auto (the model family's), dpm++, pndm, ddim, euler, euler-a, heun, unipc, lcm or flow-euler.")
 @click.option("--steps", type=int, default=None, help="Denoising steps (:steps changes it).")
 @click.option("--guidance", type=float, default=None, help="Guidance scale (:guidance changes it).")
 @click.option("--seed", type=int, default=DEFAULT_RUN_SEED, show_default=True, help="First seed (:seed changes it).")

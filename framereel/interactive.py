@@ -74,6 +74,8 @@ class Session:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.backend = self.backend or create_backend(self.settings)
         self.info = self.backend.describe()
+        if self.settings.scheduler == "auto":  # the model family's scheduler
+            self.settings = replace(self.settings, scheduler=self.info.scheduler)
         self.backend.load()
 
     # ------------------------------------------------------------ the loop's one entry point

@@ -190,6 +190,8 @@ def _render_locked(
     frames_dir = out / FRAMES_DIR
     frames_dir.mkdir(parents=True, exist_ok=True)
     info = backend.describe()
+    if settings.scheduler == "auto":  # the model family's scheduler
+        settings = replace(settings, scheduler=info.scheduler)
     frames = storyboard.resolved(model_defaults(info)).frames
     selected = set(only) if only is not None else {f.index for f in frames}
     result = RunResult(out, len(selected))
@@ -235,6 +237,7 @@ def _render_locked(
         "device": backend.device,
         "dtype": backend.dtype,
         "scheduler": settings.scheduler,
+        **({"family": info.family} if info.family else {}),
         "safety_checker": settings.safety_checker,
         "batch": getattr(backend, "batch", 1),
         "run_seed": storyboard.run_seed,

@@ -16,7 +16,7 @@ from ..storyboard import Frame
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
 BACKENDS = ("auto", "diffusers", "tt", "tt-demo")
-SCHEDULERS = ("dpm++", "pndm", "ddim", "euler", "euler-a", "heun", "unipc")
+SCHEDULERS = ("auto", "dpm++", "pndm", "ddim", "euler", "euler-a", "heun", "unipc", "lcm", "flow-euler")
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,18 @@ class RenderSettings:
     backend: str = "auto"
     device: str = "auto"
     dtype: str = "auto"
-    scheduler: str = "dpm++"
+    scheduler: str = "auto"  # the model family's default (see ``families``)
     safety_checker: bool = True
     reset_device: bool = False  # Tenstorrent: `tt-smi -r` before opening the chip
     batch: int = 0  # frames per UNet call; 0 = auto (see ``DiffusersBackend.batch``)
     compile: bool = False  # torch.compile the UNet (and VAE decoder)
     tiny_vae: str | None = None  # a TAESD-style AutoencoderTiny (folder or Hub id) to decode with
     step_cache: int = 0  # DeepCache-style: full UNet every N steps, shallow branch in between; 0/1 = off
+    loras: tuple[str, ...] = ()  # LoRA adapters: "PATH_OR_ID[:WEIGHT]" (see ``backends.lora``)
+    fast: bool = False  # few-step preset: the family's LCM-LoRA
+    offload: str | None = None  # "model" or "sequential": accelerate's CPU offload (CUDA only)
+    vae_tiling: bool = False  # decode the latents tile by tile (less memory at large sizes)
+    attention_slicing: bool = False  # attention computed in slices (less memory, a little slower)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ class ModelInfo:
     native_width: int
     native_height: int
     recommended: dict[str, Any] = field(default_factory=dict)  # from the model folder's framereel.json
+    scheduler: str = "dpm++"  # what --scheduler auto means for this model
+    family: dict[str, Any] | None = None  # the model family and its defaults (see ``families``)
 
 
 class Backend(Protocol):
@@ -116,7 +123,10 @@ def check_speed_options(settings: RenderSettings, backend: str) -> None:
     if settings.batch < 0 or settings.step_cache < 0:
         raise FramereelError("--batch and --step-cache take a whole number ≥ 0 (0: auto / off)")
     asked = [flag for flag, on in (("--batch N", settings.batch > 1), ("--compile", settings.compile),
-                                   ("--tiny-vae", bool(settings.tiny_vae)), ("--step-cache", settings.step_cache > 1))
+                                   ("--tiny-vae", bool(settings.tiny_vae)), ("--step-cache", settings.step_cache > 1),
+                                   ("--lora", bool(settings.loras)), ("--fast", settings.fast), ("--offload", bool(settings.offload)),
+                                   ("--vae-tiling", settings.vae_tiling),
+                                   ("--attention-slicing", settings.attention_slicing))
              if on]
     if backend in ("tt", "tt-demo") and asked:
         raise FramereelError(f"{', '.join(asked)}: the Tenstorrent backends render one traced frame at a time "
@@ -137,6 +147,10 @@ def create_backend(settings: RenderSettings) -> Backend:
         from .tt import tenstorrent_present
 
         backend = "tt" if tenstorrent_present() else "diffusers"
+    if backend != "diffusers" and settings.scheduler == "auto":
+        from dataclasses import replace
+
+        settings = replace(settings, scheduler="dpm++")
     check_speed_options(settings, backend)
     if backend == "diffusers":
         from .diffusers_backend import DiffusersBackend

@@ -1,8 +1,9 @@
-"""The diffusers backend: Stable Diffusion 1.x (or any model in its layout) on CUDA, MPS or the CPU.
+"""The diffusers backend: SD 1.x/2.x, SDXL, Turbo, LCM, SD 3/3.5 and FLUX.1 on CUDA, MPS or the CPU.
 
-Loads ``StableDiffusionPipeline`` once, swaps in the asked-for scheduler, encodes each distinct
-prompt once, and renders a frame by calling the pipeline itself with that frame's seeded CPU
-generator, so a framereel frame is exactly what ``StableDiffusionPipeline`` gives.
+Detects the model's family (``families``), loads that family's pipeline once, swaps in the
+asked-for scheduler, encodes each distinct prompt once, and renders a frame by calling the
+pipeline itself with that frame's conditioning and seeded starting latents, so a framereel frame
+is exactly what the family's diffusers pipeline gives for the same seed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 from ..errors import FramereelError
 from ..storyboard import Frame
 from . import ModelInfo, RenderSettings
+from . import families as fam
+from .lora import Lora, fingerprint as lora_fingerprint, load_loras, parse_lora
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "weights"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
@@ -177,7 +180,11 @@ class DiffusersBackend:
         self._step_cache = None
         self._warmed_up: set[tuple] = set()
         self._embeds: dict[str, Any] = {}
+        self._negatives: dict[str, Any] = {}
         self._img2img_pipe = None
+        self.family: fam.Family = fam.FAMILIES["sd1"]
+        self.loras: list[Lora] = [parse_lora(spec) for spec in settings.loras]
+        self.scheduler = settings.scheduler  # "auto" resolved by describe()
 
     # -------------------------------------------------------------- model resolution
 
@@ -191,7 +198,41 @@ class DiffusersBackend:
                 self.pixel_options["tiny_vae"] = files_fingerprint(self._tiny_vae_dir)
             if self.settings.step_cache > 1:
                 self.pixel_options["step_cache"] = self.settings.step_cache
+            self._apply_family()
         return self._info
+
+    def _apply_family(self) -> None:
+        """Fold the model family (and LoRAs, memory options) into what the run reports and hashes."""
+        if self.settings.fast and not self.family.steps_range:
+            if self.family.key not in fam.FAST_LORA:
+                raise FramereelError(f"--fast: no LCM-LoRA is known for {self.family.label}; "
+                                     "use a few-step model instead (SD-Turbo, SDXL-Turbo, FLUX.1 schnell)")
+            if not any(lora.is_lcm for lora in self.loras):
+                self.loras.append(parse_lora(fam.FAST_LORA[self.family.key]))
+        if any(lora.is_lcm for lora in self.loras):
+            self.family = fam.with_lcm_lora(self.family)
+        info = self._info
+        recommended = {**self.family.defaults(), **info.recommended}
+        scheduler = recommended.pop("scheduler", None) or self.family.scheduler
+        if self.scheduler == "auto":
+            self.scheduler = scheduler
+        fam.check_scheduler(self.family, self.scheduler)
+        self.settings = replace(self.settings, scheduler=self.scheduler)
+        if self.settings.step_cache > 1 and self.family.kind in ("sd3", "flux"):
+            raise FramereelError(f"--step-cache works on UNet models; {self.family.label} is a transformer model, "
+                                 "drop --step-cache")
+        if self.settings.offload not in (None, "model", "sequential"):
+            raise FramereelError(f"--offload {self.settings.offload}: choose model or sequential")
+        if self.settings.offload and not self.device.startswith("cuda"):
+            raise FramereelError(f"--offload moves weights between the CPU and a CUDA GPU; the device here is "
+                                 f"{self.device}, drop --offload")
+        if self.loras:
+            self.pixel_options["lora"] = [[lora_fingerprint(lora), lora.weight] for lora in self.loras]
+        if self.settings.vae_tiling:
+            self.pixel_options["vae_tiling"] = True
+        described = {**self.family.describe(), "scheduler": scheduler,
+                     **{k: recommended[k] for k in ("steps", "guidance") if k in recommended}}
+        self._info = replace(info, recommended=recommended, scheduler=scheduler, family=described)
 
     def _resolve(self, model: str) -> ModelInfo:
         if model == "demo":
@@ -201,6 +242,7 @@ class DiffusersBackend:
                     "train them with `python -m framereel.demo_model.train --out DIR` and pass --model DIR"
                 )
             self._source = DEMO_MODEL_DIR
+            self.family = fam.detect_folder(DEMO_MODEL_DIR)
             n = native_size(DEMO_MODEL_DIR)
             return ModelInfo("demo", files_fingerprint(DEMO_MODEL_DIR), n, n, _recommended(DEMO_MODEL_DIR))
         path = Path(model).expanduser()
@@ -211,13 +253,16 @@ class DiffusersBackend:
                     "pass a folder saved with save_pretrained, a .safetensors/.ckpt file, or a Hub id"
                 )
             self._source = path
-            n = native_size(path)
+            self.family = fam.detect_folder(path)
+            n = fam.native_size(path, self.family)
             return ModelInfo(str(path.resolve()), files_fingerprint(path), n, n, _recommended(path))
         if path.suffix in SINGLE_FILE_SUFFIXES:
             if not path.is_file():
                 raise FramereelError(f"{path}: no such model file; check the path")
             self._source, self._single_file = path, True
-            return ModelInfo(str(path.resolve()), _file_sha256(path), SD1_NATIVE, SD1_NATIVE)
+            self.family = fam.detect_file(path)
+            n = self.family.size
+            return ModelInfo(str(path.resolve()), _file_sha256(path), n, n)
         if model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1):
             raise FramereelError(f"{model}: no such model folder or file; check the path")
         return self._resolve_hub(model)
@@ -231,7 +276,8 @@ class DiffusersBackend:
         except Exception as err:  # the Hub raises many kinds; each becomes one line for the user
             raise _hub_error(repo_id, err) from err
         self._source = folder
-        n = native_size(folder)
+        self.family = fam.detect_folder(folder, repo_id)
+        n = fam.native_size(folder, self.family)
         return ModelInfo(repo_id, folder.name, n, n, _recommended(folder))
 
     # -------------------------------------------------------------- loading
@@ -242,31 +288,33 @@ class DiffusersBackend:
         self.describe()
         quiet_libraries()
         import torch
-        from diffusers import StableDiffusionPipeline
 
         dtype = getattr(torch, self.dtype)
+        cls = fam.pipeline_class(self.family)
         extra: dict[str, Any] = {}
-        if not self.settings.safety_checker:
+        if not self.settings.safety_checker and self.family.kind == "sd":
             extra = {"safety_checker": None, "requires_safety_checker": False}
         try:
             if self._single_file:
-                pipe = StableDiffusionPipeline.from_single_file(str(self._source), torch_dtype=dtype, **extra)
+                pipe = cls.from_single_file(str(self._source), torch_dtype=dtype, **extra)
             else:
-                pipe = StableDiffusionPipeline.from_pretrained(str(self._source), torch_dtype=dtype, **extra)
-        except (OSError, ValueError) as err:
+                pipe = cls.from_pretrained(str(self._source), torch_dtype=dtype, **extra)
+        except (OSError, ValueError, TypeError) as err:
             raise FramereelError(
                 f"could not load the model from {self._source}: {str(err).splitlines()[0]}; "
-                "check it is a Stable Diffusion 1.x model in diffusers format"
+                f"check it is a complete {self.family.label} model in diffusers format"
             ) from err
-        pipe.scheduler = make_scheduler(self.settings.scheduler, pipe.scheduler.config)
+        pipe.scheduler = make_scheduler(self.scheduler, pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
         if self._tiny_vae_dir is not None:
             pipe.vae = load_tiny_vae(self._tiny_vae_dir, dtype, pipe)
+        if self.loras:
+            load_loras(pipe, self.loras, self.family.label)
         if self.settings.step_cache > 1:
             from .step_cache import StepCache
 
             self._step_cache = StepCache(pipe.unet, self.settings.step_cache)
-        self.pipe = pipe.to(self.device)
+        self.pipe = place_pipeline(pipe, self.device, self.settings)
         if self.settings.compile:
             compile_pipeline(self.pipe, self.device)
 
@@ -278,23 +326,36 @@ class DiffusersBackend:
 
     # -------------------------------------------------------------- rendering
 
-    def _embed(self, text: str):
-        """CLIP embedding of ``text``, computed once per distinct text."""
+    def _embed(self, text: str) -> dict[str, Any]:
+        """The conditioning tensors of ``text`` (every one the family's pipeline takes), computed
+        once per distinct text."""
         if text not in self._embeds:
             import torch
 
             with torch.inference_mode():
-                embeds, _ = self.pipe.encode_prompt(text, self.device, 1, False)
-            self._embeds[text] = embeds
+                self._embeds[text] = fam.encode(self.pipe, self.family, text, self._execution_device())
         return self._embeds[text]
 
+    def _negative(self, text: str) -> dict[str, Any]:
+        """The negative conditioning (``negative_*`` arguments) for classifier-free guidance."""
+        if text not in self._negatives:
+            import torch
+
+            with torch.inference_mode():
+                self._negatives[text] = fam.encode_negative(self.pipe, self.family, text, self._execution_device())
+        return self._negatives[text]
+
+    def _execution_device(self):
+        return getattr(self.pipe, "_execution_device", None) or self.device
+
     def initial_noise(self, seed: int, width: int, height: int):
-        """The float32 starting latents a seed gives (drawn on the CPU, as the pipeline draws them)."""
+        """The float32 starting latents a seed gives (drawn on the CPU, as the pipeline draws them),
+        in the layout the pipeline's ``latents`` argument takes."""
         import torch
 
-        vsf = self.pipe.vae_scale_factor
-        shape = (1, self.pipe.unet.config.in_channels, height // vsf, width // vsf)
-        return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+        shape = fam.noise_shape(self.pipe, self.family, width, height)
+        noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+        return fam.pack(self.pipe, self.family, noise)
 
     def render(self, frame: Frame, on_step: Callable[[int, int], None] | None = None, init_image=None):
         """Render one frame: text-to-image for key frames, a latent in-between for morphs
@@ -316,26 +377,29 @@ class DiffusersBackend:
         self.load()
         first = frames[0]
         rows = list(frames) + [first] * (self.batch - len(frames))
-        embeds = torch.cat([self._prompt_embeds(f) for f in rows])
-        negative = torch.cat([self._embed(f.negative_prompt or "") for f in rows]) if first.guidance > 1 else None
+        cond = fam.cat_conditioning([self._prompt_embeds(f) for f in rows])
+        if fam.uses_cfg(self.pipe, self.family, first.guidance):
+            cond.update(fam.cat_conditioning([self._negative(f.negative_prompt or "") for f in rows]))
+        dtype = cond["prompt_embeds"].dtype
+        device = self._execution_device()
         latents, generators = [], []
         for f in rows:
             generator = torch.Generator("cpu").manual_seed(f.seed)
             if f.kind == "morph":  # slerped noise; the generator stays fresh for stochastic schedulers
                 noise = slerp(self.initial_noise(f.seed, f.width, f.height),
                               self.initial_noise(f.morph_seed, f.width, f.height), f.morph[2])
-            else:  # drawn exactly as StableDiffusionPipeline draws it
-                vsf = self.pipe.vae_scale_factor
-                noise = randn_tensor((1, self.pipe.unet.config.in_channels, f.height // vsf, f.width // vsf),
-                                     generator=generator, device=torch.device(self.device), dtype=embeds.dtype)
-            latents.append(noise.to(device=self.device, dtype=embeds.dtype))
+            else:  # drawn exactly as the family's pipeline draws it
+                noise = fam.pack(self.pipe, self.family, randn_tensor(
+                    fam.noise_shape(self.pipe, self.family, f.width, f.height), generator=generator,
+                    device=torch.device(device), dtype=dtype))
+            latents.append(noise.to(device=device, dtype=dtype))
             generators.append(generator)
         compile_seconds = self._warm_up(len(rows), first) if self.settings.compile else None
         if self._step_cache is not None:
             self._step_cache.reset()
         with torch.inference_mode():
             out = self.pipe(
-                prompt_embeds=embeds, negative_prompt_embeds=negative, latents=torch.cat(latents),
+                **cond, latents=torch.cat(latents), **fam.call_kwargs(self.family),
                 generator=generators, num_inference_steps=first.steps, guidance_scale=first.guidance,
                 width=first.width, height=first.height, callback_on_step_end=_step_callback(on_step, first.steps),
             )
@@ -356,22 +420,23 @@ class DiffusersBackend:
         if key in self._warmed_up:
             return None
         self._warmed_up.add(key)
-        empty = self._embed("").expand(rows, -1, -1)
+        cond = fam.cat_conditioning([self._embed("")] * rows)
+        if fam.uses_cfg(self.pipe, self.family, frame.guidance):
+            cond.update(fam.cat_conditioning([self._negative("")] * rows))
         t0 = time.perf_counter()
         with torch.inference_mode():
-            self.pipe(prompt_embeds=empty, negative_prompt_embeds=empty if frame.guidance > 1 else None,
+            self.pipe(**cond, **fam.call_kwargs(self.family),
                       num_inference_steps=2, guidance_scale=frame.guidance, width=frame.width, height=frame.height,
                       generator=torch.Generator("cpu").manual_seed(0))
         return time.perf_counter() - t0
 
-    def _prompt_embeds(self, frame: Frame):
-        """A frame's prompt embedding; a morph's is lerped between its two prompts."""
-        import torch
-
-        embeds = self._embed(frame.prompt)
+    def _prompt_embeds(self, frame: Frame) -> dict[str, Any]:
+        """A frame's conditioning; a morph's has every tensor lerped between its two prompts'
+        (SDXL's size and crop time ids need nothing: both ends of a morph share one size)."""
+        cond = self._embed(frame.prompt)
         if frame.kind == "morph":
-            embeds = torch.lerp(embeds, self._embed(frame.morph_prompt), frame.morph[2])
-        return embeds
+            cond = fam.lerp_conditioning(cond, self._embed(frame.morph_prompt), frame.morph[2])
+        return cond
 
     def _render_chain(self, frame: Frame, init_image, on_step):
         """img2img from ``init_image`` (the parent's warped image); strength 0 keeps it exactly."""
@@ -382,10 +447,14 @@ class DiffusersBackend:
             return init_image.convert("RGB").copy(), {}
         if self._step_cache is not None:
             self._step_cache.reset()
-        negative = self._embed(frame.negative_prompt or "") if frame.guidance > 1 else None
+        cond = dict(self._embed(frame.prompt))
+        if fam.uses_cfg(self.pipe, self.family, frame.guidance):
+            cond.update(self._negative(frame.negative_prompt or ""))
+        if self.family.kind == "flux":  # FluxImg2ImgPipeline sizes its output from these, not from the image
+            cond.update(width=frame.width, height=frame.height)
         with torch.inference_mode():
             out = self._img2img()(
-                prompt_embeds=self._embed(frame.prompt), negative_prompt_embeds=negative,
+                **cond, **fam.call_kwargs(self.family),
                 image=init_image.convert("RGB"), strength=frame.strength, num_inference_steps=frame.steps,
                 guidance_scale=frame.guidance, generator=torch.Generator("cpu").manual_seed(frame.seed),
                 callback_on_step_end=_step_callback(on_step, frame.steps),
@@ -394,21 +463,33 @@ class DiffusersBackend:
 
     def set_scheduler(self, name: str) -> None:
         """Swap the scheduler of a loaded model (interactive ``:scheduler``)."""
+        fam.check_scheduler(self.family, name)
         self.settings = replace(self.settings, scheduler=name)
+        self.scheduler = name
         self.pipe.scheduler = make_scheduler(name, self.pipe.scheduler.config)
         self._img2img_pipe = None
 
     def _img2img(self):
-        if self._img2img_pipe is None:
-            from diffusers import StableDiffusionImg2ImgPipeline
-
-            self._img2img_pipe = StableDiffusionImg2ImgPipeline(**self.pipe.components)
+        if self._img2img_pipe is None:  # the family's img2img pipeline, sharing the loaded weights
+            # (from_pipe casts to float32 unless told the dtype, which would change the shared weights)
+            self._img2img_pipe = fam.pipeline_class(self.family, img2img=True).from_pipe(
+                self.pipe, torch_dtype=self.pipe.dtype)
             self._img2img_pipe.set_progress_bar_config(disable=True)
         return self._img2img_pipe
 
     def close(self) -> None:
         self.pipe = self._img2img_pipe = None
         self._embeds.clear()
+        self._negatives.clear()
+
+    def prepare(self, frames: list[Frame], out_dir) -> list[str]:
+        """Refuse what this model family can't do with these frames (one line naming the frame and
+        the reason) before any weights load; returns warnings (e.g. a Turbo model asked for 50 steps)."""
+        self.describe()
+        errors, warnings_ = fam.frame_problems(self.family, frames, self.scheduler)
+        if errors:
+            raise FramereelError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+        return warnings_
 
 
 def resolve_tiny_vae(spec: str) -> Path:
@@ -439,12 +520,31 @@ def load_tiny_vae(folder: Path, dtype, pipe):
     except (OSError, ValueError) as err:
         raise FramereelError(f"--tiny-vae {folder}: not an AutoencoderTiny ({str(err).splitlines()[0]})") from err
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
-    if vae.config.latent_channels != pipe.unet.config.in_channels or scale != pipe.vae_scale_factor:
+    channels = pipe.vae.config.latent_channels
+    if vae.config.latent_channels != channels or scale != pipe.vae_scale_factor:
         raise FramereelError(
             f"--tiny-vae {folder}: it decodes {vae.config.latent_channels}-channel latents at 1/{scale} scale, "
-            f"the model makes {pipe.unet.config.in_channels}-channel latents at 1/{pipe.vae_scale_factor}; "
-            "use the tiny VAE made for this model family (madebyollin/taesd for SD 1.x)")
+            f"the model makes {channels}-channel latents at 1/{pipe.vae_scale_factor}; use the tiny VAE made for "
+            "this model family (madebyollin/taesd for SD 1.x/2.x, taesdxl for SDXL, taesd3 for SD 3, taef1 for FLUX)")
+    if "shift_factor" not in vae.config:  # SD 3 and FLUX pipelines read it; TAESD3/TAEF1 latents are unshifted
+        vae.register_to_config(shift_factor=0.0)
     return vae
+
+
+def place_pipeline(pipe, device: str, settings: RenderSettings):
+    """Move the pipeline to its device, or set up accelerate's CPU offload (``--offload``), and
+    the memory savers (``--vae-tiling``, ``--attention-slicing``)."""
+    if settings.offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif settings.offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe = pipe.to(device)
+    if settings.vae_tiling:
+        pipe.vae.enable_tiling()
+    if settings.attention_slicing:
+        pipe.enable_attention_slicing()
+    return pipe
 
 
 def cxx_compiler() -> str | None:
@@ -465,7 +565,7 @@ def compile_pipeline(pipe, device: str) -> None:
         import torch._inductor.config
 
         torch._inductor.config.freezing = True
-    pipe.unet.compile()
+    (pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer).compile()
     pipe.vae.decoder.compile()
 
 
@@ -506,6 +606,8 @@ def make_scheduler(name: str, config: Any):
         "euler-a": ("EulerAncestralDiscreteScheduler", {}),
         "heun": ("HeunDiscreteScheduler", {}),
         "unipc": ("UniPCMultistepScheduler", {}),
+        "lcm": ("LCMScheduler", {}),
+        "flow-euler": ("FlowMatchEulerDiscreteScheduler", {}),
     }
     cls_name, kwargs = table[name]
     return getattr(diffusers, cls_name).from_config(config, **kwargs)

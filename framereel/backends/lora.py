@@ -1,0 +1,108 @@
+"""LoRA adapters through diffusers' PEFT integration (``load_lora_weights`` + ``set_adapters``).
+
+``--lora PATH_OR_ID[:WEIGHT]`` (repeatable) or a ``"lora"`` entry in a storyboard's defaults: a
+``.safetensors`` file, a folder holding one (``pytorch_lora_weights.safetensors`` as
+``save_lora_weights`` writes it), or a Hub id. Weight 1.0 unless given. An LCM-LoRA (its name
+says "lcm") also switches the model to the LCM scheduler and few-step defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import FramereelError
+
+
+@dataclass(frozen=True)
+class Lora:
+    source: str  # a local path or a Hub id, as given
+    weight: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return Path(self.source.rstrip("/")).name
+
+    @property
+    def is_lcm(self) -> bool:
+        return "lcm" in self.source.lower()
+
+
+def parse_lora(spec: str) -> Lora:
+    """``PATH_OR_ID[:WEIGHT]`` → a :class:`Lora`; a bad weight is a one-line error."""
+    source, weight = spec, 1.0
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and not tail.startswith(("/", "\\")):
+        try:
+            weight = float(tail)
+        except ValueError:
+            raise FramereelError(f"--lora {spec}: the weight after ':' must be a number, e.g. {head}:0.8") from None
+        source = head
+    if not source.strip():
+        raise FramereelError("--lora: give a LoRA file, folder or Hub id, optionally with :WEIGHT")
+    return Lora(source, weight)
+
+
+def local_path(lora: Lora) -> Path | None:
+    path = Path(lora.source).expanduser()
+    if path.exists():
+        return path
+    if lora.source.startswith((".", "/", "~")) or lora.source.endswith((".safetensors", ".bin")) \
+            or lora.source.count("/") != 1:
+        raise FramereelError(f"--lora {lora.source}: no such file or folder; pass a LoRA .safetensors file, "
+                             "a folder holding one, or a Hub id like latent-consistency/lcm-lora-sdv1-5")
+    return None
+
+
+def fingerprint(lora: Lora) -> str:
+    """What identifies a LoRA's weights in a frame's hash: a local file's content hash, else its Hub id."""
+    path = local_path(lora)
+    if path is None:
+        return lora.source
+    files = [path] if path.is_file() else sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+    if not files:
+        raise FramereelError(f"--lora {lora.source}: no .safetensors weights in that folder")
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def load_loras(pipe, loras: list[Lora], family_label: str) -> None:
+    """Load each LoRA as its own adapter and activate them all with their weights; a LoRA made for
+    another base model (its layers don't exist or have other shapes here) is a one-line error."""
+    names = []
+    for i, lora in enumerate(loras):
+        name = f"lora{i}"
+        path = local_path(lora)
+        kwargs = {}
+        if path is not None and path.is_file():
+            kwargs = {"weight_name": path.name}
+            source = str(path.parent)
+        else:
+            source = str(path) if path is not None else lora.source
+        before = _adapter_names(pipe)
+        try:
+            pipe.load_lora_weights(source, adapter_name=name, **kwargs)
+        except ImportError as err:
+            raise FramereelError(f"--lora needs the peft package: pip install peft ({err})") from err
+        except (RuntimeError, ValueError, KeyError, OSError) as err:
+            why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise FramereelError(f"--lora {lora.source}: does not fit this {family_label} model "
+                                 f"(made for another base model?): {why[:200]}") from err
+        if name not in _adapter_names(pipe) - before:
+            raise FramereelError(f"--lora {lora.source}: none of its layers exist in this {family_label} model; "
+                                 "it was made for another base model")
+        names.append(name)
+    if names:
+        pipe.set_adapters(names, adapter_weights=[lora.weight for lora in loras])
+
+
+def _adapter_names(pipe) -> set[str]:
+    try:
+        return {n for names in pipe.get_list_adapters().values() for n in names}
+    except (AttributeError, ValueError):
+        return set()
