@@ -376,14 +376,16 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
               help="Output folder whose free disk space to check.")
 @click.option("--json", "json_out", is_flag=True, help="Print the checks as one JSON object.")
-def doctor(out: Path, json_out: bool) -> None:
+@click.option("--model", default=None, help="Also name this model's family, its defaults and the memory options "
+              "a GPU here needs for it.")
+def doctor(out: Path, json_out: bool, model: str | None) -> None:
     """Check what this machine can render with: versions, devices, Tenstorrent set-up, Hugging Face,
     ffmpeg and disk. Every problem line ends with its fix."""
     import json
 
     from .doctor import diagnose
 
-    checks = diagnose(out)
+    checks = diagnose(out, model=model)
     if json_out:
         click.echo(json.dumps({c.name: c.as_dict() for c in checks}, indent=2))
         return

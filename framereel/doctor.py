@@ -143,8 +143,41 @@ def _disk_check(out_dir: Path) -> Check:
                  "" if free > 1 else "SD frames are ~0.5 MB each; free some space")
 
 
-def diagnose(out_dir: Path = Path("out")) -> list[Check]:
-    """Every check, in the order ``framereel doctor`` prints them."""
+def _model_checks(model: str) -> list[Check]:
+    """``doctor --model``: the model's family, the defaults it brings, and the memory options a
+    GPU here would need for it."""
+    from .backends import RenderSettings
+    from .backends.diffusers_backend import DiffusersBackend
+    from .backends.families import component_bytes, memory_advice
+    from .errors import FramereelError
+
+    backend = DiffusersBackend(RenderSettings(model=model, device="cpu"))
+    try:
+        info = backend.describe()
+    except FramereelError as err:
+        return [Check("model", False, str(err))]
+    fam = info.family or {}
+    out = [Check("model family", True, f"{fam.get('label')} ({fam.get('family')}) at {info.id}"),
+           Check("model defaults", None, f"{info.native_width}x{info.native_height}, {fam.get('steps')} steps, "
+                 f"guidance {fam.get('guidance'):g}, scheduler {fam.get('scheduler')}"
+                 + (f" (made for {fam['steps_range'][0]}–{fam['steps_range'][1]} steps)" if fam.get("steps_range") else ""))]
+    source = backend._source
+    if source is not None and source.is_dir():
+        import torch
+
+        free = torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
+        need, flags = memory_advice(component_bytes(source), free, info.native_width)
+        if free is None:
+            out.append(Check("gpu memory", None, f"{need}; no CUDA GPU here (--offload, --vae-tiling and "
+                             "--attention-slicing are for GPUs short of memory)"))
+        else:
+            out.append(Check("gpu memory", None if flags else True, need, f"add {flags}" if flags else ""))
+    return out
+
+
+def diagnose(out_dir: Path = Path("out"), model: str | None = None) -> list[Check]:
+    """Every check, in the order ``framereel doctor`` prints them (``model``: also that model's
+    family, defaults and memory needs)."""
     from .backends import RenderSettings
     from .backends.tt import tenstorrent_present
 
@@ -159,4 +192,5 @@ def diagnose(out_dir: Path = Path("out")) -> list[Check]:
             auto = Check("auto picks", None, f"backend diffusers on {device} ({why}), {pick_dtype('auto', device)}")
         except ImportError:
             auto = Check("auto picks", False, "no backend: torch is missing", "pip install torch")
-    return checks + [auto] + _tt_checks() + _hf_checks() + _ffmpeg_checks() + [_disk_check(out_dir)]
+    extra = _model_checks(model) if model else []
+    return checks + [auto] + extra + _tt_checks() + _hf_checks() + _ffmpeg_checks() + [_disk_check(out_dir)]

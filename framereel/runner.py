@@ -156,6 +156,7 @@ def render(
         remove_stale_temp_files(out)
         manifest = Manifest(out / "run.json", {}, {}) if force else Manifest.load(out)
         _check_same_storyboard(manifest, storyboard, out)
+        settings = with_storyboard_loras(settings, storyboard, backend)
         owned = backend is None  # a backend passed in stays loaded for the caller's next run
         backend = backend or create_backend(settings)
         try:
@@ -164,6 +165,17 @@ def render(
         finally:
             if owned:
                 backend.close()
+
+
+def with_storyboard_loras(settings: RenderSettings, storyboard: Storyboard, backend: Backend | None) -> RenderSettings:
+    """The run's LoRAs: ``--lora`` ones, then the storyboard defaults' ``"lora"`` ones."""
+    extra = tuple(spec for spec in storyboard.loras if spec not in settings.loras)
+    if not extra:
+        return settings
+    if backend is not None and tuple(getattr(backend, "settings", settings).loras) != settings.loras + extra:
+        raise FramereelError(f'{storyboard.path.name}: its "lora" needs the model reloaded with that LoRA; '
+                             "run it in a new session (or with --lora)")
+    return replace(settings, loras=settings.loras + extra)
 
 
 def _check_same_storyboard(manifest: Manifest, storyboard: Storyboard, out: Path) -> None:

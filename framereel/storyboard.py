@@ -107,6 +107,7 @@ class Storyboard:
     path: Path
     frames: tuple[Frame, ...]
     run_seed: int = DEFAULT_RUN_SEED
+    loras: tuple[str, ...] = ()  # the defaults' "lora": LoRAs for the whole run ("PATH_OR_ID[:WEIGHT]")
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -245,7 +246,8 @@ def load_storyboard(
     raw_frames, file_defaults = _read(path)
     if not raw_frames:
         raise _fail(path, "", "no frames; add at least one prompt")
-    _check_keys(path, "defaults", file_defaults, DEFAULTS_KEYS)
+    _check_keys(path, "defaults", file_defaults, DEFAULTS_KEYS | {"lora"})
+    loras = _loras(path, file_defaults.pop("lora", None))
     file_defaults = {key: check_value(path, "defaults", key, value) for key, value in file_defaults.items()}
     cli = {k: check_value(path, "command line", k, v) for k, v in (overrides or {}).items() if v is not None}
     base = {**file_defaults, **cli}
@@ -259,6 +261,8 @@ def load_storyboard(
             raw = {"prompt": raw}
         if not isinstance(raw, dict):
             raise _fail(path, where, 'must be an object like {"prompt": "..."}')
+        if "lora" in raw:
+            raise _fail(path, where, '"lora" applies to a whole run: put it in "defaults" (or use --lora)')
         _check_keys(path, where, raw, set(FRAME_KEYS))
         if "prompt" not in raw:
             raise _fail(path, where, 'missing "prompt"')
@@ -269,7 +273,18 @@ def load_storyboard(
             raise _fail(path, where, '"morph" needs a next frame to morph into; the last frame has none')
         entries.append({**base, **values})
     frames = _expand(entries, run_seed)
-    return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed)
+    return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed, loras=loras)
+
+
+def _loras(path: Path, value: Any) -> tuple[str, ...]:
+    """The defaults' ``"lora"``: one ``"PATH_OR_ID[:WEIGHT]"`` string or a list of them."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(v, str) and v.strip() for v in items):
+        raise _fail(path, "defaults", '"lora" must be a LoRA path or Hub id (with an optional ":WEIGHT"), '
+                    "or a list of them")
+    return tuple(items)
 
 
 def _value_at(value: Any, index: int) -> Any:

@@ -134,6 +134,10 @@ def test_lora_changes_frames_is_part_of_their_hash_and_a_wrong_base_is_one_line(
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     record = run["frames"][0]
     assert record["params"]["lora"][0][1] == 0.8
+    in_file = write_storyboard(tmp_path / "styled.json", {"defaults": {"lora": f"{lora}:0.8"},
+                                                           "frames": [{"prompt": "a red circle"}]})
+    render(load_storyboard(in_file, overrides={"steps": 2}), tmp_path / "from-file", RenderSettings(model=str(tiny_model)))
+    assert frames_bytes(tmp_path / "from-file") == after  # the storyboard's "lora" is the same as --lora
 
     wrong = build_tiny_lora(tmp_path / "xl-style", cross_attention_dim=64)
     with pytest.raises(FramereelError, match="does not fit this SD 1.x model"):

@@ -339,3 +339,55 @@ def check_scheduler(family: Family, scheduler: str) -> None:
     if not family.flow and scheduler in FLOW_SCHEDULERS:
         raise FramereelError(f"--scheduler {scheduler} is for flow-matching models (SD 3, FLUX); "
                              f"{family.label} takes dpm++, pndm, ddim, euler, euler-a, heun, unipc or lcm")
+
+
+# ---------------------------------------------------------------- doctor
+
+
+def component_bytes(folder: Path, bytes_per_parameter: int = 2) -> dict[str, int]:
+    """Each component's weights in bytes at fp16, from the safetensors headers (nothing loaded);
+    the largest variant a component ships is counted once."""
+    import math
+
+    from safetensors import safe_open
+
+    sizes: dict[str, int] = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = sorted(sub.glob("*.safetensors"))
+        plain = [f for f in files if ".fp16." not in f.name] or files
+        total = 0
+        for f in plain:
+            with safe_open(str(f), "pt") as st:
+                total += sum(math.prod(st.get_slice(k).get_shape()) for k in st.keys())
+        if total:
+            sizes[sub.name] = total * bytes_per_parameter
+    return sizes
+
+
+def memory_advice(sizes: dict[str, int], free_bytes: int | None, native: int) -> tuple[str, str]:
+    """(what fits, the flags to add) for a GPU with ``free_bytes`` free, from the fp16 weights.
+
+    Rules of thumb: everything on the GPU needs the weights plus ~2 GiB of activations (more at
+    1024²: the VAE decode alone takes ~3 GiB there, tiling cuts that to a few hundred MiB);
+    ``--offload model`` needs the largest component plus that; ``--offload sequential`` streams
+    layer by layer and fits almost anything, slowly."""
+    gib = 2**30
+    total, largest = sum(sizes.values()), max(sizes.values(), default=0)
+    working = 2 * gib + (3 * gib if native >= 1024 else 0)
+    need = f"weights {total / gib:.1f} GiB at fp16 (largest part {largest / gib:.1f} GiB)"
+    if free_bytes is None:
+        return need, ""
+    flags = []
+    if total + working <= free_bytes:
+        return f"{need}: fits in {free_bytes / gib:.1f} GiB free", ""
+    if largest + working <= free_bytes:
+        flags.append("--offload model")
+    elif largest + 2 * gib <= free_bytes:
+        flags += ["--offload model", "--vae-tiling"]
+    else:
+        flags.append("--offload sequential")
+    if native >= 1024 and "--vae-tiling" not in flags:
+        flags.append("--vae-tiling")
+    if free_bytes < 4 * gib:
+        flags.append("--attention-slicing")
+    return f"{need}: does not fit whole in {free_bytes / gib:.1f} GiB free", " ".join(flags)
