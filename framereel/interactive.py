@@ -171,7 +171,7 @@ class Session:
         if not hasattr(self.backend, "set_scheduler"):
             raise FramereelError(f"the {self.backend.name} backend has a fixed scheduler")
         self.backend.set_scheduler(arg)
-        self.settings = replace(self.settings, scheduler=arg)
+        self.settings = replace(self.settings, scheduler=getattr(self.backend, "scheduler", arg))  # auto → the family's
 
     def cmd_again(self, arg: str, progress=None) -> None:
         if self.last is None:

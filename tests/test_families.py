@@ -164,3 +164,19 @@ def test_memory_options(tiny_model, tmp_path):
     assert result.rendered == [0]
     a, b = pixels(tmp_path / "a" / "frames" / "frame_000.png"), pixels(tmp_path / "b" / "frames" / "frame_000.png")
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # small frames: one tile, same image
+
+
+@pytest.mark.parametrize("keys, family", [
+    ({"model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024)}, "sd2"),
+    ({"conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": (1280,)}, "sdxl"),
+    ({"cond_stage_model.transformer.text_model.final_layer_norm.bias": (768,)}, "sd1"),
+])
+def test_a_single_file_checkpoints_family_comes_from_its_keys(tmp_path, keys, family):
+    import torch
+    from safetensors.torch import save_file
+
+    from framereel.backends.families import detect_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({k: torch.zeros(shape) for k, shape in keys.items()}, str(path))
+    assert detect_file(path).key == family

@@ -463,6 +463,8 @@ class DiffusersBackend:
 
     def set_scheduler(self, name: str) -> None:
         """Swap the scheduler of a loaded model (interactive ``:scheduler``)."""
+        if name == "auto":
+            name = self.describe().scheduler
         fam.check_scheduler(self.family, name)
         self.settings = replace(self.settings, scheduler=name)
         self.scheduler = name
