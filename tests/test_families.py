@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_storyboard
+from conftest import run_cli, write_storyboard
 from PIL import Image
 from tiny_families import FAMILY_BUILDS, build_family, build_tiny_lora
 
@@ -180,3 +180,11 @@ def test_a_single_file_checkpoints_family_comes_from_its_keys(tmp_path, keys, fa
     path = tmp_path / "model.safetensors"
     save_file({k: torch.zeros(shape) for k, shape in keys.items()}, str(path))
     assert detect_file(path).key == family
+
+
+def test_doctor_names_the_models_family_and_defaults(family_model):
+    proc = run_cli("doctor", "--json", "--model", family_model("sdxl"), check=True)
+    checks = json.loads(proc.stdout)
+    assert "SDXL (sdxl)" in checks["model family"]["detail"]
+    assert "25 steps, guidance 5, scheduler dpm++" in checks["model defaults"]["detail"]
+    assert "weights" in checks["gpu memory"]["detail"]

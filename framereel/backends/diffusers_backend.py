@@ -533,6 +533,9 @@ def load_tiny_vae(folder: Path, dtype, pipe):
     return vae
 
 
+VAE_TILE = 512  # --vae-tiling decodes frames larger than this in tiles of this size (pixels)
+
+
 def place_pipeline(pipe, device: str, settings: RenderSettings):
     """Move the pipeline to its device, or set up accelerate's CPU offload (``--offload``), and
     the memory savers (``--vae-tiling``, ``--attention-slicing``)."""
@@ -544,6 +547,11 @@ def place_pipeline(pipe, device: str, settings: RenderSettings):
         pipe = pipe.to(device)
     if settings.vae_tiling:
         pipe.vae.enable_tiling()
+        vae = pipe.vae
+        if hasattr(vae, "tile_sample_min_size") and hasattr(vae, "tile_latent_min_size"):
+            # diffusers' tile is the VAE's sample_size (1024 for SDXL's), which never tiles a 1024² frame
+            vae.tile_sample_min_size = min(vae.tile_sample_min_size, VAE_TILE)
+            vae.tile_latent_min_size = vae.tile_sample_min_size // (2 ** (len(vae.config.block_out_channels) - 1))
     if settings.attention_slicing:
         pipe.enable_attention_slicing()
     return pipe
