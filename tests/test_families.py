@@ -91,7 +91,7 @@ def test_turbo_asked_for_50_steps_warns_with_its_range(family_model, tmp_path):
     board = write_storyboard(tmp_path / "board.json", [{"prompt": "a red circle", "steps": 50}])
     events = []
     result = render(load_storyboard(board), tmp_path / "out", settings, on_event=events.append)
-    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    warnings = [e.message for e in events if e.name == "warning"]
     assert result.rendered == [0]
     assert any("SD-Turbo is made for 1–4 steps; 50 asked for" in w for w in warnings)
 

@@ -106,3 +106,17 @@ def _adapter_names(pipe) -> set[str]:
         return {n for names in pipe.get_list_adapters().values() for n in names}
     except (AttributeError, ValueError):
         return set()
+
+
+def with_storyboard_loras(settings, storyboard, backend=None):
+    """The run's LoRAs: the ``--lora`` ones, then those of the storyboard defaults' ``"lora"``.
+    A backend already loaded without them can't take them: a one-line error."""
+    from dataclasses import replace
+
+    extra = tuple(spec for spec in storyboard.loras if spec not in settings.loras)
+    if not extra:
+        return settings
+    if backend is not None and tuple(backend.settings.loras) != settings.loras + extra:
+        raise FramereelError(f'{storyboard.path.name}: its "lora" needs the model loaded with that LoRA; '
+                             "run it in a new session (or with --lora)")
+    return replace(settings, loras=settings.loras + extra)
