@@ -22,11 +22,11 @@ from pathlib import Path
 
 from ._version import __version__
 from .backends import Backend, create_backend
+from .backends.lora import with_storyboard_loras
 from .errors import FramereelError
 from .events import EventHandler, FrameDone, FrameFailed, FrameSkipped, RunStarted, ignore
 from .events import Warning as WarningEvent
 from .executors import make_pool
-from .backends.lora import with_storyboard_loras
 from .identity import RunIdentity
 from .jobs import Outcome, drive, plan_jobs
 from .manifest import (

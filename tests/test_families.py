@@ -87,7 +87,7 @@ def test_unsupported_pipeline_is_one_line_naming_what_was_found(tmp_path):
 
 
 def test_turbo_asked_for_50_steps_warns_with_its_range(family_model, tmp_path):
-    settings = RenderSettings(model=str(family_model("sd-turbo")))
+    settings = RenderSettings(model=str(family_model("sd-turbo")), batch=1)
     board = write_storyboard(tmp_path / "board.json", [{"prompt": "a red circle", "steps": 50}])
     events = []
     result = render(load_storyboard(board), tmp_path / "out", settings, on_event=events.append)
@@ -121,9 +121,9 @@ def test_flux_refuses_a_negative_prompt_before_loading(family_model, tmp_path):
 def test_lora_changes_frames_is_part_of_their_hash_and_a_wrong_base_is_one_line(tiny_model, tmp_path):
     lora = build_tiny_lora(tmp_path / "style")
     board = write_storyboard(tmp_path / "board.json", [{"prompt": "a red circle"}])
-    plain = render(load_storyboard(board, overrides={"steps": 2}), tmp_path / "out", RenderSettings(model=str(tiny_model)))
+    plain = render(load_storyboard(board, overrides={"steps": 2}), tmp_path / "out", RenderSettings(model=str(tiny_model), batch=1))
     before = frames_bytes(tmp_path / "out")
-    with_lora = RenderSettings(model=str(tiny_model), loras=(f"{lora}:0.8",))
+    with_lora = RenderSettings(model=str(tiny_model), batch=1, loras=(f"{lora}:0.8",))
     styled = render(load_storyboard(board, overrides={"steps": 2}), tmp_path / "out", with_lora)
     assert plain.rendered == [0] and styled.rendered == [0]  # the LoRA is part of the frame's identity
     after = frames_bytes(tmp_path / "out")
@@ -136,18 +136,18 @@ def test_lora_changes_frames_is_part_of_their_hash_and_a_wrong_base_is_one_line(
     assert record["params"]["lora"][0][1] == 0.8
     in_file = write_storyboard(tmp_path / "styled.json", {"defaults": {"lora": f"{lora}:0.8"},
                                                            "frames": [{"prompt": "a red circle"}]})
-    render(load_storyboard(in_file, overrides={"steps": 2}), tmp_path / "from-file", RenderSettings(model=str(tiny_model)))
+    render(load_storyboard(in_file, overrides={"steps": 2}), tmp_path / "from-file", RenderSettings(model=str(tiny_model), batch=1))
     assert frames_bytes(tmp_path / "from-file") == after  # the storyboard's "lora" is the same as --lora
 
     wrong = build_tiny_lora(tmp_path / "xl-style", cross_attention_dim=64)
     with pytest.raises(FramereelError, match="does not fit this SD 1.x model"):
         render(load_storyboard(board, overrides={"steps": 2}), tmp_path / "out2",
-               RenderSettings(model=str(tiny_model), loras=(str(wrong),)))
+               RenderSettings(model=str(tiny_model), batch=1, loras=(str(wrong),)))
 
 
 def test_an_lcm_lora_brings_the_lcm_scheduler_and_few_step_defaults(tiny_model, tmp_path):
     lora = build_tiny_lora(tmp_path / "lcm-lora-sdv1-5")
-    backend = create_backend(RenderSettings(model=str(tiny_model), loras=(str(lora.parent),)))
+    backend = create_backend(RenderSettings(model=str(tiny_model), batch=1, loras=(str(lora.parent),)))
     info = backend.describe()
     assert info.family["family"] == "lcm-lora"
     assert (info.scheduler, info.recommended["steps"], info.recommended["guidance"]) == ("lcm", 4, 1.0)
@@ -157,8 +157,8 @@ def test_memory_options(tiny_model, tmp_path):
     with pytest.raises(FramereelError, match="--offload moves weights between the CPU and a CUDA GPU"):
         create_backend(RenderSettings(model=str(tiny_model), device="cpu", offload="model")).describe()
     board = write_storyboard(tmp_path / "board.json", [{"prompt": "a red circle"}])
-    plain = RenderSettings(model=str(tiny_model), device="cpu", dtype="float32")
-    low = RenderSettings(model=str(tiny_model), device="cpu", dtype="float32", vae_tiling=True, attention_slicing=True)
+    plain = RenderSettings(model=str(tiny_model), device="cpu", dtype="float32", batch=1)
+    low = RenderSettings(model=str(tiny_model), device="cpu", dtype="float32", batch=1, vae_tiling=True, attention_slicing=True)
     render(load_storyboard(board, overrides={"steps": 2}), tmp_path / "a", plain)
     result = render(load_storyboard(board, overrides={"steps": 2}), tmp_path / "b", low)
     assert result.rendered == [0]
