@@ -96,11 +96,11 @@ def expand_devices(spec: str | None) -> list[str] | None:
     if spec.strip() == "all":
         import torch
 
-        from .tt import board_info
+        from .tt import usable_devices
 
-        chips = len(board_info())
+        chips, _why = usable_devices()  # only chips tt-metal can open alone (not an N300's remote chip)
         if chips:
-            return [f"tt:{i}" for i in range(chips)]
+            return chips
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         return [f"cuda:{i}" for i in range(count)] or ["cpu"]
     devices = [d.strip() for d in spec.split(",") if d.strip()]
@@ -108,6 +108,10 @@ def expand_devices(spec: str | None) -> list[str] | None:
         if not (d in ("cpu", "mps", "cuda") or (d.startswith(("cuda:", "tt:")) and d.split(":")[1].isdigit())):
             raise FramereelError(
                 f"--devices: unknown device {d!r}; use cpu, mps, cuda, cuda:N or tt:N, comma-separated, or all")
+    if any(d.startswith("tt:") for d in devices):
+        from .tt import check_devices
+
+        check_devices(devices)
     return devices
 
 
@@ -115,7 +119,8 @@ def check_speed_options(settings: RenderSettings, backend: str) -> None:
     """Refuse speed options the backend can't honour, rather than ignore them silently."""
     if settings.batch < 0 or settings.step_cache < 0:
         raise FramereelError("--batch and --step-cache take a whole number ≥ 0 (0: auto / off)")
-    asked = [flag for flag, on in (("--batch N", settings.batch > 1), ("--compile", settings.compile),
+    # tt-demo's batch is the demo's own prompts-per-run, which worker processes are handed
+    asked = [flag for flag, on in (("--batch N", settings.batch > 1 and backend != "tt-demo"), ("--compile", settings.compile),
                                    ("--tiny-vae", bool(settings.tiny_vae)), ("--step-cache", settings.step_cache > 1))
              if on]
     if backend in ("tt", "tt-demo") and asked:
