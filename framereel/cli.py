@@ -363,13 +363,35 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
               help="Output folder whose free disk space to check.")
 @click.option("--json", "json_out", is_flag=True, help="Print the checks as one JSON object.")
-def doctor(out: Path, json_out: bool) -> None:
+@click.option("--smoke", is_flag=True, help="Tenstorrent: also render one 4-step frame with --backend tt and write "
+              "OUT/tt-smoke-report.json (timings, every decision) to attach to a bug report.")
+@click.option("--smoke-demo", is_flag=True, help="Tenstorrent: also run tt-metal's demo once with --backend tt-demo.")
+@click.option("--model", default=None, help="Model for --smoke.  [default: CompVis/stable-diffusion-v1-4]")
+@_handle_errors
+def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str | None) -> None:
     """Check what this machine can render with: versions, devices, Tenstorrent set-up, Hugging Face,
     ffmpeg and disk. Every problem line ends with its fix."""
     import json
 
     from .doctor import diagnose
 
+    if smoke or smoke_demo:
+        from .doctor import smoke as run_smoke
+
+        path, report = run_smoke(out, model, tt=smoke, demo=smoke_demo)
+        if json_out:
+            click.echo(json.dumps(report, indent=2, default=str))
+        for kind in ("tt", "tt-demo"):
+            if kind in report:
+                r = report[kind]
+                click.echo(f"--backend {kind}: {'ok' if r['ok'] else 'FAILED: ' + r.get('error', '')}; "
+                           + ", ".join(f"{k} {v}s" for k, v in r["seconds"].items()), err=True)
+                for key, value in r.get("decisions", {}).items():
+                    click.echo(f"    {key}: {value}", err=True)
+        click.echo(f"report: {path}", err=True)
+        if not all(report[k]["ok"] for k in ("tt", "tt-demo") if k in report):
+            sys.exit(1)
+        return
     checks = diagnose(out)
     if json_out:
         click.echo(json.dumps({c.name: c.as_dict() for c in checks}, indent=2))

@@ -231,6 +231,8 @@ class _Tree:
             self.decisions["chips"] = self.plan.reason()
 
     def _throttle(self, arch: str) -> None:
+        if "TT_MM_THROTTLE_PERF" in self.decisions:
+            return
         if arch != WORMHOLE:
             self.decisions["TT_MM_THROTTLE_PERF"] = "not set (Blackhole)"
         elif "TT_MM_THROTTLE_PERF" in os.environ:
@@ -292,6 +294,8 @@ class TtBackend(_Tree):
         """Refuse what the compiled trace can't do before the chip is opened."""
         check_frames(frames, self.settings.scheduler, self.describe().native_width, self.demo.steps)
         self._check_chip()
+        self._throttle(self.arch)  # before worker processes start: they inherit it
+        self.decisions["dispatch"] = "the tree's get_updated_device_params when the chip opens (doctor --smoke shows it)"
         if self.numbers.fallback:
             return [f"device params: {self.numbers.source}; using {self.numbers.params}"]
         return []
@@ -318,6 +322,7 @@ class TtBackend(_Tree):
         if already and self.user_visible is None:
             self.decisions["chip"] = f"tt:{self.chip} (ttnn was already imported here: opened as device {self.chip})"
         os.environ.update(env)
+        self._set_env = env
         ttnn = self.ttnn = import_ttnn()
         if not self.plan.arch:
             self._numbers(ttnn)
@@ -440,6 +445,8 @@ class TtBackend(_Tree):
             self._compiled_for = None
 
     def close(self) -> None:
+        for key in getattr(self, "_set_env", {}):  # what load() set for its chip, not the user's
+            os.environ.pop(key, None)
         if self.tt_device is None:
             return
         try:

@@ -33,8 +33,8 @@ from ..errors import FramereelError
 
 # (folder inside TT_METAL_HOME, name for people); newest layout first
 LAYOUTS = (
-    ("models/demos/vision/generative/stable_diffusion/wormhole", "vision/generative (tt-metal 2025-12 and later)"),
-    ("models/demos/wormhole/stable_diffusion", "wormhole (tt-metal before 2025-12)"),
+    ("models/demos/vision/generative/stable_diffusion/wormhole", "the current layout"),
+    ("models/demos/wormhole/stable_diffusion", "the older layout"),
 )
 WORMHOLE, BLACKHOLE = "wormhole_b0", "blackhole"
 # used only when the tree's own numbers can't be read; the newest common.py values we checked
@@ -386,3 +386,6 @@ def pytest_timeout_present() -> bool:
 
 def visible_devices_env() -> str | None:
     return os.environ.get("TT_METAL_VISIBLE_DEVICES")
+
+
+WORKER_NOTE = "--devices all runs one process per chip, each restricted to it with TT_METAL_VISIBLE_DEVICES"
