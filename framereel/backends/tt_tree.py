@@ -347,7 +347,7 @@ def open_params(home: Path, ttnn, numbers: dict[str, int]) -> tuple[dict[str, An
     (its root ``conftest.py``'s, else ``tests/scripts/common.py``'s), as its device fixture does.
     Returns the keyword arguments for ``ttnn.open_device`` and what was used."""
     tried = []
-    for label, load in (("conftest.py", lambda: _load_file("_framereel_tt_metal_conftest", home / "conftest.py")),
+    for label, load in (("conftest.py", lambda: _load_file(f"_framereel_tt_metal_conftest_{abs(hash(str(home)))}", home / "conftest.py")),
                         ("tests/scripts/common.py", lambda: importlib.import_module("tests.scripts.common"))):
         try:
             helper = getattr(load(), "get_updated_device_params")
