@@ -130,6 +130,17 @@ def test_demo_renders_the_users_prompts_in_order_in_both_layouts(tmp_path, layou
     assert "ignores per-frame seeds" in run["notes"] and run["frames"][11]["seed_used"] == 174
 
 
+def test_demo_on_two_n300_boards_runs_one_demo_per_pcie_chip(tmp_path):
+    home = make_tree(tmp_path, "new")
+    env, log = fake_env(tmp_path, home, "n300 L,n300 L,n300 R,n300 R")
+    prompts = [{"prompt": f"shot {i}"} for i in range(11)]
+    board = write_storyboard(tmp_path / "b.json", prompts)
+    run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--devices", "all", "--quiet", env=env,
+            check=True)
+    assert frame_prompts(tmp_path / "o", 11) == [p["prompt"] for p in prompts]
+    assert sorted(o[5] for o in opened(log)) == ["visible=0", "visible=1"]  # 10 + 1 prompts, one run per chip
+
+
 def test_fake_demo_has_the_real_quirks_framereel_works_around(tmp_path):
     """Run from TT_METAL_HOME with the ini's 300 s timeout, the old tree's demo renders its own decoy
     prompts and is killed mid-compile; framereel's run (above) gets neither."""
@@ -190,6 +201,7 @@ def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path
     run_cli(*args, "-o", tmp_path / "b", "--devices", "all", env=two_n300, check=True)
     assert frames_bytes(tmp_path / "b") == a
     assert sorted((o[0], o[5]) for o in opened(log)) == [("0", "visible=0"), ("0", "visible=1")]
+    assert lines(log).count("close 0") == 2  # each worker closes its chip
 
 
 @pytest.mark.parametrize("layout, boards, expected", [

@@ -23,6 +23,7 @@ run on Tenstorrent hardware.
 from __future__ import annotations
 
 import ast
+import atexit
 import importlib
 import importlib.util
 import json
@@ -48,8 +49,8 @@ from .tt_tree import (
     WORMHOLE,
     ChipPlan,
     SdDemo,
-    chip_plan,
     check_chips,
+    chip_plan,
     describe_params,
     device_numbers,
     find_sd_demo,
@@ -335,6 +336,7 @@ class TtBackend(_Tree):
             self.tt_device = ttnn.open_device(device_id=device_id, **params)
         except Exception as err:  # ttnn raises RuntimeError with C++ messages
             raise explain_open_failure(err) from err
+        atexit.register(self.close)  # a worker process that just returns still closes its chip
         if hasattr(self.tt_device, "enable_program_cache"):  # default-on (and gone) in newer ttnn
             self.tt_device.enable_program_cache()
             self.decisions["program_cache"] = "enabled"

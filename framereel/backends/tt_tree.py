@@ -350,7 +350,7 @@ def open_params(home: Path, ttnn, numbers: dict[str, int]) -> tuple[dict[str, An
     for label, load in (("conftest.py", lambda: _load_file(f"_framereel_tt_metal_conftest_{abs(hash(str(home)))}", home / "conftest.py")),
                         ("tests/scripts/common.py", lambda: importlib.import_module("tests.scripts.common"))):
         try:
-            helper = getattr(load(), "get_updated_device_params")
+            helper = load().get_updated_device_params
         except Exception as err:  # a tree's module may fail to import for reasons of its own
             tried.append(f"{label}: {type(err).__name__}")
             continue

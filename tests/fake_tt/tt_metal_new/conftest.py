@@ -8,7 +8,6 @@ import random
 import numpy as np
 import pytest
 from loguru import logger
-
 from tests.scripts.common import get_updated_device_params, run_process_and_get_result  # noqa: F401
 
 

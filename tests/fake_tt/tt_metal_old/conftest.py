@@ -7,7 +7,6 @@ import random
 
 import numpy as np
 import pytest
-
 from tests.scripts.common import run_process_and_get_result  # noqa: F401
 
 

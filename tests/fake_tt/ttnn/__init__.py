@@ -16,8 +16,7 @@ Every call that matters is appended to the file named by ``FAKE_TTNN_LOG``.
 
 import os
 
-from . import device  # noqa: F401  (ttnn.device.is_blackhole(), DispatchCoreType …)
-from .device import DispatchCoreAxis, DispatchCoreConfig, DispatchCoreType  # noqa: F401
+from .device import DispatchCoreAxis, DispatchCoreConfig, DispatchCoreType  # noqa: F401  (also binds ttnn.device)
 
 bfloat16 = "bfloat16"
 TILE_LAYOUT = "TILE"

@@ -6,7 +6,7 @@ import subprocess as sp
 from loguru import logger
 
 
-def run_process_and_get_result(command, extra_env={}, capture_output=True):
+def run_process_and_get_result(command, extra_env={}, capture_output=True):  # noqa: B006 (tt-metal's signature)
     return sp.run(command, shell=True, capture_output=capture_output, env={**os.environ, **extra_env})
 
 

@@ -10,10 +10,9 @@ import signal
 from random import Random as manual_seed  # the real demo: torch.manual_seed (the fake needs no torch)
 
 import pytest
+import ttnn  # noqa: F401
 from fake_sd_images import prompt_image
 from loguru import logger
-
-import ttnn  # noqa: F401
 from models.utility_functions import enable_persistent_kernel_cache, profiler
 
 

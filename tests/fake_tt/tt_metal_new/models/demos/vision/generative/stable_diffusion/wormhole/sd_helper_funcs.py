@@ -3,7 +3,6 @@ then a captured run); the captured "trace" runs the denoise loop on the host, re
 and text embeddings from the device tensors as the chip would."""
 
 import torch
-
 import ttnn
 
 

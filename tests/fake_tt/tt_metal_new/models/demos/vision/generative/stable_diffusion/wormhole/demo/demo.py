@@ -10,10 +10,9 @@ import signal
 from random import Random as manual_seed  # the real demo: torch.manual_seed (the fake needs no torch)
 
 import pytest
+import ttnn  # noqa: F401
 from fake_sd_images import prompt_image
 from loguru import logger
-
-import ttnn  # noqa: F401
 from models.common.utility_functions import is_wormhole_b0, profiler
 from models.demos.vision.generative.stable_diffusion.wormhole.common import SD_L1_SMALL_SIZE, SD_TRACE_REGION_SIZE
 
