@@ -218,6 +218,39 @@ def test_the_chip_opens_with_the_trees_numbers_for_its_architecture(tmp_path, ti
     assert [l1, trace, dispatch, throttle] == expected
 
 
+def test_device_numbers_come_from_the_tree_else_a_stated_fallback(tmp_path):
+    from framereel.backends.tt_tree import device_numbers, find_sd_demo
+
+    new, old = make_tree(tmp_path, "new"), make_tree(tmp_path, "old")
+    for home, arch, expected in [(new, "wormhole_b0", (20928, 789835776)), (new, "blackhole", (21760, 920000000)),
+                                 (old, "wormhole_b0", (90112, 789835776))]:
+        numbers = device_numbers(find_sd_demo(home), arch)
+        assert (numbers.params["l1_small_size"], numbers.params["trace_region_size"]) == expected
+        assert not numbers.fallback
+    common = new / LAYOUTS["new"][1] / "common.py"
+    common.write_text(common.read_text().replace("= 920000000 if", "= region_for_board() if"))
+    numbers = device_numbers(find_sd_demo(new), "blackhole")
+    assert numbers.fallback and "fallback for blackhole" in numbers.source
+
+
+def test_dispatch_config_comes_from_the_trees_helper_even_one_that_reads_arch_name(tmp_path, monkeypatch):
+    from framereel.backends.tt_tree import open_params
+
+    home = make_tree(tmp_path, "new")
+    env, _ = fake_env(tmp_path, home)
+    in_process(monkeypatch, env)
+    monkeypatch.syspath_prepend(str(home))
+    monkeypatch.delenv("ARCH_NAME", raising=False)
+    (home / "conftest.py").unlink()  # an older tree: the helper in tests/scripts/common.py reads ARCH_NAME
+    helper = home / "tests" / "scripts" / "common.py"
+    helper.write_text(helper.read_text().replace(
+        "if ttnn.device.is_blackhole() and", 'if "blackhole" in os.getenv("ARCH_NAME") and'))
+    params, how = open_params(home, {"l1_small_size": 1, "trace_region_size": 2}, "wormhole_b0")
+    assert how == "tt-metal's get_updated_device_params (tests/scripts/common.py)"
+    assert repr(params["dispatch_core_config"]) == "DispatchCoreConfig(type=WORKER,axis=default)"
+    assert "ARCH_NAME" not in os.environ
+
+
 def test_trace_that_does_not_fit_the_trace_region_fails_in_one_line(tmp_path, tiny_model):
     home = make_tree(tmp_path, "new")
     common = home / LAYOUTS["new"][1] / "common.py"

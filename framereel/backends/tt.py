@@ -328,7 +328,7 @@ class TtBackend(_Tree):
         if not self.plan.arch:
             self._numbers(ttnn)
         self._throttle(self.arch)
-        params, how = open_params(self.home, ttnn, self.numbers.params)
+        params, how = open_params(self.home, self.numbers.params, self.arch)
         self.decisions["dispatch"] = how
         self.decisions["open_device"] = describe_params(params)
         device_id = 0 if env else self.chip
@@ -546,8 +546,8 @@ class TtDemoBackend(_Tree):
         return [(images[i], dict(self.fixed)) for i in range(len(frames))]
 
     def _run_demo(self, prompts: list[str], name: str, on_step) -> list[Image.Image]:
-        base = self.work_dir or Path(tempfile.gettempdir()) / "framereel-tt-demo"
-        folder = base / name
+        folder = (self.work_dir / name if self.work_dir
+                  else Path(tempfile.gettempdir()) / "framereel-tt-demo" / f"{name}-{os.getpid()}")  # a worker process
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
@@ -584,11 +584,11 @@ class TtDemoBackend(_Tree):
             raise FramereelError(f"the tt-metal demo failed (exit {proc.returncode}): {tail[0]}; full log: {log_path}")
         said = logged_prompts(text)
         if said[:len(padded)] != padded:
-            got = next((f"{i + 1}: {s!r}" for i, (s, p) in enumerate(zip(said, padded)) if s != p),
-                       f"{len(said)} prompt(s) logged")
+            why = next((f"its prompt {i + 1} was {s!r}, not {p!r}" for i, (s, p) in enumerate(zip(said, padded)) if s != p),
+                       f"its log names {len(said)} of the {len(padded)} prompts")
             raise FramereelError(
-                f"the tt-metal demo did not render framereel's prompts (its log differs at prompt {got}); no frame "
-                f"was kept; full log: {log_path}")
+                f"the tt-metal demo did not render framereel's prompts ({why}); no frame of this run was kept; "
+                f"full log: {log_path}")
         images = []
         for path in names[:len(prompts)]:
             with Image.open(path) as im:

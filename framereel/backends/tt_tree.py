@@ -342,11 +342,24 @@ def check_chips(devices: list[str], plan: ChipPlan | None = None) -> None:
 # ------------------------------------------------------------------ device-open parameters
 
 
-def open_params(home: Path, ttnn, numbers: dict[str, int]) -> tuple[dict[str, Any], str]:
+def open_params(home: Path, numbers: dict[str, int], arch: str) -> tuple[dict[str, Any], str]:
     """``numbers`` plus the dispatch-core config through the tree's own ``get_updated_device_params``
     (its root ``conftest.py``'s, else ``tests/scripts/common.py``'s), as its device fixture does.
-    Returns the keyword arguments for ``ttnn.open_device`` and what was used."""
+    Some versions of that helper read ``ARCH_NAME`` (which tt-metal's older setup exported); it is
+    set to ``arch`` for the call when unset. Returns the keyword arguments for ``ttnn.open_device``
+    and what was used."""
     tried = []
+    unset = "ARCH_NAME" not in os.environ
+    if unset:
+        os.environ["ARCH_NAME"] = arch
+    try:
+        return _open_params(home, numbers, tried)
+    finally:
+        if unset:
+            os.environ.pop("ARCH_NAME", None)
+
+
+def _open_params(home: Path, numbers: dict[str, int], tried: list[str]) -> tuple[dict[str, Any], str]:
     for label, load in (("conftest.py", lambda: _load_file(f"_framereel_tt_metal_conftest_{abs(hash(str(home)))}", home / "conftest.py")),
                         ("tests/scripts/common.py", lambda: importlib.import_module("tests.scripts.common"))):
         try:
@@ -383,9 +396,6 @@ def describe_params(params: dict[str, Any]) -> dict[str, str]:
 def pytest_timeout_present() -> bool:
     return importlib.util.find_spec("pytest_timeout") is not None
 
-
-def visible_devices_env() -> str | None:
-    return os.environ.get("TT_METAL_VISIBLE_DEVICES")
 
 
 WORKER_NOTE = "--devices all runs one process per chip, each restricted to it with TT_METAL_VISIBLE_DEVICES"
