@@ -135,8 +135,10 @@ def test_demo_on_two_n300_boards_runs_one_demo_per_pcie_chip(tmp_path):
     env, log = fake_env(tmp_path, home, "n300 L,n300 L,n300 R,n300 R")
     prompts = [{"prompt": f"shot {i}"} for i in range(11)]
     board = write_storyboard(tmp_path / "b.json", prompts)
-    run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--devices", "all", "--quiet", env=env,
-            check=True)
+    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--devices", "all", "--quiet",
+                   env=env, check=True)
+    assert "2 of 4 chip(s) can be opened alone (2× n300 L, 2× n300 R)" in proc.stderr
+    assert "--devices all uses tt:0, tt:1" in proc.stderr
     assert frame_prompts(tmp_path / "o", 11) == [p["prompt"] for p in prompts]
     assert sorted(o[5] for o in opened(log)) == ["visible=0", "visible=1"]  # 10 + 1 prompts, one run per chip
 

@@ -231,6 +231,12 @@ class _Tree:
         if self.plan.chips:
             self.decisions["chips"] = self.plan.reason()
 
+    def _chip_warning(self) -> list[str]:
+        """Said once per run where some chips can't be used: how many are, and why."""
+        if len(self.plan.usable) < len(self.plan.chips):
+            return [f"{self.plan.reason()}; --devices all uses {', '.join(self.plan.usable)}"]
+        return []
+
     def _throttle(self, arch: str) -> None:
         if "TT_MM_THROTTLE_PERF" in self.decisions:
             return
@@ -297,9 +303,10 @@ class TtBackend(_Tree):
         self._check_chip()
         self._throttle(self.arch)  # before worker processes start: they inherit it
         self.decisions["dispatch"] = "the tree's get_updated_device_params when the chip opens (doctor --smoke shows it)"
+        warnings = self._chip_warning()
         if self.numbers.fallback:
-            return [f"device params: {self.numbers.source}; using {self.numbers.params}"]
-        return []
+            warnings.append(f"device params: {self.numbers.source}; using {self.numbers.params}")
+        return warnings
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, truncation=False).input_ids) if self.tt_device is not None else 0
@@ -524,7 +531,7 @@ class TtDemoBackend(_Tree):
                 raise FramereelError(f"frame {f.index}: --backend tt-demo renders {w}x{h} only; got {f.width}x{f.height}")
         self._check_chip()
         self.work_dir = out_dir / ".tt-demo"
-        return [self.decisions["fixed"]] if frames else []
+        return ([self.decisions["fixed"]] + self._chip_warning()) if frames else []
 
     def count_tokens(self, text: str) -> int:
         return 0
