@@ -200,6 +200,7 @@ def _smoke_one(kind: str, out: Path, model: str | None) -> dict[str, Any]:
 
     from .backends import DEFAULT_MODEL, RenderSettings, create_backend
     from .errors import FramereelError
+    from .events import FrameDone, ModelLoaded
     from .runner import render
     from .storyboard import load_storyboard
 
@@ -209,7 +210,7 @@ def _smoke_one(kind: str, out: Path, model: str | None) -> dict[str, Any]:
     board.write_text(json.dumps([{"prompt": "a lighthouse on a cliff at dusk, oil painting"}]))
     settings = RenderSettings(model=model or DEFAULT_MODEL, backend=kind, scheduler="pndm")
     report: dict[str, Any] = {"backend": kind, "ok": False}
-    events: list[dict[str, Any]] = []
+    events: list[Any] = []
     t0 = time.perf_counter()
     backend = None
     try:
@@ -230,12 +231,12 @@ def _smoke_one(kind: str, out: Path, model: str | None) -> dict[str, Any]:
             report["decisions"] = backend.decisions
     seconds = {"total": round(time.perf_counter() - t0, 3)}
     for e in events:
-        if e["event"] == "model_loaded" and e.get("seconds") is not None:
-            seconds["open_and_load"] = e["seconds"]
-        if e["event"] == "frame_done":
-            seconds["frame"] = e.get("seconds")
-            if e.get("compile_seconds") is not None:
-                seconds["compile"] = e["compile_seconds"]
+        if isinstance(e, ModelLoaded) and e.seconds is not None:
+            seconds["open_and_load"] = e.seconds
+        if isinstance(e, FrameDone):
+            seconds["frame"] = e.seconds
+            if e.facts.get("compile_seconds") is not None:
+                seconds["compile"] = e.facts["compile_seconds"]
     report["seconds"] = seconds
     report["frames"] = sorted(str(p) for p in (folder / "frames").glob("*.png"))
     return report

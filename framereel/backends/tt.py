@@ -41,9 +41,10 @@ from typing import Any
 from PIL import Image
 
 from ..errors import FramereelError
+from ..settings import RenderSettings
 from ..storyboard import Frame
-from . import ModelInfo, RenderSettings
-from .diffusers_backend import files_fingerprint, native_size
+from .base import Backend, ModelInfo
+from .common import files_fingerprint, native_size, slerp
 from .tt_tree import (
     BLACKHOLE,
     WORMHOLE,
@@ -186,11 +187,17 @@ def check_frames(frames: list[Frame], scheduler: str, size: int, max_steps: int 
         )
 
 
-class _Tree:
-    """What both backends share: the checkout, its demo, the chips, and every decision made."""
+class _TtBase(Backend):
+    """What both backends share: the checkout, its demo, the chips, and every decision made (the
+    decisions are the run's ``notes`` in run.json)."""
 
-    def _setup_tree(self, settings: RenderSettings) -> None:
-        self.settings = settings
+    dtype = "bfloat16"
+    speed_refusal = "the Tenstorrent backends render one traced frame at a time and don't take these"
+
+    def __init__(self, settings: RenderSettings):
+        self._notes: list[str] = []
+        self.decisions: dict[str, Any] = {}
+        super().__init__(settings)
         self.home = tt_metal_home()
         self.demo: SdDemo = find_sd_demo(self.home)
         prepare_environment(self.home)
@@ -198,9 +205,9 @@ class _Tree:
         self.reset_first = settings.reset_device
         self._plan: ChipPlan | None = None
         self.user_visible = os.environ.get("TT_METAL_VISIBLE_DEVICES")
-        self.decisions: dict[str, Any] = {
+        self.decisions.update({
             "tt_metal": str(self.home), "commit": self.demo.commit, "layout": f"{self.demo.folder} ({self.demo.layout})",
-        }
+        })
 
     @property
     def plan(self) -> ChipPlan:
@@ -249,21 +256,25 @@ class _Tree:
             self.decisions["TT_MM_THROTTLE_PERF"] = f"{THROTTLE} (Wormhole, as tt-metal's SD demo sets it)"
 
     @property
-    def notes(self) -> str:
-        return "; ".join(f"{k}: {v}" for k, v in self.decisions.items())
+    def notes(self) -> list[str]:
+        return [*self._notes, *(f"{k}: {v}" for k, v in self.decisions.items())]
+
+    @notes.setter
+    def notes(self, value: list[str]) -> None:
+        self._notes = list(value)
 
 
 # ------------------------------------------------------------------ in-process: one chip, one trace
 
 
-class TtBackend(_Tree):
+class TtBackend(_TtBase):
     """SD 1.4 on one Tenstorrent chip, through tt-metal's demo modules and a compiled trace."""
 
     name = "tt"
-    dtype = "bfloat16"
+    kinds = ("key", "morph")  # img2img chains need the full pipeline
 
-    def __init__(self, settings: RenderSettings, on_event: Callable[..., None] | None = None):
-        self._setup_tree(settings)
+    def __init__(self, settings: RenderSettings):
+        super().__init__(settings)
         self.device = f"tt:{self.chip}"
         self.device_reason = "Tenstorrent chip" + (" (auto: tt-smi found a board)" if settings.backend == "auto" else "")
         if not self.demo.traced:
@@ -299,6 +310,7 @@ class TtBackend(_Tree):
 
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
         """Refuse what the compiled trace can't do before the chip is opened."""
+        super().prepare(frames, out_dir)
         check_frames(frames, self.settings.scheduler, self.describe().native_width, self.demo.steps)
         self._check_chip()
         self._throttle(self.arch)  # before worker processes start: they inherit it
@@ -419,8 +431,6 @@ class TtBackend(_Tree):
         return self._embeds[text]
 
     def render(self, frame: Frame, on_step=None, init_image=None):
-        from .diffusers_backend import slerp
-
         check_frames([frame], self.settings.scheduler, self.describe().native_width, self.demo.steps)
         self.load()
         torch, ttnn = self.torch, self.ttnn
@@ -485,20 +495,17 @@ def logged_prompts(log: str) -> list[str]:
     return out
 
 
-class TtDemoBackend(_Tree):
+class TtDemoBackend(_TtBase):
     """Runs tt-metal's own ``test_demo`` with pytest, ``num_prompts`` prompts a run, and maps its files to frames."""
 
     name = "tt-demo"
-    dtype = "bfloat16"
+    kinds = ("key",)
 
-    def __init__(self, settings: RenderSettings, on_event: Callable[..., None] | None = None):
-        self._setup_tree(settings)
+    def __init__(self, settings: RenderSettings):
+        super().__init__(settings)
         self.device = f"tt:{self.chip}"
         self.input_path = self.demo.input_path  # refuses a demo whose prompts framereel can't hand over
         self.batch = self.demo.num_prompts  # the runner groups frames by this: one pytest run each
-        if settings.batch not in (0, 1, self.batch):
-            raise FramereelError(f"--batch: --backend tt-demo renders {self.batch} prompts per demo run (the demo's "
-                                 "num_prompts); drop --batch")
         self.work_dir: Path | None = None  # out/.tt-demo once prepared; a temporary folder in a worker process
         w, h = self.demo.image_size
         self.fixed = {"seed_used": self.demo.body.get("seed"), "steps_used": self.demo.steps,
@@ -523,6 +530,7 @@ class TtDemoBackend(_Tree):
 
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
         """Validate before any demo runs; returns warnings for the user."""
+        super().prepare(frames, out_dir)
         w, h = self.demo.image_size
         for f in frames:
             if f.kind != "key":
