@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, write_storyboard
+from conftest import cli, run_cli, write_storyboard
 from PIL import Image
 
 FAKES = Path(__file__).parent / "fake_tt"
@@ -46,7 +46,7 @@ def fake_env(tmp_path: Path, home: Path, boards: str = "n150 L") -> tuple[dict, 
     log = tmp_path / "ttnn.log"
     env = {**os.environ, "TT_METAL_HOME": str(home), "FAKE_TTNN_LOG": str(log), "FAKE_TT_BOARDS": boards,
            "PYTHONPATH": str(FAKES), "PATH": f"{FAKES / 'bin'}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    for key in ("TT_METAL_VISIBLE_DEVICES", "TT_MM_THROTTLE_PERF", "TT_METAL_ARCH_NAME"):
+    for key in ("TT_METAL_VISIBLE_DEVICES", "TT_MM_THROTTLE_PERF"):
         env.pop(key, None)
     return env, log
 
@@ -327,7 +327,7 @@ def test_a_tree_from_before_the_trace_is_refused_for_tt_and_named_by_doctor(tmp_
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
     proc = run_cli("make", board, "-o", tmp_path / "o", "--backend", "tt", env=env)
     assert proc.returncode == 2 and "predates the traced SD demo" in proc.stderr and "--backend tt-demo" in proc.stderr
-    report = json.loads(run_cli("doctor", "--json", env=env, check=True).stdout)
+    report = json.loads(cli("doctor", "--json", env=env, check=True).stdout)
     assert report["--backend tt"]["ok"] is False and report["--backend tt-demo"]["ok"] is True
 
 
@@ -383,7 +383,7 @@ def test_device_is_closed_on_ctrl_c(tmp_path, tiny_model, tree, monkeypatch):
 def test_doctor_names_layout_commit_params_and_usable_chips(tmp_path, layout):
     home = make_tree(tmp_path, layout, commit="8d02aed977a7c81a1b172585e5e972883ddd8879")
     env, _ = fake_env(tmp_path, home, "n300 L,n300 R")
-    report = json.loads(run_cli("doctor", "--json", env=env, check=True).stdout)
+    report = json.loads(cli("doctor", "--json", env=env, check=True).stdout)
     assert report["SD 1.4 demo"]["detail"].startswith(LAYOUTS[layout][1])
     assert report["tt-metal commit"]["detail"] == "8d02aed977a7"
     params = report["device params wormhole_b0"]["detail"]
@@ -391,7 +391,6 @@ def test_doctor_names_layout_commit_params_and_usable_chips(tmp_path, layout):
                               "old": "l1_small_size=90112, trace_region_size=789835776"}[layout])
     assert report["usable chips"]["detail"].startswith("tt:0 ")
     assert "1 of 2 chip(s) can be opened alone" in report["tenstorrent boards"]["detail"]
-    assert "TT_METAL_ARCH_NAME" not in report
 
 
 def test_doctor_smoke_renders_through_both_backends_and_writes_a_report(tmp_path, tiny_model, tree):
@@ -412,7 +411,7 @@ def test_doctor_smoke_renders_through_both_backends_and_writes_a_report(tmp_path
 
 
 def test_doctor_on_this_machine(tmp_path):
-    proc = run_cli("doctor", "--json", env={**os.environ, "HF_TOKEN": "hf_not_a_real_secret_42"})
+    proc = cli("doctor", "--json", env={**os.environ, "HF_TOKEN": "hf_not_a_real_secret_42"})
     assert proc.returncode == 0
     report = json.loads(proc.stdout)
     assert report["framereel"]["detail"]
