@@ -40,8 +40,9 @@ def _render_options(f):
         click.option("--reset-device", is_flag=True, help="Tenstorrent: run `tt-smi -r` once before opening the chip."),
         click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"]),
         click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"]),
-        click.option("--scheduler", default="dpm++", show_default=True,
-                     help="dpm++, pndm (the lesson's), ddim, euler, euler-a, heun or unipc."),
+        click.option("--scheduler", default=None,
+                     help="dpm++, pndm (the lesson's), ddim, euler, euler-a, heun or unipc.  "
+                          "[default: the storyboard's \"scheduler\", else dpm++]"),
         click.option("--steps", type=int, default=None, help="Denoising steps per frame.  [default: 25]"),
         click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale.  [default: 7.5]"),
         click.option("--seed", type=int, default=None,
@@ -182,6 +183,9 @@ def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
         shared_noise=True if opts["shared_noise"] else None,
     )
     storyboard = load_storyboard(storyboard_path, overrides=overrides, run_seed=opts["seed"])
+    for note in storyboard.notes:  # what an imported file could not carry (e.g. a Deforum settings file)
+        report({"event": "warning", "message": f"not carried: {note}"})
+    opts = {**opts, "scheduler": opts["scheduler"] or storyboard.scheduler or "dpm++"}
     redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
     only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
     settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
@@ -401,3 +405,30 @@ def sheet(out: Path, sheet: Path | None, columns: int, thumb: int) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.group("import")
+def import_group() -> None:
+    """Convert another tool's files into a framereel storyboard."""
+
+
+@import_group.command("deforum")
+@click.argument("settings", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("storyboard.json"),
+              show_default=True, help="Storyboard to write.")
+@click.option("--seed", type=int, default=DEFAULT_RUN_SEED, show_default=True,
+              help="Seed used where the settings say -1 (random in Deforum).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@_handle_errors
+def import_deforum_command(settings: Path, out: Path, seed: int, force: bool) -> None:
+    """Convert a Deforum settings file (2D, 3D as 2D, Interpolation or None mode) into a storyboard.
+
+    Everything it cannot carry is listed, one line each, here and in the storyboard's "notes".
+    """
+    from .deforum import import_deforum
+
+    imported = import_deforum(settings, out, seed=seed, force=force)
+    click.echo(f"{out}: {imported.frames} frames from {settings.name} ({imported.mode} mode, scheduler {imported.scheduler})")
+    for note in imported.notes:
+        click.echo(f"not carried: {note}")
+    click.echo(f"render it: framereel make {out} -o out")

@@ -8,20 +8,31 @@ import numpy as np
 from PIL import Image
 
 
-def warp(image: Image.Image, zoom: float = 1.0, angle: float = 0.0, tx: float = 0.0, ty: float = 0.0) -> Image.Image:
+BORDERS = {"mirror": "symmetric", "wrap": "wrap", "replicate": "edge"}
+
+
+def warp(image: Image.Image, zoom: float = 1.0, angle: float = 0.0, tx: float = 0.0, ty: float = 0.0,
+         dx: float = 0.0, dy: float = 0.0, cx: float = 0.5, cy: float = 0.5, border: str = "mirror") -> Image.Image:
     """Zoom (factor, >1 pushes in) and rotate (degrees, counter-clockwise) about the centre, then shift
-    by (tx, ty) pixels; borders are filled by mirroring the image, so a chain drifts like a camera."""
-    if (zoom, angle, tx, ty) == (1.0, 0.0, 0.0, 0.0):
+    by (tx, ty) pixels; borders are filled by mirroring the image, so a chain drifts like a camera.
+
+    Deforum's 2D transform in full: ``(dx, dy)`` is a shift applied *before* the zoom and rotation
+    (Deforum's ``translation_x/y``, so it is scaled and turned with the image), ``(cx, cy)`` the
+    centre of zoom and rotation as fractions of the width and height (``transform_center_x/y``),
+    ``border`` how uncovered edges are filled: ``mirror``, ``wrap`` or ``replicate``. A point moves
+    from ``p`` to ``zoom·R(angle)·(p + d − c) + c + t``, as in Deforum's ``anim_frame_warp_2d``.
+    """
+    if (zoom, angle, tx, ty, dx, dy) == (1.0, 0.0, 0.0, 0.0, 0.0, 0.0):
         return image.copy()
     w, h = image.size
-    padded = Image.fromarray(np.pad(np.asarray(image.convert("RGB")), ((h, h), (w, w), (0, 0)), mode="symmetric"))
+    padded = Image.fromarray(np.pad(np.asarray(image.convert("RGB")), ((h, h), (w, w), (0, 0)), mode=BORDERS[border]))
     # PIL's affine maps output pixels to input pixels: invert zoom, rotation and shift about the centre
     a = math.radians(angle)
     cos, sin = math.cos(a) / zoom, math.sin(a) / zoom
-    cx, cy = w / 2, h / 2
+    cx, cy = w * cx, h * cy
     # output (x, y) in the w×h frame → input in the padded image (offset by w, h)
-    m = (cos, -sin, cx - cos * (cx + tx) + sin * (cy + ty) + w,
-         sin, cos, cy - sin * (cx + tx) - cos * (cy + ty) + h)
+    m = (cos, -sin, cx - cos * (cx + tx) + sin * (cy + ty) - dx + w,
+         sin, cos, cy - sin * (cx + tx) - cos * (cy + ty) - dy + h)
     return padded.transform((w, h), Image.Transform.AFFINE, m, resample=Image.Resampling.BICUBIC)
 
 
