@@ -184,7 +184,7 @@ def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
     )
     storyboard = load_storyboard(storyboard_path, overrides=overrides, run_seed=opts["seed"])
     for note in storyboard.notes:  # what an imported file could not carry (e.g. a Deforum settings file)
-        report({"event": "warning", "message": f"not carried: {note}"})
+        report({"event": "warning", "message": f"note: {note}"})
     opts = {**opts, "scheduler": opts["scheduler"] or storyboard.scheduler or "dpm++"}
     redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
     only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
@@ -430,5 +430,5 @@ def import_deforum_command(settings: Path, out: Path, seed: int, force: bool) ->
     imported = import_deforum(settings, out, seed=seed, force=force)
     click.echo(f"{out}: {imported.frames} frames from {settings.name} ({imported.mode} mode, scheduler {imported.scheduler})")
     for note in imported.notes:
-        click.echo(f"not carried: {note}")
+        click.echo(f"note: {note}")
     click.echo(f"render it: framereel make {out} -o out")

@@ -7,7 +7,6 @@ import math
 import numpy as np
 from PIL import Image
 
-
 BORDERS = {"mirror": "symmetric", "wrap": "wrap", "replicate": "edge"}
 
 

@@ -432,8 +432,8 @@ def _not_carried(s: dict, mode: str, frames: int, seed: int, name: str, notes: l
     present = [k for k in THREE_D_KEYS if k in s]
     if present and mode != "3D":
         moving = [k for k in present if k in ZERO_3D and _changes(s, k, frames, seed, 0.0)]
-        notes.append(f"3D keys not carried ({', '.join(present)}): depth warping is 3D-mode only, which Deforum also "
-                     f"ignores in {mode} mode" + (f"; {', '.join(moving)} would move the camera in 3D" if moving else ""))
+        notes.append(f"3D keys ({', '.join(present)}): not carried; depth warping is for 3D mode, and Deforum ignores "
+                     f"them in {mode} mode too" + (f" ({', '.join(moving)} set)" if moving else ""))
     elif mode == "3D":
         notes.append(f"3D keys not carried: {', '.join(present) or 'translation_z, rotation_3d_x/y/z'}")
     checks = [
