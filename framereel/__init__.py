@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ._version import __version__
 from .backends import RenderSettings
+from .deforum import import_deforum
 from .errors import FramereelError
 from .runner import RunResult, render
 from .storyboard import Frame, Storyboard, frame_seed, load_storyboard
@@ -27,6 +28,7 @@ __all__ = [
     "Storyboard",
     "__version__",
     "frame_seed",
+    "import_deforum",
     "load_storyboard",
     "render",
     "stitch",

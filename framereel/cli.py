@@ -21,6 +21,7 @@ Examples:
   framereel make examples/demo.json -o out --model demo   # offline demo model, ~1 min on a CPU
   framereel make prompts.json -o out --scheduler pndm --steps 50   # the Tenstorrent lesson's settings
   framereel stitch out/ --fps 4 --video out/fast.mp4  # re-pace without re-rendering
+  framereel import deforum deforum_settings.txt -o storyboard.json   # bring a Deforum animation
 """
 
 RENDER_HELP = {
