@@ -78,6 +78,14 @@ def _fail(name: str, key: str, problem: str) -> FramereelError:
     return FramereelError(f'{name}: "{key}": {problem}' if key else f"{name}: {problem}")
 
 
+def _int(value: Any, default: int = 0) -> int:
+    """A whole number from a settings value that may be saved as a string; ``default`` if it is none."""
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return default
+
+
 def _flag(value: Any) -> bool:
     """Deforum booleans, also as saved by older versions ("True", 1) or as choice strings ("None")."""
     if isinstance(value, str):
@@ -179,7 +187,7 @@ def _prompt_series(s: dict, name: str, frames: int, seed: int, notes: list[str])
 def _seeds(s: dict, name: str, frames: list[int], seed: int, schedule: tuple[float, ...] | None, notes: list[str]) -> list[int]:
     """The seed of each diffused frame, as Deforum's ``next_seed`` steps it after every diffusion."""
     behavior = str(s.get("seed_behavior", DEFAULTS["seed_behavior"])).lower()
-    every = max(1, int(s.get("seed_iter_N", 1) or 1))
+    every = max(1, _int(s.get("seed_iter_N"), 1))
     rng = random.Random(seed)
     out, current, internal = [], seed, 0
     for frame in frames:
@@ -308,13 +316,18 @@ def convert(settings: dict[str, Any], name: str = "settings", seed: int = 174) -
     if _flag(s.get("enable_steps_scheduling")):
         _, steps_by_frame = _schedule(s, name, "steps_schedule", frames, run_seed, bounds=(1, 1000))
 
+    seed_values = None
+    if str(s.get("seed_behavior", DEFAULTS["seed_behavior"])).lower() == "schedule":
+        _, seed_values = _schedule(s, name, "seed_schedule", frames, run_seed)
     if mode == "None":
-        entries = _still_frames(s, name, prompts, run_seed, notes)
+        entries = _still_frames(s, name, prompts, run_seed, seed_values, notes)
         defaults.pop("duration")  # stills: paced by framereel stitch --fps
     elif mode == "Interpolation":
-        entries = _interpolation_frames(s, name, prompts, frames, run_seed, notes)
+        entries = _interpolation_frames(s, name, prompts, frames, run_seed, seed_values, notes)
+        defaults.pop("duration")  # morph in-betweens are paced by --fps, so every frame is
+        notes.append(f"fps {fps:g}: pass --fps {fps:g} to framereel make/stitch (in-betweens are paced by --fps)")
     else:
-        entries = _animation_frames(s, name, mode, prompts, frames, run_seed, defaults, notes)
+        entries = _animation_frames(s, name, mode, prompts, frames, run_seed, seed_values, defaults, notes)
     if steps_by_frame is not None:
         for i, e in enumerate(entries):
             if i < len(steps_by_frame):
@@ -331,7 +344,7 @@ def _entry(prompt: tuple[str, str]) -> dict[str, Any]:
     return e
 
 
-def _animation_frames(s, name, mode, prompts, frames, seed, defaults, notes) -> list[dict[str, Any]]:
+def _animation_frames(s, name, mode, prompts, frames, seed, seed_values, defaults, notes) -> list[dict[str, Any]]:
     cadence = s.get("diffusion_cadence", DEFAULTS["diffusion_cadence"])
     try:
         cadence = max(1, int(cadence))
@@ -351,8 +364,8 @@ def _animation_frames(s, name, mode, prompts, frames, seed, defaults, notes) -> 
         raise _fail(name, "border", f'must be "replicate" or "wrap" (got {json.dumps(border)})')
     motion["border"] = border
     strength = _strength_text(strength_sched)
-    defaults.update({"init": "previous", "strength": 1 - strength_sched.keys[0].number if strength_sched.constant
-                     else strength, "motion": motion})
+    defaults.update({"init": "previous", "strength": round(1 - strength_sched.keys[0].number, 10)
+                     if strength_sched.constant else strength, "motion": motion})
     coherence = str(s.get("color_coherence", DEFAULTS["color_coherence"]))
     match = coherence not in ("None", "Video Input", "Image")
     if match:
@@ -362,10 +375,6 @@ def _animation_frames(s, name, mode, prompts, frames, seed, defaults, notes) -> 
                          f'{"LAB" if "LAB" in coherence else "HSV"})')
     elif coherence != "None":
         notes.append(f'color_coherence "{coherence}": not carried (needs a video or image to match)')
-    behavior = str(s.get("seed_behavior", DEFAULTS["seed_behavior"])).lower()
-    seed_values = None
-    if behavior == "schedule":
-        _, seed_values = _schedule(s, name, "seed_schedule", frames, seed)
     diffused = list(range(0, frames, cadence))
     seeds = dict(zip(diffused, _seeds(s, name, diffused, seed, seed_values, notes)))
     entries = []
@@ -387,23 +396,24 @@ def _animation_frames(s, name, mode, prompts, frames, seed, defaults, notes) -> 
     return entries
 
 
-def _still_frames(s, name, prompts, seed, notes) -> list[dict[str, Any]]:
+def _still_frames(s, name, prompts, seed, seed_values, notes) -> list[dict[str, Any]]:
     """animation_mode None: one text-to-image frame per prompt (n_batch of each), seeds stepped per image."""
-    batch = max(1, int(s.get("n_batch", 1) or 1))
+    batch = max(1, _int(s.get("n_batch"), 1))
     keyed, last = [], None
     for p in prompts:
         if p != last:
             keyed.append(p)
             last = p
     images = [p for p in keyed for _ in range(batch)]
-    seeds = _seeds(s, name, list(range(len(images))), seed, None, notes)
+    seeds = _seeds(s, name, list(range(len(images))), seed,
+                   None if seed_values is None else [seed_values[min(i, len(seed_values) - 1)] for i in range(len(images))], notes)
     return [{**_entry(p), "seed": sd} for p, sd in zip(images, seeds)]
 
 
-def _interpolation_frames(s, name, prompts, frames, seed, notes) -> list[dict[str, Any]]:
+def _interpolation_frames(s, name, prompts, frames, seed, seed_values, notes) -> list[dict[str, Any]]:
     """animation_mode Interpolation: the keyed prompts as key frames, latent morphs between them."""
     starts = [i for i in range(frames) if i == 0 or prompts[i] != prompts[i - 1]]
-    seeds = _seeds(s, name, starts, seed, None, notes)
+    seeds = _seeds(s, name, starts, seed, seed_values, notes)
     entries = []
     for j, (start, sd) in enumerate(zip(starts, seeds)):
         e = {**_entry(prompts[start]), "seed": sd}
@@ -451,7 +461,7 @@ def _not_carried(s: dict, mode: str, frames: int, seed: int, name: str, notes: l
         (mode != "None" and _changes(s, "contrast_schedule", frames, seed, 1.0), "contrast_schedule: not carried"),
         (mode != "None" and _changes(s, "amount_schedule", frames, seed, 0.0), "anti-blur (amount/kernel/sigma/threshold schedules): not carried"),
         (_flag(s.get("optical_flow_cadence")), "optical_flow_cadence: not carried"),
-        (_flag(s.get("optical_flow_redo_generation")) or int(s.get("diffusion_redo", 0) or 0) > 0, "redo generation (optical_flow_redo_generation, diffusion_redo): not carried"),
+        (_flag(s.get("optical_flow_redo_generation")) or _int(s.get("diffusion_redo")) > 0, "redo generation (optical_flow_redo_generation, diffusion_redo): not carried"),
         (_flag(s.get("use_init")), "use_init (an init image for frame 0): not carried; frame 0 is text-to-image"),
         (_flag(s.get("use_looper")), "guided images (use_looper): not carried"),
         (bool(s.get("parseq_manifest")), "Parseq manifest: not carried"),
@@ -461,8 +471,8 @@ def _not_carried(s: dict, mode: str, frames: int, seed: int, name: str, notes: l
         (_flag(s.get("frame_interpolation_engine")), "frame interpolation (RIFE/FILM): not carried; try framereel stitch --transition smooth"),
         (_flag(s.get("r_upscale_video")), "video upscaling: not carried"),
         (_flag(s.get("add_soundtrack")), "soundtrack: not carried; pass --audio FILE to framereel make/stitch"),
-        (int(s.get("n_samples", 1) or 1) > 1, "n_samples > 1: one image per frame is rendered"),
-        (mode != "None" and int(s.get("n_batch", 1) or 1) > 1, "n_batch > 1: one animation is rendered"),
+        (_int(s.get("n_samples"), 1) > 1, "n_samples > 1: one image per frame is rendered"),
+        (mode != "None" and _int(s.get("n_batch"), 1) > 1, "n_batch > 1: one animation is rendered"),
         (_flag(s.get("resume_from_timestring")), "resume_from_timestring: not needed; rerunning the same command resumes"),
     ]
     notes.extend(line for active, line in checks if active)
