@@ -350,7 +350,11 @@ def _animation_frames(s, name, mode, prompts, frames, seed, seed_values, default
         cadence = max(1, int(cadence))
     except (TypeError, ValueError):
         raise _fail(name, "diffusion_cadence", f"must be a whole number (got {json.dumps(cadence)})") from None
-    strength_sched, _ = _schedule(s, name, "strength_schedule", frames, seed, bounds=(0.0, 1.0))
+    strength_sched, kept = _schedule(s, name, "strength_schedule", frames, seed)
+    outside = [i for i, v in enumerate(kept) if not 0 <= v <= 1]
+    if outside:  # Deforum clamps strength to 0..1; a schedule string cannot, so write each frame's value
+        notes.append(f"strength_schedule leaves 0 to 1 at frames {outside[0]}-{outside[-1]}: clamped as Deforum does, "
+                     "and written per frame")
     motion: dict[str, Any] = {}
     for key, ours in (("zoom", "zoom"), ("angle", "angle"), ("translation_x", "translation_x"),
                       ("translation_y", "translation_y"), ("transform_center_x", "transform_center_x"),
@@ -382,6 +386,8 @@ def _animation_frames(s, name, mode, prompts, frames, seed, seed_values, default
         e = _entry(prompts[i])
         if i in seeds:
             e["seed"] = seeds[i]
+            if outside and i > 0:
+                e["strength"] = round(1 - min(1.0, max(0.0, kept[i])), 10)
         else:  # a cadence in-between: the previous frame warped by this frame's motion, not diffused
             e["strength"] = 0
             if match:

@@ -342,3 +342,10 @@ def test_sampler_maps_to_the_nearest_scheduler():
 def test_random_is_never_used_at_import(monkeypatch):
     monkeypatch.setattr(random, "randrange", lambda *a: 0)  # only seeded Random instances may be used
     assert convert(webui_settings(seed_behavior="random")).storyboard == convert(webui_settings(seed_behavior="random")).storyboard
+
+
+def test_strength_outside_0_to_1_is_clamped_like_deforum():
+    imported = convert(webui_settings(diffusion_cadence=1, strength_schedule="0:(0.5), 4:(t/2)", max_frames=6))
+    # kept: 0.5, then a line to t/2 = 2 at frame 4 (0.875, 1.25, 1.625), then t/2 (2, 2.5); Deforum clamps to 1
+    assert [f.get("strength") for f in imported.storyboard["frames"]] == [None, 0.125, 0.0, 0.0, 0.0, 0.0]
+    assert any(n.startswith("strength_schedule leaves 0 to 1 at frames 2-5: clamped") for n in imported.notes)
