@@ -6,7 +6,11 @@ Accepted forms:
 
 * a JSON list of frames: ``[{"prompt": "..."}, {"prompt": "...", "seed": 7}]``;
 * a JSON object ``{"defaults": {...}, "frames": [...]}`` whose defaults apply to every frame;
-* a ``.txt`` file, one prompt per line (blank lines and lines starting with ``#`` are skipped).
+* a ``.txt`` file, one prompt per line (blank lines and lines starting with ``#`` are skipped);
+* a Deforum settings file (JSON, often ``*_settings.txt``), converted by :mod:`framereel.deforum`.
+
+An object may also carry ``"notes"`` (a list of lines: what an import could not carry) and
+``"scheduler"`` (used when the command line names none).
 
 Precedence for each parameter, highest first: the frame's own key, the CLI's flags, the file's
 ``defaults``, the model's recommended settings, framereel's built-in defaults.
