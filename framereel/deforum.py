@@ -374,9 +374,13 @@ def _animation_frames(s, name, mode, prompts, frames, seed, seed_values, default
     match = coherence not in ("None", "Video Input", "Image")
     if match:
         defaults["color_match"] = "first"
+        differences = []
         if "RGB" not in coherence:
-            notes.append(f'color_coherence "{coherence}": colours are matched to frame 0 in RGB (Deforum matches in '
-                         f'{"LAB" if "LAB" in coherence else "HSV"})')
+            differences.append(f'in RGB (Deforum matches in {"LAB" if "LAB" in coherence else "HSV"})')
+        if "legacy_colormatch" in s and not _flag(s["legacy_colormatch"]):
+            differences.append("before img2img only (sd-webui-deforum also re-matches each generated image)")
+        if differences:
+            notes.append(f'color_coherence "{coherence}": colours are matched to frame 0 {" and ".join(differences)}')
     elif coherence != "None":
         notes.append(f'color_coherence "{coherence}": not carried (needs a video or image to match)')
     diffused = list(range(0, frames, cadence))
