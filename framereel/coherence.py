@@ -35,10 +35,12 @@ def warp(image: Image.Image, zoom: float = 1.0, angle: float = 0.0, tx: float = 
     return padded.transform((w, h), Image.Transform.AFFINE, m, resample=Image.Resampling.BICUBIC)
 
 
-def match_colours(image: Image.Image, reference: Image.Image) -> Image.Image:
-    """Each RGB channel of ``image`` remapped so its histogram matches ``reference``'s."""
-    src = np.asarray(image.convert("RGB"))
-    ref = np.asarray(reference.convert("RGB"))
+def match_colours(image: Image.Image, reference: Image.Image, space: str = "rgb") -> Image.Image:
+    """Each channel of ``image`` remapped so its histogram matches ``reference``'s, in ``space``:
+    ``rgb``, ``lab`` or ``hsv`` (Deforum's colour coherence modes; 8-bit channels, as in Deforum)."""
+    to_space, from_space = _colour_space(space)
+    src = np.asarray(to_space(image.convert("RGB")))
+    ref = np.asarray(to_space(reference.convert("RGB")))
     out = np.empty_like(src)
     for c in range(3):
         s_values, s_idx, s_counts = np.unique(src[..., c].ravel(), return_inverse=True, return_counts=True)
@@ -46,4 +48,19 @@ def match_colours(image: Image.Image, reference: Image.Image) -> Image.Image:
         s_cdf = np.cumsum(s_counts) / src[..., c].size
         r_cdf = np.cumsum(r_counts) / ref[..., c].size
         out[..., c] = np.interp(s_cdf, r_cdf, r_values)[s_idx].reshape(src.shape[:2]).round().astype(np.uint8)
-    return Image.fromarray(out)
+    return from_space(Image.fromarray(out, mode={"rgb": "RGB", "lab": "LAB", "hsv": "HSV"}[space]))
+
+
+def _colour_space(space: str):
+    if space == "rgb":
+        return (lambda im: im), (lambda im: im)
+    if space == "hsv":
+        return (lambda im: im.convert("HSV")), (lambda im: im.convert("RGB"))
+    if space == "lab":
+        from PIL import ImageCms
+
+        srgb, lab = ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB")
+        forward = ImageCms.buildTransformFromOpenProfiles(srgb, lab, "RGB", "LAB")
+        back = ImageCms.buildTransformFromOpenProfiles(lab, srgb, "LAB", "RGB")
+        return (lambda im: ImageCms.applyTransform(im, forward)), (lambda im: ImageCms.applyTransform(im, back))
+    raise ValueError(f"unknown colour space {space!r}; use rgb, lab or hsv")

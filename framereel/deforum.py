@@ -373,14 +373,10 @@ def _animation_frames(s, name, mode, prompts, frames, seed, seed_values, default
     coherence = str(s.get("color_coherence", DEFAULTS["color_coherence"]))
     match = coherence not in ("None", "Video Input", "Image")
     if match:
-        defaults["color_match"] = "first"
-        differences = []
-        if "RGB" not in coherence:
-            differences.append(f'in RGB (Deforum matches in {"LAB" if "LAB" in coherence else "HSV"})')
+        defaults["color_match"] = "first-lab" if "LAB" in coherence else "first-hsv" if "HSV" in coherence else "first"
         if "legacy_colormatch" in s and not _flag(s["legacy_colormatch"]):
-            differences.append("before img2img only (sd-webui-deforum also re-matches each generated image)")
-        if differences:
-            notes.append(f'color_coherence "{coherence}": colours are matched to frame 0 {" and ".join(differences)}')
+            notes.append(f'color_coherence "{coherence}": colours are matched to frame 0 before img2img only '
+                         "(sd-webui-deforum also re-matches each generated image)")
     elif coherence != "None":
         notes.append(f'color_coherence "{coherence}": not carried (needs a video or image to match)')
     diffused = list(range(0, frames, cadence))

@@ -358,7 +358,7 @@ def chain_init_image(frame: Frame, image_of: Callable[[int], Image.Image]) -> Im
     if frame.motion is not None:
         image = warp(image, *frame.motion)
     if frame.color_ref is not None:
-        image = match_colours(image, image_of(frame.color_ref))
+        image = match_colours(image, image_of(frame.color_ref), frame.color_space or "rgb")
     return image
 
 

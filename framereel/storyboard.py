@@ -55,7 +55,7 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "strength": ((int, float, str), 'a number from 0 to 1 or a schedule like "0:(0.65), 10:(0.45)"'),
     "motion": ((dict,), 'an object like {"zoom": 1.02, "angle": 0, "tx": 0, "ty": 0}'),
     "shared_noise": ((bool,), "true or false"),
-    "color_match": ((str, type(None)), '"first" or null'),
+    "color_match": ((str, type(None)), '"first" (RGB), "first-lab", "first-hsv" or null'),
 }
 DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
 MOTION_KEYS = {"zoom": 1.0, "angle": 0.0, "tx": 0.0, "ty": 0.0}
@@ -65,6 +65,7 @@ DEFORUM_MOTION_KEYS = {"translation_x": 0.0, "translation_y": 0.0, "transform_ce
 MOTION_RANGES = {"zoom": (0.1, 10.0), "angle": (-360.0, 360.0), "transform_center_x": (-10.0, 10.0),
                  "transform_center_y": (-10.0, 10.0)}  # others: -4096 to 4096 pixels
 BORDERS = ("mirror", "wrap", "replicate")
+COLOR_MATCHES = {"first": None, "first-lab": "lab", "first-hsv": "hsv", None: None}  # → Frame.color_space
 TOP_LEVEL_KEYS = {"defaults", "frames", "notes", "scheduler"}
 SCHEDULED = ("guidance", "strength")  # keys that also take a keyframe schedule string
 DEFAULT_STRENGTH = 0.65
@@ -102,15 +103,19 @@ class Frame:
     # chains: zoom, angle (deg), tx, ty (px); with Deforum's keys also translation_x/y, transform centre, border
     motion: tuple[Any, ...] | None = None
     color_ref: int | None = None  # chains: match colours to this frame's
+    color_space: str | None = None  # chains: "lab" or "hsv" to match colours there (None: RGB)
 
     def render_params(self) -> dict[str, Any]:
         """The parameters that decide the image (not ``index``, ``shot`` or ``duration``)."""
         d = asdict(self)
         for key in ("index", "shot", "duration"):
             del d[key]
+        if self.color_space is None:  # RGB, as before colour spaces existed: hashes stay the same
+            del d["color_space"]
         if self.kind == "key":  # keep key frames' hashes as plain as the storyboard they come from
-            for key in ("kind", "morph", "morph_prompt", "morph_seed", "parent", "strength", "motion", "color_ref"):
-                del d[key]
+            for key in ("kind", "morph", "morph_prompt", "morph_seed", "parent", "strength", "motion", "color_ref",
+                        "color_space"):
+                d.pop(key, None)
         return d
 
 
@@ -162,7 +167,7 @@ def check_value(path: Path, where: str, key: str, value: Any) -> Any:
     if ok and key == "init":
         ok = value in ("previous", None)
     elif ok and key == "color_match":
-        ok = value in ("first", None)
+        ok = value in COLOR_MATCHES
     elif ok and key == "morph":
         ok = 0 <= value <= 1000
     elif ok and key == "strength":
@@ -343,7 +348,7 @@ def _expand(entries: list[dict[str, Any]], run_seed: int) -> list[Frame]:
             for j in range(count):
                 frames.append(replace(
                     a, index=a.index + 1 + j, kind="morph", duration=None, morph=(a.index, target, (j + 1) / (count + 1)),
-                    morph_prompt=prompt, morph_seed=seed, parent=None, strength=None, motion=None, color_ref=None,
+                    morph_prompt=prompt, morph_seed=seed, parent=None, strength=None, motion=None, color_ref=None, color_space=None,
                 ))
         index = len(frames)
         common = dict(
@@ -357,7 +362,8 @@ def _expand(entries: list[dict[str, Any]], run_seed: int) -> list[Frame]:
                 **common, kind="chain", parent=index - 1,
                 strength=_value_at(e.get("strength", DEFAULT_STRENGTH), index, count, run_seed),
                 motion=_motion_at(motion, index, count, run_seed) if motion else None,
-                color_ref=chain_start if e.get("color_match") == "first" else None,
+                color_ref=chain_start if e.get("color_match") else None,
+                color_space=COLOR_MATCHES[e.get("color_match")],
             ))
         else:
             chain_start = index

@@ -16,7 +16,7 @@ from conftest import run_cli
 from PIL import Image
 
 from framereel import FramereelError, RenderSettings, load_storyboard, render
-from framereel.coherence import warp
+from framereel.coherence import match_colours, warp
 from framereel.deforum import convert, import_deforum
 from framereel.schedule import ScheduleError, parse_schedule
 
@@ -252,6 +252,8 @@ def test_webui_defaults_import_from_the_cli_then_render_directly_and_resume(tmp_
         # Deforum's strength 0.65 keeps 65 % of the previous frame: framereel redraws 35 %; cadence frames are only warped
         assert f["params"]["strength"] == pytest.approx(0.35 if t % 2 == 0 else 0.0)
         assert f["params"]["guidance"] == 7.0 and f["params"]["steps"] == 3
+        if t % 2 == 0:  # diffused frames start from the warped previous frame matched to frame 0 in LAB
+            assert f["params"]["color_ref"] == 0 and f["params"]["color_space"] == "lab"
     assert [f["params"]["negative_prompt"] for f in frames] == ["blurry, text"] * 3 + [""] * 3
     assert [f["params"]["prompt"] for f in frames] == ["a red circle"] * 3 + ["a blue square"] * 3
     assert [f["params"]["seed"] for f in frames[::2]] == [7, 8, 9]
@@ -349,3 +351,25 @@ def test_strength_outside_0_to_1_is_clamped_like_deforum():
     # kept: 0.5, then a line to t/2 = 2 at frame 4 (0.875, 1.25, 1.625), then t/2 (2, 2.5); Deforum clamps to 1
     assert [f.get("strength") for f in imported.storyboard["frames"]] == [None, 0.125, 0.0, 0.0, 0.0, 0.0]
     assert any(n.startswith("strength_schedule leaves 0 to 1 at frames 2-5: clamped") for n in imported.notes)
+
+
+@pytest.mark.parametrize("space", ["lab", "hsv", "rgb"])
+def test_colour_match_in_deforums_colour_spaces(space):
+    rng = np.random.default_rng(1)
+    src = Image.fromarray(rng.integers(0, 100, (32, 32, 3), dtype=np.uint8))
+    ref = Image.fromarray(rng.integers(150, 256, (32, 32, 3), dtype=np.uint8))
+    out = np.asarray(match_colours(src, ref, space)).astype(float)
+    assert abs(out.mean() - np.asarray(ref).mean()) < 12
+    assert np.array_equal(np.asarray(match_colours(ref, ref, "rgb")), np.asarray(ref))
+
+
+def test_plain_chains_keep_their_hash_parameters(tmp_path):
+    board = tmp_path / "b.json"
+    board.write_text(json.dumps([{"prompt": "a"}, {"prompt": "b", "init": "previous", "color_match": "first",
+                                                    "motion": {"zoom": 1.02}}]))
+    params = load_storyboard(board).frames[1].render_params()
+    assert "color_space" not in params and params["motion"] == (1.02, 0.0, 0.0, 0.0) and params["color_ref"] == 0
+    lab = json.loads(board.read_text())
+    lab[1]["color_match"] = "first-lab"
+    board.write_text(json.dumps(lab))
+    assert load_storyboard(board).frames[1].render_params()["color_space"] == "lab"
