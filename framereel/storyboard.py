@@ -261,7 +261,7 @@ def _read(path: Path, run_seed: int | None = None) -> tuple[list[Any], dict[str,
             raise _fail(path, "notes", "must be a list of strings")
         extras["notes"] = tuple(n.replace("\n", " ") for n in notes)
         if "scheduler" in data:
-            from .backends import SCHEDULERS
+            from .settings import SCHEDULERS
 
             if data["scheduler"] not in SCHEDULERS:
                 raise _fail(path, "scheduler", f"must be one of {', '.join(SCHEDULERS)} (got {json.dumps(data['scheduler'])})")

@@ -290,7 +290,7 @@ def test_notebook_defaults_render_and_a_killed_run_resumes_exactly(tmp_path, bac
         assert f["params"]["seed"] == 11 + t and f["derived_from"]["parent"] == t - 1
     # killed after frame 2: the rerun renders only the rest, and the frames are the same
     def kill_after_two(event):
-        if event["event"] == "frame_done" and event["index"] == 2:
+        if event.name == "frame_done" and event.index == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
