@@ -7,12 +7,11 @@ The settings below are shaped like the two projects' own defaults: sd-webui-defo
 
 import json
 import math
-import os
 import random
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import cli
 from PIL import Image
 
 from framereel import FramereelError, RenderSettings, load_storyboard, render
@@ -222,7 +221,7 @@ def test_prompts_by_frame_with_neg_and_global_prompts():
 def test_webui_defaults_import_from_the_cli_then_render_directly_and_resume(tmp_path, tiny_model):
     settings = tmp_path / "deforum_settings.txt"
     settings.write_text(json.dumps(webui_settings(), indent=4))
-    proc = run_cli("import", "deforum", settings, "-o", tmp_path / "storyboard.json", check=True)
+    proc = cli("import", "deforum", settings, "-o", tmp_path / "storyboard.json", check=True)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith(f"{tmp_path / 'storyboard.json'}: 6 frames from deforum_settings.txt (2D mode, scheduler euler-a)")
     board = json.loads((tmp_path / "storyboard.json").read_text())
@@ -232,12 +231,11 @@ def test_webui_defaults_import_from_the_cli_then_render_directly_and_resume(tmp_
     assert any(n.startswith("diffusion_cadence 2") for n in notes) and any('color_coherence "LAB"' in n for n in notes)
     assert any(n.startswith("noise_schedule") for n in notes)
     assert board["scheduler"] == "euler-a" and board["defaults"]["motion"]["zoom"] == DEFAULT_ZOOM.replace(" ", "")
-    assert run_cli("import", "deforum", settings, "-o", tmp_path / "storyboard.json").returncode == 2  # never overwritten
+    assert cli("import", "deforum", settings, "-o", tmp_path / "storyboard.json").returncode == 2  # never overwritten
 
     # the settings file itself renders: same storyboard, the notes as warnings
     out = tmp_path / "out"
-    proc = run_cli("make", settings, "-o", out, "--model", tiny_model, "--quiet", check=True,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = cli("make", settings, "-o", out, "--model", tiny_model, "--quiet", check=True)
     assert "warning: note: 3D keys" in proc.stderr
     run = json.loads((out / "run.json").read_text())
     assert run["scheduler"] == "euler-a"
@@ -309,7 +307,7 @@ def test_3d_mode_is_rendered_as_2d_with_a_note_and_video_input_is_refused(tmp_pa
     assert imported.storyboard["defaults"]["init"] == "previous"
     path = tmp_path / "v.txt"
     path.write_text(json.dumps(webui_settings(animation_mode="Video Input")))
-    proc = run_cli("import", "deforum", path, "-o", tmp_path / "sb.json")
+    proc = cli("import", "deforum", path, "-o", tmp_path / "sb.json")
     assert proc.returncode == 2 and proc.stderr.startswith('error: v.txt: "animation_mode": "Video Input" renders over')
     assert len(proc.stderr.strip().splitlines()) == 1
 
