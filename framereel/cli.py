@@ -182,6 +182,7 @@ def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
         shared_noise=True if opts["shared_noise"] else None,
     )
     storyboard = load_storyboard(storyboard_path, overrides=overrides, run_seed=opts["seed"])
+    report = _with_gallery(opts["out"], report)
     redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
     only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
     settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
@@ -199,6 +200,7 @@ def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
 def _do_stitch(out: Path, opts: dict[str, Any], report) -> Path:
     from .video import stitch
 
+    report = _with_gallery(out, report)
     try:
         return stitch(out, opts["video"], fps=opts["fps"], crf=opts["crf"], codec=opts["codec"],
                       transition=opts["transition"], crossfade=opts["crossfade"], smooth_fps=opts["smooth_fps"],
@@ -206,6 +208,13 @@ def _do_stitch(out: Path, opts: dict[str, Any], report) -> Path:
                       audio_loop=opts["audio_loop"], on_event=report)
     finally:
         report.close()
+
+
+def _with_gallery(out: Path, report):
+    """Keep OUT/index.html (the run's gallery page) current while ``report`` shows progress."""
+    from .gallery import LiveGallery
+
+    return LiveGallery(out, report)
 
 
 def _summary(result, video: Path | None, json_lines: bool, quiet: bool) -> None:
@@ -383,6 +392,17 @@ def doctor(out: Path, json_out: bool) -> None:
         if c.fix and c.ok is not True:
             line += f"  [dim]→ {c.fix}[/]"
         console.print(line)
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@_handle_errors
+def gallery(out: Path) -> None:
+    """Write OUT/index.html: the run's video, timeline and every frame with its parameters
+    (a page that works offline from file://; make, frames and stitch write it too)."""
+    from .gallery import write_gallery
+
+    click.echo(f"gallery: {write_gallery(out)}", err=True)
 
 
 @main.command()
