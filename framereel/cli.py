@@ -319,6 +319,38 @@ def interactive(out: Path, seed: int, **opts: Any) -> None:
     run_interactive(Session(out, settings, seed=seed, params=probe))
 
 
+@main.command()
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
+              help="Folder for interactive/, storyboard.json and the film.")
+@click.option("--model", default=None, help=RENDER_HELP["model"] + "  [default: CompVis/stable-diffusion-v1-4]")
+@click.option("--backend", default="auto", show_default=True, help="auto, diffusers, tt or tt-demo.")
+@click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"])
+@click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"])
+@click.option("--scheduler", default="dpm++", show_default=True, help="dpm++, pndm, ddim, euler, euler-a, heun or unipc.")
+@click.option("--seed", type=int, default=DEFAULT_RUN_SEED, show_default=True, help="First seed.")
+@click.option("--no-safety-checker", is_flag=True, help="Turn off the model's safety checker.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback requires the printed URL's access token.")
+@click.option("--port", type=int, default=8188, show_default=True, help="Port (0: any free port).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the studio in the default browser.")
+@_handle_errors
+def studio(out: Path, seed: int, host: str, port: int, open_browser: bool, **opts: Any) -> None:
+    """A local web app over the interactive session: type prompts and watch each image render,
+    keep the good ones, arrange the storyboard, render the film and play it.
+
+    \b
+      framereel studio -o out --model demo      # then open the printed http://127.0.0.1:8188/
+    """
+    from .interactive import Session
+    from .studio import serve
+
+    settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
+                         opts["no_safety_checker"], batch=1)
+    click.echo("loading the model…", err=True)
+    serve(Session(out, settings, seed=seed), host=host, port=port, open_browser=open_browser,
+          say=lambda m: click.echo(m, err=True))
+
+
 def _validate_frame_flags(values: dict[str, Any]) -> None:
     from .storyboard import check_value
 

@@ -199,7 +199,7 @@ class LiveGallery:
     """An event handler that keeps ``out/index.html`` current during a run, then passes each
     event on to ``report`` (the CLI's progress output). ``close()`` writes the finished page."""
 
-    def __init__(self, out_dir: str | Path, report) -> None:
+    def __init__(self, out_dir: str | Path, report=None) -> None:
         self.out = Path(out_dir)
         self.report = report
         self.started = False
@@ -217,10 +217,12 @@ class LiveGallery:
             self._write(rendering=bool(event.get("todo")))
         elif kind in ("frame_done", "frame_error") and self.started:
             self._write(rendering=True)
-        self.report(event)
+        if self.report is not None:
+            self.report(event)
 
     def close(self) -> None:
         try:
-            self.report.close()
+            if self.report is not None and hasattr(self.report, "close"):
+                self.report.close()
         finally:
             self._write(rendering=False)
