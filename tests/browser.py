@@ -51,7 +51,7 @@ class Page:
     """A page that records what a user would not want: script errors and JavaScript dialogs."""
 
     def __init__(self, browser, **context):
-        self.context = browser.new_context(viewport={"width": 1360, "height": 880}, **context)
+        self.context = browser.new_context(**{"viewport": {"width": 1360, "height": 880}, **context})
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.dialogs: list[str] = []
@@ -62,10 +62,11 @@ class Page:
         self.dialogs.append(dialog.message)
         dialog.dismiss()
 
-    def screenshot(self, path: Path, name: str, **kw) -> Path:
+    def screenshot(self, path: Path, name: str | None = None, **kw) -> Path:
+        """Save a screenshot at ``path`` (the test's temp folder); ``name``: also copy it there."""
         self.page.screenshot(path=str(path), **kw)
         target = os.environ.get("FRAMEREEL_SCREENSHOTS")
-        if target:
+        if target and name:
             Path(target).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, Path(target) / name)
         return path

@@ -80,7 +80,7 @@ def test_gallery_follows_a_run_from_file_url(tmp_path, browser):  # noqa: F811
     assert versions.count() == 2  # frame 2 was the XSS frame before the morph moved it: superseded, then current
     assert XSS in versions.nth(0).inner_text()
     assert page.evaluate("getComputedStyle(document.querySelector('dialog[open] .view img')).imageRendering") == "pixelated"
-    view.screenshot(tmp_path / "gallery-frame.png", "gallery-frame.png")
+    view.screenshot(tmp_path / "gallery-frame.png")
     # "copy as storyboard entry" gives an entry that renders this frame again
     view.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.locator("dialog[open] #copy").click()

@@ -65,7 +65,7 @@ def board_prompts(page):
 
 
 def test_studio_prompt_keep_reorder_render_and_reload(studio, browser, tmp_path):  # noqa: F811
-    view = Page(browser)
+    view = Page(browser, viewport={"width": 1360, "height": 940})
     page = view.page
     page.goto(studio.url)
     page.locator("body[data-ready]").wait_for()
@@ -77,6 +77,7 @@ def test_studio_prompt_keep_reorder_render_and_reload(studio, browser, tmp_path)
     wait_until(page, "() => document.querySelectorAll('.icard[data-name]').length === 3", timeout=90)
     cards = page.locator(".icard[data-name]")
     assert cards.locator(".ibody p").all_inner_texts() == PROMPTS[::-1]  # newest first
+    assert ["seed 176", "seed 175", "seed 174"] == [m.split(" · ")[0] for m in cards.locator(".meta").all_inner_texts()]
     assert page.evaluate("[...document.querySelectorAll('.icard img')].every(i => i.complete && i.naturalWidth === 64)")
 
     # a second tab on the same studio sees the same state, live
@@ -89,7 +90,7 @@ def test_studio_prompt_keep_reorder_render_and_reload(studio, browser, tmp_path)
         cards.nth(i).locator("button.keep").click()
         wait_until(page, "n => document.querySelectorAll('#board .entry').length === n", 3 - i)
     assert board_prompts(page) == PROMPTS
-    page.locator("#board .entry").nth(2).drag_to(page.locator("#board .entry").nth(0))
+    page.locator("#board .entry").nth(2).locator(".handle").drag_to(page.locator("#board .entry").nth(0))
     order = [PROMPTS[2], PROMPTS[0], PROMPTS[1]]
     for tab in (page, other.page):
         wait_until(tab, SAME_BOARD, order)
@@ -117,6 +118,7 @@ def test_studio_prompt_keep_reorder_render_and_reload(studio, browser, tmp_path)
         assert (studio.out / "frames" / f"frame_{kept_at:03d}.png").read_bytes() == \
             (studio.out / "interactive" / name).read_bytes()
     assert (studio.out / "index.html").exists()  # the film's gallery page
+    page.evaluate("document.getElementById('toast').hidden = true")
     view.screenshot(tmp_path / "studio.png", "studio.png")
 
     # reloading restores everything from the output folder

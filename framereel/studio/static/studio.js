@@ -57,8 +57,9 @@ async function generate(ev) {
   const body = {prompt, seed: $("random").checked ? "random" : +$("seed").value, steps: +$("steps").value,
                 guidance: +$("guidance").value, width: +$("width").value, height: +$("height").value,
                 scheduler: $("scheduler").value, negative_prompt: $("negative").value};
-  try { await api("/api/generate", body); } catch (e) { $("formerror").textContent = e.message; return; }
+  // the next image gets the next seed at once, so prompts typed in quick succession differ in seed too
   if (!$("random").checked && $("advance").checked) { $("seed").value = (+$("seed").value + 1) % 4294967296; saveControls(); }
+  try { await api("/api/generate", body); } catch (e) { $("formerror").textContent = e.message; }
 }
 $("form").addEventListener("submit", generate);
 $("prompt").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) generate(e); });
@@ -106,7 +107,7 @@ function imageCard(img) {
     el("div", {class: "ibody"}, el("p", {text: img.prompt}),
       el("div", {class: "meta", text: "seed " + img.seed + " · " + img.steps + " steps · guidance " + fmt(img.guidance) + " · " + img.width + "×" + img.height}),
       el("div", {class: "acts"},
-        el("button", {class: (kept ? "" : "primary ") + "keep", type: "button", text: kept ? "Keep again" : "Keep", title: "add to the storyboard",
+        el("button", {class: (kept ? "" : "primary ") + "keep", type: "button", text: "Keep", title: "add to the storyboard",
                       onclick: () => api("/api/keep", {image: img.name}).then(() => toast("kept: “" + img.prompt + "” is now in the storyboard"))}),
         el("button", {type: "button", text: "Reuse", title: "put this image's prompt and settings in the controls", onclick: () => useSettings(img)}))));
 }
