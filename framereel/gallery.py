@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -199,12 +200,18 @@ class LiveGallery:
     """An event handler that keeps ``out/index.html`` current during a run, then passes each
     event on to ``report`` (the CLI's progress output). ``close()`` writes the finished page."""
 
+    EVERY = 0.5  # seconds: at most two rewrites a second, however fast frames land
+
     def __init__(self, out_dir: str | Path, report=None) -> None:
         self.out = Path(out_dir)
         self.report = report
         self.started = False
+        self.last = 0.0
 
-    def _write(self, rendering: bool) -> None:
+    def _write(self, rendering: bool, now: bool = True) -> None:
+        if not now and time.monotonic() - self.last < self.EVERY:
+            return
+        self.last = time.monotonic()
         try:
             write_gallery(self.out, rendering)
         except (FramereelError, OSError):
@@ -216,7 +223,7 @@ class LiveGallery:
             self.started = True
             self._write(rendering=bool(event.get("todo")))
         elif kind in ("frame_done", "frame_error") and self.started:
-            self._write(rendering=True)
+            self._write(rendering=True, now=False)
         if self.report is not None:
             self.report(event)
 

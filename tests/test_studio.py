@@ -153,6 +153,11 @@ def test_studio_refuses_paths_outside_its_folder_and_other_sites(studio):
         # a page on another site cannot make the studio act: forms can't send JSON, and Origin is checked
         assert http.post("/api/render", content="x=1", headers={"content-type": "application/x-www-form-urlencoded"}).status_code == 415
         assert http.post("/api/render", json={}, headers={"origin": "http://evil.example"}).status_code == 403
+        # storyboard edits are checked like a storyboard file's keys, one line each
+        r = http.post("/api/storyboard/update", json={"index": 99, "fields": {"duration": 2}})
+        assert r.status_code == 400 and "no storyboard entry" in r.json()["error"]
+        r = http.post("/api/film", json={"transition": "wipe"})
+        assert r.status_code == 400 and "cut" in r.json()["error"]
         # DNS rebinding: a loopback studio answers only to a loopback Host
         assert http.get("/api/state", headers={"host": "evil.example"}).status_code == 403
 

@@ -49,6 +49,7 @@ function syncOutputs() {
 }
 for (const id of CONTROLS) $(id).addEventListener("input", () => { syncOutputs(); saveControls(); });
 
+let submitted = Promise.resolve();
 async function generate(ev) {
   ev && ev.preventDefault();
   const prompt = $("prompt").value.trim();
@@ -59,7 +60,9 @@ async function generate(ev) {
                 scheduler: $("scheduler").value, negative_prompt: $("negative").value};
   // the next image gets the next seed at once, so prompts typed in quick succession differ in seed too
   if (!$("random").checked && $("advance").checked) { $("seed").value = (+$("seed").value + 1) % 4294967296; saveControls(); }
-  try { await api("/api/generate", body); } catch (e) { $("formerror").textContent = e.message; }
+  // requests go one after another, so the queue keeps the order prompts were typed in
+  submitted = submitted.then(() => api("/api/generate", body)).catch((e) => { $("formerror").textContent = e.message; });
+  await submitted;
 }
 $("form").addEventListener("submit", generate);
 $("prompt").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) generate(e); });
