@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +22,8 @@ class Studio:
     def __init__(self, out, *args):
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen([sys.executable, "-m", "framereel", "studio", "-o", str(out), "--model", "demo",
-                                      "--port", "0", *args], stderr=subprocess.PIPE, text=True, env=env)
+                                      "--port", "0", *args], stderr=subprocess.PIPE, text=True, env=env,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: list[str] = []
         found = threading.Event()
 
@@ -31,20 +33,23 @@ class Studio:
                 if "framereel studio: http" in line:
                     found.set()
 
-        threading.Thread(target=read, daemon=True).start()
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
         if not found.wait(180):
             self.stop()
             raise AssertionError("the studio did not start:\n" + "".join(self.lines))
         self.url = re.search(r"(http://\S+)", next(ln for ln in self.lines if "framereel studio: http" in ln))[1]
         self.base = self.url.split("?")[0].rstrip("/")
 
-    def stop(self):
-        self.proc.terminate()
+    def stop(self, sig=signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
         try:
-            self.proc.wait(20)
+            rc = self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            rc = self.proc.wait()
+        self.reader.join(5)  # every line it printed is in self.lines
+        return rc
 
 
 @pytest.fixture(scope="module")
@@ -178,5 +183,11 @@ def test_studio_on_another_host_needs_the_token(tmp_path):
             assert r.status_code == 303 and "framereel_token" in r.headers["set-cookie"]
             assert http.get("/api/state").status_code == 200
             assert http.get("/").status_code == 200
+            # Ctrl-C stops it at once, even with a tab's event stream open
+            with http.stream("GET", "/api/events") as events:
+                assert next(events.iter_lines()).startswith("event: state")
+                assert s.stop(signal.SIGINT) == 0
+        assert "studio stopped" in s.lines[-1] and "Traceback" not in "".join(s.lines)
     finally:
-        s.stop()
+        if s.proc.poll() is None:
+            s.stop()

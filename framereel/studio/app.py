@@ -362,14 +362,19 @@ async def _redirect(send, location: str, cookie: str) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def create_app(studio: Studio, token: str | None = None):
+def _sse(event: str, data: dict[str, Any]) -> str:
+    """One server-sent event (JSON data is one line)."""
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+def create_app(studio: Studio, token: str | None = None, stopping: Callable[[], bool] = lambda: False):
     """The Starlette app: the page, its static files, the output folder's files, the JSON API
-    and the event stream. ``token``: required on every request (binding beyond loopback)."""
-    from sse_starlette.sse import EventSourceResponse
+    and the event stream. ``token``: required on every request (binding beyond loopback).
+    ``stopping()`` says the server is shutting down: event streams then end."""
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse
+    from starlette.responses import FileResponse, JSONResponse, StreamingResponse
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
@@ -380,7 +385,7 @@ def create_app(studio: Studio, token: str | None = None):
         loop = loop_box.get("loop")
         if loop is None:
             return
-        message = {"event": what, "data": json.dumps(data)}
+        message = _sse(what, data)
         for q in list(subscribers):
             loop.call_soon_threadsafe(q.put_nowait, message)
 
@@ -397,15 +402,24 @@ def create_app(studio: Studio, token: str | None = None):
         q: asyncio.Queue = asyncio.Queue()
         subscribers.add(q)
 
-        async def stream():
+        async def stream():  # ends when the server stops, so a shutdown never waits on an open tab
             try:
-                yield {"event": "state", "data": json.dumps(studio.state())}
-                while True:
-                    yield await q.get()
+                yield _sse("state", studio.state())
+                quiet = 0.0
+                while not stopping():
+                    try:
+                        yield await asyncio.wait_for(q.get(), timeout=0.5)
+                        quiet = 0.0
+                    except asyncio.TimeoutError:
+                        quiet += 0.5
+                        if quiet >= 15:
+                            yield ": keep-alive\n\n"
+                            quiet = 0.0
             finally:
                 subscribers.discard(q)
 
-        return EventSourceResponse(stream(), ping=15)
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     def action(fn):
         """A JSON POST endpoint: ``fn(body, path_params)`` runs off the event loop; a mistake is a 400."""
@@ -458,8 +472,9 @@ def serve(session: Session, host: str = "127.0.0.1", port: int = 8188, token: st
     if host not in LOOPBACK and token is None:
         token = secrets.token_urlsafe(24)
     studio = Studio(session)
-    app = create_app(studio, token)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+    server: uvicorn.Server | None = None
+    app = create_app(studio, token, stopping=lambda: server is not None and server.should_exit)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     shown = f"[{shown}]" if ":" in shown else shown
@@ -482,5 +497,8 @@ def serve(session: Session, host: str = "127.0.0.1", port: int = 8188, token: st
 
     try:
         asyncio.run(main())
+    except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then passes the signal on
+        pass
     finally:
         studio.close()
+    say("studio stopped; everything kept is in " + str(session.out_dir))
