@@ -161,6 +161,8 @@ def test_studio_refuses_paths_outside_its_folder_and_other_sites(studio):
         # storyboard edits are checked like a storyboard file's keys, one line each
         r = http.post("/api/storyboard/update", json={"index": 99, "fields": {"duration": 2}})
         assert r.status_code == 400 and "no storyboard entry" in r.json()["error"]
+        r = http.post("/api/cancel", json={"id": 12345})
+        assert r.status_code == 400 and "no job" in r.json()["error"]
         r = http.post("/api/film", json={"transition": "wipe"})
         assert r.status_code == 400 and "cut" in r.json()["error"]
         # DNS rebinding: a loopback studio answers only to a loopback Host

@@ -34,7 +34,7 @@ class Job:
     id: int
     kind: str  # "image" or "film"
     request: dict[str, Any]
-    state: str = "queued"  # queued → running → done | failed
+    state: str = "queued"  # queued → running → done | failed; queued → cancelled
     message: str = ""
     image: str | None = None
     progress: dict[str, Any] = field(default_factory=dict)
@@ -133,6 +133,21 @@ class Studio:
             self.wake.notify()
         self._changed()
         return job
+
+    def cancel(self, job_id: Any) -> None:
+        """Drop a queued job, or clear a failed one from the page (a running one finishes)."""
+        with self.lock:
+            job = next((j for j in self.jobs if j.id == job_id), None)
+            if job is None:
+                raise FramereelError(f"no job {job_id!r}")
+            if job.state == "queued":
+                self.queue.remove(job)
+                job.state = "cancelled"
+            elif job.state == "failed":
+                self.jobs.remove(job)
+            else:
+                raise FramereelError(f"job {job_id} is {job.state}; only queued or failed jobs can be removed")
+        self._changed()
 
     def _work(self) -> None:
         while True:
@@ -458,6 +473,7 @@ def create_app(studio: Studio, token: str | None = None, stopping: Callable[[], 
         Route("/api/storyboard/{op}", action(lambda b, p: studio.edit(p["op"], b)), methods=["POST"]),
         Route("/api/film", action(lambda b, p: studio.set_film(b)), methods=["POST"]),
         Route("/api/render", action(render_film), methods=["POST"]),
+        Route("/api/cancel", action(lambda b, p: studio.cancel(b.get("id"))), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC)),
         Mount("/files", StaticFiles(directory=studio.out, check_dir=False)),
     ]

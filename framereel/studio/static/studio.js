@@ -93,8 +93,11 @@ function keptCount(img) {
 function jobCard(j) {
   const bar = el("div", {class: "bar"}, el("i", {}));
   const label = j.state === "failed" ? "failed: " + j.message : j.state === "queued" ? "queued" : "rendering…";
+  const remove = j.state === "queued" || j.state === "failed"
+    ? el("button", {class: "cancel", type: "button", text: "×", title: j.state === "queued" ? "cancel" : "dismiss",
+                    onclick: () => api("/api/cancel", {id: j.id})}) : null;
   const card = el("article", {class: "icard job " + j.state, id: "job-" + j.id, "data-state": j.state},
-    el("div", {class: "pic"}, el("span", {class: "tag", text: label})),
+    el("div", {class: "pic"}, el("span", {class: "tag", text: label}), remove),
     el("div", {class: "ibody"}, el("p", {text: j.prompt || ""}), j.state === "running" ? bar : null));
   if (j.progress && j.progress.steps) bar.firstChild.style.width = (100 * j.progress.step / j.progress.steps) + "%";
   return card;
@@ -116,7 +119,7 @@ function imageCard(img) {
 }
 
 function drawImages(d) {
-  const jobs = d.jobs.filter(j => j.kind === "image" && j.state !== "done");
+  const jobs = d.jobs.filter(j => j.kind === "image" && j.state !== "done" && j.state !== "cancelled");
   const cards = [...jobs.slice().reverse().map(jobCard), ...d.images.slice().reverse().map(imageCard)];
   $("images").replaceChildren(...cards);
   $("noimages").hidden = cards.length > 0;
