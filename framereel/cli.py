@@ -342,8 +342,9 @@ def studio(out: Path, seed: int, host: str, port: int, open_browser: bool, **opt
       framereel studio -o out --model demo      # then open the printed http://127.0.0.1:8188/
     """
     from .interactive import Session
-    from .studio import serve
+    from .studio import check_address, serve
 
+    check_address(host, port)
     settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
                          opts["no_safety_checker"], batch=1)
     click.echo("loading the model…", err=True)

@@ -169,6 +169,14 @@ def test_studio_refuses_paths_outside_its_folder_and_other_sites(studio):
         assert http.get("/api/state", headers={"host": "evil.example"}).status_code == 403
 
 
+def test_studio_port_in_use_is_one_line(studio, tmp_path):
+    from conftest import run_cli
+
+    port = studio.base.rsplit(":", 1)[1]
+    proc = run_cli("studio", "-o", tmp_path / "out", "--model", "demo", "--port", port)
+    assert proc.returncode == 2 and proc.stderr == f"error: port {port} is in use on 127.0.0.1; pass --port N (--port 0 picks a free one)\n"
+
+
 def test_studio_on_another_host_needs_the_token(tmp_path):
     s = Studio(tmp_path / "out", "--host", "0.0.0.0")
     try:

@@ -14,6 +14,6 @@ the output folder only (``StaticFiles`` refuses paths that leave it). The page p
 with ``textContent`` only.
 """
 
-from .app import Studio, create_app, serve
+from .app import Studio, check_address, create_app, serve
 
-__all__ = ["Studio", "create_app", "serve"]
+__all__ = ["Studio", "check_address", "create_app", "serve"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import json
 import re
@@ -478,6 +479,25 @@ def create_app(studio: Studio, token: str | None = None, stopping: Callable[[], 
         Mount("/files", StaticFiles(directory=studio.out, check_dir=False)),
     ]
     return Starlette(routes=routes, middleware=[Middleware(Guard, token=token)])
+
+
+def check_address(host: str, port: int) -> None:
+    """Fail in one line, before the model loads, when ``host:port`` cannot be listened on."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise FramereelError(f"--host {host}: not an address of this machine ({err.strerror})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise FramereelError(f"port {port} is in use on {host}; pass --port N (--port 0 picks a free one)") from None
+            raise FramereelError(f"cannot listen on {host}:{port}: {err.strerror}") from None
 
 
 def serve(session: Session, host: str = "127.0.0.1", port: int = 8188, token: str | None = None,
