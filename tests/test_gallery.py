@@ -49,7 +49,7 @@ def test_gallery_follows_a_run_from_file_url(tmp_path, browser):  # noqa: F811
     assert prompts == ["a red circle on a day sky", "a blue square on grass", "a blue square on grass",
                        "a blue square on grass", XSS, "a yellow star at night"]
     # every frame is drawn, with its index, kind, seed and steps
-    assert page.evaluate("[...document.querySelectorAll('.card .thumb img')].every(i => i.complete && i.naturalWidth === 64)")
+    wait_until(page, "() => [...document.querySelectorAll('.card .thumb img')].every(i => i.complete && i.naturalWidth === 64)")
     assert [cards.nth(i).locator(".badge").inner_text().lower() for i in range(6)] == \
         ["key", "key", "morph", "morph", "key", "key"]
     assert "seed 174" in cards.nth(0).inner_text() and "15 steps" in cards.nth(0).inner_text()

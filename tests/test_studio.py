@@ -83,7 +83,7 @@ def test_studio_prompt_keep_reorder_render_and_reload(studio, browser, tmp_path)
     cards = page.locator(".icard[data-name]")
     assert cards.locator(".ibody p").all_inner_texts() == PROMPTS[::-1]  # newest first
     assert ["seed 176", "seed 175", "seed 174"] == [m.split(" · ")[0] for m in cards.locator(".meta").all_inner_texts()]
-    assert page.evaluate("[...document.querySelectorAll('.icard img')].every(i => i.complete && i.naturalWidth === 64)")
+    wait_until(page, "() => [...document.querySelectorAll('.icard img')].every(i => i.complete && i.naturalWidth === 64)")
 
     # a second tab on the same studio sees the same state, live
     other = Page(browser)
