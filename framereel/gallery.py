@@ -142,7 +142,7 @@ def gallery_data(out_dir: str | Path, rendering: bool = False) -> dict[str, Any]
             "duration": float(duration or 1.0 / fps),
             "duration_set": duration is not None,
             "derived_from": record.get("derived_from"),
-            "flagged": bool(record.get("nsfw") or record.get("flagged")),
+            "flagged": bool(record.get("nsfw_blacked_out")),  # the safety checker blacked it out
             "entry": storyboard_entry(params, duration),
             "superseded": [
                 {"file": f"{SUPERSEDED_DIR}/{p.name}", "v": _version(p), "params": _params_from_png(p)}
