@@ -339,21 +339,16 @@ def interactive(out: Path, seed: int | None, **opts: Any) -> None:
 @main.command()
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
               help="Folder for interactive/, storyboard.json and the film.")
-@click.option("--model", default=None, help=RENDER_HELP["model"] + "  [default: CompVis/stable-diffusion-v1-4]")
-@click.option("--backend", default="auto", show_default=True, help="auto, diffusers, tt or tt-demo.")
-@click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"])
-@click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"])
-@click.option("--scheduler", default="dpm++", show_default=True, help="dpm++, pndm, ddim, euler, euler-a, heun or unipc.")
-@click.option("--seed", type=int, default=DEFAULT_RUN_SEED, show_default=True, help="First seed.")
-@click.option("--no-safety-checker", is_flag=True, help="Turn off the model's safety checker.")
+@_apply(MODEL_OPTIONS + FRAME_OPTIONS)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but loopback requires the printed URL's access token.")
 @click.option("--port", type=int, default=8188, show_default=True, help="Port (0: any free port).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the studio in the default browser.")
 @_handle_errors
-def studio(out: Path, seed: int, host: str, port: int, open_browser: bool, **opts: Any) -> None:
+def studio(out: Path, seed: int | None, host: str, port: int, open_browser: bool, **opts: Any) -> None:
     """A local web app over the interactive session: type prompts and watch each image render,
-    keep the good ones, arrange the storyboard, render the film and play it.
+    keep the good ones, arrange the storyboard, render the film and play it. The options set
+    where the session starts; the page's controls change them.
 
     \b
       framereel studio -o out --model demo      # then open the printed http://127.0.0.1:8188/
@@ -362,11 +357,12 @@ def studio(out: Path, seed: int, host: str, port: int, open_browser: bool, **opt
     from .studio import check_address, serve
 
     check_address(host, port)
-    settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
-                         opts["no_safety_checker"], batch=1)
+    probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
+    settings = render_settings(opts, batch=1)  # one image per prompt: no padded batch to wait for
+    _validate_frame_flags(probe)
     click.echo("loading the model…", err=True)
-    serve(Session(out, settings, seed=seed), host=host, port=port, open_browser=open_browser,
-          say=lambda m: click.echo(m, err=True))
+    session = Session(out, settings, seed=DEFAULT_RUN_SEED if seed is None else seed, params=probe)
+    serve(session, host=host, port=port, open_browser=open_browser, say=lambda m: click.echo(m, err=True))
 
 
 def _validate_frame_flags(values: dict[str, Any]) -> None:

@@ -217,11 +217,11 @@ class LiveGallery:
         except (FramereelError, OSError):
             pass  # the page is a view of the run: it never stops one
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
+    def __call__(self, event) -> None:
+        kind = event.name  # a framereel.events.Event
         if kind == "start":
             self.started = True
-            self._write(rendering=bool(event.get("todo")))
+            self._write(rendering=bool(event.todo))
         elif kind in ("frame_done", "frame_error") and self.started:
             self._write(rendering=True, now=False)
         if self.report is not None:

@@ -210,7 +210,7 @@ class Session:
         video, result, reused = self.make()
         self.say(f"{video}  frames={result.total} rendered={len(result.rendered)} reused={reused}")
 
-    def make(self, on_event: Callable[[dict[str, Any]], None] | None = None, **stitch_options: Any):
+    def make(self, on_event: Callable[[Any], None] | None = None, **stitch_options: Any):
         """Render and stitch the kept storyboard into the output folder (resumable; kept images are
         reused byte for byte) and update its gallery page. Returns (video path, RunResult, reused)."""
         from .gallery import LiveGallery

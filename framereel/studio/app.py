@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from .. import events
 from ..errors import FramereelError
 from ..interactive import STORYBOARD, Session
 from ..manifest import atomic_write_json, read_png_metadata
@@ -109,9 +110,8 @@ class Studio:
             by_params = {_entry_key(i): i["url"] for i in images}
             board = [{**e, "thumb": by_params.get(_entry_key(e))} for e in self.session.kept()]
             video = self.out / "video.mp4"
-            info = self.session.info
             return {
-                "model": info.id, "device": self.session.backend.device, "dtype": self.session.backend.dtype,
+                "model": self.session.identity.model.id, "device": self.session.backend.device, "dtype": self.session.backend.dtype,
                 "out": str(self.out), "defaults": self.defaults(), "schedulers": _schedulers(),
                 "transitions": list(TRANSITIONS), "images": images, "storyboard": board, "film": self.film(),
                 "video": f"/files/video.mp4?v={video.stat().st_mtime_ns}" if video.exists() else None,
@@ -198,19 +198,18 @@ class Studio:
         options = {"fps": film["fps"], "transition": film["transition"], "crossfade": film["crossfade"]}
         counts = {"done": 0}
 
-        def on_event(e: dict[str, Any]) -> None:
-            kind = e["event"]
-            if kind == "start":
-                counts.update(total=e["total"], todo=e["todo"])
-                self._progress(job, phase="frames", done=0, total=e["todo"])
-            elif kind == "step":
+        def on_event(e: events.Event) -> None:
+            if isinstance(e, events.RunStarted):
+                counts.update(total=e.total, todo=e.todo)
+                self._progress(job, phase="frames", done=0, total=e.todo)
+            elif isinstance(e, events.Step):
                 self._progress(job, phase="frames", done=counts["done"], total=counts.get("todo", 0),
-                               step=e["step"], steps=e["steps"])
-            elif kind in ("frame_done", "frame_error"):
+                               step=e.step, steps=e.steps)
+            elif isinstance(e, (events.FrameDone, events.FrameFailed)):
                 counts["done"] += 1
                 self._progress(job, phase="frames", done=counts["done"], total=counts.get("todo", 0))
-            elif kind == "encode":
-                self._progress(job, phase="encoding", done=e["done"], total=e["total"])
+            elif isinstance(e, events.Encoding):
+                self._progress(job, phase="encoding", done=e.done, total=e.total)
 
         video, result, reused = self.session.make(on_event=on_event, **options)
         job.message = (f"{result.total} frames: {len(result.rendered)} rendered, {reused} reused"
