@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from .. import events
@@ -22,6 +22,9 @@ from ..interactive import STORYBOARD, Session
 from ..manifest import atomic_write_json, read_png_metadata
 from ..storyboard import FRAME_KEYS, Frame, check_value
 from ..video import TRANSITIONS
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 STATIC = Path(__file__).parent / "static"
 FILM = "studio.json"  # the film settings (fps, transition, crossfade) next to storyboard.json
@@ -382,64 +385,68 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-def create_app(studio: Studio, token: str | None = None, stopping: Callable[[], bool] = lambda: False):
-    """The Starlette app: the page, its static files, the output folder's files, the JSON API
-    and the event stream. ``token``: required on every request (binding beyond loopback).
-    ``stopping()`` says the server is shutting down: event streams then end."""
-    from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse, StreamingResponse
-    from starlette.routing import Mount, Route
-    from starlette.staticfiles import StaticFiles
+class _Api:
+    """The HTTP side of one studio: the event streams open on it and the endpoints' handlers."""
 
-    subscribers: set[asyncio.Queue] = set()
-    loop_box: dict[str, asyncio.AbstractEventLoop] = {}
+    def __init__(self, studio: Studio, stopping: Callable[[], bool]):
+        self.studio = studio
+        self.stopping = stopping
+        self.subscribers: set[asyncio.Queue] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        studio.listeners.append(self.broadcast)
 
-    def broadcast(what: str, data: dict[str, Any]) -> None:
-        loop = loop_box.get("loop")
+    def broadcast(self, what: str, data: dict[str, Any]) -> None:
+        """Pass a change on to every open event stream (called from any thread)."""
+        loop = self.loop
         if loop is None:
             return
         message = _sse(what, data)
-        for q in list(subscribers):
+        for q in list(self.subscribers):
             loop.call_soon_threadsafe(q.put_nowait, message)
 
-    studio.listeners.append(broadcast)
+    async def page(self, request: Request):
+        from starlette.responses import FileResponse
 
-    async def page(request: Request):
         return FileResponse(STATIC / "studio.html", headers={"Cache-Control": "no-store"})
 
-    async def state(request: Request):
-        return JSONResponse(studio.state())
+    async def state(self, request: Request):
+        from starlette.responses import JSONResponse
 
-    async def events(request: Request):
-        loop_box["loop"] = asyncio.get_running_loop()
+        return JSONResponse(self.studio.state())
+
+    async def events(self, request: Request):
+        from starlette.responses import StreamingResponse
+
+        self.loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()
-        subscribers.add(q)
-
-        async def stream():  # ends when the server stops, so a shutdown never waits on an open tab
-            try:
-                yield _sse("state", studio.state())
-                quiet = 0.0
-                while not stopping():
-                    try:
-                        yield await asyncio.wait_for(q.get(), timeout=0.5)
-                        quiet = 0.0
-                    except asyncio.TimeoutError:
-                        quiet += 0.5
-                        if quiet >= 15:
-                            yield ": keep-alive\n\n"
-                            quiet = 0.0
-            finally:
-                subscribers.discard(q)
-
-        return StreamingResponse(stream(), media_type="text/event-stream",
+        self.subscribers.add(q)
+        return StreamingResponse(self._stream(q), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    def action(fn):
+    async def _stream(self, q: asyncio.Queue):
+        """One tab's events; ends when the server stops, so a shutdown never waits on an open tab."""
+        try:
+            yield _sse("state", self.studio.state())
+            quiet = 0.0
+            while not self.stopping():
+                try:
+                    yield await asyncio.wait_for(q.get(), timeout=0.5)
+                    quiet = 0.0
+                except asyncio.TimeoutError:
+                    quiet += 0.5
+                    if quiet >= 15:
+                        yield ": keep-alive\n\n"
+                        quiet = 0.0
+        finally:
+            self.subscribers.discard(q)
+
+    def action(self, fn: Callable[[dict[str, Any], dict[str, Any]], Any]):
         """A JSON POST endpoint: ``fn(body, path_params)`` runs off the event loop; a mistake is a 400."""
+        from starlette.responses import JSONResponse
+
         async def endpoint(request: Request):
-            loop_box.setdefault("loop", asyncio.get_running_loop())
+            if self.loop is None:
+                self.loop = asyncio.get_running_loop()
             try:
                 body = await request.json()
             except json.JSONDecodeError:
@@ -453,26 +460,38 @@ def create_app(studio: Studio, token: str | None = None, stopping: Callable[[], 
             return JSONResponse(result or {"ok": True})
         return endpoint
 
-    def generate(body, params):
+    def generate(self, body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise FramereelError("type a prompt first")
-        return {"job": studio.submit("image", {**body, "prompt": prompt.strip()}).public()}
+        return {"job": self.studio.submit("image", {**body, "prompt": prompt.strip()}).public()}
 
-    def render_film(body, params):
-        if not studio.session.kept():
+    def render_film(self, body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        if not self.studio.session.kept():
             raise FramereelError("keep some images first")
-        return {"job": studio.submit("film", {"prompt": "film"}).public()}
+        return {"job": self.studio.submit("film", {"prompt": "film"}).public()}
 
+
+def create_app(studio: Studio, token: str | None = None, stopping: Callable[[], bool] = lambda: False):
+    """The Starlette app: the page, its static files, the output folder's files, the JSON API
+    and the event stream. ``token``: required on every request (binding beyond loopback).
+    ``stopping()`` says the server is shutting down: event streams then end."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    api = _Api(studio, stopping)
+    action = api.action
     routes = [
-        Route("/", page),
-        Route("/api/state", state),
-        Route("/api/events", events),
-        Route("/api/generate", action(generate), methods=["POST"]),
+        Route("/", api.page),
+        Route("/api/state", api.state),
+        Route("/api/events", api.events),
+        Route("/api/generate", action(api.generate), methods=["POST"]),
         Route("/api/keep", action(lambda b, p: studio.keep(b.get("image"))), methods=["POST"]),
         Route("/api/storyboard/{op}", action(lambda b, p: studio.edit(p["op"], b)), methods=["POST"]),
         Route("/api/film", action(lambda b, p: studio.set_film(b)), methods=["POST"]),
-        Route("/api/render", action(render_film), methods=["POST"]),
+        Route("/api/render", action(api.render_film), methods=["POST"]),
         Route("/api/cancel", action(lambda b, p: studio.cancel(b.get("id"))), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC)),
         Mount("/files", StaticFiles(directory=studio.out, check_dir=False)),
