@@ -99,6 +99,76 @@ def storyboard_entry(params: dict[str, Any], duration: float | None = None) -> d
     return entry
 
 
+def _superseded(out: Path) -> dict[int, list[Path]]:
+    """The earlier versions of each frame kept in ``superseded/``, oldest first, by frame index."""
+    superseded: dict[int, list[Path]] = {}
+    sdir = out / SUPERSEDED_DIR
+    if sdir.is_dir():
+        for p in sorted(sdir.glob("frame_*.png"), key=lambda p: p.stat().st_mtime_ns):
+            stem = p.name.split(".")[0]
+            if stem[6:].isdigit():
+                superseded.setdefault(int(stem[6:]), []).append(p)
+    return superseded
+
+
+def _frame_data(index: int, record: dict[str, Any], path: Path, on_disk: bool, fps: float,
+                superseded: list[Path]) -> dict[str, Any]:
+    """What the page shows of one frame: its file, status, parameters and earlier versions."""
+    params = dict(record.get("params") or {}) or (_params_from_png(path) if on_disk else {})
+    status = record.get("status") or ("done" if on_disk else "missing")
+    if status == "done" and not on_disk:
+        status = "missing"
+    duration = record.get("duration")
+    return {
+        "index": index,
+        "file": f"{FRAMES_DIR}/{path.name}" if on_disk else None,
+        "v": _version(path) if on_disk else "",
+        "kind": record.get("kind", "key"),
+        "status": status,
+        "error": record.get("error"),
+        "params": {k: v for k, v in params.items() if k not in ("model", "dtype", "backend")},
+        "seconds": record.get("seconds"),
+        "device": record.get("device"),
+        "duration": float(duration or 1.0 / fps),
+        "duration_set": duration is not None,
+        "derived_from": record.get("derived_from"),
+        "flagged": bool(record.get("nsfw_blacked_out")),  # the safety checker blacked it out
+        "entry": storyboard_entry(params, duration),
+        "superseded": [
+            {"file": f"{SUPERSEDED_DIR}/{p.name}", "v": _version(p), "params": _params_from_png(p)}
+            for p in superseded
+        ],
+    }
+
+
+def _run_data(run: dict[str, Any]) -> dict[str, Any]:
+    """The run's model, device and settings, as the page's header shows them."""
+    return {
+        "model": (run.get("model") or {}).get("id"),
+        "backend": run.get("backend"),
+        "device": run.get("device"),
+        "dtype": run.get("dtype"),
+        "scheduler": run.get("scheduler"),
+        "run_seed": run.get("run_seed"),
+        "framereel": run.get("framereel"),
+        "storyboard": Path(run["storyboard"]).name if run.get("storyboard") else None,
+    }
+
+
+def _video_data(out: Path, video: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The run's video, when ``run.json`` names one that exists inside ``out``."""
+    video_path = out / video["path"] if video and video.get("path") else None
+    if video_path is not None and video_path.is_file() and video_path.resolve().is_relative_to(out.resolve()):
+        return {
+            "file": os.path.relpath(video_path, out).replace(os.sep, "/"),
+            "v": _version(video_path),
+            "seconds": video.get("seconds"),
+            "transition": video.get("transition", "cut"),
+            "fps": video.get("fps"),
+        }
+    return None
+
+
 def gallery_data(out_dir: str | Path, rendering: bool = False) -> dict[str, Any]:
     """Everything the gallery page shows, as plain JSON-able data."""
     out = Path(out_dir)
@@ -110,73 +180,20 @@ def gallery_data(out_dir: str | Path, rendering: bool = False) -> dict[str, Any]
         raise FramereelError(f"{out}: no run here (no run.json, no frames/); render first with `framereel make`")
     video = manifest.run.get("video") or None
     fps = float((video or {}).get("fps") or DEFAULT_FPS)
-
-    superseded: dict[int, list[Path]] = {}
-    sdir = out / SUPERSEDED_DIR
-    if sdir.is_dir():
-        for p in sorted(sdir.glob("frame_*.png"), key=lambda p: p.stat().st_mtime_ns):
-            stem = p.name.split(".")[0]
-            if stem[6:].isdigit():
-                superseded.setdefault(int(stem[6:]), []).append(p)
-
-    frames = []
-    for index in sorted(set(manifest.frames) | set(present)):
-        record = manifest.frames.get(index, {})
-        path = frames_dir / f"frame_{index:03d}.png"
-        on_disk = index in present
-        params = dict(record.get("params") or {}) or (_params_from_png(path) if on_disk else {})
-        status = record.get("status") or ("done" if on_disk else "missing")
-        if status == "done" and not on_disk:
-            status = "missing"
-        duration = record.get("duration")
-        frames.append({
-            "index": index,
-            "file": f"{FRAMES_DIR}/{path.name}" if on_disk else None,
-            "v": _version(path) if on_disk else "",
-            "kind": record.get("kind", "key"),
-            "status": status,
-            "error": record.get("error"),
-            "params": {k: v for k, v in params.items() if k not in ("model", "dtype", "backend")},
-            "seconds": record.get("seconds"),
-            "device": record.get("device"),
-            "duration": float(duration or 1.0 / fps),
-            "duration_set": duration is not None,
-            "derived_from": record.get("derived_from"),
-            "flagged": bool(record.get("nsfw_blacked_out")),  # the safety checker blacked it out
-            "entry": storyboard_entry(params, duration),
-            "superseded": [
-                {"file": f"{SUPERSEDED_DIR}/{p.name}", "v": _version(p), "params": _params_from_png(p)}
-                for p in superseded.get(index, [])
-            ],
-        })
-
-    run = manifest.run
-    video_path = out / video["path"] if video and video.get("path") else None
+    superseded = _superseded(out)
+    frames = [
+        _frame_data(index, manifest.frames.get(index, {}), frames_dir / f"frame_{index:03d}.png", index in present,
+                    fps, superseded.get(index, []))
+        for index in sorted(set(manifest.frames) | set(present))
+    ]
     data = {
         "title": out.resolve().name,
         "rendering": rendering,
-        "run": {
-            "model": (run.get("model") or {}).get("id"),
-            "backend": run.get("backend"),
-            "device": run.get("device"),
-            "dtype": run.get("dtype"),
-            "scheduler": run.get("scheduler"),
-            "run_seed": run.get("run_seed"),
-            "framereel": run.get("framereel"),
-            "storyboard": Path(run["storyboard"]).name if run.get("storyboard") else None,
-        },
+        "run": _run_data(manifest.run),
         "fps": fps,
-        "video": None,
+        "video": _video_data(out, video),
         "frames": frames,
     }
-    if video_path is not None and video_path.is_file() and video_path.resolve().is_relative_to(out.resolve()):
-        data["video"] = {
-            "file": os.path.relpath(video_path, out).replace(os.sep, "/"),
-            "v": _version(video_path),
-            "seconds": video.get("seconds"),
-            "transition": video.get("transition", "cut"),
-            "fps": video.get("fps"),
-        }
     data["stamp"] = hashlib.sha1(script_json(data).encode()).hexdigest()[:16]
     return data
 
