@@ -326,13 +326,8 @@ class TtBackend(_TtBase):
     def _import(self, module: str):
         return importlib.import_module(f"{self.demo.prefix}.{module}")
 
-    def load(self) -> None:
-        if self.tt_device is not None:
-            return
-        import torch
-        from diffusers import AutoencoderKL, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
-
+    def _open_chip(self) -> None:
+        """Restrict this process to its chip, import ttnn and open the chip with the tree's device params."""
         self._check_chip()
         if self.reset_first:
             reset_device()
@@ -361,6 +356,15 @@ class TtBackend(_TtBase):
             self.decisions["program_cache"] = "enabled"
         else:
             self.decisions["program_cache"] = "ttnn's default"
+
+    def load(self) -> None:
+        if self.tt_device is not None:
+            return
+        import torch
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        self._open_chip()
         custom_preprocessor = self._import("custom_preprocessing").custom_preprocessor
         TtPNDMScheduler = self._import("sd_pndm_scheduler").TtPNDMScheduler
         TtUNet = self._import("tt.ttnn_functional_unet_2d_condition_model_new_conv").UNet2DConditionModel
