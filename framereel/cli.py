@@ -12,6 +12,8 @@ import click
 
 from ._version import __version__
 from .errors import FramereelError
+from .finishing.cli import beat_options, finishing_options, on_beat_storyboard, stitch_kwargs
+from .finishing.cli import register as _register_finishing
 from .storyboard import DEFAULT_RUN_SEED, load_storyboard, parse_indices
 
 EXAMPLES = """
@@ -203,7 +205,7 @@ def _do_stitch(out: Path, opts: dict[str, Any], report) -> Path:
         return stitch(out, opts["video"], fps=opts["fps"], crf=opts["crf"], codec=opts["codec"],
                       transition=opts["transition"], crossfade=opts["crossfade"], smooth_fps=opts["smooth_fps"],
                       size=opts["size"], frames=opts["frame_list"], zoom=opts["zoom"], audio=opts["audio"],
-                      audio_loop=opts["audio_loop"], on_event=report)
+                      audio_loop=opts["audio_loop"], on_event=report, **stitch_kwargs(opts))
     finally:
         report.close()
 
@@ -233,12 +235,16 @@ def _exit_for(result) -> None:
 @click.argument("storyboard", type=click.Path(path_type=Path))
 @_render_options
 @_stitch_options
+@finishing_options
+@beat_options
 @_output_options
 @_handle_errors
 def make(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
     """Render STORYBOARD's frames and stitch them into OUT/video.mp4 (frames + stitch)."""
     from .progress import reporter
 
+    if opts["on_beat"]:
+        storyboard = on_beat_storyboard(storyboard, opts, lambda line: None if quiet else click.echo(line, err=True))
     result = _do_render(storyboard, opts, reporter(json_lines, quiet))
     video = None
     if not result.failed:
@@ -264,6 +270,7 @@ def frames(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @_stitch_options
+@finishing_options
 @_output_options
 @_handle_errors
 def stitch(out: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
@@ -398,6 +405,8 @@ def sheet(out: Path, sheet: Path | None, columns: int, thumb: int) -> None:
 
     click.echo(f"sheet: {contact_sheet(out, sheet, columns=columns, thumb=thumb)}", err=True)
 
+
+_register_finishing(main, _handle_errors)  # `framereel upscale`, `framereel beats`
 
 if __name__ == "__main__":
     main()

@@ -239,7 +239,7 @@ def _render_locked(
         "batch": getattr(backend, "batch", 1),
         "run_seed": storyboard.run_seed,
         **({"notes": backend.notes} if getattr(backend, "notes", None) else {}),
-        **{k: v for k, v in manifest.run.items() if k == "video"},
+        **{k: v for k, v in manifest.run.items() if k in ("video", "finishing")},
     }
     old_records = manifest.frames
     manifest.frames = {}
