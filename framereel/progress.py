@@ -101,7 +101,7 @@ class ProgressBars(Quiet):
             if len(self.per_device) > 1:
                 rate += " (" + ", ".join(f"{d}: {n}" for d, n in sorted(self.per_device.items())) + ")"
             self.progress.update(self.frames_task, advance=1, rate=rate)
-        elif kind in ("stage_start", "stage_progress"):  # finishing stages: upscale, interpolate
+        elif kind == "stage_progress":  # finishing stages: upscale, interpolate
             self._stage(event)
         elif kind == "encode":
             if self.encode_task is None:
@@ -112,13 +112,10 @@ class ProgressBars(Quiet):
     def _stage(self, event: dict[str, Any]) -> None:
         tasks = self.__dict__.setdefault("stage_tasks", {})
         if event["stage"] not in tasks:
-            if not event["total"]:
-                return
             self.progress.start()
             tasks[event["stage"]] = self.progress.add_task(event["stage"], total=event["total"], rate="")
-        if event["event"] == "stage_progress":
-            self.progress.update(tasks[event["stage"]], completed=event["done"],
-                                 rate=f"{event['computed']} new, {event['cached']} cached")
+        self.progress.update(tasks[event["stage"]], completed=event["done"],
+                             rate=f"{event['computed']} new, {event['cached']} cached")
 
     def close(self) -> None:
         if self.progress.live.is_started:

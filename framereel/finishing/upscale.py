@@ -73,9 +73,7 @@ def parse_upscale(text: str, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OV
         if not 1 <= scale <= 16:
             raise FramereelError(f"--upscale {text}: scale must be from 1 to 16")
     if tile < 0 or overlap < 0:
-        raise FramereelError("--tile and --tile-overlap must be 0 or more")
-    if tile and tile < 2 * overlap:
-        raise FramereelError(f"--tile {tile}: make tiles at least twice the overlap ({overlap})")
+        raise FramereelError("--upscale: the tile size and its overlap must be 0 or more pixels")
     return UpscaleSpec(model, scale, tile, overlap)
 
 
@@ -193,7 +191,8 @@ def upscale_sources(
     results: dict[int, Path] = {}
     records: dict[str, Any] = {}
     computed = cached = 0
-    stage: dict[str, Any] = {"model": str(spec.model), **settings}
+    stage: dict[str, Any] = {"model": str(spec.model), "fingerprint": fingerprint, "scale": spec.scale,
+                             "tile": spec.tile, "overlap": spec.overlap}
     t0 = time.perf_counter()
     emit(on_event, "stage_start", stage="upscale", total=len(sources))
     for n, (index, src) in enumerate(sources):
