@@ -72,7 +72,9 @@ def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 def find_beats(path: str | Path, bpm: float | None = None) -> BeatGrid:
     """Beat times of the song at ``path``; with ``bpm``, a fixed grid from its first onset."""
-    import librosa
+    from .common import require
+
+    librosa = require("librosa", "beat tracking")
 
     path = Path(path)
     y = decode_audio(path)

@@ -78,3 +78,13 @@ def emit_progress(on_event: EventHandler | None, stage: str, done: int, total: i
 def emit(on_event: EventHandler | None, event: str, **data: Any) -> None:
     if on_event is not None:
         on_event({"event": event, **data})
+
+
+def require(module: str, feature: str):
+    """Import ``module`` or say in one line how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise FramereelError(f"{feature} needs the {module} package: pip install 'framereel[finishing]'") from None

@@ -41,6 +41,7 @@ from .common import (
     pick_device,
     record_stage,
     remove_temp_files,
+    require,
     split_spec,
 )
 
@@ -90,6 +91,8 @@ def load_upscaler(path: Path, device: str = "auto"):
     """Load ``path`` with spandrel; a file it cannot identify, or a model that is not
     image-to-image super-resolution, is one line naming the file."""
     import torch
+
+    require("spandrel", "--upscale")
     from spandrel import ImageModelDescriptor, ModelLoader, UnsupportedModelError
 
     dev, dtype = pick_device(device)
