@@ -9,3 +9,19 @@ decides its pixels, so a killed stage resumes where it stopped and a rerun compu
 changed; ``run.json`` records each stage's settings, outputs and their hashes under ``finishing``.
 """
 
+from .beats import BeatGrid, cut_report, find_beats, fit_to_beats, time_storyboard
+from .interpolate import InterpolateSpec, parse_interpolate
+from .upscale import UpscaleSpec, parse_upscale, upscale
+
+__all__ = [
+    "BeatGrid",
+    "InterpolateSpec",
+    "UpscaleSpec",
+    "cut_report",
+    "find_beats",
+    "fit_to_beats",
+    "parse_interpolate",
+    "parse_upscale",
+    "time_storyboard",
+    "upscale",
+]
