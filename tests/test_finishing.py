@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import probe_video, run_cli, write_storyboard
+from conftest import cli, probe_video, write_storyboard
 from finishing_models import build_esrgan, build_rife
 from PIL import Image
 
@@ -73,8 +73,10 @@ def chain(parent: int) -> dict:
 FILM = [{}, morph(0, 3), morph(0, 3), {}, {}, chain(4), {}]
 
 
-def stage_done(events: list[dict], stage: str) -> dict:
-    return next(e for e in events if e["event"] == "stage_done" and e["stage"] == stage)
+def stage_done(events: list, stage: str) -> dict:
+    """The ``stage_done`` event of ``stage`` as its JSON dict (from event objects or ``--json`` lines)."""
+    docs = [e if isinstance(e, dict) else e.to_json() for e in events]
+    return next(d for d in docs if d["event"] == "stage_done" and d["stage"] == stage)
 
 
 # ------------------------------------------------------------------ upscaling
@@ -82,7 +84,7 @@ def stage_done(events: list[dict], stage: str) -> dict:
 
 def test_upscale_sizes_cache_and_run_json(tmp_path, models):
     out = make_folder(tmp_path / "out", [{}, {}, {}])
-    events: list[dict] = []
+    events: list = []
     done = upscale(out, parse_upscale(str(models["x4"]), tile=16, overlap=8), on_event=events.append)
     assert sorted(done) == [0, 1, 2]
     for path in done.values():
@@ -132,7 +134,7 @@ def test_upscale_errors_are_one_line(tmp_path, models):
     out = make_folder(tmp_path / "out", [{}])
     junk = tmp_path / "mystery.pth"
     torch.save({"encoder.weight": torch.zeros(4, 4)}, junk)
-    proc = run_cli("upscale", out, junk)
+    proc = cli("upscale", out, junk)
     assert proc.returncode == 2
     line = proc.stderr.strip()
     assert "\n" not in line and "mystery.pth" in line and "ESRGAN" in line and "SwinIR" in line
@@ -157,7 +159,7 @@ def test_kill_during_upscaling_loses_nothing(tmp_path):
     for p in finished:
         with Image.open(p) as im:
             im.load()
-    events: list[dict] = []
+    events: list = []
     upscale(out, parse_upscale(str(model)), device="cpu", on_event=events.append)
     done = stage_done(events, "upscale")
     assert done["cached"] == len(finished) and done["computed"] == 6 - len(finished)
@@ -169,7 +171,7 @@ def test_kill_during_upscaling_loses_nothing(tmp_path):
 
 def test_inbetweens_only_inside_runs(tmp_path, models):
     out = make_folder(tmp_path / "out", FILM, solid=True)
-    events: list[dict] = []
+    events: list = []
     video = stitch(out, fps=4, interpolate=parse_interpolate(str(models["rife"])), on_event=events.append)
     made = sorted(p.name for p in (out / INTERPOLATED_DIR).glob("*.png"))
     # morph run 0-1-2-3 and chain 4-5 get one in-between per pair; 3|4 and 5|6 are cuts; no loop seam
@@ -215,7 +217,7 @@ def test_inbetweens_at_a_target_rate_with_crossfades_between_runs(tmp_path, mode
 
 def test_bad_interpolation_model_is_one_line(tmp_path, models):
     out = make_folder(tmp_path / "out", FILM[:3])
-    proc = run_cli("stitch", out, "--interpolate", models["x4"])
+    proc = cli("stitch", out, "--interpolate", models["x4"])
     assert proc.returncode == 2
     line = proc.stderr.strip()
     assert "\n" not in line and models["x4"].name in line and "RIFE" in line
@@ -265,8 +267,8 @@ def test_every_cut_lands_on_a_click(tmp_path, name, clicks):
     song = write_clicks(tmp_path / "clicks.wav", clicks, clicks[-1] + 1.0)
     board = write_storyboard(tmp_path / "sb.json", STORYBOARD)
     if name == "120 BPM":  # through the command, as a user runs it
-        proc = run_cli("beats", song, board, "--every", "2", "--fps", "8", "-o", tmp_path / "timed.json", "--json",
-                       check=True)
+        proc = cli("beats", song, board, "--every", "2", "--fps", "8", "-o", tmp_path / "timed.json", "--json",
+                   check=True)
         report = json.loads(proc.stdout)
     else:
         _, grid, rows = time_storyboard(song, board, tmp_path / "timed.json", every=2, fps=8)
@@ -291,7 +293,7 @@ def test_no_beat_suggests_bpm(tmp_path):
         w.writeframes((rng.normal(0, 0.05, 22050 * 6) * 32767).astype("<i2").tobytes())
     silence = write_clicks(tmp_path / "silence.wav", [], 4.0)
     board = write_storyboard(tmp_path / "sb.json", STORYBOARD[:3])
-    proc = run_cli("beats", noise, board)
+    proc = cli("beats", noise, board)
     assert proc.returncode == 2 and "--bpm" in proc.stderr and "\n" not in proc.stderr.strip()
     with pytest.raises(FramereelError, match="--bpm"):
         find_beats(silence)
@@ -312,7 +314,7 @@ def test_make_on_beat_upscaled_and_interpolated(tmp_path, tiny_model, models):
     out = tmp_path / "out"
     args = ("make", board, "-o", out, "--model", tiny_model, "--steps", "2", "--audio", song, "--on-beat",
             "--upscale", f"{models['x2']}", "--upscale-tile", "32", "--interpolate", models["rife"], "--json")
-    proc = run_cli(*args, check=True)
+    proc = cli(*args, check=True)
     events = [json.loads(ln) for ln in proc.stdout.splitlines()]
     assert (out / "timed.json").exists()
     run = json.loads((out / "run.json").read_text())
@@ -330,7 +332,7 @@ def test_make_on_beat_upscaled_and_interpolated(tmp_path, tiny_model, models):
     assert facts["width"] == 256 and facts["audio"] == ["aac"]
     assert stage_done(events, "upscale")["computed"] == len(run["frames"])
 
-    proc = run_cli(*args, check=True)  # the same command again: nothing rendered, upscaled or interpolated
+    proc = cli(*args, check=True)  # the same command again: nothing rendered, upscaled or interpolated
     events = [json.loads(ln) for ln in proc.stdout.splitlines()]
     assert stage_done(events, "upscale")["computed"] == 0
     assert stage_done(events, "interpolate")["model_calls"] == 0

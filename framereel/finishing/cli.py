@@ -54,21 +54,6 @@ def beat_options(f):
     return f
 
 
-def stitch_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments ``stitch()`` takes from the finishing options."""
-    from .interpolate import parse_interpolate
-    from .upscale import parse_upscale
-
-    up = opts.get("upscale")
-    interp = opts.get("interpolate")
-    return {
-        "upscale": parse_upscale(up, opts.get("upscale_tile", 256), opts.get("upscale_overlap", 16)) if up else None,
-        "interpolate": parse_interpolate(interp) if interp else None,
-        "loop": bool(opts.get("loop")),
-        "device": opts.get("finish_device") or "auto",
-    }
-
-
 def on_beat_storyboard(storyboard: Path, opts: dict[str, Any], echo) -> Path:
     """``make --audio song --on-beat``: write OUT/timed.json timed to the song; returns its path.
     Sets ``opts["fps"]`` (8 unless given) so the stitch paces in-betweens as the timing assumed."""

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import FramereelError
+from ..events import EventHandler, StageDone, StageProgress, StageStarted
 from ..manifest import TMP_MARK, Manifest
 
-EventHandler = Callable[[dict[str, Any]], None]
 STAGE_KEY = "finishing"  # run.json: {"finishing": {"upscale": {...}, "interpolate": {...}}}
 
 _fingerprints: dict[tuple[str, int, int], str] = {}
@@ -70,14 +69,20 @@ def record_stage(manifest: Manifest | None, stage: str, data: dict[str, Any]) ->
     manifest.save()
 
 
-def emit_progress(on_event: EventHandler | None, stage: str, done: int, total: int, **extra: Any) -> None:
+def stage_started(on_event: EventHandler | None, stage: str, total: int) -> None:
     if on_event is not None:
-        on_event({"event": "stage_progress", "stage": stage, "done": done, "total": total, **extra})
+        on_event(StageStarted(stage, total))
 
 
-def emit(on_event: EventHandler | None, event: str, **data: Any) -> None:
+def stage_progress(on_event: EventHandler | None, stage: str, done: int, total: int, computed: int, cached: int) -> None:
     if on_event is not None:
-        on_event({"event": event, **data})
+        on_event(StageProgress(stage, done, total, computed, cached))
+
+
+def stage_done(on_event: EventHandler | None, stage: str, computed: int, cached: int, seconds: float,
+               model_calls: int) -> None:
+    if on_event is not None:
+        on_event(StageDone(stage, computed, cached, round(seconds, 3), model_calls))
 
 
 def require(module: str, feature: str):

@@ -30,13 +30,14 @@ from ..errors import FramereelError
 from ..manifest import Manifest, atomic_write_bytes, file_digest, params_hash, png_bytes, read_png_metadata
 from .common import (
     EventHandler,
-    emit,
-    emit_progress,
     model_fingerprint,
     pick_device,
     record_stage,
     remove_temp_files,
     split_spec,
+    stage_done,
+    stage_progress,
+    stage_started,
 )
 
 INTERPOLATED_DIR = "interpolated"
@@ -202,7 +203,7 @@ def make_tweens(
              **(extra or {})}
     computed = cached = 0
     t0 = time.perf_counter()
-    emit(on_event, "stage_start", stage="interpolate", total=len(tweens))
+    stage_started(on_event, "interpolate", len(tweens))
 
     def image(i: int) -> Image.Image:
         if i not in images:
@@ -233,10 +234,9 @@ def make_tweens(
         records[tw.name] = {"between": [tw.a, tw.b], "t": round(tw.t, 6), "key": key, "hash": file_digest(target)}
         if computed and (n % 8 == 0 or n == len(tweens) - 1):
             record_stage(manifest, "interpolate", {**stage, "frames": records})
-        emit_progress(on_event, "interpolate", n + 1, len(tweens), computed=computed, cached=cached)
+        stage_progress(on_event, "interpolate", n + 1, len(tweens), computed, cached)
     record_stage(manifest, "interpolate", {**stage, "frames": records})
-    emit(on_event, "stage_done", stage="interpolate", computed=computed, cached=cached,
-         model_calls=model.calls if model else 0, seconds=round(time.perf_counter() - t0, 3))
+    stage_done(on_event, "interpolate", computed, cached, time.perf_counter() - t0, model.calls if model else 0)
     return results
 
 

@@ -9,9 +9,10 @@ from typing import Any
 
 from ..errors import FramereelError
 from ..manifest import Manifest
+from ..settings import StitchSettings
 from .common import EventHandler
-from .interpolate import InterpolateSpec, interpolate_shots, parse_interpolate
-from .upscale import UpscaleSpec, parse_upscale, upscale_sources
+from .interpolate import interpolate_shots, parse_interpolate
+from .upscale import parse_upscale, upscale_sources
 
 BLEND_FPS = 24
 
@@ -21,35 +22,32 @@ def finish_shots(
     manifest: Manifest | None,
     shots: list,
     fps: float,
+    settings: StitchSettings,
     *,
-    upscale: UpscaleSpec | str | None = None,
-    interpolate: InterpolateSpec | str | None = None,
-    loop: bool = False,
-    transition: str = "cut",
-    device: str = "auto",
     on_event: EventHandler | None = None,
 ) -> tuple[list, frozenset[int], float, int]:
-    """Run the finishing stages the stitch asks for (the caller holds the folder lock).
+    """Run the finishing stages ``settings`` asks for (the caller holds the folder lock).
 
     Returns the shots to encode, the positions after which the next shot continues a run (no
     crossfade there), the frame rate to pace them at and the film rate for blends.
     """
     joined: frozenset[int] = frozenset()
     rate = fps
-    if isinstance(upscale, str):
-        upscale = parse_upscale(upscale)
-    if isinstance(interpolate, str):
-        interpolate = parse_interpolate(interpolate)
-    if interpolate is not None and transition == "smooth":
+    upscale, interpolate = settings.upscale, settings.interpolate
+    if isinstance(upscale, (str, Path)):
+        upscale = parse_upscale(str(upscale), settings.upscale_tile, settings.upscale_overlap)
+    if isinstance(interpolate, (str, Path)):
+        interpolate = parse_interpolate(str(interpolate))
+    if interpolate is not None and settings.transition == "smooth":
         raise FramereelError("--interpolate and --transition smooth both make in-betweens; choose one")
     if upscale is not None:
         paths = upscale_sources(out, upscale, [(s.index, s.path) for s in shots], manifest=manifest,
-                                device=device, on_event=on_event)
+                                device=settings.finish_device, on_event=on_event)
         shots = [replace(s, path=paths[s.index]) for s in shots]
     if interpolate is not None:
         records = manifest.frames if manifest is not None else {}
-        shots, joined, rate = interpolate_shots(out, shots, records, interpolate, fps, loop=loop, manifest=manifest,
-                                                device=device, on_event=on_event)
+        shots, joined, rate = interpolate_shots(out, shots, records, interpolate, fps, loop=settings.loop,
+                                                manifest=manifest, device=settings.finish_device, on_event=on_event)
     return shots, joined, rate, blend_rate(rate)
 
 

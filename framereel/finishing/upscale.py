@@ -35,14 +35,15 @@ from ..manifest import (
 )
 from .common import (
     EventHandler,
-    emit,
-    emit_progress,
     model_fingerprint,
     pick_device,
     record_stage,
     remove_temp_files,
     require,
     split_spec,
+    stage_done,
+    stage_progress,
+    stage_started,
 )
 
 UPSCALED_DIR = "upscaled"
@@ -193,11 +194,11 @@ def upscale_sources(
     model = None
     results: dict[int, Path] = {}
     records: dict[str, Any] = {}
-    computed = cached = 0
+    computed = cached = model_calls = 0
     stage: dict[str, Any] = {"model": str(spec.model), "fingerprint": fingerprint, "scale": spec.scale,
                              "tile": spec.tile, "overlap": spec.overlap}
     t0 = time.perf_counter()
-    emit(on_event, "stage_start", stage="upscale", total=len(sources))
+    stage_started(on_event, "upscale", len(sources))
     for n, (index, src) in enumerate(sources):
         target = folder / upscaled_name(index)
         source_hash = file_digest(src)
@@ -214,6 +215,7 @@ def upscale_sources(
             atomic_write_bytes(target, png_bytes(image, {HASH_KEY: key, "source": f"{FRAMES_DIR}/{src.name}",
                                                          "upscaler": spec.model.name}))
             computed += 1
+            model_calls += 1
         else:
             cached += 1
         results[index] = target
@@ -221,14 +223,13 @@ def upscale_sources(
                                "hash": file_digest(target)}
         if computed and (n % 8 == 0 or n == len(sources) - 1):  # nothing finished is lost if killed
             record_stage(manifest, "upscale", {**stage, "frames": records})
-        emit_progress(on_event, "upscale", n + 1, len(sources), computed=computed, cached=cached)
+        stage_progress(on_event, "upscale", n + 1, len(sources), computed, cached)
     record_stage(manifest, "upscale", {**stage, "frames": records})
     if model is not None:
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    emit(on_event, "stage_done", stage="upscale", computed=computed, cached=cached,
-         seconds=round(time.perf_counter() - t0, 3))
+    stage_done(on_event, "upscale", computed, cached, time.perf_counter() - t0, model_calls)
     return results
 
 
