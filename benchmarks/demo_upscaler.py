@@ -1,6 +1,6 @@
 """Train a tiny x4 upscaler for the demo model's scenes and make the README's before/after still.
 
-    python benchmarks/demo_upscaler.py --frames out/demo/frames --frame 4 [--steps 1500]
+    make demo && python benchmarks/demo_upscaler.py --frames out/demo/frames [--frame 16] [--steps 400]
 
 No super-resolution weights can be downloaded here, so this trains Real-ESRGAN's compact
 architecture (SRVGGNetCompact, 24 features, 6 convolutions: ~30 k parameters) for a few minutes (400 steps)
@@ -64,9 +64,9 @@ def still(frame: Path, model: Path, target: Path) -> Path:
     with Image.open(frame) as im:
         src = im.convert("RGB")
     w, h = src.width * 4, src.height * 4
-    panels = [("frame (64×64)", src.resize((w, h), Image.Resampling.NEAREST)),
-              ("lanczos ×4", src.resize((w, h), Image.Resampling.LANCZOS)),
-              ("--upscale ×4", upscale_image(upscaler, src, UpscaleSpec(model, None, 32, 8), device, dtype))]
+    panels = [("frame (64x64, nearest x4)", src.resize((w, h), Image.Resampling.NEAREST)),
+              ("lanczos x4", src.resize((w, h), Image.Resampling.LANCZOS)),
+              ("--upscale x4 (tiny trained model)", upscale_image(upscaler, src, UpscaleSpec(model, None, 32, 8), device, dtype))]
     sheet = Image.new("RGB", (3 * w + 16, h + 22), "white")
     draw = ImageDraw.Draw(sheet)
     for k, (caption, img) in enumerate(panels):
@@ -80,7 +80,7 @@ def still(frame: Path, model: Path, target: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=Path, required=True, help="a frames/ folder rendered with --model demo")
-    parser.add_argument("--frame", type=int, default=4)
+    parser.add_argument("--frame", type=int, default=16, help="16: the red triangle of examples/demo.json")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--model-out", type=Path, default=None, help="keep the trained .pth here")
     parser.add_argument("--still", type=Path, default=Path(__file__).parent / "results" / "upscale-before-after.png")
