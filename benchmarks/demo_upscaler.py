@@ -3,7 +3,7 @@
     make demo && python benchmarks/demo_upscaler.py --frames out/demo/frames [--frame 16] [--steps 400]
 
 No super-resolution weights can be downloaded here, so this trains Real-ESRGAN's compact
-architecture (SRVGGNetCompact, 24 features, 6 convolutions: ~30 k parameters) for a few minutes (400 steps)
+architecture (SRVGGNetCompact, 24 features, 6 convolutions: 42 k parameters) for 400 steps
 on the CPU, on the procedurally drawn 64×64 scenes the demo model was trained on (targets)
 and their 16×16 bicubic reductions (inputs). The model is saved as an ordinary ``.pth`` that
 ``--upscale`` loads through spandrel like any Real-ESRGAN file, and runs through the same

@@ -301,7 +301,7 @@ def test_no_beat_suggests_bpm(tmp_path):
     assert np.allclose(np.diff(grid.times), 0.5)
     doc, report = fit_to_beats(board, grid, every=1, fps=8)
     assert [r["start"] for r in report[1:]] == [round(t, 4) for t in grid.times[1:3]]
-    assert report[0]["morph"] == int(grid.times[1] * 8) - 1  # as many in-betweens as the beat holds at 8 fps
+    assert report[0]["morph"] == round(grid.times[1] * 8) - 1  # as many in-betweens as the beat holds at 8 fps
 
 
 # ------------------------------------------------------------------ as a user, end to end

@@ -15,7 +15,6 @@ the video must be stitched at that ``--fps``.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,7 +160,7 @@ def fit_to_beats(
         row: dict[str, Any] = {"entry": k, "prompt": entry["prompt"], "start": round(start, 4)}
         morph = entry.get("morph", defaults.get("morph"))
         if morph and k < len(entries) - 1:
-            count = max(0, math.floor(span * fps + 1e-6) - 1)
+            count = max(0, round(span * fps) - 1)  # the key frame keeps at least half a frame
             entry["morph"] = count
             entry["duration"] = round(span - count / fps, 6)
             row["morph"] = count
