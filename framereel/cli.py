@@ -23,6 +23,7 @@ Examples:
   framereel make examples/demo.json -o out --model demo   # offline demo model, ~1 min on a CPU
   framereel make prompts.json -o out --scheduler pndm --steps 50   # the Tenstorrent lesson's settings
   framereel stitch out/ --fps 4 --video out/fast.mp4  # re-pace without re-rendering
+  framereel import deforum deforum_settings.txt -o storyboard.json   # bring a Deforum animation
 """
 
 RENDER_HELP = {
@@ -73,7 +74,8 @@ MODEL_OPTIONS = [
     click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"]),
     click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"]),
     click.option("--scheduler", default="dpm++", show_default=True,
-                 help="dpm++, pndm (the lesson's), ddim, euler, euler-a, heun or unipc."),
+                 help="dpm++, pndm (the lesson's), ddim, euler, euler-a, heun or unipc (a storyboard's own "
+                      "\"scheduler\" is used when this is not given)."),
     click.option("--no-safety-checker", is_flag=True, help="Turn off the model's safety checker (if it ships one)."),
 ]
 FRAME_OPTIONS = [
@@ -210,13 +212,20 @@ SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache")
 
 
 def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
+    from click.core import ParameterSource
+
     from .backends import expand_devices
+    from .events import Warning as WarningEvent
     from .runner import render
     from .settings import Parallelism
 
     overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph", "strength")}
     overrides.update(init="previous" if opts["chain"] else None, shared_noise=True if opts["shared_noise"] else None)
     storyboard = load_storyboard(storyboard_path, overrides=overrides, run_seed=opts["seed"])
+    for note in storyboard.notes:  # what an imported file could not carry (e.g. a Deforum settings file)
+        report(WarningEvent(f"note: {note}"))
+    if storyboard.scheduler and click.get_current_context().get_parameter_source("scheduler") == ParameterSource.DEFAULT:
+        opts = {**opts, "scheduler": storyboard.scheduler}  # the file's scheduler, unless --scheduler was given
     redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
     only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
     devices = expand_devices(opts["devices"])
@@ -428,3 +437,30 @@ _register_finishing(main, _handle_errors)  # `framereel upscale`, `framereel bea
 
 if __name__ == "__main__":
     main()
+
+
+@main.group("import")
+def import_group() -> None:
+    """Convert another tool's files into a framereel storyboard."""
+
+
+@import_group.command("deforum")
+@click.argument("settings", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("storyboard.json"),
+              show_default=True, help="Storyboard to write.")
+@click.option("--seed", type=int, default=DEFAULT_RUN_SEED, show_default=True,
+              help="Seed used where the settings say -1 (random in Deforum).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@_handle_errors
+def import_deforum_command(settings: Path, out: Path, seed: int, force: bool) -> None:
+    """Convert a Deforum settings file (2D, 3D as 2D, Interpolation or None mode) into a storyboard.
+
+    Everything it cannot carry is listed, one line each, here and in the storyboard's "notes".
+    """
+    from .deforum import import_deforum
+
+    imported = import_deforum(settings, out, seed=seed, force=force)
+    click.echo(f"{out}: {imported.frames} frames from {settings.name} ({imported.mode} mode, scheduler {imported.scheduler})")
+    for note in imported.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"render it: framereel make {out} -o out")
