@@ -222,6 +222,7 @@ def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
     overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph", "strength")}
     overrides.update(init="previous" if opts["chain"] else None, shared_noise=True if opts["shared_noise"] else None)
     storyboard = load_storyboard(storyboard_path, overrides=overrides, run_seed=opts["seed"])
+    report = _with_gallery(opts["out"], report)
     for note in storyboard.notes:  # what an imported file could not carry (e.g. a Deforum settings file)
         report(WarningEvent(f"note: {note}"))
     if storyboard.scheduler and click.get_current_context().get_parameter_source("scheduler") == ParameterSource.DEFAULT:
@@ -241,10 +242,18 @@ def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
 def _do_stitch(out: Path, opts: dict[str, Any], report) -> Path:
     from .video import stitch
 
+    report = _with_gallery(out, report)
     try:
         return stitch(out, stitch_settings(opts), on_event=report)
     finally:
         report.close()
+
+
+def _with_gallery(out: Path, report):
+    """Keep OUT/index.html (the run's gallery page) current while ``report`` shows progress."""
+    from .gallery import LiveGallery
+
+    return LiveGallery(out, report)
 
 
 def _summary(result, video: Path | None, json_lines: bool, quiet: bool) -> None:
@@ -343,6 +352,35 @@ def interactive(out: Path, seed: int | None, **opts: Any) -> None:
     run_interactive(Session(out, settings, seed=DEFAULT_RUN_SEED if seed is None else seed, params=probe))
 
 
+@main.command()
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
+              help="Folder for interactive/, storyboard.json and the film.")
+@_apply(MODEL_OPTIONS + FRAME_OPTIONS)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback requires the printed URL's access token.")
+@click.option("--port", type=int, default=8188, show_default=True, help="Port (0: any free port).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the studio in the default browser.")
+@_handle_errors
+def studio(out: Path, seed: int | None, host: str, port: int, open_browser: bool, **opts: Any) -> None:
+    """A local web app over the interactive session: type prompts and watch each image render,
+    keep the good ones, arrange the storyboard, render the film and play it. The options set
+    where the session starts; the page's controls change them.
+
+    \b
+      framereel studio -o out --model demo      # then open the printed http://127.0.0.1:8188/
+    """
+    from .interactive import Session
+    from .studio import check_address, serve
+
+    check_address(host, port)
+    probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
+    settings = render_settings(opts, batch=1)  # one image per prompt: no padded batch to wait for
+    _validate_frame_flags(probe)
+    click.echo("loading the model…", err=True)
+    session = Session(out, settings, seed=DEFAULT_RUN_SEED if seed is None else seed, params=probe)
+    serve(session, host=host, port=port, open_browser=open_browser, say=lambda m: click.echo(m, err=True))
+
+
 def _validate_frame_flags(values: dict[str, Any]) -> None:
     from .storyboard import check_value
 
@@ -397,13 +435,35 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
               help="Output folder whose free disk space to check.")
 @click.option("--json", "json_out", is_flag=True, help="Print the checks as one JSON object.")
-def doctor(out: Path, json_out: bool) -> None:
+@click.option("--smoke", is_flag=True, help="Tenstorrent: also render one 4-step frame with --backend tt and write "
+              "OUT/tt-smoke-report.json (timings, every decision) to attach to a bug report.")
+@click.option("--smoke-demo", is_flag=True, help="Tenstorrent: also run tt-metal's demo once with --backend tt-demo.")
+@click.option("--model", default=None, help="Model for --smoke.  [default: CompVis/stable-diffusion-v1-4]")
+@_handle_errors
+def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str | None) -> None:
     """Check what this machine can render with: versions, devices, Tenstorrent set-up, Hugging Face,
     ffmpeg and disk. Every problem line ends with its fix."""
     import json
 
     from .doctor import diagnose
 
+    if smoke or smoke_demo:
+        from .doctor import smoke as run_smoke
+
+        path, report = run_smoke(out, model, tt=smoke, demo=smoke_demo)
+        if json_out:
+            click.echo(json.dumps(report, indent=2, default=str))
+        for kind in ("tt", "tt-demo"):
+            if kind in report:
+                r = report[kind]
+                click.echo(f"--backend {kind}: {'ok' if r['ok'] else 'FAILED: ' + r.get('error', '')}; "
+                           + ", ".join(f"{k} {v}s" for k, v in r["seconds"].items()), err=True)
+                for key, value in r.get("decisions", {}).items():
+                    click.echo(f"    {key}: {value}", err=True)
+        click.echo(f"report: {path}", err=True)
+        if not all(report[k]["ok"] for k in ("tt", "tt-demo") if k in report):
+            sys.exit(1)
+        return
     checks = diagnose(out)
     if json_out:
         click.echo(json.dumps({c.name: c.as_dict() for c in checks}, indent=2))
@@ -417,6 +477,17 @@ def doctor(out: Path, json_out: bool) -> None:
         if c.fix and c.ok is not True:
             line += f"  [dim]→ {c.fix}[/]"
         console.print(line)
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@_handle_errors
+def gallery(out: Path) -> None:
+    """Write OUT/index.html: the run's video, timeline and every frame with its parameters
+    (a page that works offline from file://; make, frames and stitch write it too)."""
+    from .gallery import write_gallery
+
+    click.echo(f"gallery: {write_gallery(out)}", err=True)
 
 
 @main.command()

@@ -260,25 +260,29 @@ def _schedule_text(sched: Schedule) -> str:
     return ", ".join(f"{k.frame}:({k.value})" for k in sched.keys)
 
 
-def convert(settings: dict[str, Any], name: str = "settings", seed: int = 174) -> Imported:
-    """Convert a parsed Deforum settings file into a storyboard dict.
-
-    ``seed`` stands in for Deforum's random seed (``"seed": -1``) so the film is the same on every
-    run. Raises :class:`FramereelError` (naming the file, the setting and the problem) for what
-    cannot be converted at all; lists what is converted only in part, or not at all, in ``notes``.
-    """
-    s, notes = settings, []
+def _mode(s: dict, name: str) -> str:
+    """The file's ``animation_mode``, refused unless framereel can render it."""
     mode = str(s.get("animation_mode", DEFAULTS["animation_mode"]))
     if mode in ("Video Input",):
         raise _fail(name, "animation_mode", f'"{mode}" renders over a video\'s frames; framereel imports 2D, 3D (as 2D) and None')
     if mode not in ("2D", "3D", "None", "Interpolation"):
         raise _fail(name, "animation_mode", f'"{mode}" is not a Deforum mode (2D, 3D, Video Input, Interpolation, None)')
+    return mode
+
+
+def _count(s: dict, name: str, key: str, top: int) -> int:
+    """A whole-number setting (``max_frames``, ``steps``) from 1 to ``top``."""
     try:
-        frames = int(s.get("max_frames", DEFAULTS["max_frames"]))
+        value = int(s.get(key, DEFAULTS[key]))
     except (TypeError, ValueError):
-        raise _fail(name, "max_frames", f"must be a whole number (got {json.dumps(s.get('max_frames'))})") from None
-    if not 1 <= frames <= 100_000:
-        raise _fail(name, "max_frames", f"must be from 1 to 100000 (got {frames})")
+        raise _fail(name, key, f"must be a whole number (got {json.dumps(s.get(key))})") from None
+    if not 1 <= value <= top:
+        raise _fail(name, key, f"must be from 1 to {top} (got {value})")
+    return value
+
+
+def _run_seed(s: dict, name: str, seed: int, notes: list[str]) -> int:
+    """The file's seed; Deforum's random seed (-1) becomes ``seed``."""
     raw_seed = s.get("seed", DEFAULTS["seed"])
     try:
         run_seed = int(raw_seed)
@@ -287,47 +291,70 @@ def convert(settings: dict[str, Any], name: str = "settings", seed: int = 174) -
     if run_seed == -1:
         run_seed = seed
         notes.append(f"seed -1 (random in Deforum): using seed {seed}, so a rerun renders the same film; pass --seed to choose")
-    run_seed %= 2**32
-    width, height = _size(s, name, notes)
-    try:
-        steps = int(s.get("steps", DEFAULTS["steps"]))
-    except (TypeError, ValueError):
-        raise _fail(name, "steps", f"must be a whole number (got {json.dumps(s.get('steps'))})") from None
-    if not 1 <= steps <= 1000:
-        raise _fail(name, "steps", f"must be from 1 to 1000 (got {steps})")
+    return run_seed % 2**32
+
+
+def _fps(s: dict, name: str) -> float:
     try:
         fps = float(s.get("fps", DEFAULTS["fps"]))
     except (TypeError, ValueError):
         fps = 0.0
     if not math.isfinite(fps) or fps <= 0:
         raise _fail(name, "fps", f"must be a number greater than 0 (got {json.dumps(s.get('fps'))})")
-    scheduler = _sampler(s, notes)
+    return fps
+
+
+def _guidance(s: dict, name: str, frames: int, seed: int) -> Any:
+    """The guidance: a number, or a schedule string when ``cfg_scale_schedule`` changes over the film."""
     if "cfg_scale_schedule" in s or "scale" not in s:
-        guidance_sched, _ = _schedule(s, name, "cfg_scale_schedule", frames, run_seed, bounds=(0.0, 50.0))
-        guidance: Any = guidance_sched.keys[0].number if guidance_sched.constant else _schedule_text(guidance_sched)
+        sched, _ = _schedule(s, name, "cfg_scale_schedule", frames, seed, bounds=(0.0, 50.0))
+        return sched.keys[0].number if sched.constant else _schedule_text(sched)
+    guidance = float(s["scale"])
+    if not 0 <= guidance <= 50:
+        raise _fail(name, "scale", f"must be from 0 to 50 (got {guidance})")
+    return guidance
+
+
+def _mode_frames(s, name, mode, prompts, frames, seed, fps, defaults, notes) -> list[dict[str, Any]]:
+    """The storyboard's frames for ``mode`` (stills, interpolation, or a 2D animation)."""
+    seed_values = None
+    if str(s.get("seed_behavior", DEFAULTS["seed_behavior"])).lower() == "schedule":
+        _, seed_values = _schedule(s, name, "seed_schedule", frames, seed)
+    if mode == "None":
+        entries = _still_frames(s, name, prompts, seed, seed_values, notes)
+        defaults.pop("duration")  # stills: paced by framereel stitch --fps
+    elif mode == "Interpolation":
+        entries = _interpolation_frames(s, name, prompts, frames, seed, seed_values, notes)
+        defaults.pop("duration")  # morph in-betweens are paced by --fps, so every frame is
+        notes.append(f"fps {fps:g}: pass --fps {fps:g} to framereel make/stitch (in-betweens are paced by --fps)")
     else:
-        guidance = float(s["scale"])
-        if not 0 <= guidance <= 50:
-            raise _fail(name, "scale", f"must be from 0 to 50 (got {guidance})")
+        entries = _animation_frames(s, name, mode, prompts, frames, seed, seed_values, defaults, notes)
+    return entries
+
+
+def convert(settings: dict[str, Any], name: str = "settings", seed: int = 174) -> Imported:
+    """Convert a parsed Deforum settings file into a storyboard dict.
+
+    ``seed`` stands in for Deforum's random seed (``"seed": -1``) so the film is the same on every
+    run. Raises :class:`FramereelError` (naming the file, the setting and the problem) for what
+    cannot be converted at all; lists what is converted only in part, or not at all, in ``notes``.
+    """
+    s, notes = settings, []
+    mode = _mode(s, name)
+    frames = _count(s, name, "max_frames", 100_000)
+    run_seed = _run_seed(s, name, seed, notes)
+    width, height = _size(s, name, notes)
+    steps = _count(s, name, "steps", 1000)
+    fps = _fps(s, name)
+    scheduler = _sampler(s, notes)
+    guidance = _guidance(s, name, frames, run_seed)
     prompts = _prompt_series(s, name, frames, run_seed, notes)
     defaults: dict[str, Any] = {"seed": run_seed, "steps": steps, "guidance": guidance, "width": width,
                                 "height": height, "duration": 1 / fps}
     steps_by_frame = None
     if _flag(s.get("enable_steps_scheduling")):
         _, steps_by_frame = _schedule(s, name, "steps_schedule", frames, run_seed, bounds=(1, 1000))
-
-    seed_values = None
-    if str(s.get("seed_behavior", DEFAULTS["seed_behavior"])).lower() == "schedule":
-        _, seed_values = _schedule(s, name, "seed_schedule", frames, run_seed)
-    if mode == "None":
-        entries = _still_frames(s, name, prompts, run_seed, seed_values, notes)
-        defaults.pop("duration")  # stills: paced by framereel stitch --fps
-    elif mode == "Interpolation":
-        entries = _interpolation_frames(s, name, prompts, frames, run_seed, seed_values, notes)
-        defaults.pop("duration")  # morph in-betweens are paced by --fps, so every frame is
-        notes.append(f"fps {fps:g}: pass --fps {fps:g} to framereel make/stitch (in-betweens are paced by --fps)")
-    else:
-        entries = _animation_frames(s, name, mode, prompts, frames, run_seed, seed_values, defaults, notes)
+    entries = _mode_frames(s, name, mode, prompts, frames, run_seed, fps, defaults, notes)
     if steps_by_frame is not None:
         for i, e in enumerate(entries):
             if i < len(steps_by_frame):
