@@ -64,6 +64,10 @@ def _render_options(f):
                      help="Decode with a TAESD-style tiny VAE (e.g. madebyollin/taesd): faster, slightly softer."),
         click.option("--step-cache", type=int, default=0, metavar="N",
                      help="Run the full UNet every N steps and reuse its deep features in between (DeepCache-style).  [default: off]"),
+        click.option("--motion-adapter", default=None, metavar="PATH|HUB_ID|demo",
+                     help='AnimateDiff MotionAdapter for "clip" entries (native video); demo: the demo model\'s.'),
+        click.option("--motion-lora", "motion_loras", multiple=True, metavar="PATH:WEIGHT",
+                     help="A motion LoRA (pan, zoom …) for clips, with its weight; repeatable."),
         click.option("--devices", default=None, metavar="LIST",
                      help="One worker process per device: cuda:0,cuda:1 or all. Frames are identical to one device's."),
         click.option("--workers", type=int, default=1, show_default=True,
@@ -168,6 +172,7 @@ def _batch(ctx, param, value: str) -> int:
 
 
 SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache")
+MOTION_OPTIONS = ("motion_adapter", "motion_loras")  # native video (framereel.clips)
 
 
 def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
@@ -185,7 +190,8 @@ def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
     redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
     only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
     settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
-                         opts["no_safety_checker"], opts["reset_device"], **{k: opts[k] for k in SPEED_OPTIONS})
+                         opts["no_safety_checker"], opts["reset_device"], **{k: opts[k] for k in SPEED_OPTIONS},
+                         **{k: tuple(opts[k]) if k == "motion_loras" else opts[k] for k in MOTION_OPTIONS})
     try:
         if opts["workers"] < 1:
             raise FramereelError("--workers must be at least 1")

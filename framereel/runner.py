@@ -17,6 +17,7 @@ from PIL import Image
 
 from ._version import __version__
 from .backends import Backend, ModelInfo, RenderSettings, batch_groups, create_backend
+from .clips import check_backend_takes_clips, whole_clips
 from .coherence import match_colours, warp
 from .errors import FramereelError
 from .manifest import (
@@ -73,6 +74,7 @@ def frame_params(frame: Frame, settings: RenderSettings, info: ModelInfo, backen
         "dtype": backend.dtype,
         "backend": backend.name,
         **getattr(backend, "pixel_options", {}),  # e.g. a tiny VAE or step caching
+        **(getattr(backend, "clip_options", {}) if frame.kind == "clip" else {}),  # motion adapter, LoRAs
     }
 
 
@@ -84,6 +86,8 @@ def frame_digest(frame: Frame, settings: RenderSettings, info: ModelInfo, backen
     for key, ref in (("parent_image", frame.parent), ("colour_image", frame.color_ref)):
         if ref is not None:
             params[key] = file_digest(frames_dir / frame_name(ref))
+    if frame.kind == "clip" and frame.clip.init_video:
+        params["init_video_file"] = file_digest(Path(frame.clip.init_video))
     return params_hash(params)
 
 
@@ -115,6 +119,8 @@ def frame_metadata(frame: Frame, settings: RenderSettings, info: ModelInfo, dige
         meta["morph"] = f"frame {frame.morph[0]} → frame {frame.morph[1]} at t={frame.morph[2]:.4f}: {frame.morph_prompt}"
     elif frame.kind == "chain":
         meta["init"] = f"frame {frame.parent}, strength {frame.strength:g}"
+    elif frame.kind == "clip":
+        meta["clip"] = f"clip {frame.clip.id}, frame {frame.clip_pos + 1} of {frame.clip.frames}"
     return meta
 
 
@@ -222,6 +228,9 @@ def _render_locked(
                 raise FramereelError(
                     f"frame {f.index} chains from frame {f.parent}, which is not rendered; include it in --frames"
                 )
+    todo = whole_clips(frames, todo)  # a clip renders whole: one unfinished frame brings in its clip
+    result.skipped = [i for i in result.skipped if i not in {f.index for f in todo}]
+    check_backend_takes_clips(backend, todo)
     _set_aside_extra_frames(out, frames_dir, len(frames), on_event)
     prepare = getattr(backend, "prepare", None)  # backends with limits refuse frames before opening a device
     for message in prepare(todo, out) if prepare and todo else []:
@@ -264,8 +273,9 @@ def _render_locked(
             digests[f.index] = digest(f)  # the parent's image is on disk by now
             manifest.frames[f.index]["hash"] = digests[f.index]
         data = frame_png(image, f, settings, info, digests[f.index])
-        if read_png_metadata(path) is not None:
-            move_aside(out, path)
+        old = read_png_metadata(path)
+        if old is not None and not (f.kind == "clip" and old.get(HASH_KEY) == digests[f.index]):
+            move_aside(out, path)  # (a finished frame of a clip re-rendered whole is the same image)
         atomic_write_bytes(path, data)
         manifest.frames[f.index].update(status="done", seconds=round(seconds, 3), device=device, **facts)
         manifest.save()
@@ -337,6 +347,8 @@ def render_group(backend: Backend, group: list[Frame], image_of: Callable[[int],
     """Render a group from :func:`~framereel.backends.batch_groups`: frames sharing one UNet call
     (backends that batch), or one frame (a chained frame starts from ``image_of(parent)``)."""
     f = group[0]
+    if f.kind == "clip":
+        return backend.render_clip(group, on_step=on_step)
     if f.parent is None and hasattr(backend, "render_batch"):
         return backend.render_batch(group, on_step=on_step)
     init_image = chain_init_image(f, image_of) if f.parent is not None else None
@@ -377,6 +389,8 @@ def _record(f: Frame, settings: RenderSettings, info: ModelInfo, backend: Backen
         record["derived_from"] = {"morph": [f.morph[0], f.morph[1]], "t": round(f.morph[2], 6)}
     elif f.kind == "chain":
         record["derived_from"] = {"parent": f.parent, "strength": f.strength}
+    elif f.kind == "clip":
+        record["clip"] = {"id": f.clip.id, "position": f.clip_pos, "frames": f.clip.frames}
     return record
 
 

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import clips
+from .clips import ClipSpec
 from .errors import FramereelError
 from .schedule import Schedule, ScheduleError, parse_schedule
 
@@ -52,6 +54,7 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "motion": ((dict,), 'an object like {"zoom": 1.02, "angle": 0, "tx": 0, "ty": 0}'),
     "shared_noise": ((bool,), "true or false"),
     "color_match": ((str, type(None)), '"first" or null'),
+    **clips.CLIP_KEYS,  # native video: see framereel.clips
 }
 DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
 MOTION_KEYS = {"zoom": 1.0, "angle": 0.0, "tx": 0.0, "ty": 0.0}
@@ -90,15 +93,21 @@ class Frame:
     strength: float | None = None  # chains: 0 keeps the parent's image, 1 ignores it
     motion: tuple[float, float, float, float] | None = None  # chains: zoom, angle (deg), tx, ty (px)
     color_ref: int | None = None  # chains: match colours to this frame's
+    clip: ClipSpec | None = None  # "clip" frames: the clip they belong to (rendered whole)
+    clip_pos: int | None = None  # their position in it, from 0
 
     def render_params(self) -> dict[str, Any]:
         """The parameters that decide the image (not ``index``, ``shot`` or ``duration``)."""
         d = asdict(self)
         for key in ("index", "shot", "duration"):
             del d[key]
-        if self.kind == "key":  # keep key frames' hashes as plain as the storyboard they come from
+        if self.kind in ("key", "clip"):  # keep key frames' hashes as plain as the storyboard they come from
             for key in ("kind", "morph", "morph_prompt", "morph_seed", "parent", "strength", "motion", "color_ref"):
                 del d[key]
+        if self.kind == "clip":
+            d["kind"] = "clip"
+        else:
+            del d["clip"], d["clip_pos"]
         return d
 
 
@@ -139,6 +148,8 @@ def _fail(path: Path, where: str, problem: str) -> FramereelError:
 
 
 def check_value(path: Path, where: str, key: str, value: Any) -> Any:
+    if key in clips.CLIP_KEYS:
+        return clips.check_clip_value(lambda problem: _fail(path, where, problem), key, value)
     types, want = FRAME_KEYS[key]
     if key in SCHEDULED and isinstance(value, str):
         return _check_schedule(path, where, key, value, 0.0, 1.0 if key == "strength" else 50.0)
@@ -260,15 +271,25 @@ def load_storyboard(
         if not isinstance(raw, dict):
             raise _fail(path, where, 'must be an object like {"prompt": "..."}')
         _check_keys(path, where, raw, set(FRAME_KEYS))
+        if "prompt" not in raw and isinstance(raw.get("travel"), list) and raw["travel"]:
+            raw = {**raw, "prompt": next((t.get("prompt") for t in raw["travel"] if isinstance(t, dict)
+                                          and t.get("at") == 0), None)}  # a travel list may start the clip
+            if raw["prompt"] is None:
+                raise _fail(path, where, '"travel" needs an entry with "at": 0 when the frame has no "prompt"')
         if "prompt" not in raw:
             raise _fail(path, where, 'missing "prompt"')
         values = {k: check_value(path, where, k, v) for k, v in raw.items()}
+        if "init_video" in values:
+            values["init_video"] = clips.resolve_video(path, where, values["init_video"])
         if i == 0 and values.get("init") == "previous":
             raise _fail(path, where, '"init": "previous" needs a frame before it; the first frame has none')
         if i == len(raw_frames) - 1 and values.get("morph"):
             raise _fail(path, where, '"morph" needs a next frame to morph into; the last frame has none')
         entries.append({**base, **values})
-    frames = _expand(entries, run_seed)
+    for i, e in enumerate(entries):
+        clips.check_clip_entry(lambda problem, i=i: _fail(path, f"frame {i}", problem), e, i, len(entries),
+                               entries[i + 1] if i + 1 < len(entries) else None)
+    frames = _expand(entries, run_seed, clips.group_clips(entries, lambda i, problem: _fail(path, f"frame {i}", problem)))
     return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed)
 
 
@@ -276,14 +297,22 @@ def _value_at(value: Any, index: int) -> Any:
     return value.at(index) if isinstance(value, Schedule) else value
 
 
-def _expand(entries: list[dict[str, Any]], run_seed: int) -> list[Frame]:
-    """Storyboard entries → output frames: key frames, chained frames, and morph in-betweens.
+def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]] | None = None) -> list[Frame]:
+    """Storyboard entries → output frames: key frames, chained frames, morph in-betweens and clips.
 
-    Indices are consecutive; a morph's in-betweens sit between its two key frames.
+    Indices are consecutive; a morph's in-betweens sit between its two key frames; a clip's
+    frames follow each other (``groups`` from :func:`framereel.clips.group_clips`).
     """
     frames: list[Frame] = []
     chain_start = 0
+    clip_groups = {g[0]: g for g in groups or [] if "clip" in entries[g[0]]}
+    in_group = {i for g in clip_groups.values() for i in g[1:]}
     for shot, e in enumerate(entries):
+        if shot in in_group:
+            continue
+        if shot in clip_groups:
+            frames.extend(_clip_frames(entries, clip_groups[shot], run_seed, len(frames)))
+            continue
         prompt = e["prompt"].strip()
         seed = e.get("seed")
         if seed is None:
@@ -315,6 +344,23 @@ def _expand(entries: list[dict[str, Any]], run_seed: int) -> list[Frame]:
             chain_start = index
             frames.append(Frame(**common))
     return frames
+
+
+def _clip_frames(entries: list[dict[str, Any]], group: list[int], run_seed: int, start: int) -> list[Frame]:
+    """The frames of one clip (``group``: its entries), all sharing one :class:`ClipSpec`."""
+    spec = clips.clip_spec(entries, group)
+    first = entries[group[0]]
+    seed = first.get("seed")
+    if seed is None:
+        seed = run_seed if first.get("shared_noise") else frame_seed(run_seed, group[0])
+    shot_of = [i for i in group for _ in range(entries[i]["clip"])]
+    return [
+        Frame(index=start + j, prompt=clips.prompt_at(spec, j), negative_prompt=first.get("negative_prompt"),
+              seed=seed, steps=first.get("steps"), guidance=_value_at(first.get("guidance"), start),
+              width=first.get("width"), height=first.get("height"), duration=entries[shot_of[j]].get("duration"),
+              shot=shot_of[j], kind="clip", clip=spec, clip_pos=j)
+        for j in range(spec.frames)
+    ]
 
 
 def parse_indices(spec: str, count: int | None = None) -> list[int]:

@@ -34,6 +34,8 @@ class RenderSettings:
     compile: bool = False  # torch.compile the UNet (and VAE decoder)
     tiny_vae: str | None = None  # a TAESD-style AutoencoderTiny (folder or Hub id) to decode with
     step_cache: int = 0  # DeepCache-style: full UNet every N steps, shallow branch in between; 0/1 = off
+    motion_adapter: str | None = None  # AnimateDiff MotionAdapter (folder, Hub id or "demo") for "clip" frames
+    motion_loras: tuple[str, ...] = ()  # motion LoRAs, "PATH:WEIGHT"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ def batch_key(frame: Frame) -> tuple | None:
     """Frames with equal keys can share one UNet call; ``None``: this frame renders alone (img2img)."""
     if frame.kind == "chain":
         return None
+    if frame.kind == "clip":  # a clip is rendered whole, in one call
+        return ("clip", frame.clip)
     return (frame.width, frame.height, frame.steps, frame.guidance)
 
 
@@ -82,7 +86,7 @@ def batch_groups(frames: list[Frame], size: int) -> list[list[Frame]]:
     for f in frames:
         key = batch_key(f)
         last = groups[-1] if groups else None
-        if key is not None and last and len(last) < size and batch_key(last[0]) == key:
+        if key is not None and last and (len(last) < size or key[0] == "clip") and batch_key(last[0]) == key:
             last.append(f)
         else:
             groups.append([f])
@@ -118,6 +122,9 @@ def check_speed_options(settings: RenderSettings, backend: str) -> None:
     asked = [flag for flag, on in (("--batch N", settings.batch > 1), ("--compile", settings.compile),
                                    ("--tiny-vae", bool(settings.tiny_vae)), ("--step-cache", settings.step_cache > 1))
              if on]
+    if backend in ("tt", "tt-demo") and settings.motion_adapter:
+        raise FramereelError("--motion-adapter: the Tenstorrent backends render still frames only; "
+                             "render clips with --backend diffusers")
     if backend in ("tt", "tt-demo") and asked:
         raise FramereelError(f"{', '.join(asked)}: the Tenstorrent backends render one traced frame at a time "
                              "and don't take these; drop them or use --backend diffusers")

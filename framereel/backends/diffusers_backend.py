@@ -178,6 +178,8 @@ class DiffusersBackend:
         self._warmed_up: set[tuple] = set()
         self._embeds: dict[str, Any] = {}
         self._img2img_pipe = None
+        self.clip_options: dict[str, Any] = {}  # motion adapter + LoRAs: part of each clip frame's hash
+        self._clips = None  # framereel.backends.animatediff.ClipRenderer, with --motion-adapter
 
     # -------------------------------------------------------------- model resolution
 
@@ -191,6 +193,10 @@ class DiffusersBackend:
                 self.pixel_options["tiny_vae"] = files_fingerprint(self._tiny_vae_dir)
             if self.settings.step_cache > 1:
                 self.pixel_options["step_cache"] = self.settings.step_cache
+            from .animatediff import clip_renderer
+
+            self._clips, self.clip_options = clip_renderer(self, None if self._single_file else self._source,
+                                                           self._info.id)
         return self._info
 
     def _resolve(self, model: str) -> ModelInfo:
@@ -392,6 +398,14 @@ class DiffusersBackend:
             )
         return out.images[0], _facts(out, 0)
 
+    def render_clip(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None):
+        """Render one whole clip with AnimateDiff (see :mod:`framereel.backends.animatediff`)."""
+        self.describe()
+        if self._clips is None:
+            raise FramereelError(f'frame {frames[0].index}: "clip" needs --motion-adapter PATH_OR_ID '
+                                 "(an AnimateDiff MotionAdapter; --motion-adapter demo with --model demo)")
+        return self._clips.render(frames, on_step)
+
     def set_scheduler(self, name: str) -> None:
         """Swap the scheduler of a loaded model (interactive ``:scheduler``)."""
         self.settings = replace(self.settings, scheduler=name)
@@ -409,6 +423,8 @@ class DiffusersBackend:
     def close(self) -> None:
         self.pipe = self._img2img_pipe = None
         self._embeds.clear()
+        if self._clips is not None:
+            self._clips._t2v = self._clips._v2v = None
 
 
 def resolve_tiny_vae(spec: str) -> Path:
