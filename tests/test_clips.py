@@ -227,3 +227,87 @@ def test_refused_up_front(tmp_path, tiny_model, adapter, fake_env):  # noqa: F81
     assert proc.returncode == 2 and "renders still frames only" in proc.stderr
     assert not any(line.startswith("open") for line in lines(log))
     assert not list((tmp_path / "o4").glob("frames/*.png"))
+
+
+# ------------------------------------------------------------------ video-to-video and motion LoRAs
+
+
+def write_video(path, frames=8, shift=0):
+    """An 8-frame 64×64 H.264 clip of a white square moving right (written with PyAV)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv444p"
+        stream.options = {"crf": "0"}
+        for k in range(frames):
+            a = np.zeros((64, 64, 3), np.uint8)
+            a[24:40, 8 + 5 * k + shift:24 + 5 * k + shift] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_video_to_video_matches_the_pipeline_and_tracks_its_input_file(tmp_path, tiny_model, adapter, backend):
+    import av
+    import torch
+    from diffusers import AnimateDiffVideoToVideoPipeline, DPMSolverMultistepScheduler, MotionAdapter
+
+    from framereel.runner import render
+
+    video = write_video(tmp_path / "in.mp4")
+    board = write_storyboard(tmp_path / "v.json", {"defaults": {"steps": 2}, "frames": [
+        {"prompt": "a white square", "clip": 8, "init_video": "in.mp4", "strength": 0.5, "seed": 3}]})
+    out = tmp_path / "v"
+    assert render(load_storyboard(board), out, backend.settings, backend=backend).rendered == list(range(8))
+
+    with av.open(str(video)) as container:
+        decoded = [f.to_image() for f in container.decode(video=0)]  # 64×64 already: nothing to resize
+    pipe = AnimateDiffVideoToVideoPipeline.from_pretrained(
+        tiny_model, motion_adapter=MotionAdapter.from_pretrained(adapter), torch_dtype=torch.float32)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type="dpmsolver++")
+    direct = pipe(video=decoded, prompt="a white square", strength=0.5, num_inference_steps=2, guidance_scale=7.5,
+                  width=64, height=64, generator=torch.Generator("cpu").manual_seed(3)).frames[0]
+    for i, image in enumerate(direct):
+        assert np.array_equal(np.asarray(Image.open(out / "frames" / f"frame_{i:03d}.png")), np.asarray(image))
+
+    assert render(load_storyboard(board), out, backend.settings, backend=backend).rendered == []
+    write_video(video, shift=3)  # another input video: the clip is stale
+    assert render(load_storyboard(board), out, backend.settings, backend=backend).rendered == list(range(8))
+
+
+def test_motion_lora_weight_changes_the_clip(tmp_path, tiny_model, adapter, backend):
+    import torch
+    from diffusers import AnimateDiffPipeline, MotionAdapter
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    from framereel.backends import create_backend
+
+    pipe = AnimateDiffPipeline.from_pretrained(tiny_model, motion_adapter=MotionAdapter.from_pretrained(adapter))
+    torch.manual_seed(0)
+    pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                     target_modules=r".*motion_modules.*\.(to_q|to_k|to_v)"))
+    AnimateDiffPipeline.save_lora_weights(tmp_path / "lora", unet_lora_layers=get_peft_model_state_dict(pipe.unet))
+    lora = tmp_path / "lora" / "pytorch_lora_weights.safetensors"
+    clip = [{"prompt": "a red circle", "clip": 8}]
+    plain = render_board(tmp_path, "plain", clip, backend)
+    rendered = {}
+    for weight in ("0", "1"):
+        be = create_backend(replace_settings(backend.settings, motion_loras=(f"{lora}:{weight}",)))
+        try:
+            rendered[weight] = render_board(tmp_path, f"w{weight}", clip, be)
+        finally:
+            be.close()
+    assert frame_bytes(rendered["0"], range(8)).values() != frame_bytes(rendered["1"], range(8)).values()
+    pix = lambda out: [np.asarray(Image.open(out / "frames" / f"frame_{i:03d}.png")) for i in range(8)]  # noqa: E731
+    assert all(np.array_equal(a, b) for a, b in zip(pix(rendered["0"]), pix(plain)))  # weight 0: no effect
+    assert not all(np.array_equal(a, b) for a, b in zip(pix(rendered["1"]), pix(plain)))
+
+
+def replace_settings(settings, **changes):
+    from dataclasses import replace
+
+    return replace(settings, **changes)

@@ -40,12 +40,12 @@ WEIGHTS = Path(__file__).parent / "weights"
 @dataclass(frozen=True)
 class MotionConfig:
     seed: int = 0
-    frames: int = 16
-    n_clips: int = 1600
+    frames: int = 8
+    n_clips: int = 480
     heads: tuple[int, ...] = (4, 4, 8)
     norm_groups: int = 16
     max_seq_length: int = 32
-    steps: int = 700
+    steps: int = 800
     batch: int = 2
     lr: float = 1e-3
     warmup: int = 50
