@@ -1,0 +1,39 @@
+"""The shipped demo motion module moves shapes the prompted way, measured by tracking the shape."""
+
+import random
+
+import pytest
+
+from framereel.backends.animatediff import DEMO_MOTION_DIR
+from framereel.demo_model import motion_scenes
+from framereel.demo_model.evaluate_motion import evaluate
+
+pytestmark = pytest.mark.skipif(not (DEMO_MOTION_DIR / "config.json").is_file(),
+                                reason="demo motion module not in this tree")
+
+
+def test_the_tracker_reads_procedural_clips_exactly():
+    rng = random.Random(3)
+    for kind in ("right", "left", "falling", "rising"):
+        for _ in range(10):
+            m = motion_scenes.random_motion(rng, kind)
+            if (m.colour, m.background) in {("white", "white background"), ("black", "night sky")}:
+                continue
+            assert motion_scenes.moved_as_asked(kind, motion_scenes.track(motion_scenes.draw_clip(m, 8)))
+            opposite = {"right": "left", "left": "right", "falling": "rising", "rising": "falling"}[kind]
+            assert not motion_scenes.moved_as_asked(opposite, motion_scenes.track(motion_scenes.draw_clip(m, 8)))
+
+
+def test_held_out_motion_captions_are_never_training_captions():
+    from framereel.demo_model.train_motion import training_caption
+
+    held = motion_scenes.held_out_captions()
+    rng = random.Random(0)
+    for m in motion_scenes.eval_motions():
+        assert all(training_caption(m, rng, held) not in held for _ in range(20))
+
+
+@pytest.mark.slow
+def test_demo_motion_module_moves_the_prompted_way_and_smoothly():
+    report = evaluate("demo")
+    # MEASURED_ASSERTIONS
