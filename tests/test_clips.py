@@ -204,8 +204,11 @@ def test_bad_clip_entries_are_one_line(tmp_path, frames, message):
 
 
 def test_refused_up_front(tmp_path, tiny_model, adapter, fake_env):  # noqa: F811
+    from framereel.backends import RenderSettings, create_backend
+    from framereel.runner import render
+
     board = write_storyboard(tmp_path / "b.json", [{"prompt": "a", "clip": 8}])
-    # a motion adapter made for another UNet
+    # a motion adapter made for another UNet: one line from the CLI, before any weights load
     wide = build_tiny_motion_adapter(tmp_path / "wide", block_out_channels=(32, 64))
     proc = run_cli("frames", board, "--model", tiny_model, "--motion-adapter", wide, "-o", tmp_path / "o1")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
@@ -215,12 +218,13 @@ def test_refused_up_front(tmp_path, tiny_model, adapter, fake_env):  # noqa: F81
     shutil.copytree(tiny_model, xl)
     config = json.loads((xl / "unet" / "config.json").read_text())
     (xl / "unet" / "config.json").write_text(json.dumps({**config, "addition_embed_type": "text_time"}))
-    proc = run_cli("frames", board, "--model", xl, "--motion-adapter", adapter, "-o", tmp_path / "o2")
-    assert proc.returncode == 2 and "is an SDXL-family model" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-    # clips without a motion adapter
-    proc = run_cli("frames", board, "--model", tiny_model, "-o", tmp_path / "o3")
-    assert proc.returncode == 2 and '"clip" needs --motion-adapter' in proc.stderr
+    with pytest.raises(FramereelError, match="is an SDXL-family model"):
+        create_backend(RenderSettings(model=str(xl), device="cpu", motion_adapter=str(adapter))).describe()
+    # clips without a motion adapter: refused before the model loads
+    be = create_backend(RenderSettings(model=str(tiny_model), device="cpu"))
+    with pytest.raises(FramereelError, match='"clip" needs --motion-adapter'):
+        render(load_storyboard(board), tmp_path / "o3", be.settings, backend=be)
+    assert be.pipe is None
     # the Tenstorrent backend: refused before the chip is opened
     env, log = fake_env
     proc = run_cli("frames", board, "--backend", "tt", "--model", tiny_model, "-o", tmp_path / "o4", env=env)

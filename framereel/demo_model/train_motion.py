@@ -50,6 +50,16 @@ class MotionConfig:
     uncond_prob: float = 0.1
     min_snr_gamma: float = 5.0
     threads: int = 2
+    directional_share: float = 0.0  # share of clips drawn from left/right/falling/rising (else any motion)
+    high_noise_share: float = 0.0  # share of timesteps drawn from t >= 500, where layout and motion are decided
+
+
+# Stage 2 starts from stage 1's adapter (``--init``) and trains on the directional moves at high
+# noise, where stage 1 learned frame-to-frame consistency but not yet which way a shape goes.
+STAGES = {
+    1: MotionConfig(),
+    2: MotionConfig(seed=1, steps=1000, warmup=20, directional_share=0.8, high_noise_share=0.5),
+}
 
 
 def build_adapter(cfg: MotionConfig, unet_config: dict):
@@ -87,7 +97,9 @@ def copy_back(unet_motion, adapter) -> None:
 
 def make_clips(cfg: MotionConfig):
     rng = random.Random(cfg.seed)
-    return [motion_scenes.random_motion(rng) for _ in range(cfg.n_clips)]
+    directional = ("right", "left", "falling", "rising")
+    return [motion_scenes.random_motion(rng, rng.choice(directional) if rng.random() < cfg.directional_share else None)
+            for _ in range(cfg.n_clips)]
 
 
 def training_caption(motion, rng: random.Random, held_out: set[str]) -> str:
@@ -117,10 +129,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps  [default: MotionConfig.steps]")
     parser.add_argument("--budget-minutes", type=float, default=None, help="stop training after this long")
     parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--stage", type=int, choices=sorted(STAGES), default=1, help="training stage (see STAGES)")
+    parser.add_argument("--init", type=Path, default=None, help="start from this adapter (stage 2: stage 1's)")
     args = parser.parse_args(argv)
-    cfg = MotionConfig()
+    cfg = STAGES[args.stage]
     if args.quick:
-        cfg = MotionConfig(n_clips=8, steps=3, frames=8)
+        cfg = MotionConfig(**{**asdict(cfg), "n_clips": 8, "steps": 3})
     if args.steps:
         cfg = MotionConfig(**{**asdict(cfg), "steps": args.steps})
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel, UNetMotionModel
@@ -142,6 +156,11 @@ def main(argv: list[str] | None = None) -> None:
     log(f"drew and encoded {len(motions)} clips of {cfg.frames} frames in {timings['draw_and_encode_s']:.1f}s")
 
     adapter = build_adapter(cfg, dict(unet2d.config))
+    if args.init:
+        from diffusers import MotionAdapter
+
+        adapter.load_state_dict(MotionAdapter.from_pretrained(args.init, torch_dtype=torch.float32).state_dict())
+        log(f"starting from {args.init}")
     model = UNetMotionModel.from_unet2d(unet2d, adapter)
     model.freeze_unet2d_params()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -188,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
         x0 = latents[idx].permute(0, 2, 1, 3, 4)  # (B, C, F, H, W)
         noise = torch.randn(x0.shape, generator=gen)
         tt = torch.randint(0, 1000, (len(idx),), generator=gen)
+        if cfg.high_noise_share:
+            high = torch.rand(len(idx), generator=gen) < cfg.high_noise_share
+            tt = torch.where(high, 500 + tt // 2, tt)
         a = noise_sched.alphas_cumprod[tt].view(-1, 1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         pred = model(xt, tt, cond).sample
@@ -216,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     adapter.to(torch.float16)
     adapter.save_pretrained(args.out, safe_serialization=True)
     (args.out / "training.json").write_text(json.dumps(
-        {"config": asdict(cfg), "steps_done": done, "timings": timings, "torch": torch.__version__}, indent=2) + "\n")
+        {"config": asdict(cfg), "stage": args.stage, "init": str(args.init) if args.init else None, "steps_done": done, "timings": timings, "torch": torch.__version__}, indent=2) + "\n")
     log(f"saved adapter to {args.out} after {done} steps; timings {timings}")
 
 
