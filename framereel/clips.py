@@ -186,15 +186,3 @@ def whole_clips(frames: list, todo: list) -> list:
     extra = [f for f in frames if f.kind == "clip" and f.clip in clips_left and f.index not in have]
     return sorted([*todo, *extra], key=lambda f: f.index)
 
-
-def check_backend_takes_clips(backend, todo: list) -> None:
-    """Refuse clips up front (before a model loads) on a backend that can't render them."""
-    first = next((f for f in todo if f.kind == "clip"), None)
-    if first is None:
-        return
-    if not hasattr(backend, "render_clip"):
-        raise FramereelError(f'frame {first.index}: "clip" needs the diffusers backend (AnimateDiff); the {backend.name} '
-                             "backend renders still frames only; use --backend diffusers or drop \"clip\"")
-    if getattr(backend, "clip_options", None) == {}:
-        raise FramereelError(f'frame {first.index}: "clip" needs --motion-adapter PATH_OR_ID (an AnimateDiff '
-                             "MotionAdapter; --motion-adapter demo with --model demo)")

@@ -21,8 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,9 @@ import numpy as np
 from PIL import Image
 
 from .errors import FramereelError
+from .events import Encoding, EventHandler, VideoWritten, Warning, ignore
 from .manifest import FRAMES_DIR, MANIFEST, TMP_MARK, Manifest, folder_lock, frame_index
+from .settings import StitchSettings
 from .storyboard import parse_indices
 
 DEFAULT_FPS = 2.0
@@ -216,31 +217,29 @@ def _encoders(ffmpeg: str) -> str:
 
 def stitch(
     out_dir: str | Path,
-    video: str | Path | None = None,
+    settings: StitchSettings | str | Path | None = None,
     *,
-    fps: float | None = None,
-    crf: int = DEFAULT_CRF,
-    codec: str | None = None,
-    transition: str = "cut",
-    crossfade: float = 0.5,
-    smooth_fps: int = 24,
-    size: str | None = None,
-    frames: str | None = None,
-    zoom: float = 0.0,
-    audio: str | Path | None = None,
-    audio_loop: bool = False,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_event: EventHandler | None = None,
+    **changes: Any,
 ) -> Path:
     """Build a video from the frames in ``out_dir/frames``; returns the video's path.
 
-    ``video`` defaults to ``out_dir/video.mp4``; its extension picks the format (.mp4, .mov,
+    ``settings`` is a :class:`~framereel.settings.StitchSettings` (or just the video's path);
+    keyword arguments change single fields: ``stitch("out", fps=4, transition="crossfade")``.
+    The video defaults to ``out_dir/video.mp4``; its extension picks the format (.mp4, .mov,
     .webm, .gif, .webp). ``fps`` paces frames without their own duration (default: the last
     stitch's, else 2). ``zoom`` pushes in on each still by that fraction (Ken Burns, 0.1 =
     10 %). ``audio`` muxes a soundtrack cut to the video with a fade-out (``audio_loop`` repeats
     it). Missing frames are skipped with a warning event.
     """
+    if not isinstance(settings, StitchSettings):
+        settings = StitchSettings(video=settings)
+    s = replace(settings, **changes)
+    video, fps, crf, codec, transition = s.video, s.fps, s.crf, s.codec, s.transition
+    crossfade, smooth_fps, size, frames, zoom, audio, audio_loop = (
+        s.crossfade, s.smooth_fps, s.size, s.frames, s.zoom, s.audio, s.audio_loop)
     out = Path(out_dir)
-    emit = on_event or (lambda e: None)
+    emit = on_event or ignore
     with folder_lock(out):
         manifest = Manifest.load(out) if (out / MANIFEST).exists() else None
         last = (manifest.run.get("video") or {}) if manifest else {}
@@ -251,7 +250,7 @@ def stitch(
             raise FramereelError(f"{target.name}: unknown video format; use one of {', '.join(FORMATS)}")
         shots, missing = collect_shots(out, fps, frames, manifest.frames if manifest else {})
         if missing:
-            emit({"event": "warning", "message": f"frames missing, stitched without them: {_ranges(missing)}"})
+            emit(Warning(f"frames missing, stitched without them: {_ranges(missing)}"))
         if not 0 <= zoom <= 1:
             raise FramereelError(f"--zoom {zoom}: give a fraction from 0 to 1, e.g. 0.1 for a 10% push-in")
         audio_path = _check_audio(audio, fmt)
@@ -277,8 +276,7 @@ def stitch(
                                      "seconds": round(timeline.seconds, 3), "zoom": zoom,
                                      "audio": str(audio_path) if audio_path else None}
             manifest.save()
-    emit({"event": "video_written", "file": str(target), "seconds": round(timeline.seconds, 3),
-          "frames": len(shots), "size": f"{dims[0]}x{dims[1]}"})
+    emit(VideoWritten(str(target), round(timeline.seconds, 3), len(shots), f"{dims[0]}x{dims[1]}"))
     return target
 
 
@@ -343,7 +341,7 @@ def _run_ffmpeg(cmd: list[str], shots: list[Shot], timeline: Timeline, dims: tup
                 frame = pixels(a, n) if w == 0 else pixels(a, n) * (1 - w) + pixels(b, n) * w
                 proc.stdin.write(np.clip(frame + 0.5, 0, 255).astype(np.uint8).tobytes())
                 if n % 12 == 0 or n == total - 1:
-                    emit({"event": "encode", "done": n + 1, "total": total})
+                    emit(Encoding(n + 1, total))
             proc.stdin.close()
         except BrokenPipeError:
             pass

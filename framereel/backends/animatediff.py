@@ -41,7 +41,8 @@ def resolve_motion_adapter(spec: str) -> Path:
                              "like guoyww/animatediff-motion-adapter-v1-5-2")
     from huggingface_hub import snapshot_download
 
-    from .diffusers_backend import _hub_error, quiet_libraries
+    from .common import quiet_libraries
+    from .diffusers_backend import _hub_error
 
     quiet_libraries()
     try:
@@ -92,7 +93,8 @@ def files_fingerprint(path: Path) -> str:
     same size must re-render its clips)."""
     import hashlib
 
-    from .diffusers_backend import WEIGHT_SUFFIXES, _file_sha256
+    from .common import WEIGHT_SUFFIXES
+    from .common import file_sha256 as _file_sha256
 
     if not path.is_dir():
         return _file_sha256(path)
@@ -168,6 +170,9 @@ class ClipRenderer:
         self._t2v = pipe
         return pipe
 
+    def close(self) -> None:
+        self._t2v = self._v2v = None
+
     def _video_pipeline(self):
         if self._v2v is None:
             from diffusers import AnimateDiffVideoToVideoPipeline
@@ -242,8 +247,6 @@ def clip_renderer(backend, model_dir: Path | None, model_id: str) -> tuple[ClipR
     fingerprints, the LoRA weights). ``(None, {})`` without a motion adapter."""
     settings = backend.settings
     if not settings.motion_adapter:
-        if settings.motion_loras:
-            raise FramereelError("--motion-lora needs --motion-adapter (a LoRA adjusts a motion module)")
         return None, {}
     adapter_dir = resolve_motion_adapter(settings.motion_adapter)
     if model_dir is not None and (model_dir / "unet" / "config.json").is_file():
