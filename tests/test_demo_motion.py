@@ -35,5 +35,12 @@ def test_held_out_motion_captions_are_never_training_captions():
 
 @pytest.mark.slow
 def test_demo_motion_module_moves_the_prompted_way_and_smoothly():
+    """Holds what the shipped module measured on its 12 held-out clips (bf16 and fp32 alike): it is
+    far from following the direction asked (1 of 12; the aim was 70 %, see the README), but its
+    frame-to-frame change is much steadier than a latent morph's over the same prompts."""
     report = evaluate("demo")
-    # MEASURED_ASSERTIONS
+    assert report["prompts"] == 12
+    assert report["direction_accuracy"] >= 1 / 12 - 1e-9
+    assert report["clip_change_variance"] < 0.5 * report["morph_change_variance"]  # measured 16.1 vs 48.0
+    assert report["clips_smoother_than_morph"] >= 0.75  # measured 10 of 12
+    assert report["clips_without_jumps"] >= 0.4 > report["morphs_without_jumps"]  # measured 5 of 12 vs 0-1 of 12

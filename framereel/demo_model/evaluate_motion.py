@@ -39,7 +39,8 @@ def morph_ends(m: motion_scenes.Motion) -> tuple[str, str]:
     return tuple(f"{article} {m.colour} {m.shape} {scenes.POSITION_PHRASES[p][0]}{bg}" for p in (a, b))
 
 
-def evaluate(adapter: str = "demo", out_dir: Path | None = None, count: int = EVAL_PROMPTS, seed: int = 0) -> dict:
+def evaluate(adapter: str = "demo", out_dir: Path | None = None, count: int = EVAL_PROMPTS, seed: int = 0,
+             dtype: str = "auto") -> dict:
     """Render ``count`` held-out motion prompts as clips and as latent morphs; return the figures."""
     from ..backends import RenderSettings, create_backend
     from ..runner import render
@@ -56,7 +57,7 @@ def evaluate(adapter: str = "demo", out_dir: Path | None = None, count: int = EV
             morphs += [{"prompt": a, "morph": FRAMES - 2}, {"prompt": b}]
         (work / "clips.json").write_text(json.dumps(clips))
         (work / "morphs.json").write_text(json.dumps(morphs))
-        backend = create_backend(RenderSettings(model="demo", motion_adapter=adapter))
+        backend = create_backend(RenderSettings(model="demo", motion_adapter=adapter, dtype=dtype))
         try:
             for name in ("clips", "morphs"):
                 render(load_storyboard(work / f"{name}.json", run_seed=seed), work / name, backend.settings,
@@ -106,9 +107,10 @@ def main() -> None:
     parser.add_argument("--adapter", default="demo", help="motion adapter folder  [default: the shipped demo one]")
     parser.add_argument("--out", type=Path, default=None, help="keep the rendered frames here")
     parser.add_argument("--count", type=int, default=EVAL_PROMPTS, help="held-out prompts to render")
+    parser.add_argument("--dtype", default="auto", help="float32, bfloat16 or auto (as framereel picks)")
     parser.add_argument("--all", action="store_true", help="also print every clip's track and changes")
     args = parser.parse_args()
-    report = evaluate(args.adapter, args.out, args.count)
+    report = evaluate(args.adapter, args.out, args.count, dtype=args.dtype)
     print(json.dumps(report if args.all else {k: v for k, v in report.items() if k != "clips"}, indent=2))
 
 
