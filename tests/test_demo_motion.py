@@ -40,7 +40,7 @@ def test_demo_motion_module_moves_the_prompted_way_and_smoothly():
     frame-to-frame change is much steadier than a latent morph's over the same prompts."""
     report = evaluate("demo")
     assert report["prompts"] == 12
-    assert report["direction_accuracy"] >= 1 / 12 - 1e-9
+    assert report["direction_accuracy"] >= 0.08  # 1 of 12 (rounded to 0.083)
     assert report["clip_change_variance"] < 0.5 * report["morph_change_variance"]  # measured 16.1 vs 48.0
     assert report["clips_smoother_than_morph"] >= 0.75  # measured 10 of 12
     assert report["clips_without_jumps"] >= 0.4 > report["morphs_without_jumps"]  # measured 5 of 12 vs 0-1 of 12
