@@ -109,18 +109,22 @@ class Session:
                       steps=p.get("steps"), guidance=p.get("guidance"), width=p.get("width"), height=p.get("height"))
         return resolve_frame(frame, self.identity.model.defaults())
 
-    def render(self, prompt: str, progress=None, seed: int | None = None) -> Path | None:
+    def render(self, prompt: str, progress=None, seed: int | None = None,
+               on_step: Callable[[int, int], None] | None = None) -> Path | None:
+        """Render ``prompt`` with the session's settings to a new file in ``interactive/``; returns
+        its path (None if cancelled). ``on_step(i, n)`` hears each denoising step."""
         if seed is None:
             seed = self.seed if self.seed is not None else random.randrange(2**32)
         frame = self.frame_for(prompt, seed)
         digest = self.identity.digest(frame)
         t0 = time.perf_counter()
+        step = {"on_step": on_step} if on_step is not None else {}
         try:
             if progress is not None:
                 with progress(frame):
-                    image, _ = self.backend.render(frame)
+                    image, _ = self.backend.render(frame, **step)
             else:
-                image, _ = self.backend.render(frame)
+                image, _ = self.backend.render(frame, **step)
         except KeyboardInterrupt:
             self.tell("cancelled")
             return None
@@ -180,10 +184,15 @@ class Session:
     def cmd_keep(self, arg: str, progress=None) -> None:
         if self.last is None:
             raise FramereelError("nothing to keep yet: type a prompt first")
-        kept = self.kept()
-        kept.append({k: v for k, v in asdict(self.last).items() if k in KEPT_KEYS})
-        self._save(kept)
+        kept = self.keep(self.last)
         self.tell(f"kept as frame {len(kept) - 1} in {self.out_dir / STORYBOARD}")
+
+    def keep(self, frame: Frame) -> list[dict[str, Any]]:
+        """Append ``frame``'s prompt and exact parameters to the kept storyboard; returns it."""
+        kept = self.kept()
+        kept.append({k: v for k, v in asdict(frame).items() if k in KEPT_KEYS})
+        self.save_kept(kept)
+        return kept
 
     def cmd_list(self, arg: str, progress=None) -> None:
         for i, f in enumerate(self.kept()):
@@ -194,19 +203,30 @@ class Session:
         if not kept:
             raise FramereelError("nothing kept yet")
         dropped = kept.pop()
-        self._save(kept)
+        self.save_kept(kept)
         self.tell(f"dropped: {dropped['prompt']}")
 
     def cmd_make(self, arg: str, progress=None) -> None:
+        video, result, reused = self.make()
+        self.say(f"{video}  frames={result.total} rendered={len(result.rendered)} reused={reused}")
+
+    def make(self, on_event: Callable[[Any], None] | None = None, **stitch_options: Any):
+        """Render and stitch the kept storyboard into the output folder (resumable; kept images are
+        reused byte for byte) and update its gallery page. Returns (video path, RunResult, reused)."""
+        from .gallery import LiveGallery
         from .video import stitch
 
         if not self.kept():
             raise FramereelError("nothing kept yet: :keep some images first")
         board = load_storyboard(self.out_dir / STORYBOARD)
         reused = self._reuse_interactive_images(board)
-        result = render(board, self.out_dir, self.settings, backend=self.backend)
-        video = stitch(self.out_dir)
-        self.say(f"{video}  frames={result.total} rendered={len(result.rendered)} reused={reused}")
+        events = LiveGallery(self.out_dir, on_event)
+        try:
+            result = render(board, self.out_dir, self.settings, backend=self.backend, on_event=events)
+            video = stitch(self.out_dir, on_event=events, **stitch_options)
+        finally:
+            events.close()
+        return video, result, reused
 
     def cmd_help(self, arg: str = "", progress=None) -> None:
         for line in COMMANDS.values():
@@ -218,7 +238,8 @@ class Session:
         path = self.out_dir / STORYBOARD
         return json.loads(path.read_text())["frames"] if path.exists() else []
 
-    def _save(self, frames: list[dict[str, Any]]) -> None:
+    def save_kept(self, frames: list[dict[str, Any]]) -> None:
+        """Write the kept storyboard (atomically)."""
         atomic_write_json(self.out_dir / STORYBOARD, {"frames": frames})
 
     def _reuse_interactive_images(self, board) -> int:

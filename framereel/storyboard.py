@@ -6,7 +6,11 @@ Accepted forms:
 
 * a JSON list of frames: ``[{"prompt": "..."}, {"prompt": "...", "seed": 7}]``;
 * a JSON object ``{"defaults": {...}, "frames": [...]}`` whose defaults apply to every frame;
-* a ``.txt`` file, one prompt per line (blank lines and lines starting with ``#`` are skipped).
+* a ``.txt`` file, one prompt per line (blank lines and lines starting with ``#`` are skipped);
+* a Deforum settings file (JSON, often ``*_settings.txt``), converted by :mod:`framereel.deforum`.
+
+An object may also carry ``"notes"`` (a list of lines: what an import could not carry) and
+``"scheduler"`` (used when the command line names none).
 
 Precedence for each parameter, highest first: the frame's own key, the CLI's flags, the file's
 ``defaults``, the model's recommended settings, framereel's built-in defaults.
@@ -53,11 +57,19 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "strength": ((int, float, str), 'a number from 0 to 1 or a schedule like "0:(0.65), 10:(0.45)"'),
     "motion": ((dict,), 'an object like {"zoom": 1.02, "angle": 0, "tx": 0, "ty": 0}'),
     "shared_noise": ((bool,), "true or false"),
-    "color_match": ((str, type(None)), '"first" or null'),
+    "color_match": ((str, type(None)), '"first" (RGB), "first-lab", "first-hsv" or null'),
     **clips.CLIP_KEYS,  # native video: see framereel.clips
 }
 DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
 MOTION_KEYS = {"zoom": 1.0, "angle": 0.0, "tx": 0.0, "ty": 0.0}
+# Deforum's 2D transform beyond the four above: a shift before zoom/rotation, the centre, the border
+DEFORUM_MOTION_KEYS = {"translation_x": 0.0, "translation_y": 0.0, "transform_center_x": 0.5,
+                       "transform_center_y": 0.5, "border": "mirror"}
+MOTION_RANGES = {"zoom": (0.1, 10.0), "angle": (-360.0, 360.0), "transform_center_x": (-10.0, 10.0),
+                 "transform_center_y": (-10.0, 10.0)}  # others: -4096 to 4096 pixels
+BORDERS = ("mirror", "wrap", "replicate")
+COLOR_MATCHES = {"first": None, "first-lab": "lab", "first-hsv": "hsv", None: None}  # → Frame.color_space
+TOP_LEVEL_KEYS = {"defaults", "frames", "notes", "scheduler"}
 SCHEDULED = ("guidance", "strength")  # keys that also take a keyframe schedule string
 DEFAULT_STRENGTH = 0.65
 
@@ -91,8 +103,10 @@ class Frame:
     morph_seed: int | None = None
     parent: int | None = None  # chains: the frame whose image this one starts from
     strength: float | None = None  # chains: 0 keeps the parent's image, 1 ignores it
-    motion: tuple[float, float, float, float] | None = None  # chains: zoom, angle (deg), tx, ty (px)
+    # chains: zoom, angle (deg), tx, ty (px); with Deforum's keys also translation_x/y, transform centre, border
+    motion: tuple[Any, ...] | None = None
     color_ref: int | None = None  # chains: match colours to this frame's
+    color_space: str | None = None  # chains: "lab" or "hsv" to match colours there (None: RGB)
     clip: ClipSpec | None = None  # "clip" frames: the clip they belong to (rendered whole)
     clip_pos: int | None = None  # their position in it, from 0
 
@@ -101,9 +115,12 @@ class Frame:
         d = asdict(self)
         for key in ("index", "shot", "duration"):
             del d[key]
+        if self.color_space is None:  # RGB, as before colour spaces existed: hashes stay the same
+            del d["color_space"]
         if self.kind in ("key", "clip"):  # keep key frames' hashes as plain as the storyboard they come from
-            for key in ("kind", "morph", "morph_prompt", "morph_seed", "parent", "strength", "motion", "color_ref"):
-                del d[key]
+            for key in ("kind", "morph", "morph_prompt", "morph_seed", "parent", "strength", "motion", "color_ref",
+                        "color_space"):
+                d.pop(key, None)
         if self.kind == "clip":
             d["kind"] = "clip"
         else:
@@ -116,6 +133,8 @@ class Storyboard:
     path: Path
     frames: tuple[Frame, ...]
     run_seed: int = DEFAULT_RUN_SEED
+    notes: tuple[str, ...] = ()  # what an import could not carry, one line each
+    scheduler: str | None = None  # the file's scheduler; the command line's --scheduler wins
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -159,7 +178,7 @@ def check_value(path: Path, where: str, key: str, value: Any) -> Any:
     if ok and key == "init":
         ok = value in ("previous", None)
     elif ok and key == "color_match":
-        ok = value in ("first", None)
+        ok = value in COLOR_MATCHES
     elif ok and key == "morph":
         ok = 0 <= value <= 1000
     elif ok and key == "strength":
@@ -183,22 +202,27 @@ def check_value(path: Path, where: str, key: str, value: Any) -> Any:
 
 def _check_schedule(path: Path, where: str, key: str, text: str, lo: float, hi: float) -> Schedule:
     try:
-        sched = parse_schedule(text)
+        sched = parse_schedule(text, name=key)
     except ScheduleError as e:
-        raise _fail(path, where, f'"{key}" schedule: {e}') from None
-    bad = [v for _, v in sched.keys if not lo <= v <= hi]
+        raise _fail(path, where, str(e)) from None
+    bad = [k.number for k in sched.keys if k.number is not None and not lo <= k.number <= hi]
     if bad:
         raise _fail(path, where, f'"{key}" schedule: value {bad[0]:g} is outside {lo:g} to {hi:g}')
-    return sched
+    return replace(sched, bounds=(lo, hi))  # expressions are checked at every frame
 
 
-def _check_motion(path: Path, where: str, motion: dict) -> dict[str, Schedule]:
-    _check_keys(path, f"{where}: motion", motion, set(MOTION_KEYS))
-    out = {}
+def _check_motion(path: Path, where: str, motion: dict) -> dict[str, Schedule | str]:
+    _check_keys(path, f"{where}: motion", motion, set(MOTION_KEYS) | set(DEFORUM_MOTION_KEYS))
+    out: dict[str, Schedule | str] = {}
     for key, value in motion.items():
+        if key == "border":
+            if value not in BORDERS:
+                raise _fail(path, where, f'motion "border" must be one of {", ".join(BORDERS)} (got {json.dumps(value)})')
+            out[key] = value
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise _fail(path, where, f'motion "{key}" must be a number or a schedule like "0:(1.0), 10:(1.05)"')
-        lo, hi = (0.1, 10.0) if key == "zoom" else (-360.0, 360.0) if key == "angle" else (-4096.0, 4096.0)
+        lo, hi = MOTION_RANGES.get(key, (-4096.0, 4096.0))
         out[key] = _check_schedule(path, where, f"motion.{key}", value if isinstance(value, str) else f"0:({value})", lo, hi)
     return out
 
@@ -211,7 +235,7 @@ def _check_keys(path: Path, where: str, obj: dict, allowed: set[str]) -> None:
             raise _fail(path, where, f'unknown key "{key}"{hint}')
 
 
-def _read(path: Path) -> tuple[list[Any], dict[str, Any]]:
+def _read(path: Path, run_seed: int | None = None) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -220,23 +244,40 @@ def _read(path: Path) -> tuple[list[Any], dict[str, Any]]:
         raise FramereelError(f"{path}: is a folder; pass the path of a prompts .json or .txt file") from None
     except UnicodeDecodeError:
         raise FramereelError(f"{path.name}: not UTF-8 text; save it as UTF-8") from None
-    if path.suffix.lower() == ".txt":
+    if path.suffix.lower() == ".txt" and not text.lstrip().startswith("{"):
         lines = [ln.strip() for ln in text.splitlines()]
-        return [{"prompt": ln} for ln in lines if ln and not ln.startswith("#")], {}
+        return [{"prompt": ln} for ln in lines if ln and not ln.startswith("#")], {}, {}
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise _fail(path, f"line {e.lineno} column {e.colno}", f"invalid JSON: {e.msg}") from None
     if isinstance(data, list):
-        return data, {}
+        return data, {}, {}
     if isinstance(data, dict):
-        _check_keys(path, "top level", data, {"defaults", "frames"})
+        from .deforum import is_deforum_settings
+
+        if is_deforum_settings(data):  # a Deforum settings file: convert it, then read it like any storyboard
+            from .deforum import convert
+
+            data = convert(data, path.name, DEFAULT_RUN_SEED if run_seed is None else run_seed).storyboard
+        _check_keys(path, "top level", data, TOP_LEVEL_KEYS)
         if "frames" not in data or not isinstance(data["frames"], list):
             raise _fail(path, "top level", '"frames" must be a list of frames')
         defaults = data.get("defaults", {})
         if not isinstance(defaults, dict):
             raise _fail(path, "defaults", "must be an object")
-        return data["frames"], defaults
+        extras = {}
+        notes = data.get("notes", [])
+        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+            raise _fail(path, "notes", "must be a list of strings")
+        extras["notes"] = tuple(n.replace("\n", " ") for n in notes)
+        if "scheduler" in data:
+            from .settings import SCHEDULERS
+
+            if data["scheduler"] not in SCHEDULERS:
+                raise _fail(path, "scheduler", f"must be one of {', '.join(SCHEDULERS)} (got {json.dumps(data['scheduler'])})")
+            extras["scheduler"] = data["scheduler"]
+        return data["frames"], defaults, extras
     raise _fail(path, "", 'expected a JSON list of {"prompt": ...} objects, or {"defaults": ..., "frames": [...]}')
 
 
@@ -253,7 +294,7 @@ def load_storyboard(
     Raises :class:`FramereelError` naming the file, the frame and the problem.
     """
     path = Path(path)
-    raw_frames, file_defaults = _read(path)
+    raw_frames, file_defaults, extras = _read(path, run_seed)
     if not raw_frames:
         raise _fail(path, "", "no frames; add at least one prompt")
     _check_keys(path, "defaults", file_defaults, DEFAULTS_KEYS)
@@ -289,12 +330,24 @@ def load_storyboard(
     for i, e in enumerate(entries):
         clips.check_clip_entry(lambda problem, i=i: _fail(path, f"frame {i}", problem), e, i, len(entries),
                                entries[i + 1] if i + 1 < len(entries) else None)
-    frames = _expand(entries, run_seed, clips.group_clips(entries, lambda i, problem: _fail(path, f"frame {i}", problem)))
-    return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed)
+    groups = clips.group_clips(entries, lambda i, problem: _fail(path, f"frame {i}", problem))
+    try:
+        frames = _expand(entries, run_seed, groups)
+    except ScheduleError as e:
+        raise _fail(path, "", str(e)) from None
+    return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed, **extras)
 
 
-def _value_at(value: Any, index: int) -> Any:
-    return value.at(index) if isinstance(value, Schedule) else value
+def _value_at(value: Any, index: int, count: int, seed: int) -> Any:
+    """A key's value at output frame ``index`` of ``count`` (schedules: ``max_f = count-1``, ``s = seed``)."""
+    return value.at(index, count, seed) if isinstance(value, Schedule) else value
+
+
+def _motion_at(motion: dict[str, Any], index: int, count: int, seed: int) -> tuple[Any, ...]:
+    """(zoom, angle, tx, ty), plus Deforum's (translation_x, translation_y, centre x, centre y, border)
+    only when the storyboard uses them, so the frames of plain storyboards keep their hashes."""
+    keys = {**MOTION_KEYS, **DEFORUM_MOTION_KEYS} if set(motion) & set(DEFORUM_MOTION_KEYS) else MOTION_KEYS
+    return tuple(_value_at(motion.get(k, default), index, count, seed) for k, default in keys.items())
 
 
 def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]] | None = None) -> list[Frame]:
@@ -305,13 +358,15 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
     """
     frames: list[Frame] = []
     chain_start = 0
+    count = len(entries) + sum(e.get("morph") or 0 for e in entries[:-1])  # output frames, in-betweens included
+    count += sum(e["clip"] - 1 for e in entries if "clip" in e)  # and clips' frames
     clip_groups = {g[0]: g for g in groups or [] if "clip" in entries[g[0]]}
     in_group = {i for g in clip_groups.values() for i in g[1:]}
     for shot, e in enumerate(entries):
         if shot in in_group:
             continue
         if shot in clip_groups:
-            frames.extend(_clip_frames(entries, clip_groups[shot], run_seed, len(frames)))
+            frames.extend(_clip_frames(entries, clip_groups[shot], run_seed, len(frames), count))
             continue
         prompt = e["prompt"].strip()
         seed = e.get("seed")
@@ -324,21 +379,22 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
             for j in range(count):
                 frames.append(replace(
                     a, index=a.index + 1 + j, kind="morph", duration=None, morph=(a.index, target, (j + 1) / (count + 1)),
-                    morph_prompt=prompt, morph_seed=seed, parent=None, strength=None, motion=None, color_ref=None,
+                    morph_prompt=prompt, morph_seed=seed, parent=None, strength=None, motion=None, color_ref=None, color_space=None,
                 ))
         index = len(frames)
         common = dict(
             index=index, shot=shot, prompt=prompt, negative_prompt=e.get("negative_prompt"), seed=seed,
-            steps=e.get("steps"), guidance=_value_at(e.get("guidance"), index), width=e.get("width"),
+            steps=e.get("steps"), guidance=_value_at(e.get("guidance"), index, count, run_seed), width=e.get("width"),
             height=e.get("height"), duration=e.get("duration"),
         )
         if shot > 0 and e.get("init") == "previous":
             motion = e.get("motion")
             frames.append(Frame(
                 **common, kind="chain", parent=index - 1,
-                strength=_value_at(e.get("strength", DEFAULT_STRENGTH), index),
-                motion=tuple(_value_at(motion.get(k, MOTION_KEYS[k]), index) for k in MOTION_KEYS) if motion else None,
-                color_ref=chain_start if e.get("color_match") == "first" else None,
+                strength=_value_at(e.get("strength", DEFAULT_STRENGTH), index, count, run_seed),
+                motion=_motion_at(motion, index, count, run_seed) if motion else None,
+                color_ref=chain_start if e.get("color_match") else None,
+                color_space=COLOR_MATCHES[e.get("color_match")],
             ))
         else:
             chain_start = index
@@ -346,7 +402,8 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
     return frames
 
 
-def _clip_frames(entries: list[dict[str, Any]], group: list[int], run_seed: int, start: int) -> list[Frame]:
+def _clip_frames(entries: list[dict[str, Any]], group: list[int], run_seed: int, start: int, count: int
+                 ) -> list[Frame]:
     """The frames of one clip (``group``: its entries), all sharing one :class:`ClipSpec`."""
     spec = clips.clip_spec(entries, group)
     first = entries[group[0]]
@@ -356,7 +413,7 @@ def _clip_frames(entries: list[dict[str, Any]], group: list[int], run_seed: int,
     shot_of = [i for i in group for _ in range(entries[i]["clip"])]
     return [
         Frame(index=start + j, prompt=clips.prompt_at(spec, j), negative_prompt=first.get("negative_prompt"),
-              seed=seed, steps=first.get("steps"), guidance=_value_at(first.get("guidance"), start),
+              seed=seed, steps=first.get("steps"), guidance=_value_at(first.get("guidance"), start, count, run_seed),
               width=first.get("width"), height=first.get("height"), duration=entries[shot_of[j]].get("duration"),
               shot=shot_of[j], kind="clip", clip=spec, clip_pos=j)
         for j in range(spec.frames)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import probe_video, run_cli, write_storyboard
 from PIL import Image
-from test_tt import fake_env, lines  # noqa: F401  (the fake tt-metal environment fixture)
+from test_tt import fake_env, lines, make_tree
 from tiny_motion import build_tiny_motion_adapter
 
 from framereel.errors import FramereelError
@@ -203,7 +203,7 @@ def test_bad_clip_entries_are_one_line(tmp_path, frames, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_refused_up_front(tmp_path, tiny_model, adapter, fake_env):  # noqa: F811
+def test_refused_up_front(tmp_path, tiny_model, adapter):
     from framereel.backends import RenderSettings, create_backend
     from framereel.runner import render
 
@@ -226,7 +226,7 @@ def test_refused_up_front(tmp_path, tiny_model, adapter, fake_env):  # noqa: F81
         render(load_storyboard(board), tmp_path / "o3", be.settings, backend=be)
     assert be.pipe is None
     # the Tenstorrent backend: refused before the chip is opened
-    env, log = fake_env
+    env, log = fake_env(tmp_path, make_tree(tmp_path))
     proc = run_cli("frames", board, "--backend", "tt", "--scheduler", "pndm", "--model", tiny_model, "-o", tmp_path / "o4",
                    env=env)
     assert proc.returncode == 2 and "can't render clip frames" in proc.stderr
