@@ -12,6 +12,8 @@ import click
 
 from ._version import __version__
 from .errors import FramereelError
+from .finishing.cli import beat_options, finishing_options, on_beat_storyboard
+from .finishing.cli import register as _register_finishing
 from .storyboard import DEFAULT_RUN_SEED, load_storyboard, parse_indices
 
 EXAMPLES = """
@@ -285,12 +287,16 @@ def _exit_for(result) -> None:
 @click.argument("storyboard", type=click.Path(path_type=Path))
 @_render_options
 @_stitch_options
+@finishing_options
+@beat_options
 @_output_options
 @_handle_errors
 def make(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
     """Render STORYBOARD's frames and stitch them into OUT/video.mp4 (frames + stitch)."""
     from .progress import reporter
 
+    if opts["on_beat"]:
+        storyboard = on_beat_storyboard(storyboard, opts, lambda line: None if quiet else click.echo(line, err=True))
     result = _do_render(storyboard, opts, reporter(json_lines, quiet))
     video = None
     if not result.failed:
@@ -316,6 +322,7 @@ def frames(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @_stitch_options
+@finishing_options
 @_output_options
 @_handle_errors
 def stitch(out: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
@@ -502,6 +509,8 @@ def sheet(out: Path, sheet: Path | None, columns: int, thumb: int) -> None:
 
     click.echo(f"sheet: {contact_sheet(out, sheet, columns=columns, thumb=thumb)}", err=True)
 
+
+_register_finishing(main, _handle_errors)  # `framereel upscale`, `framereel beats`
 
 if __name__ == "__main__":
     main()
