@@ -114,6 +114,10 @@ RENDER_OPTIONS = [
                  help="CUDA: keep weights on the CPU and move each model (or each layer) in when needed."),
     click.option("--vae-tiling", is_flag=True, help="Decode in tiles: far less memory at large sizes."),
     click.option("--attention-slicing", is_flag=True, help="Compute attention in slices: less memory, slower."),
+    click.option("--motion-adapter", default=None, metavar="PATH|HUB_ID|demo",
+                 help='AnimateDiff MotionAdapter for "clip" entries (native video); demo: the demo model\'s.'),
+    click.option("--motion-lora", "motion_loras", multiple=True, metavar="PATH:WEIGHT",
+                 help="A motion LoRA (pan, zoom …) for clips, with its weight; repeatable."),
     click.option("--devices", default=None, metavar="LIST",
                  help="One worker process per device: cuda:0,cuda:1 or all. Frames are identical to one device's."),
     click.option("--workers", type=int, default=1, show_default=True,
@@ -203,6 +207,7 @@ def render_settings(opts: dict[str, Any], **fixed: Any) -> Any:
     from .settings import DEFAULT_MODEL, RenderSettings
 
     speed = {k: opts[k] for k in SPEED_OPTIONS if k in opts}
+    speed.update({k: tuple(opts[k]) if k == "motion_loras" else opts[k] for k in MOTION_OPTIONS if k in opts})
     return RenderSettings(model=opts["model"] or DEFAULT_MODEL, backend=opts["backend"], device=opts["device"],
                           dtype=opts["dtype"], scheduler=opts["scheduler"], safety_checker=not opts["no_safety_checker"],
                           reset_device=opts.get("reset_device", False), **{**speed, **fixed}).check()
@@ -221,7 +226,7 @@ def stitch_settings(opts: dict[str, Any]) -> Any:
     return StitchSettings(frames=opts["frame_list"], **{k: opts[k] for k in names})
 
 
-SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache")
+MOTION_OPTIONS = ("motion_adapter", "motion_loras")  # native video (framereel.clips)
 
 
 def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:

@@ -41,6 +41,8 @@ class RenderSettings:
     offload: str | None = None  # "model" or "sequential": accelerate's CPU offload (CUDA only)
     vae_tiling: bool = False  # decode the latents tile by tile (less memory at large sizes)
     attention_slicing: bool = False  # attention computed in slices (less memory, a little slower)
+    motion_adapter: str | None = None  # AnimateDiff MotionAdapter (folder, Hub id or "demo") for "clip" frames
+    motion_loras: tuple[str, ...] = ()  # motion LoRAs for clips, "PATH:WEIGHT"
 
     def check(self) -> RenderSettings:
         if self.scheduler not in SCHEDULERS:
@@ -52,6 +54,8 @@ class RenderSettings:
         if self.compile and self.step_cache > 1:
             raise FramereelError("--compile and --step-cache don't combine (the cache switches the UNet's graph "
                                  "every step); pick one")
+        if self.motion_loras and not self.motion_adapter:
+            raise FramereelError("--motion-lora needs --motion-adapter (a LoRA adjusts a motion module)")
         return self
 
     def speed_flags(self) -> list[str]:

@@ -142,6 +142,7 @@ class DiffusersBackend(Backend):
     name = "diffusers"
     takes_speed_options = True
     default_scheduler = "auto"  # the model family's, settled by describe()
+    kinds = ("key", "morph", "chain", "clip")  # clips: with --motion-adapter (framereel.backends.animatediff)
 
     def __init__(self, settings: RenderSettings):
         super().__init__(settings)
@@ -165,11 +166,18 @@ class DiffusersBackend(Backend):
         self.family: fam.Family = fam.FAMILIES["sd1"]
         self.loras: list[Lora] = [parse_lora(spec) for spec in settings.loras]
         self.scheduler = settings.scheduler  # "auto" settled by describe()
+        self._clips = None  # an animatediff.ClipRenderer, with --motion-adapter
+        self._clip_options: dict[str, Any] = {}
 
     @property
     def pixel_options(self) -> dict[str, Any]:
         self.describe()
         return self._pixel_options
+
+    @property
+    def clip_options(self) -> dict[str, Any]:
+        self.describe()
+        return self._clip_options
 
     # -------------------------------------------------------------- model resolution
 
@@ -182,6 +190,10 @@ class DiffusersBackend(Backend):
             if self.settings.step_cache > 1:
                 self._pixel_options["step_cache"] = self.settings.step_cache
             self._apply_family()
+            from .animatediff import clip_renderer
+
+            self._clips, self._clip_options = clip_renderer(self, None if self._single_file else self._source,
+                                                            self._info.id)
         return self._info
 
     def _apply_family(self) -> None:
@@ -472,6 +484,27 @@ class DiffusersBackend(Backend):
             )
         return out.images[0], _facts(out, 0)
 
+    def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
+        warnings = super().prepare(frames, out_dir)
+        clip = next((f for f in frames if f.kind == "clip"), None)
+        if clip is not None and self.describe() and self._clips is None:
+            raise FramereelError(f'frame {clip.index}: "clip" needs --motion-adapter PATH_OR_ID (an AnimateDiff '
+                                 "MotionAdapter; --motion-adapter demo with --model demo)")
+        # what this model family can't do with these frames: refused in one line naming the frame,
+        # before any weights load; what it can but shouldn't (a Turbo model at 50 steps): warnings
+        self.describe()
+        errors, more = fam.frame_problems(self.family, frames, self.scheduler)
+        if errors:
+            raise FramereelError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+        return warnings + more
+
+    def render_clip(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None):
+        """Render one whole clip with AnimateDiff (see :mod:`framereel.backends.animatediff`)."""
+        self.describe()
+        if self._clips is None:
+            return super().render_clip(frames, on_step)
+        return self._clips.render(frames, on_step)
+
     def set_scheduler(self, name: str) -> None:
         """Swap the scheduler of a loaded model (interactive ``:scheduler``; ``auto``: the family's)."""
         if name == "auto":
@@ -494,17 +527,9 @@ class DiffusersBackend(Backend):
         self.pipe = self._img2img_pipe = None
         self._compiled = False
         self._embed.clear()
+        if self._clips is not None:
+            self._clips.close()
         self._negative.clear()
-
-    def prepare(self, frames: list[Frame], out_dir) -> list[str]:
-        """Refuse what this model family can't do with these frames (one line naming the frame and
-        the reason) before any weights load; returns warnings (e.g. a Turbo model asked for 50 steps)."""
-        warnings_ = super().prepare(frames, out_dir)
-        self.describe()
-        errors, more = fam.frame_problems(self.family, frames, self.scheduler)
-        if errors:
-            raise FramereelError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
-        return warnings_ + more
 
 
 def resolve_tiny_vae(spec: str) -> Path:
