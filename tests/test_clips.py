@@ -155,7 +155,7 @@ def test_prompt_travel_interpolates_the_conditioning_across_frames(tmp_path, bac
                                        "travel": [{"at": 7, "prompt": "a night sky"}]}], backend)
     cond = seen[0].chunk(2)[1]  # classifier-free guidance: [negative; positive], one row per frame
     assert cond.shape[0] == 8
-    day, night = backend._embed("a day sky")[0], backend._embed("a night sky")[0]
+    day, night = backend._embed("a day sky")["prompt_embeds"][0], backend._embed("a night sky")["prompt_embeds"][0]
     assert torch.allclose(cond[0], day, atol=1e-5) and torch.allclose(cond[7], night, atol=1e-5)
     dist = [float((c - day).norm()) for c in cond]
     assert all(a < b for a, b in zip(dist, dist[1:]))  # each frame a step further from the first prompt
