@@ -1,10 +1,11 @@
 # One command each for a newcomer on a fresh machine:  make demo  |  make test
-# PyTorch comes first from a pinned CPU build: an unpinned `torch` pulls a multi-GB CUDA build.
-# torchvision (needed by spandrel, the upscalers' loader) is pinned with it: its latest release would
-# pull a newer torch, CUDA build and all.
+# PyTorch comes first, pinned: an unpinned `torch` may pull a multi-GB build from the network.
+# torchvision (spandrel, the upscalers' loader, imports it) must be built for the same torch; the
+# only torchvision wheels this project's machines hold on disk are built for torch 2.14.1, so that
+# torch is the pin (it runs on CPUs; torchvision 0.28 cannot load next to the 2.13 CPU-only build).
 PYTHON ?= python3
 VENV ?= .venv
-TORCH ?= torch==2.13.0 torchvision==0.28.0
+TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 
 .PHONY: setup demo test lint clean
