@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,13 @@ def _render_options(f):
         click.option("--reset-device", is_flag=True, help="Tenstorrent: run `tt-smi -r` once before opening the chip."),
         click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"]),
         click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"]),
-        click.option("--scheduler", default="dpm++", show_default=True,
-                     help="dpm++, pndm (the lesson's), ddim, euler, euler-a, heun or unipc."),
-        click.option("--steps", type=int, default=None, help="Denoising steps per frame.  [default: 25]"),
-        click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale.  [default: 7.5]"),
+        click.option("--scheduler", default=None,
+                     help="dpm++, pndm (the lesson's), ddim, euler, euler-a, heun or unipc.  "
+                          "[default: the storyboard's defaults.scheduler, else dpm++]"),
+        click.option("--steps", type=int, default=None,
+                     help="Denoising steps per frame.  [default: the model's: 25 for SD 1.x, 15 for the demo model]"),
+        click.option("--guidance", type=float, default=None,
+                     help="Classifier-free guidance scale.  [default: the model's: 7.5 for SD 1.x, 4 for the demo model]"),
         click.option("--seed", type=int, default=None,
                      help=f"Run seed; frame i without its own seed uses run seed + i.  [default: {DEFAULT_RUN_SEED}]"),
         click.option("--width", type=int, default=None, help="Frame width, a multiple of 8.  [default: the model's native size]"),
@@ -74,6 +78,9 @@ def _render_options(f):
                      help="Ray cluster to join (host:port or auto); none starts a local cluster."),
         click.option("--redo", default=None, metavar="LIST", help="Re-render these frames, e.g. 3,5-7."),
         click.option("--force", is_flag=True, help="Re-render every frame (replaced frames go to superseded/)."),
+        click.option("--dry-run", is_flag=True,
+                     help="Check everything, say which frames would be rendered and about how long it would take; "
+                          "render and write nothing."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -83,8 +90,10 @@ def _render_options(f):
 def _stitch_options(f):
     opts = [
         click.option("--fps", type=float, default=None,
-                     help="Frames per second for frames without their own duration (1, 2, 4 …).  [default: 2]"),
-        click.option("--crf", type=int, default=18, show_default=True, help="Quality: lower is better (H.264/VP9)."),
+                     help="Frames per second for frames without their own duration (1, 2, 4 …).  "
+                          "[default: the fps of this folder's last video, else 2]"),
+        click.option("--crf", type=int, default=18, show_default=True,
+                     help="Quality: lower is better (H.264: 0-51, VP9: 0-63)."),
         click.option("--codec", default=None, help="Video codec (default: libx264 for .mp4/.mov, libvpx-vp9 for .webm)."),
         click.option("--video", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Video path; its extension picks the format: .mp4 .mov .webm .gif .webp.  [default: OUT/video.mp4]"),
@@ -114,12 +123,27 @@ def _output_options(f):
     return f
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop the way Ctrl-C does (a KeyboardInterrupt), remembering the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on(signum: int, frame) -> None:
+    raise Stopped(signum)
+
+
 def _handle_errors(fn):
-    """User mistakes → one line on stderr, exit 2; Ctrl-C → a resume hint, exit 130."""
+    """User mistakes → one line on stderr, exit 2; Ctrl-C, SIGTERM, SIGHUP → a resume hint,
+    exit 128 + the signal's number (130, 143, 129)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         debug = click.get_current_context().find_root().params.get("debug") or os.environ.get("FRAMEREEL_DEBUG")
+        previous = {sig: signal.signal(sig, _stop_on) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
         try:
             return fn(*args, **kwargs)
         except FramereelError as err:
@@ -127,9 +151,17 @@ def _handle_errors(fn):
                 raise
             click.echo(f"error: {err}", err=True)
             sys.exit(err.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted; finished frames are kept — run the same command again to resume", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as err:
+            signum = err.signum if isinstance(err, Stopped) else signal.SIGINT
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)  # a second signal during the clean-up changes nothing
+            name = signal.Signals(signum).name
+            click.echo(f"interrupted ({name}); finished frames are kept — run the same command again to resume",
+                       err=True)
+            sys.exit(128 + signum)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper
 
@@ -145,6 +177,7 @@ def main(debug: bool) -> None:
     {"defaults": {...}, "frames": [...]}, or a .txt file with one prompt per line. Frame keys:
     prompt, negative_prompt, seed, steps, guidance, width, height, duration (seconds on screen).
     A frame's own key wins over the command-line flags, which win over the file's defaults.
+    In a .txt storyboard, blank lines and lines starting with # (comments) are skipped.
 
     Runs are resumable: rerunning a command renders only missing or changed frames.
     """
@@ -170,28 +203,79 @@ def _batch(ctx, param, value: str) -> int:
 SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache")
 
 
-def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
+def _strength(value: str | None) -> float | str | None:
+    """``--strength``: a number, or a schedule string (checked with the storyboard)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
+    """Every option of ``make``/``frames``/``stitch``, checked before any folder is made or
+    model loaded: the one place the CLI validates. Returns the storyboard and the frame lists."""
+    from .validate import check_model, check_output_folder, check_stitch_options
+
+    storyboard = redo = only = None
+    if command in ("make", "frames"):
+        overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph")}
+        overrides.update(strength=_strength(opts["strength"]), init="previous" if opts["chain"] else None,
+                         shared_noise=True if opts["shared_noise"] else None)
+        storyboard = load_storyboard(opts["storyboard"], overrides=overrides, run_seed=opts["seed"])
+        redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
+        only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
+        if opts["workers"] < 1 or opts["workers"] > 256:
+            raise FramereelError(f"--workers {opts['workers']}: give a whole number from 1 to 256")
+        check_output_folder(opts["out"])
+        check_model(opts["model"])
+    if command in ("make", "stitch"):
+        check_stitch_options(opts["out"], opts["video"], fps=opts["fps"], crf=opts["crf"], codec=opts["codec"],
+                             transition=opts["transition"], crossfade=opts["crossfade"],
+                             smooth_fps=opts["smooth_fps"], size=opts["size"],
+                             frames=opts["frame_list"] if command == "stitch" else None, zoom=opts["zoom"],
+                             audio=opts["audio"])
+    return storyboard, redo, only
+
+
+class _LoadTimer:
+    """Passes events on, noting how long loading the model took (left out of s/frame)."""
+
+    def __init__(self, report):
+        self.report, self.load_seconds = report, 0.0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "model_loaded" and event.get("seconds"):
+            self.load_seconds += event["seconds"]
+        self.report(event)
+
+    def close(self) -> None:
+        self.report.close()
+
+
+def _do_render(checked: tuple[Any, ...], opts: dict[str, Any], report) -> Any:
     from .backends import expand_devices
     from .runner import render
 
-    overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph")}
-    strength = opts["strength"]
-    overrides.update(
-        strength=float(strength) if strength and strength.replace(".", "", 1).isdigit() else strength,
-        init="previous" if opts["chain"] else None,
-        shared_noise=True if opts["shared_noise"] else None,
-    )
-    storyboard = load_storyboard(storyboard_path, overrides=overrides, run_seed=opts["seed"])
-    redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
-    only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
-    settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
+    storyboard, redo, only = checked
+    settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"],
+                         opts["scheduler"] or storyboard.scheduler or "dpm++",
                          opts["no_safety_checker"], opts["reset_device"], **{k: opts[k] for k in SPEED_OPTIONS})
+    if opts["dry_run"]:
+        from .plan import plan_run
+
+        try:
+            return plan_run(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only)
+        finally:
+            report.close()
+    timer = _LoadTimer(report)
     try:
-        if opts["workers"] < 1:
-            raise FramereelError("--workers must be at least 1")
-        return render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
-                      workers=opts["workers"], devices=expand_devices(opts["devices"]), executor=opts["executor"],
-                      ray_address=opts["ray_address"], on_event=report)
+        result = render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
+                        workers=opts["workers"], devices=expand_devices(opts["devices"]), executor=opts["executor"],
+                        ray_address=opts["ray_address"], on_event=timer)
+        result.load_seconds = timer.load_seconds
+        return result
     finally:
         report.close()
 
@@ -216,12 +300,26 @@ def _summary(result, video: Path | None, json_lines: bool, quiet: bool) -> None:
         parts.append(f"{len(result.failed)} failed ({', '.join(map(str, result.failed))})")
     line = ", ".join(parts) + f" of {result.total} frames"
     if result.rendered:
-        line += f" in {result.seconds:.1f}s ({result.seconds_per_frame:.2f}s/frame)"
+        load = getattr(result, "load_seconds", 0.0)
+        per_frame = max(result.seconds - load, 0.0) / len(result.rendered)
+        line += f" in {result.seconds:.1f}s ({per_frame:.2f}s/frame"
+        line += f", after {load:.1f}s loading the model)" if load else ")"
     if len(result.devices) > 1:
         line += "; by device: " + ", ".join(f"{d} {n}" for d, n in sorted(result.devices.items()))
     click.echo(line, err=True)
     if video:
         click.echo(f"video: {video}", err=True)
+
+
+def _show_plan(plan, json_lines: bool) -> None:
+    import json
+
+    if json_lines:
+        click.echo(json.dumps(plan.as_dict()))
+        return
+    for note in plan.notes:
+        click.echo(f"warning: {note}", err=True)
+    click.echo(plan.summary())
 
 
 def _exit_for(result) -> None:
@@ -239,7 +337,10 @@ def make(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
     """Render STORYBOARD's frames and stitch them into OUT/video.mp4 (frames + stitch)."""
     from .progress import reporter
 
-    result = _do_render(storyboard, opts, reporter(json_lines, quiet))
+    checked = _check_command_line("make", {**opts, "storyboard": storyboard})
+    result = _do_render(checked, opts, reporter(json_lines, quiet))
+    if opts["dry_run"]:
+        return _show_plan(result, json_lines)
     video = None
     if not result.failed:
         video = _do_stitch(opts["out"], opts, reporter(json_lines, quiet))
@@ -256,7 +357,10 @@ def frames(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None
     """Render STORYBOARD's frames into OUT/frames/ (no video)."""
     from .progress import reporter
 
-    result = _do_render(storyboard, opts, reporter(json_lines, quiet))
+    checked = _check_command_line("frames", {**opts, "storyboard": storyboard})
+    result = _do_render(checked, opts, reporter(json_lines, quiet))
+    if opts["dry_run"]:
+        return _show_plan(result, json_lines)
     _summary(result, None, json_lines, quiet)
     _exit_for(result)
 
@@ -270,6 +374,7 @@ def stitch(out: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
     """(Re)build a video from the frames in OUT/frames/ (missing frames are skipped with a warning)."""
     from .progress import reporter
 
+    _check_command_line("stitch", {**opts, "out": out})
     video = _do_stitch(out, opts, reporter(json_lines, quiet))
     if not (quiet or json_lines):
         click.echo(f"video: {video}", err=True)
@@ -302,11 +407,14 @@ def interactive(out: Path, seed: int, **opts: Any) -> None:
       printf 'a lighthouse at dusk\n:keep\n:make\nq\n' | framereel interactive -o out
     """
     from .interactive import Session, run_interactive
+    from .validate import check_model, check_output_folder
 
     probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
     settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
                          opts["no_safety_checker"], batch=1)  # one image per prompt: no padded batch to wait for
-    _validate_frame_flags(probe)
+    _validate_frame_flags({**probe, "seed": seed})
+    check_output_folder(out)
+    check_model(opts["model"])
     run_interactive(Session(out, settings, seed=seed, params=probe))
 
 
@@ -347,6 +455,9 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
     """
     from .bench import FIGURES, run_bench
 
+    for name, value, lo in (("--frames", frames, 1), ("--steps", steps, 1), ("--size", size, 64)):
+        if value is not None and not lo <= value <= 4096:
+            raise FramereelError(f"{name} {value}: give a whole number from {lo} to 4096")
     figures = tuple(x.strip() for x in only.split(",")) if only else FIGURES
     unknown = [x for x in figures if x not in FIGURES]
     if unknown:
@@ -396,7 +507,9 @@ def sheet(out: Path, sheet: Path | None, columns: int, thumb: int) -> None:
     """Write a contact sheet of OUT/frames/: thumbnails captioned with index and prompt."""
     from .sheet import contact_sheet
 
-    click.echo(f"sheet: {contact_sheet(out, sheet, columns=columns, thumb=thumb)}", err=True)
+    path = contact_sheet(out, sheet, columns=columns, thumb=thumb,
+                         on_warning=lambda m: click.echo(f"warning: {m}", err=True))
+    click.echo(f"sheet: {path}", err=True)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ class Session:
     tell: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)  # help, notes, errors
     backend: Backend | None = None
     last: Frame | None = None
+    last_scheduler: str | None = None  # the scheduler that made ``last``
 
     def __post_init__(self) -> None:
         self.folder = self.out_dir / "interactive"
@@ -125,6 +126,7 @@ class Session:
         path = self._next_path(prompt)
         atomic_write_bytes(path, frame_png(image, frame, self.settings, self.info, digest))
         self.last = frame
+        self.last_scheduler = self.settings.scheduler
         self.say(f"{path}  seed={seed}  {time.perf_counter() - t0:.2f}s")
         return path
 
@@ -164,6 +166,8 @@ class Session:
         self.params["negative_prompt"] = arg
 
     def cmd_scheduler(self, arg: str, progress=None) -> None:
+        if arg == self.settings.scheduler:
+            return
         if arg not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {arg!r}")
         if not hasattr(self.backend, "set_scheduler"):
@@ -180,8 +184,13 @@ class Session:
         if self.last is None:
             raise FramereelError("nothing to keep yet: type a prompt first")
         kept = self.kept()
+        made_with = self.last_scheduler or self.settings.scheduler
+        if kept and self.kept_scheduler() not in (None, made_with):
+            raise FramereelError(
+                f"the kept frames use the {self.kept_scheduler()} scheduler and this image {made_with}; a storyboard "
+                f"renders with one scheduler: type `:scheduler {self.kept_scheduler()}` and `:again`, or :undo them")
         kept.append({k: v for k, v in asdict(self.last).items() if k in KEPT_KEYS})
-        self._save(kept)
+        self._save(kept, made_with)
         self.tell(f"kept as frame {len(kept) - 1} in {self.out_dir / STORYBOARD}")
 
     def cmd_list(self, arg: str, progress=None) -> None:
@@ -193,7 +202,7 @@ class Session:
         if not kept:
             raise FramereelError("nothing kept yet")
         dropped = kept.pop()
-        self._save(kept)
+        self._save(kept, self.kept_scheduler() if kept else None)
         self.tell(f"dropped: {dropped['prompt']}")
 
     def cmd_make(self, arg: str, progress=None) -> None:
@@ -202,8 +211,15 @@ class Session:
         if not self.kept():
             raise FramereelError("nothing kept yet: :keep some images first")
         board = load_storyboard(self.out_dir / STORYBOARD)
-        reused = self._reuse_interactive_images(board)
-        result = render(board, self.out_dir, self.settings, backend=self.backend)
+        current = self.settings
+        if board.scheduler and board.scheduler != current.scheduler:  # render with the kept images' scheduler
+            self.cmd_scheduler(board.scheduler)
+        try:
+            reused = self._reuse_interactive_images(board)
+            result = render(board, self.out_dir, self.settings, backend=self.backend)
+        finally:
+            if self.settings.scheduler != current.scheduler:
+                self.cmd_scheduler(current.scheduler)
         video = stitch(self.out_dir)
         self.say(f"{video}  frames={result.total} rendered={len(result.rendered)} reused={reused}")
 
@@ -213,12 +229,32 @@ class Session:
 
     # ------------------------------------------------------------ the kept storyboard
 
-    def kept(self) -> list[dict[str, Any]]:
+    def _kept_document(self) -> dict[str, Any]:
         path = self.out_dir / STORYBOARD
-        return json.loads(path.read_text())["frames"] if path.exists() else []
+        if not path.exists():
+            return {"frames": []}
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8-sig"))
+            if isinstance(doc, list):
+                doc = {"frames": doc}
+            if not isinstance(doc.get("frames"), list) or not isinstance(doc.get("defaults", {}), dict):
+                raise ValueError("no frames list")
+        except (OSError, ValueError, AttributeError) as err:
+            raise FramereelError(f"{path}: not a storyboard framereel can add to ({err}); move it away") from None
+        return doc
 
-    def _save(self, frames: list[dict[str, Any]]) -> None:
-        atomic_write_json(self.out_dir / STORYBOARD, {"frames": frames})
+    def kept(self) -> list[dict[str, Any]]:
+        return self._kept_document()["frames"]
+
+    def kept_scheduler(self) -> str | None:
+        """The scheduler the kept frames were made with (one per storyboard)."""
+        return self._kept_document().get("defaults", {}).get("scheduler")
+
+    def _save(self, frames: list[dict[str, Any]], scheduler: str | None = None) -> None:
+        doc: dict[str, Any] = {"frames": frames}
+        if scheduler:
+            doc = {"defaults": {"scheduler": scheduler}, **doc}
+        atomic_write_json(self.out_dir / STORYBOARD, doc)
 
     def _reuse_interactive_images(self, board) -> int:
         """Copy interactive images whose parameters match a kept frame into frames/, so render skips them."""

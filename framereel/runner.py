@@ -24,6 +24,7 @@ from .manifest import (
     HASH_KEY,
     Manifest,
     atomic_write_bytes,
+    check_same_storyboard,
     file_digest,
     folder_lock,
     frame_index,
@@ -156,6 +157,8 @@ def render(
         remove_stale_temp_files(out)
         manifest = Manifest(out / "run.json", {}, {}) if force else Manifest.load(out)
         _check_same_storyboard(manifest, storyboard, out)
+        for message in manifest.warnings:  # e.g. a damaged run.json rebuilt from the frames
+            _emit(on_event, "warning", message=message)
         owned = backend is None  # a backend passed in stays loaded for the caller's next run
         backend = backend or create_backend(settings)
         try:
@@ -167,12 +170,7 @@ def render(
 
 
 def _check_same_storyboard(manifest: Manifest, storyboard: Storyboard, out: Path) -> None:
-    previous = manifest.run.get("storyboard")
-    if previous and previous != str(storyboard.path.resolve()):
-        raise FramereelError(
-            f"{out} holds a run of another storyboard ({previous}); use another -o folder, "
-            "or --force to render this one there (old frames are kept in superseded/)"
-        )
+    check_same_storyboard(manifest, storyboard, out)
 
 
 def _render_locked(
@@ -230,6 +228,7 @@ def _render_locked(
     manifest.run = {
         "framereel": __version__,
         "storyboard": str(storyboard.path.resolve()),
+        "storyboard_sha256": storyboard.digest,
         "model": {"id": info.id, "fingerprint": info.fingerprint},
         "backend": backend.name,
         "device": backend.device,
@@ -264,7 +263,7 @@ def _render_locked(
             digests[f.index] = digest(f)  # the parent's image is on disk by now
             manifest.frames[f.index]["hash"] = digests[f.index]
         data = frame_png(image, f, settings, info, digests[f.index])
-        if read_png_metadata(path) is not None:
+        if path.exists():  # finished, damaged or someone else's image: kept in superseded/, never deleted
             move_aside(out, path)
         atomic_write_bytes(path, data)
         manifest.frames[f.index].update(status="done", seconds=round(seconds, 3), device=device, **facts)

@@ -8,6 +8,8 @@ Accepted forms:
 * a JSON object ``{"defaults": {...}, "frames": [...]}`` whose defaults apply to every frame;
 * a ``.txt`` file, one prompt per line (blank lines and lines starting with ``#`` are skipped).
 
+Files may start with a UTF-8 byte-order mark (Windows editors write one); it is ignored.
+
 Precedence for each parameter, highest first: the frame's own key, the CLI's flags, the file's
 ``defaults``, the model's recommended settings, framereel's built-in defaults.
 """
@@ -15,6 +17,7 @@ Precedence for each parameter, highest first: the frame's own key, the CLI's fla
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, replace
@@ -44,7 +47,7 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "guidance": ((int, float), "a number from 0 to 50"),
     "width": ((int,), "a multiple of 8 from 64 to 4096"),
     "height": ((int,), "a multiple of 8 from 64 to 4096"),
-    "duration": ((int, float), "a number of seconds greater than 0"),
+    "duration": ((int, float), "a number of seconds greater than 0, at most 3600"),
     # temporal coherence: latent morphs and img2img chains
     "morph": ((int,), "a number of in-between frames from 0 to 1000"),
     "init": ((str, type(None)), '"previous" or null'),
@@ -53,7 +56,10 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "shared_noise": ((bool,), "true or false"),
     "color_match": ((str, type(None)), '"first" or null'),
 }
-DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
+DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"} | {"scheduler"}  # one scheduler per run
+SCHEDULER_NAMES = ("dpm++", "pndm", "ddim", "euler", "euler-a", "heun", "unipc")
+MAX_DURATION = 3600.0  # seconds one frame stays on screen
+MAX_FRAMES = 100_000  # frame numbers in --frames/--redo lists
 MOTION_KEYS = {"zoom": 1.0, "angle": 0.0, "tx": 0.0, "ty": 0.0}
 SCHEDULED = ("guidance", "strength")  # keys that also take a keyframe schedule string
 DEFAULT_STRENGTH = 0.65
@@ -107,6 +113,8 @@ class Storyboard:
     path: Path
     frames: tuple[Frame, ...]
     run_seed: int = DEFAULT_RUN_SEED
+    digest: str = ""  # sha256 of the file's text: the same storyboard under another name is the same run
+    scheduler: str | None = None  # the file's ``defaults.scheduler``, if it names one
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -164,7 +172,7 @@ def check_value(path: Path, where: str, key: str, value: Any) -> Any:
     elif ok and key in ("width", "height"):
         ok = value % 8 == 0 and 64 <= value <= 4096
     elif ok and key == "duration":
-        ok = math.isfinite(value) and value > 0
+        ok = math.isfinite(value) and 0 < value <= MAX_DURATION
     if not ok:
         raise _fail(path, where, f'"{key}" must be {want} (got {json.dumps(value)})')
     return float(value) if key in ("guidance", "duration") else value
@@ -200,15 +208,28 @@ def _check_keys(path: Path, where: str, obj: dict, allowed: set[str]) -> None:
             raise _fail(path, where, f'unknown key "{key}"{hint}')
 
 
-def _read(path: Path) -> tuple[list[Any], dict[str, Any]]:
+def read_text(path: Path) -> str:
+    """A storyboard file's text (UTF-8, a leading byte-order mark dropped), or one line saying why not."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise FramereelError(f"{path}: no such file; pass the path of a prompts .json or .txt file") from None
     except IsADirectoryError:
         raise FramereelError(f"{path}: is a folder; pass the path of a prompts .json or .txt file") from None
-    except UnicodeDecodeError:
-        raise FramereelError(f"{path.name}: not UTF-8 text; save it as UTF-8") from None
+    except NotADirectoryError:
+        raise FramereelError(f"{path}: a part of this path is a file, not a folder") from None
+    except PermissionError:
+        raise FramereelError(f"{path}: not readable by this user (permission denied)") from None
+    except OSError as e:
+        raise FramereelError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise FramereelError(f"{path.name}: not UTF-8 text (byte {e.start + 1}); save it as UTF-8") from None
+
+
+def parse_text(path: Path, text: str) -> tuple[list[Any], dict[str, Any]]:
+    """A storyboard's text → its raw frames and file defaults (checked by :func:`load_storyboard`)."""
     if path.suffix.lower() == ".txt":
         lines = [ln.strip() for ln in text.splitlines()]
         return [{"prompt": ln} for ln in lines if ln and not ln.startswith("#")], {}
@@ -216,6 +237,10 @@ def _read(path: Path) -> tuple[list[Any], dict[str, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise _fail(path, f"line {e.lineno} column {e.colno}", f"invalid JSON: {e.msg}") from None
+    except RecursionError:
+        raise _fail(path, "", "invalid JSON: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer literal with thousands of digits
+        raise _fail(path, "", f"invalid JSON: {str(e).splitlines()[0]}") from None
     if isinstance(data, list):
         return data, {}
     if isinstance(data, dict):
@@ -242,15 +267,35 @@ def load_storyboard(
     Raises :class:`FramereelError` naming the file, the frame and the problem.
     """
     path = Path(path)
-    raw_frames, file_defaults = _read(path)
+    text = read_text(path)
+    return parse_storyboard(text, path, overrides, run_seed)
+
+
+def parse_storyboard(
+    text: str,
+    path: str | Path = "storyboard.json",
+    overrides: dict[str, Any] | None = None,
+    run_seed: int | None = None,
+) -> Storyboard:
+    """:func:`load_storyboard` for text already read; ``path`` names it in errors and picks the
+    form (``.txt``: one prompt per line; anything else: JSON)."""
+    path = Path(path)
+    text = text.removeprefix("\ufeff")
+    raw_frames, file_defaults = parse_text(path, text)
     if not raw_frames:
         raise _fail(path, "", "no frames; add at least one prompt")
     _check_keys(path, "defaults", file_defaults, DEFAULTS_KEYS)
+    scheduler = file_defaults.pop("scheduler", None)
+    if scheduler is not None and scheduler not in SCHEDULER_NAMES:
+        raise _fail(path, "defaults", f'"scheduler" must be one of {", ".join(SCHEDULER_NAMES)} '
+                                      f"(got {json.dumps(scheduler)})")
     file_defaults = {key: check_value(path, "defaults", key, value) for key, value in file_defaults.items()}
     cli = {k: check_value(path, "command line", k, v) for k, v in (overrides or {}).items() if v is not None}
     base = {**file_defaults, **cli}
     if run_seed is None:
         run_seed = base.get("seed", DEFAULT_RUN_SEED)
+    else:
+        check_value(path, "command line", "seed", run_seed)
     base.pop("seed", None)
     entries = []
     for i, raw in enumerate(raw_frames):
@@ -269,7 +314,8 @@ def load_storyboard(
             raise _fail(path, where, '"morph" needs a next frame to morph into; the last frame has none')
         entries.append({**base, **values})
     frames = _expand(entries, run_seed)
-    return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed, digest=digest, scheduler=scheduler)
 
 
 def _value_at(value: Any, index: int) -> Any:
@@ -334,5 +380,7 @@ def parse_indices(spec: str, count: int | None = None) -> list[int]:
             raise FramereelError(f'"{spec}": "{part}" is not a valid range (write low-high, from 0)')
         if count is not None and hi >= count:
             raise FramereelError(f'"{spec}": frame {hi} does not exist (frames are 0-{count - 1})')
+        if hi >= MAX_FRAMES:
+            raise FramereelError(f'"{spec}": frame {hi} is past the largest frame number ({MAX_FRAMES - 1})')
         out.extend(range(lo, hi + 1))
     return sorted(set(out))
