@@ -10,7 +10,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 
-_ENTRY = re.compile(r"\s*(\d+)\s*:\s*\(\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\)\s*")
+_ENTRY = re.compile(r"\s*([0-9]{1,9})\s*:\s*\(\s*([-+]?(?:[0-9]{1,30}\.?[0-9]{0,30}|\.[0-9]{1,30})(?:[eE][-+]?[0-9]{1,4})?)\s*\)\s*")
 
 
 class ScheduleError(ValueError):
@@ -40,16 +40,20 @@ def parse_schedule(text: str | int | float) -> Schedule:
     while pos < len(text):
         m = _ENTRY.match(text, pos)
         if not m:
-            raise ScheduleError(f"expected FRAME:(VALUE) at character {pos + 1} of {text!r}")
+            raise ScheduleError(f"expected FRAME:(VALUE) at character {pos + 1} of {_quote(text)}")
         keys.append((int(m.group(1)), float(m.group(2))))
         pos = m.end()
         if pos < len(text):
             if text[pos] != ",":
-                raise ScheduleError(f"expected ',' at character {pos + 1} of {text!r}")
+                raise ScheduleError(f"expected ',' at character {pos + 1} of {_quote(text)}")
             pos += 1
     if not keys:
-        raise ScheduleError(f"empty schedule {text!r}; write e.g. 0:(0.65), 10:(0.45)")
+        raise ScheduleError(f"empty schedule {_quote(text)}; write e.g. 0:(0.65), 10:(0.45)")
     frames = [k for k, _ in keys]
     if frames != sorted(set(frames)):
-        raise ScheduleError(f"keyframes must be in increasing order without repeats in {text!r}")
+        raise ScheduleError(f"keyframes must be in increasing order without repeats in {_quote(text)}")
     return Schedule(tuple(keys))
+
+
+def _quote(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")

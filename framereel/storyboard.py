@@ -174,8 +174,14 @@ def check_value(path: Path, where: str, key: str, value: Any) -> Any:
     elif ok and key == "duration":
         ok = math.isfinite(value) and 0 < value <= MAX_DURATION
     if not ok:
-        raise _fail(path, where, f'"{key}" must be {want} (got {json.dumps(value)})')
+        raise _fail(path, where, f'"{key}" must be {want} (got {shown(value)})')
     return float(value) if key in ("guidance", "duration") else value
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value as JSON for an error message, cut to ``limit`` characters."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_schedule(path: Path, where: str, key: str, text: str, lo: float, hi: float) -> Schedule:
@@ -205,7 +211,7 @@ def _check_keys(path: Path, where: str, obj: dict, allowed: set[str]) -> None:
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f'; did you mean "{close[0]}"?' if close else f"; known keys: {', '.join(sorted(allowed))}"
-            raise _fail(path, where, f'unknown key "{key}"{hint}')
+            raise _fail(path, where, f"unknown key {shown(key)}{hint}")
 
 
 def read_text(path: Path) -> str:
@@ -288,7 +294,7 @@ def parse_storyboard(
     scheduler = file_defaults.pop("scheduler", None)
     if scheduler is not None and scheduler not in SCHEDULER_NAMES:
         raise _fail(path, "defaults", f'"scheduler" must be one of {", ".join(SCHEDULER_NAMES)} '
-                                      f"(got {json.dumps(scheduler)})")
+                                      f"(got {shown(scheduler)})")
     file_defaults = {key: check_value(path, "defaults", key, value) for key, value in file_defaults.items()}
     cli = {k: check_value(path, "command line", k, v) for k, v in (overrides or {}).items() if v is not None}
     base = {**file_defaults, **cli}
