@@ -328,7 +328,7 @@ def _exit_for(result) -> None:
 
 
 @main.command()
-@click.argument("storyboard", type=click.Path(path_type=Path))
+@click.argument("storyboard", type=click.Path(path_type=Path, readable=False))
 @_render_options
 @_stitch_options
 @_output_options
@@ -349,7 +349,7 @@ def make(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
 
 
 @main.command()
-@click.argument("storyboard", type=click.Path(path_type=Path))
+@click.argument("storyboard", type=click.Path(path_type=Path, readable=False))
 @_render_options
 @_output_options
 @_handle_errors

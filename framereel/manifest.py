@@ -306,8 +306,9 @@ def folder_lock(out_dir: Path, create: bool = True) -> Iterator[None]:
             raise FramereelError(
                 f"{out_dir} is in use by another framereel run ({holder}); wait for it, or use another -o folder"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # who holds it is a courtesy: a full disk doesn't stop the run here
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the flock
