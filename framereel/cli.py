@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ._version import __version__
-from .errors import FramereelError
+from .errors import FramereelError, one_line
 from .storyboard import DEFAULT_RUN_SEED, load_storyboard, parse_indices
 
 EXAMPLES = """
@@ -166,7 +166,35 @@ def _handle_errors(fn):
     return wrapper
 
 
-@click.group(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click ≥ 8.2
+
+
+class OneLineErrors(click.Group):
+    """click's own usage errors (``--steps abc``, a missing argument) as one line too, exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NO_ARGS_IS_HELP as err:  # bare `framereel`: the help, as click prints it
+            click.echo(err.ctx.get_help() if err.ctx else err.format_message(), err=True)
+            sys.exit(err.exit_code)
+        except click.UsageError as err:
+            command = err.ctx.command_path if err.ctx else "framereel"
+            click.echo(f"error: {one_line(err.format_message())} (see `{command} --help`)", err=True)
+            sys.exit(err.exit_code)
+        except click.ClickException as err:
+            click.echo(f"error: {one_line(err.format_message())}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=OneLineErrors, epilog=EXAMPLES,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="framereel")
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
 def main(debug: bool) -> None:
@@ -195,8 +223,8 @@ def _batch(ctx, param, value: str) -> int:
     """``--batch auto|N`` → 0 (auto) or N."""
     if value == "auto":
         return 0
-    if not value.isdigit() or int(value) < 1:
-        raise click.BadParameter(f"{value!r} is not auto or a whole number of frames ≥ 1")
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 64:
+        raise click.BadParameter(f"{value!r} is not auto or a whole number of frames from 1 to 64")
     return int(value)
 
 

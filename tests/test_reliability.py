@@ -270,3 +270,13 @@ def test_end_of_run_seconds_per_frame_leave_out_model_loading(tmp_path, board, t
     per_frame = float(line.split("(")[1].split("s/frame")[0])
     load = float(line.split("after ")[1].split("s loading")[0])
     assert per_frame == pytest.approx((total - load) / 2, abs=0.02)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["make", "p.json", "--steps", "abc"], "Invalid value for '--steps': 'abc' is not a valid integer"),
+    (["make"], "Missing argument 'STORYBOARD'"),
+    (["nosuch"], "No such command 'nosuch'"),
+    (["make", "p.json", "--batch", "1000"], "--batch"),
+])
+def test_usage_mistakes_are_one_line_too(args, needle):
+    one_line_error(cli(*args), needle, "--help`)")
