@@ -244,9 +244,9 @@ def _strength(value: str | None) -> float | str | None:
 def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
     """Every option of ``make``/``frames``/``stitch``, checked before any folder is made or
     model loaded: the one place the CLI validates. Returns the storyboard and the frame lists."""
-    from .validate import check_model, check_output_folder, check_stitch_options
+    from .validate import check_model, check_output_folder, check_render_settings, check_stitch_options
 
-    storyboard = redo = only = None
+    storyboard = redo = only = settings = None
     if command in ("make", "frames"):
         overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph")}
         overrides.update(strength=_strength(opts["strength"]), init="previous" if opts["chain"] else None,
@@ -256,6 +256,14 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
         only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
         if opts["workers"] < 1 or opts["workers"] > 256:
             raise FramereelError(f"--workers {opts['workers']}: give a whole number from 1 to 256")
+        settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"],
+                             opts["scheduler"] or storyboard.scheduler or "dpm++", opts["no_safety_checker"],
+                             opts["reset_device"], **{k: opts[k] for k in SPEED_OPTIONS})
+        check_render_settings(settings, opts["executor"], opts["ray_address"])
+        if opts["devices"] and opts["devices"].strip() != "all":
+            from .backends import expand_devices
+
+            expand_devices(opts["devices"])
         check_output_folder(opts["out"])
         check_model(opts["model"])
     if command in ("make", "stitch"):
@@ -264,7 +272,7 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
                              smooth_fps=opts["smooth_fps"], size=opts["size"],
                              frames=opts["frame_list"] if command == "stitch" else None, zoom=opts["zoom"],
                              audio=opts["audio"])
-    return storyboard, redo, only
+    return storyboard, redo, only, settings
 
 
 class _LoadTimer:
@@ -286,10 +294,7 @@ def _do_render(checked: tuple[Any, ...], opts: dict[str, Any], report) -> Any:
     from .backends import expand_devices
     from .runner import render
 
-    storyboard, redo, only = checked
-    settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"],
-                         opts["scheduler"] or storyboard.scheduler or "dpm++",
-                         opts["no_safety_checker"], opts["reset_device"], **{k: opts[k] for k in SPEED_OPTIONS})
+    storyboard, redo, only, settings = checked
     if opts["dry_run"]:
         from .plan import plan_run
 
@@ -435,12 +440,13 @@ def interactive(out: Path, seed: int, **opts: Any) -> None:
       printf 'a lighthouse at dusk\n:keep\n:make\nq\n' | framereel interactive -o out
     """
     from .interactive import Session, run_interactive
-    from .validate import check_model, check_output_folder
+    from .validate import check_model, check_output_folder, check_render_settings
 
     probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
     settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
                          opts["no_safety_checker"], batch=1)  # one image per prompt: no padded batch to wait for
     _validate_frame_flags({**probe, "seed": seed})
+    check_render_settings(settings)
     check_output_folder(out)
     check_model(opts["model"])
     run_interactive(Session(out, settings, seed=seed, params=probe))

@@ -245,3 +245,50 @@ def _looks_like_checkpoint(path: Path) -> bool:
     if path.suffix == ".safetensors":
         return len(head) == 9 and 2 <= int.from_bytes(head[:8], "little") <= 100_000_000 and head[8:9] == b"{"
     return head[:2] == b"PK" or head[:1] == b"\x80"
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def check_render_settings(settings, executor: str = "local", ray_address: str | None = None) -> None:
+    """The rendering options of a :class:`~framereel.backends.RenderSettings`, checked by their
+    spelling only (no device is opened, no model resolved)."""
+    import re
+
+    from .backends import BACKENDS, SCHEDULERS, check_speed_options
+
+    if settings.scheduler not in SCHEDULERS:
+        raise FramereelError(f'--scheduler {settings.scheduler}: choose one of {", ".join(SCHEDULERS)}')
+    if settings.backend not in BACKENDS:
+        raise FramereelError(f'--backend {settings.backend}: choose one of {", ".join(BACKENDS)}')
+    if settings.dtype not in DTYPES:
+        raise FramereelError(f"--dtype {settings.dtype}: choose float32, bfloat16, float16 or auto")
+    if not re.fullmatch(r"auto|cpu|mps|cuda|cuda:\d{1,3}|tt|tt:\d{1,3}", settings.device):
+        raise FramereelError(f"--device {settings.device}: use auto, cpu, cuda, cuda:N or mps")
+    if settings.device.startswith("cuda") or settings.device == "mps":
+        import torch  # rendering imports it anyway; asking now keeps a refused run from making its folder
+
+        if settings.device.startswith("cuda"):
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            index = int(settings.device.partition(":")[2] or 0)
+            if index >= count:
+                raise FramereelError(f"--device {settings.device}: " + (
+                    "no CUDA GPU is visible to PyTorch; use --device cpu or auto" if not count
+                    else f"PyTorch sees {count} CUDA GPU(s): cuda:0 to cuda:{count - 1}"))
+        elif not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise FramereelError("--device mps: Apple's MPS is not available here; use --device cpu or auto")
+    check_speed_options(settings, "tt" if settings.backend in ("tt", "tt-demo") else "diffusers")
+    if settings.step_cache > 1000 or settings.batch > 64:
+        raise FramereelError("--step-cache takes at most 1000 and --batch at most 64")
+    vae = settings.tiny_vae
+    if vae:
+        path = Path(vae).expanduser()
+        if path.is_dir() and not (path / "config.json").is_file():
+            raise FramereelError(f"--tiny-vae {vae}: no config.json there; pass a folder saved with "
+                                 "AutoencoderTiny.save_pretrained, or a Hub id like madebyollin/taesd")
+        if not path.is_dir() and (vae.startswith((".", "/", "~")) or vae.count("/") != 1):
+            raise FramereelError(f"--tiny-vae {vae}: no such folder; pass a local folder or a Hub id like "
+                                 "madebyollin/taesd")
+    if executor == "ray" and ray_address is not None and not re.fullmatch(
+            r"auto|local|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", ray_address):
+        raise FramereelError(f"--ray-address {ray_address}: give auto, HOST:PORT or ray://HOST:PORT")

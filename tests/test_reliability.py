@@ -65,6 +65,13 @@ def board(tmp_path):
     (["--seed", "-1"], ["--seed must be an integer from 0"]),
     (["--workers", "0"], ["--workers 0"]),
     (["--model", "p.json"], ["--model p.json", "not a model"]),
+    (["--device", "nonsense"], ["--device nonsense: use auto, cpu"]),
+    (["--device", "cuda:7"], ["--device cuda:7"]),
+    (["--dtype", "f8"], ["--dtype f8"]),
+    (["--scheduler", "nonsense"], ["--scheduler nonsense: choose one of"]),
+    (["--tiny-vae", "/no/such/vae"], ["--tiny-vae /no/such/vae: no such folder"]),
+    (["--executor", "ray", "--ray-address", "bogus"], ["--ray-address bogus"]),
+    (["--width", "100000"], ["--width must be a multiple of 8 from 64 to 4096"]),
     (["--model", "./no/such/model"], ["no such model folder or file"]),
 ])
 def test_make_refuses_bad_options_before_creating_anything(tmp_path, board, monkeypatch, extra, needles):
