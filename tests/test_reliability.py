@@ -276,7 +276,8 @@ def test_end_of_run_seconds_per_frame_leave_out_model_loading(tmp_path, board, t
     total = float(line.split(" in ")[1].split("s ")[0])
     per_frame = float(line.split("(")[1].split("s/frame")[0])
     load = float(line.split("after ")[1].split("s loading")[0])
-    assert per_frame == pytest.approx((total - load) / 2, abs=0.02)
+    assert per_frame == pytest.approx((total - load) / 2, abs=0.06)  # each figure is printed rounded to 0.1 s
+    assert per_frame < total / 2 - 0.1  # not the wall time per frame, which includes loading
 
 
 @pytest.mark.parametrize("args, needle", [
