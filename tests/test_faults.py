@@ -49,9 +49,15 @@ def no_temp_files(folder: Path) -> bool:
 
 @pytest.fixture(scope="module")
 def backend(tiny_model):
+    """The tiny model, loaded once, rendering on one thread: the same bytes as ONE_THREAD subprocesses."""
+    import torch
+
     from framereel.backends import create_backend
 
-    return create_backend(RenderSettings(model=str(tiny_model)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield create_backend(RenderSettings(model=str(tiny_model)))
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -301,6 +307,18 @@ def test_kill_9_at_random_moments_then_resume_is_byte_identical(tmp_path, tiny_m
     assert stitch(out, fps=4, transition="crossfade", crossfade=0.25).read_bytes() == ref_video
     assert frames_bytes(out) == frames_bytes(ref)
     assert no_temp_files(out)
+
+
+@pytest.mark.slow
+def test_a_killed_ray_actor_gives_its_frames_back(tmp_path, tiny_model, reference):
+    pytest.importorskip("ray")
+    board, expected = reference
+    out = tmp_path / "out"
+    proc = run_cli("frames", board, "-o", out, "--model", tiny_model, "--steps", "2", "--workers", "2",
+                   "--executor", "ray", env={**ONE_THREAD, "FRAMEREEL_FAULT": "crash:2"})
+    assert proc.returncode == 0, proc.stderr
+    assert "Ray actor" in proc.stderr and "failed" in proc.stderr and "go back to the queue" in proc.stderr
+    assert frames_bytes(out) == expected
 
 
 # ------------------------------------------------------------------ signals, locks
