@@ -74,20 +74,26 @@ def params_hash(params: dict[str, Any]) -> str:
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # EFBIG: a file-size limit (ulimit -f)
 
 
-def disk_full_error(folder: Path, what: str, needed: int) -> FramereelError:
-    """The one line for a full disk: the folder, what could not be written, and the space to free."""
+def disk_full_error(folder: Path, what: str, needed: int, code: int = errno.ENOSPC) -> FramereelError:
+    """The one line for a full disk: the folder, what could not be written, and the space to free.
+    ``code`` EFBIG: a file-size limit (``ulimit -f``) stopped the write, not the disk."""
+    if code == errno.EFBIG:
+        return FramereelError(
+            f"{folder}: a file-size limit (ulimit -f) stopped writing {what} (needs about {_size(needed)}); "
+            "raise the limit and run the same command again — finished frames are kept")
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
         free = 0
     return FramereelError(
-        f"{folder}: no space left to write {what} (needs about {_megabytes(needed)}, {_megabytes(free)} free); "
+        f"{folder}: no space left to write {what} (needs about {_size(needed)}, {_size(free)} free); "
         "free some space and run the same command again — finished frames are kept"
     )
 
 
-def _megabytes(n: int) -> str:
-    return f"{max(n, 0) / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
+def _size(n: int) -> str:
+    n = max(n, 0)
+    return f"{n / 1e3:.0f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -107,7 +113,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         if err.errno in DISK_FULL:
-            raise disk_full_error(path.parent, path.name, len(data)) from None
+            raise disk_full_error(path.parent, path.name, len(data), err.errno) from None
         if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise FramereelError(f"{path.parent}: cannot write {path.name} ({err.strerror}); "
                                  "give a folder you can write in") from None
