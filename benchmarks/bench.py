@@ -10,7 +10,7 @@ memory are SD 1.4's; image similarity on it means nothing, so similarity figures
 import argparse
 from pathlib import Path
 
-from framereel.bench import run_bench
+from framereel.bench import BenchOptions, run_bench
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -22,9 +22,11 @@ if __name__ == "__main__":
     RESULTS.mkdir(exist_ok=True)
     compile_ = not (args.quick or args.no_compile)
     # SD 1.4 at its native 512×512: does one frame render in ≤ 6 GB of RAM on a CPU?
-    run_bench("sd-shaped", size=512, only=("memory",), safety_checker=True, out=RESULTS / "memory-sd-shaped-512.json")
+    run_bench(BenchOptions("sd-shaped", size=512, only=("memory",), safety_checker=True),
+              out=RESULTS / "memory-sd-shaped-512.json")
     # the demo model at its own default steps (15), similarity as the worst of 8 frames
-    run_bench("demo", steps=15, frames=3 if args.quick else 8, compile=compile_, out=RESULTS / "bench-demo.json")
-    run_bench("sd-shaped", size=256, steps=4 if args.quick else 5, frames=2, batches=(1, 2),
-              only=("overhead", "peak", "batching", "accelerations", "memory"), compile=compile_,
+    run_bench(BenchOptions("demo", steps=15, frames=3 if args.quick else 8, compile=compile_),
+              out=RESULTS / "bench-demo.json")
+    run_bench(BenchOptions("sd-shaped", size=256, steps=4 if args.quick else 5, frames=2, batches=(1, 2),
+                           only=("overhead", "peak", "batching", "accelerations", "memory"), compile=compile_),
               out=RESULTS / "bench-sd-shaped-256.json")

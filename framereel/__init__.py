@@ -13,16 +13,18 @@ The modules follow the data path: storyboard → backends (via runner) → manif
 from __future__ import annotations
 
 from ._version import __version__
-from .backends import RenderSettings
 from .errors import FramereelError
 from .runner import RunResult, render
+from .settings import Parallelism, RenderSettings, StitchSettings
 from .storyboard import Frame, Storyboard, frame_seed, load_storyboard
 from .video import stitch
 
 __all__ = [
     "Frame",
     "FramereelError",
+    "Parallelism",
     "RenderSettings",
+    "StitchSettings",
     "RunResult",
     "Storyboard",
     "__version__",

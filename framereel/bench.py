@@ -26,12 +26,13 @@ import platform
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .backends import RenderSettings
+from .settings import RenderSettings
 from .storyboard import Frame
 
 FIGURES = ("overhead", "peak", "schedulers", "batching", "accelerations", "memory")
@@ -170,181 +171,242 @@ finally:
 """
 
 
-def run_bench(model: str = "demo", size: int | None = None, steps: int = 25, frames: int = 3,
-              dtype: str = "auto", batches: tuple[int, ...] = (1, 2, 4), only: tuple[str, ...] = FIGURES,
-              compile: bool = False, tiny_vae: str | None = None, memory_steps: int = 2,
-              safety_checker: bool = False,
-              out: Path | None = None, log=print) -> dict[str, Any]:
-    """Run the measurements named in ``only`` (see :data:`FIGURES`); returns (and optionally writes) them.
-    ``safety_checker``: the SD-shaped model gets SD 1.4's safety checker, and the memory figure runs it."""
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``framereel bench`` measures and how (see the module's docstring for the figures)."""
+
+    model: str = "demo"
+    size: int | None = None
+    steps: int = 25
+    frames: int = 3
+    dtype: str = "auto"
+    batches: tuple[int, ...] = (1, 2, 4)
+    only: tuple[str, ...] = FIGURES
+    compile: bool = False
+    tiny_vae: str | None = None
+    memory_steps: int = 2
+    safety_checker: bool = False  # sd-shaped: add SD 1.4's safety checker and run it in the memory figure
+
+
+@dataclass
+class Bench:
+    """One bench run: the model (loaded once through framereel's backend), the plain pipeline over
+    the same weights, and helpers the figures share. Options reach framereel only through
+    :class:`~framereel.settings.RenderSettings`."""
+
+    options: BenchOptions
+    label: str
+    model: str
+    settings: RenderSettings
+    backend: Any
+    size: int
+    guidance: float
+    log: Any
+
+    def frame(self, i: int, steps: int | None = None) -> Frame:
+        return Frame(i, PROMPTS[i % len(PROMPTS)], "", 1000 + i, steps or self.options.steps, self.guidance,
+                     self.size, self.size)
+
+    def plain(self, i: int, steps: int | None = None, pipe=None):
+        """Frame ``i`` from the plain diffusers pipeline (``StableDiffusionPipeline.__call__``)."""
+        import torch
+
+        f = self.frame(i, steps)
+        return (pipe or self.backend.pipe)(
+            f.prompt, num_inference_steps=f.steps, guidance_scale=f.guidance, width=self.size, height=self.size,
+            generator=torch.Generator("cpu").manual_seed(f.seed)).images[0]
+
+    def timed_frames(self, backend=None) -> tuple[float, list]:
+        """Median seconds per frame and the images of ``max(2, frames)`` frames, after warm-ups."""
+        backend = backend or self.backend
+        for i in range(2):
+            backend.render(self.frame(i))
+        times, images = [], []
+        for i in range(max(2, self.options.frames)):
+            t0 = time.perf_counter()
+            images.append(backend.render(self.frame(i))[0])
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times), images
+
+    def backend_with(self, **changes: Any):
+        """A loaded framereel backend for these settings with ``changes`` (e.g. ``batch=2``, ``step_cache=3``)."""
+        from .backends import create_backend
+
+        backend = create_backend(replace(self.settings, **changes))
+        backend.load()
+        return backend
+
+
+def figure_memory(bench: Bench) -> dict[str, Any]:
+    """6. Peak resident memory of a fresh ``framereel frames`` process rendering one frame."""
+    o = bench.options
+    rss = peak_rss_of_render(bench.model, bench.size, o.memory_steps, bench.backend.dtype, o.safety_checker)
+    bench.log(f"6. memory: a fresh `framereel frames` process rendering one {bench.size}×{bench.size} frame peaks "
+              f"at {rss:.0f} MB resident")
+    return {"peak_rss_mb_one_frame": round(rss, 1), "size": bench.size, "steps": o.memory_steps,
+            "safety_checker": o.safety_checker}
+
+
+def figure_overhead(bench: Bench) -> dict[str, Any]:
+    """1. framereel's seconds per frame ÷ the plain pipeline's, interleaved, medians."""
+    backend = bench.backend
+    backend.render(bench.frame(0))
+    bench.plain(0)
+    ours, theirs = [], []
+    for i in range(bench.options.frames):
+        t0 = time.perf_counter()
+        backend.render(bench.frame(i))
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        bench.plain(i)
+        theirs.append(time.perf_counter() - t0)
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    bench.log(f"1. overhead: framereel {statistics.median(ours):.3f}s/frame ÷ diffusers "
+              f"{statistics.median(theirs):.3f}s/frame = {ratio:.3f}")
+    return {"framereel_s": statistics.median(ours), "diffusers_s": statistics.median(theirs), "ratio": round(ratio, 4)}
+
+
+def figure_peak(bench: Bench) -> dict[str, Any]:
+    """2. Achieved UNet FLOP/s ÷ a large matmul's FLOP/s measured in the same run."""
     import torch
 
-    from .backends.diffusers_backend import DiffusersBackend, load_tiny_vae, make_scheduler, resolve_tiny_vae
-    from .backends.step_cache import StepCache
+    pipe = bench.backend.pipe
+    latent = bench.size // pipe.vae_scale_factor
+    flops = unet_flops(pipe.unet, latent)
+    x = torch.randn(2, pipe.unet.config.in_channels, latent, latent, dtype=pipe.unet.dtype)
+    ctx = torch.randn(2, 77, pipe.unet.config.cross_attention_dim, dtype=pipe.unet.dtype)
+    with torch.inference_mode():
+        pipe.unet(x, torch.tensor(500), ctx)
+        times = []
+        for _ in range(max(5, bench.options.frames)):
+            t0 = time.perf_counter()
+            pipe.unet(x, torch.tensor(500), ctx)
+            times.append(time.perf_counter() - t0)
+    achieved = flops / statistics.median(times)
+    peak = matmul_peak(pipe.unet.dtype)
+    bench.log(f"2. UNet: {flops / 1e9:.2f} GFLOP per call (CFG batch 2), {achieved / 1e9:.1f} GFLOP/s achieved, "
+              f"matmul peak {peak / 1e9:.1f} GFLOP/s → {achieved / peak:.1%} of peak")
+    return {"unet_flops_per_call": flops, "achieved_flops": achieved, "matmul_peak_flops": peak,
+            "fraction": round(achieved / peak, 4)}
 
+
+def figure_schedulers(bench: Bench) -> dict[str, Any]:
+    """3. DPM-Solver++ 25 vs PNDM 50, each against its own scheduler at 100 steps; a DPM++ step sweep."""
+    from diffusers import StableDiffusionPipeline
+
+    from .backends.diffusers_backend import make_scheduler
+
+    pipe = StableDiffusionPipeline(**bench.backend.pipe.components)  # the plain side: its own scheduler
+    pipe.set_progress_bar_config(disable=True)
+    sched: dict[str, Any] = {}
+    for name, n in (("pndm", 50), ("dpm++", 25)):  # DPM-Solver++ last: the step sweep below uses it
+        pipe.scheduler = make_scheduler(name, pipe.scheduler.config)
+        t0 = time.perf_counter()
+        image = bench.plain(1, n, pipe)
+        seconds = time.perf_counter() - t0
+        sched[name] = {"steps": n, "seconds": seconds,
+                       "psnr_vs_100_steps": round(psnr(image, bench.plain(1, 100, pipe)), 2)}
+    references = {i: bench.plain(i, 100, pipe) for i in range(len(PROMPTS))}
+    sched["dpm++_min_psnr_vs_100_steps_by_steps"] = {
+        str(n): round(min(psnr(bench.plain(i, n, pipe), ref) for i, ref in references.items()), 2)
+        for n in (8, 10, 12, 15, 20, 25)}
+    sched["time_ratio_dpm25_over_pndm50"] = round(sched["dpm++"]["seconds"] / sched["pndm"]["seconds"], 3)
+    bench.log(f"3. DPM++ 25 steps {sched['dpm++']['seconds']:.2f}s (PSNR {sched['dpm++']['psnr_vs_100_steps']} dB "
+              f"vs 100 steps) vs PNDM 50 {sched['pndm']['seconds']:.2f}s (PSNR {sched['pndm']['psnr_vs_100_steps']} "
+              f"dB): time ratio {sched['time_ratio_dpm25_over_pndm50']}; DPM++ by steps, worst of 8 frames vs "
+              "100 steps: " + ", ".join(f"{n}: {v} dB" for n, v in sched["dpm++_min_psnr_vs_100_steps_by_steps"].items()))
+    return sched
+
+
+def figure_batching(bench: Bench, baseline: list) -> dict[str, Any]:
+    """4. Frames/s through the real ``--batch`` path (padded calls) and closeness to batch 1."""
+    report: dict[str, Any] = {}
+    for b in bench.options.batches:
+        backend = bench.backend_with(batch=b)
+        group = [bench.frame(i) for i in range(b)]
+        backend.render_batch(group)  # warm-up at this batch size
+        times = []
+        for _ in range(max(2, bench.options.frames)):
+            t0 = time.perf_counter()
+            images = [image for image, _ in backend.render_batch(group)]
+            times.append(time.perf_counter() - t0)
+        backend.close()
+        close = min(psnr(image, base) for image, base in zip(images, baseline))
+        report[str(b)] = {"frames_per_s": round(b / statistics.median(times), 4),  # None: identical to batch 1
+                          "min_psnr_vs_batch_1": round(close, 2) if math.isfinite(close) else None}
+    one = report.get("1", {}).get("frames_per_s") or report[str(bench.options.batches[0])]["frames_per_s"]
+    for v in report.values():
+        v["speedup_vs_batch_1"] = round(v["frames_per_s"] / one, 3)
+    bench.log("4. batching: " + ", ".join(
+        f"batch {b}: {v['frames_per_s']:.3f} frames/s ({v['speedup_vs_batch_1']:.2f}×, "
+        + (f"≥ {v['min_psnr_vs_batch_1']} dB vs batch 1)" if v["min_psnr_vs_batch_1"] else "the reference)")
+        for b, v in report.items()))
+    return report
+
+
+def figure_accelerations(bench: Bench, baseline_s: float, baseline: list, tmp: Path) -> dict[str, Any]:
+    """5. Each acceleration's time per frame ÷ the plain render's, and its PSNR against it."""
+    o = bench.options
+    acc: dict[str, Any] = {"baseline_s_per_frame": round(baseline_s, 4), "similarity_threshold_db": SIMILARITY_THRESHOLD_DB}
+
+    def measure(name: str, changes: dict[str, Any], meaningful_similarity: bool = True, **extra: Any) -> None:
+        backend = bench.backend_with(**changes)
+        if changes.get("compile"):
+            t0 = time.perf_counter()
+            backend.render(bench.frame(0))
+            extra["first_frame_s"] = round(time.perf_counter() - t0, 1)
+        seconds, images = bench.timed_frames(backend)
+        backend.close()
+        close = min(psnr(a, b) for a, b in zip(images, baseline))
+        acc[name] = {"time_ratio": round(seconds / baseline_s, 3), **extra,
+                     "min_psnr_vs_plain": round(close, 2) if meaningful_similarity else None}
+        similar = f"≥ {close:.1f} dB vs plain" if meaningful_similarity else "similarity n/a (random weights)"
+        bench.log(f"5. {name}: {seconds:.3f}s/frame = {seconds / baseline_s:.2f}× the plain render, {similar}")
+
+    for interval in (2, 3):
+        measure(f"step-cache {interval}", {"step_cache": interval}, meaningful_similarity=bench.label != "sd-shaped")
+    folder = o.tiny_vae or str(random_tiny_vae(bench.backend.pipe, tmp / "tiny-vae"))
+    measure("tiny-vae", {"tiny_vae": folder}, meaningful_similarity=bool(o.tiny_vae),
+            weights=o.tiny_vae or "random (TAESD's shapes)")
+    if o.compile:
+        measure("compile", {"compile": True})
+    return acc
+
+
+def run_bench(options: BenchOptions | None = None, out: Path | None = None, log=print) -> dict[str, Any]:
+    """Run the figures named in ``options.only`` (see :data:`FIGURES`); returns (and optionally writes) them."""
+    from .backends import create_backend
+
+    o = options or BenchOptions()
     with tempfile.TemporaryDirectory() as tmp:
-        label = model
+        model = o.model
         if model == "sd-shaped":
             log("building an SD-1.x-shaped random-weight model …")
-            model = str(build_sd_shaped(Path(tmp) / "sd-shaped", safety_checker))
-        backend = DiffusersBackend(RenderSettings(model=model, dtype=dtype, device="cpu", batch=1))
+            model = str(build_sd_shaped(Path(tmp) / "sd-shaped", o.safety_checker))
+        settings = RenderSettings(model=model, dtype=o.dtype, device="cpu", batch=1, backend="diffusers")
+        backend = create_backend(settings)
         info = backend.describe()
-        size = size or info.native_width
-        settings = {"model": label if label == "sd-shaped" else info.id, "size": size, "steps": steps,
-                    "guidance": float(info.recommended.get("guidance", 7.5)), "dtype": backend.dtype,
-                    "device": backend.device, "frames": frames}
-        report: dict[str, Any] = {"machine": machine(), "settings": settings}
-        log(f"machine {report['machine']}\nsettings {settings}")
-        if "memory" in only:  # first, in a fresh process, before this one holds the model
-            rss = peak_rss_of_render(model, size, memory_steps, backend.dtype, safety_checker)
-            auto = DiffusersBackend(RenderSettings(model=model, device="cpu"))
-            auto.describe()
-            report["memory"] = {"peak_rss_mb_one_frame": round(rss, 1), "size": size, "steps": memory_steps,
-                                "batch": auto.batch, "safety_checker": safety_checker}
-            log(f"6. memory: a fresh `framereel frames` process rendering one {size}×{size} frame peaks at "
-                f"{rss:.0f} MB resident")
-        if set(only) <= {"memory"}:
+        bench = Bench(o, o.model, model, settings, backend, o.size or info.native_width,
+                      float(info.recommended.get("guidance", 7.5)), log)
+        report: dict[str, Any] = {"machine": machine(), "settings": {
+            "model": o.model if o.model == "sd-shaped" else info.id, "size": bench.size, "steps": o.steps,
+            "guidance": bench.guidance, "dtype": backend.dtype, "device": backend.device, "frames": o.frames}}
+        log(f"machine {report['machine']}\nsettings {report['settings']}")
+        if "memory" in o.only:  # first, in a fresh process, before this one holds the model
+            report["memory"] = figure_memory(bench)
+        if set(o.only) <= {"memory"}:
             return _finish(report, out, log)
         backend.load()
-        pipe = backend.pipe
-
-        guidance = settings["guidance"]  # the model's own recommendation, as a render would use
-
-        def frame(i: int, n_steps: int = steps) -> Frame:
-            return Frame(i, PROMPTS[i % len(PROMPTS)], "", 1000 + i, n_steps, guidance, size, size)
-
-        def plain(i: int, n_steps: int = steps):
-            f = frame(i, n_steps)
-            return pipe(f.prompt, num_inference_steps=n_steps, guidance_scale=f.guidance, width=size, height=size,
-                        generator=torch.Generator("cpu").manual_seed(f.seed)).images[0]
-
-        def timed_frames() -> tuple[float, list]:
-            """Median seconds per frame and the images of ``max(2, frames)`` frames, after warm-ups."""
-            for i in range(2):
-                backend.render(frame(i))
-            times, images = [], []
-            for i in range(max(2, frames)):
-                t0 = time.perf_counter()
-                images.append(backend.render(frame(i))[0])
-                times.append(time.perf_counter() - t0)
-            return statistics.median(times), images
-
-        if "overhead" in only:  # interleaved with the plain pipeline
-            backend.render(frame(0))
-            plain(0)
-            ours, theirs = [], []
-            for i in range(frames):
-                t0 = time.perf_counter()
-                backend.render(frame(i))
-                ours.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                plain(i)
-                theirs.append(time.perf_counter() - t0)
-            overhead = statistics.median(ours) / statistics.median(theirs)
-            report["overhead"] = {"framereel_s": statistics.median(ours), "diffusers_s": statistics.median(theirs),
-                                  "ratio": round(overhead, 4)}
-            log(f"1. overhead: framereel {statistics.median(ours):.3f}s/frame ÷ diffusers "
-                f"{statistics.median(theirs):.3f}s/frame = {overhead:.3f}")
-
-        if "peak" in only:  # UNet only
-            latent = size // pipe.vae_scale_factor
-            flops = unet_flops(pipe.unet, latent)
-            x = torch.randn(2, pipe.unet.config.in_channels, latent, latent, dtype=pipe.unet.dtype)
-            ctx = torch.randn(2, 77, pipe.unet.config.cross_attention_dim, dtype=pipe.unet.dtype)
-            with torch.inference_mode():
-                pipe.unet(x, torch.tensor(500), ctx)
-                times = []
-                for _ in range(max(5, frames)):
-                    t0 = time.perf_counter()
-                    pipe.unet(x, torch.tensor(500), ctx)
-                    times.append(time.perf_counter() - t0)
-            achieved = flops / statistics.median(times)
-            peak = matmul_peak(pipe.unet.dtype)
-            report["peak"] = {"unet_flops_per_call": flops, "achieved_flops": achieved, "matmul_peak_flops": peak,
-                              "fraction": round(achieved / peak, 4)}
-            log(f"2. UNet: {flops / 1e9:.2f} GFLOP per call (CFG batch 2), {achieved / 1e9:.1f} GFLOP/s achieved, "
-                f"matmul peak {peak / 1e9:.1f} GFLOP/s → {achieved / peak:.1%} of peak")
-
-        if "schedulers" in only:  # DPM-Solver++ 25 vs PNDM 50, each against its own 100-step reference
-            sched: dict[str, Any] = {}
-            for name, n in (("pndm", 50), ("dpm++", 25)):  # DPM-Solver++ last: the step sweep below uses it
-                pipe.scheduler = make_scheduler(name, pipe.scheduler.config)
-                t0 = time.perf_counter()
-                image = plain(1, n)
-                seconds = time.perf_counter() - t0
-                reference = plain(1, 100)
-                sched[name] = {"steps": n, "seconds": seconds, "psnr_vs_100_steps": round(psnr(image, reference), 2)}
-            # how few DPM-Solver++ steps stay within the threshold of the 100-step image (worst of 8 frames)
-            references = {i: plain(i, 100) for i in range(len(PROMPTS))}
-            sched["dpm++_min_psnr_vs_100_steps_by_steps"] = {
-                str(n): round(min(psnr(plain(i, n), ref) for i, ref in references.items()), 2)
-                for n in (8, 10, 12, 15, 20, 25)}
-            pipe.scheduler = make_scheduler(backend.settings.scheduler, pipe.scheduler.config)
-            sched["time_ratio_dpm25_over_pndm50"] = round(sched["dpm++"]["seconds"] / sched["pndm"]["seconds"], 3)
-            report["schedulers"] = sched
-            log(f"3. DPM++ 25 steps {sched['dpm++']['seconds']:.2f}s (PSNR {sched['dpm++']['psnr_vs_100_steps']} dB "
-                f"vs 100 steps) vs PNDM 50 {sched['pndm']['seconds']:.2f}s (PSNR {sched['pndm']['psnr_vs_100_steps']} "
-                f"dB): time ratio {sched['time_ratio_dpm25_over_pndm50']}; DPM++ by steps, worst of 8 frames vs 100 steps: "
-                + ", ".join(f"{n}: {v} dB" for n, v in sched["dpm++_min_psnr_vs_100_steps_by_steps"].items()))
-
-        baseline_s, baseline = timed_frames() if {"batching", "accelerations"} & set(only) else (None, [])
-
-        if "batching" in only:  # the real --batch path: render_batch, padded to the batch size
-            batch_report: dict[str, Any] = {}
-            for b in batches:
-                backend.batch = b
-                group = [frame(i) for i in range(b)]
-                backend.render_batch(group)  # warm-up at this batch size
-                times = []
-                for _ in range(max(2, frames)):
-                    t0 = time.perf_counter()
-                    images = [image for image, _ in backend.render_batch(group)]
-                    times.append(time.perf_counter() - t0)
-                rate = b / statistics.median(times)
-                close = min(psnr(image, base) for image, base in zip(images, baseline))
-                batch_report[str(b)] = {"frames_per_s": round(rate, 4),  # None: identical to batch 1
-                                        "min_psnr_vs_batch_1": round(close, 2) if math.isfinite(close) else None}
-            one = batch_report.get("1", {}).get("frames_per_s") or 1 / baseline_s
-            for v in batch_report.values():
-                v["speedup_vs_batch_1"] = round(v["frames_per_s"] / one, 3)
-            backend.batch = 1
-            report["batching"] = batch_report
-            log("4. batching: " + ", ".join(
-                f"batch {b}: {v['frames_per_s']:.3f} frames/s ({v['speedup_vs_batch_1']:.2f}×, "
-                + (f"≥ {v['min_psnr_vs_batch_1']} dB vs batch 1)" if v["min_psnr_vs_batch_1"] else "the reference)")
-                for b, v in batch_report.items()))
-
-        if "accelerations" in only:
-            acc: dict[str, Any] = {"baseline_s_per_frame": round(baseline_s, 4),
-                                   "similarity_threshold_db": SIMILARITY_THRESHOLD_DB}
-
-            def measure(name: str, meaningful_similarity: bool = True, **extra: Any) -> None:
-                seconds, images = timed_frames()
-                close = min(psnr(a, b) for a, b in zip(images, baseline))
-                acc[name] = {"time_ratio": round(seconds / baseline_s, 3), **extra,
-                             "min_psnr_vs_plain": round(close, 2) if meaningful_similarity else None}
-                similar = f"≥ {close:.1f} dB vs plain" if meaningful_similarity else "similarity n/a (random weights)"
-                log(f"5. {name}: {seconds:.3f}s/frame = {seconds / baseline_s:.2f}× the plain render, {similar}")
-
-            for interval in (2, 3):
-                backend._step_cache = StepCache(pipe.unet, interval)
-                measure(f"step-cache {interval}", meaningful_similarity=label != "sd-shaped")
-                backend._step_cache.remove()
-                backend._step_cache = None
-            vae = pipe.vae
-            folder = resolve_tiny_vae(tiny_vae) if tiny_vae else random_tiny_vae(pipe, Path(tmp) / "tiny-vae")
-            pipe.vae = load_tiny_vae(folder, pipe.unet.dtype, pipe)
-            measure("tiny-vae", meaningful_similarity=bool(tiny_vae), weights=tiny_vae or "random (TAESD's shapes)")
-            pipe.vae = vae
-            if compile:
-                from .backends.diffusers_backend import compile_pipeline
-
-                compile_pipeline(pipe, "cpu")
-                t0 = time.perf_counter()
-                backend.render(frame(0))
-                first = time.perf_counter() - t0
-                measure("compile", first_frame_s=round(first, 1))
-            report["accelerations"] = acc
+        for name, figure in (("overhead", figure_overhead), ("peak", figure_peak), ("schedulers", figure_schedulers)):
+            if name in o.only:
+                report[name] = figure(bench)
+        if {"batching", "accelerations"} & set(o.only):
+            baseline_s, baseline = bench.timed_frames()
+            if "batching" in o.only:
+                report["batching"] = figure_batching(bench, baseline)
+            if "accelerations" in o.only:
+                report["accelerations"] = figure_accelerations(bench, baseline_s, baseline, Path(tmp))
+        backend.close()
     return _finish(report, out, log)
 
 

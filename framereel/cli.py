@@ -31,60 +31,94 @@ RENDER_HELP = {
 }
 
 
-def _render_options(f):
-    opts = [
-        click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
-                     show_default=True, help="Output folder: frames/, run.json, video.mp4."),
-        click.option("--model", default=None, help=RENDER_HELP["model"] + "  [default: CompVis/stable-diffusion-v1-4]"),
-        click.option("--backend", default="auto", show_default=True,
-                     help="auto (a Tenstorrent chip when tt-smi sees one, else diffusers), diffusers, tt, tt-demo."),
-        click.option("--reset-device", is_flag=True, help="Tenstorrent: run `tt-smi -r` once before opening the chip."),
-        click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"]),
-        click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"]),
-        click.option("--scheduler", default=None,
-                     help="dpm++, pndm (the lesson's), ddim, euler, euler-a, heun or unipc.  "
-                          "[default: the storyboard's defaults.scheduler, else dpm++]"),
-        click.option("--steps", type=int, default=None,
-                     help="Denoising steps per frame.  [default: the model's: 25 for SD 1.x, 15 for the demo model]"),
-        click.option("--guidance", type=float, default=None,
-                     help="Classifier-free guidance scale.  [default: the model's: 7.5 for SD 1.x, 4 for the demo model]"),
-        click.option("--seed", type=int, default=None,
-                     help=f"Run seed; frame i without its own seed uses run seed + i.  [default: {DEFAULT_RUN_SEED}]"),
-        click.option("--width", type=int, default=None, help="Frame width, a multiple of 8.  [default: the model's native size]"),
-        click.option("--height", type=int, default=None, help="Frame height, a multiple of 8.  [default: the model's native size]"),
-        click.option("--negative-prompt", default=None, help="Negative prompt for frames that set none."),
-        click.option("--morph", type=int, default=None, metavar="N",
-                     help="N latent in-between frames from each frame to the next (a dissolve through latent space)."),
-        click.option("--chain", is_flag=True, help="Each frame starts img2img from the previous frame's image."),
-        click.option("--strength", default=None, metavar="S",
-                     help='img2img strength for chained frames, 0..1 or a schedule "0:(0.65), 10:(0.45)".  [default: 0.65]'),
-        click.option("--shared-noise", is_flag=True, help="Every frame starts from the same noise (similar compositions)."),
-        click.option("--no-safety-checker", is_flag=True, help="Turn off the model's safety checker (if it ships one)."),
-        click.option("--batch", default="auto", show_default=True, metavar="auto|N", callback=_batch,
-                     help="Frames per UNet call. auto: 4 for small models (the demo model), 1 for SD-sized ones."),
-        click.option("--compile", is_flag=True,
-                     help="torch.compile the UNet and VAE: slower first frame, faster after (see README)."),
-        click.option("--tiny-vae", default=None, metavar="PATH|HUB_ID",
-                     help="Decode with a TAESD-style tiny VAE (e.g. madebyollin/taesd): faster, slightly softer."),
-        click.option("--step-cache", type=int, default=0, metavar="N",
-                     help="Run the full UNet every N steps and reuse its deep features in between (DeepCache-style).  [default: off]"),
-        click.option("--devices", default=None, metavar="LIST",
-                     help="One worker process per device: cuda:0,cuda:1 or all. Frames are identical to one device's."),
-        click.option("--workers", type=int, default=1, show_default=True,
-                     help="Worker processes on --device (for CPUs: each gets its share of the cores)."),
-        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                     help="local processes, or Ray actors (pip install 'framereel[ray]')."),
-        click.option("--ray-address", default=None, metavar="ADDRESS",
-                     help="Ray cluster to join (host:port or auto); none starts a local cluster."),
-        click.option("--redo", default=None, metavar="LIST", help="Re-render these frames, e.g. 3,5-7."),
-        click.option("--force", is_flag=True, help="Re-render every frame (replaced frames go to superseded/)."),
-        click.option("--dry-run", is_flag=True,
-                     help="Check everything, say which frames would be rendered and about how long it would take; "
-                          "render and write nothing."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+def _strength(ctx, param, value: str | None) -> float | str | None:
+    """``--strength``: a number 0..1, or a schedule string like "0:(0.65), 10:(0.45)"."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _batch(ctx, param, value: str) -> int:
+    """``--batch auto|N`` → 0 (auto) or N."""
+    if value == "auto":
+        return 0
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 64:
+        raise click.BadParameter(f"{value!r} is not auto or a whole number of frames from 1 to 64")
+    return int(value)
+
+
+def _apply(options):
+    """A decorator adding click ``options`` in the order listed."""
+
+    def decorate(f):
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return decorate
+
+
+OUT_OPTION = click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
+                          show_default=True, help="Output folder: frames/, run.json, video.mp4.")
+MODEL_OPTIONS = [
+    click.option("--model", default=None, help=RENDER_HELP["model"] + "  [default: CompVis/stable-diffusion-v1-4]"),
+    click.option("--backend", default="auto", show_default=True,
+                 help="auto (a Tenstorrent chip when tt-smi sees one, else diffusers), diffusers, tt, tt-demo, "
+                      "or a plugin's name."),
+    click.option("--reset-device", is_flag=True, help="Tenstorrent: run `tt-smi -r` once before opening the chip."),
+    click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"]),
+    click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"]),
+    click.option("--scheduler", default=None,
+                 help="dpm++, pndm (the lesson's), ddim, euler, euler-a, heun or unipc.  "
+                      "[default: the storyboard's defaults.scheduler, else dpm++]"),
+    click.option("--no-safety-checker", is_flag=True, help="Turn off the model's safety checker (if it ships one)."),
+]
+FRAME_OPTIONS = [
+    click.option("--steps", type=int, default=None,
+                 help="Denoising steps per frame.  [default: the model's: 25 for SD 1.x, 15 for the demo model]"),
+    click.option("--guidance", type=float, default=None,
+                 help="Classifier-free guidance scale.  [default: the model's: 7.5 for SD 1.x, 4 for the demo model]"),
+    click.option("--seed", type=int, default=None,
+                 help=f"Run seed; frame i without its own seed uses run seed + i.  [default: {DEFAULT_RUN_SEED}]"),
+    click.option("--width", type=int, default=None, help="Frame width, a multiple of 8.  [default: the model's native size]"),
+    click.option("--height", type=int, default=None, help="Frame height, a multiple of 8.  [default: the model's native size]"),
+    click.option("--negative-prompt", default=None, help="Negative prompt for frames that set none."),
+]
+RENDER_OPTIONS = [
+    OUT_OPTION, *MODEL_OPTIONS, *FRAME_OPTIONS,
+    click.option("--morph", type=int, default=None, metavar="N",
+                 help="N latent in-between frames from each frame to the next (a dissolve through latent space)."),
+    click.option("--chain", is_flag=True, help="Each frame starts img2img from the previous frame's image."),
+    click.option("--strength", default=None, metavar="S", callback=_strength,
+                 help='img2img strength for chained frames, 0..1 or a schedule "0:(0.65), 10:(0.45)".  [default: 0.65]'),
+    click.option("--shared-noise", is_flag=True, help="Every frame starts from the same noise (similar compositions)."),
+    click.option("--batch", default="auto", show_default=True, metavar="auto|N", callback=_batch,
+                 help="Frames per UNet call. auto: measured once per model, size and device (the demo model on a "
+                      "CPU: 4; SD-sized models on a CPU: 1)."),
+    click.option("--compile", is_flag=True,
+                 help="torch.compile the UNet and VAE: slower first frame, faster after (see README)."),
+    click.option("--tiny-vae", default=None, metavar="PATH|HUB_ID",
+                 help="Decode with a TAESD-style tiny VAE (e.g. madebyollin/taesd): faster, slightly softer."),
+    click.option("--step-cache", type=int, default=0, metavar="N",
+                 help="Run the full UNet every N steps and reuse its deep features in between (DeepCache-style).  [default: off]"),
+    click.option("--devices", default=None, metavar="LIST",
+                 help="One worker process per device: cuda:0,cuda:1 or all. Frames are identical to one device's."),
+    click.option("--workers", type=int, default=1, show_default=True,
+                 help="Worker processes on --device (for CPUs: each gets its share of the cores)."),
+    click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="local processes, or Ray actors (pip install 'framereel[ray]')."),
+    click.option("--ray-address", default=None, metavar="ADDRESS",
+                 help="Ray cluster to join (host:port or auto); none starts a local cluster."),
+    click.option("--redo", default=None, metavar="LIST", help="Re-render these frames, e.g. 3,5-7."),
+    click.option("--force", is_flag=True, help="Re-render every frame (replaced frames go to superseded/)."),
+    click.option("--dry-run", is_flag=True,
+                 help="Check everything, say which frames would be rendered and about how long it would take; "
+                      "render and write nothing."),
+]
+_render_options = _apply(RENDER_OPTIONS)
 
 
 def _stitch_options(f):
@@ -211,68 +245,62 @@ def main(debug: bool) -> None:
     """
 
 
-def _settings(model, backend, device, dtype, scheduler, no_safety_checker, reset_device=False, **speed):
-    from .backends import DEFAULT_MODEL, RenderSettings
+def render_settings(opts: dict[str, Any], **fixed: Any) -> Any:
+    """The :class:`~framereel.settings.RenderSettings` the command-line options ask for."""
+    from .settings import DEFAULT_MODEL, RenderSettings
 
-    return RenderSettings(model=model or DEFAULT_MODEL, backend=backend, device=device, dtype=dtype,
-                          scheduler=scheduler, safety_checker=not no_safety_checker, reset_device=reset_device,
-                          **speed)
+    values = dict(model=opts["model"] or DEFAULT_MODEL, backend=opts["backend"], device=opts["device"],
+                  dtype=opts["dtype"], scheduler=opts["scheduler"] or "dpm++", safety_checker=not opts["no_safety_checker"],
+                  reset_device=opts.get("reset_device", False), **{k: opts[k] for k in SPEED_OPTIONS if k in opts})
+    return RenderSettings(**{**values, **fixed}).check()
 
 
-def _batch(ctx, param, value: str) -> int:
-    """``--batch auto|N`` → 0 (auto) or N."""
-    if value == "auto":
-        return 0
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 64:
-        raise click.BadParameter(f"{value!r} is not auto or a whole number of frames from 1 to 64")
-    return int(value)
+def stitch_settings(opts: dict[str, Any]) -> Any:
+    """The :class:`~framereel.settings.StitchSettings` the command-line options ask for."""
+    from dataclasses import fields
+
+    from .settings import StitchSettings
+
+    names = {f.name for f in fields(StitchSettings)} - {"frames"}
+    return StitchSettings(frames=opts["frame_list"], **{k: opts[k] for k in names})
 
 
 SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache")
 
 
-def _strength(value: str | None) -> float | str | None:
-    """``--strength``: a number, or a schedule string (checked with the storyboard)."""
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return value
-
-
 def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
-    """Every option of ``make``/``frames``/``stitch``, checked before any folder is made or
-    model loaded: the one place the CLI validates. Returns the storyboard and the frame lists."""
+    """Every option of ``make``/``frames``/``stitch``, checked before any folder is made or model
+    loaded: the one place the CLI validates. Returns what the run needs: the storyboard, the frame
+    lists, the render settings and the parallelism."""
+    from .backends import expand_devices
+    from .settings import Parallelism
     from .validate import check_model, check_output_folder, check_render_settings, check_stitch_options
 
-    storyboard = redo = only = settings = None
+    checked: tuple[Any, ...] = (None,) * 5
     if command in ("make", "frames"):
-        overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph")}
-        overrides.update(strength=_strength(opts["strength"]), init="previous" if opts["chain"] else None,
-                         shared_noise=True if opts["shared_noise"] else None)
+        overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph",
+                                          "strength")}
+        overrides.update(init="previous" if opts["chain"] else None, shared_noise=True if opts["shared_noise"] else None)
         storyboard = load_storyboard(opts["storyboard"], overrides=overrides, run_seed=opts["seed"])
         redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
         only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
-        if opts["workers"] < 1 or opts["workers"] > 256:
+        if not 1 <= opts["workers"] <= 256:
             raise FramereelError(f"--workers {opts['workers']}: give a whole number from 1 to 256")
-        settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"],
-                             opts["scheduler"] or storyboard.scheduler or "dpm++", opts["no_safety_checker"],
-                             opts["reset_device"], **{k: opts[k] for k in SPEED_OPTIONS})
+        devices = expand_devices(opts["devices"])
+        fixed = {"device": devices[0]} if devices and len(devices) == 1 else {}
+        settings = render_settings(opts, scheduler=opts["scheduler"] or storyboard.scheduler or "dpm++", **fixed)
         check_render_settings(settings, opts["executor"], opts["ray_address"])
-        if opts["devices"] and opts["devices"].strip() != "all":
-            from .backends import expand_devices
-
-            expand_devices(opts["devices"])
+        parallelism = Parallelism(opts["workers"], devices, opts["executor"], opts["ray_address"]).check()
         check_output_folder(opts["out"])
         check_model(opts["model"])
+        checked = (storyboard, redo, only, settings, parallelism)
     if command in ("make", "stitch"):
         check_stitch_options(opts["out"], opts["video"], fps=opts["fps"], crf=opts["crf"], codec=opts["codec"],
                              transition=opts["transition"], crossfade=opts["crossfade"],
                              smooth_fps=opts["smooth_fps"], size=opts["size"],
                              frames=opts["frame_list"] if command == "stitch" else None, zoom=opts["zoom"],
                              audio=opts["audio"])
-    return storyboard, redo, only, settings
+    return checked
 
 
 class _LoadTimer:
@@ -281,9 +309,9 @@ class _LoadTimer:
     def __init__(self, report):
         self.report, self.load_seconds = report, 0.0
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        if event.get("event") == "model_loaded" and event.get("seconds"):
-            self.load_seconds += event["seconds"]
+    def __call__(self, event) -> None:
+        if event.name == "model_loaded" and event.seconds:
+            self.load_seconds += event.seconds
         self.report(event)
 
     def close(self) -> None:
@@ -291,10 +319,9 @@ class _LoadTimer:
 
 
 def _do_render(checked: tuple[Any, ...], opts: dict[str, Any], report) -> Any:
-    from .backends import expand_devices
     from .runner import render
 
-    storyboard, redo, only, settings = checked
+    storyboard, redo, only, settings, parallelism = checked
     if opts["dry_run"]:
         from .plan import plan_run
 
@@ -305,8 +332,7 @@ def _do_render(checked: tuple[Any, ...], opts: dict[str, Any], report) -> Any:
     timer = _LoadTimer(report)
     try:
         result = render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
-                        workers=opts["workers"], devices=expand_devices(opts["devices"]), executor=opts["executor"],
-                        ray_address=opts["ray_address"], on_event=timer)
+                        parallelism=parallelism, on_event=timer)
         result.load_seconds = timer.load_seconds
         return result
     finally:
@@ -317,10 +343,7 @@ def _do_stitch(out: Path, opts: dict[str, Any], report) -> Path:
     from .video import stitch
 
     try:
-        return stitch(out, opts["video"], fps=opts["fps"], crf=opts["crf"], codec=opts["codec"],
-                      transition=opts["transition"], crossfade=opts["crossfade"], smooth_fps=opts["smooth_fps"],
-                      size=opts["size"], frames=opts["frame_list"], zoom=opts["zoom"], audio=opts["audio"],
-                      audio_loop=opts["audio_loop"], on_event=report)
+        return stitch(out, stitch_settings(opts), on_event=report)
     finally:
         report.close()
 
@@ -416,40 +439,29 @@ def stitch(out: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
 @main.command()
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
               help="Folder for interactive/, storyboard.json and what :make writes.")
-@click.option("--model", default=None, help=RENDER_HELP["model"] + "  [default: CompVis/stable-diffusion-v1-4]")
-@click.option("--backend", default="auto", show_default=True, help="auto, diffusers, tt or tt-demo.")
-@click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"])
-@click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"])
-@click.option("--scheduler", default="dpm++", show_default=True, help="dpm++, pndm, ddim, euler, euler-a, heun or unipc.")
-@click.option("--steps", type=int, default=None, help="Denoising steps (:steps changes it).")
-@click.option("--guidance", type=float, default=None, help="Guidance scale (:guidance changes it).")
-@click.option("--seed", type=int, default=DEFAULT_RUN_SEED, show_default=True, help="First seed (:seed changes it).")
-@click.option("--width", type=int, default=None, help="Width, a multiple of 8 (:size changes it).")
-@click.option("--height", type=int, default=None, help="Height, a multiple of 8 (:size changes it).")
-@click.option("--negative-prompt", default=None, help="Negative prompt (:neg changes it).")
-@click.option("--no-safety-checker", is_flag=True, help="Turn off the model's safety checker.")
+@_apply(MODEL_OPTIONS + FRAME_OPTIONS)
 @_handle_errors
-def interactive(out: Path, seed: int, **opts: Any) -> None:
+def interactive(out: Path, seed: int | None, **opts: Any) -> None:
     """Type prompts and get images with the model kept loaded; keep the good ones as a storyboard.
 
-    Each image is saved as OUT/interactive/NNNN-slug.png (never overwritten). Commands start
-    with ':' (:help lists them): :seed, :steps, :guidance, :size, :neg, :scheduler, :again,
-    :keep, :list, :undo, :make. Piped input gives only result lines on stdout:
+    Each image is saved as OUT/interactive/NNNN-slug.png (never overwritten). The options set
+    where the session starts; commands starting with ':' change them (:help lists them): :seed,
+    :steps, :guidance, :size, :neg, :scheduler, :again, :keep, :list, :undo, :make. Piped input
+    gives only result lines on stdout:
 
     \b
-      printf 'a lighthouse at dusk\n:keep\n:make\nq\n' | framereel interactive -o out
+      printf 'a lighthouse at dusk\\n:keep\\n:make\\nq\\n' | framereel interactive -o out
     """
     from .interactive import Session, run_interactive
     from .validate import check_model, check_output_folder, check_render_settings
 
     probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
-    settings = _settings(opts["model"], opts["backend"], opts["device"], opts["dtype"], opts["scheduler"],
-                         opts["no_safety_checker"], batch=1)  # one image per prompt: no padded batch to wait for
-    _validate_frame_flags({**probe, "seed": seed})
+    settings = render_settings(opts, batch=1)  # one image per prompt: no padded batch to wait for
+    _validate_frame_flags({**probe, **({"seed": seed} if seed is not None else {})})
     check_render_settings(settings)
     check_output_folder(out)
     check_model(opts["model"])
-    run_interactive(Session(out, settings, seed=seed, params=probe))
+    run_interactive(Session(out, settings, seed=DEFAULT_RUN_SEED if seed is None else seed, params=probe))
 
 
 def _validate_frame_flags(values: dict[str, Any]) -> None:
@@ -487,7 +499,7 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
     framereel bench --model sd-shaped --size 256 --steps 5 --frames 2
     framereel bench --model sd-shaped --size 512 --only memory --safety-checker   # SD 1.4's RAM at 512²
     """
-    from .bench import FIGURES, run_bench
+    from .bench import FIGURES, BenchOptions, run_bench
 
     for name, value, lo in (("--frames", frames, 1), ("--steps", steps, 1), ("--size", size, 64)):
         if value is not None and not lo <= value <= 4096:
@@ -500,8 +512,9 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
         sizes = tuple(int(b) for b in batches.split(","))
     except ValueError:
         raise FramereelError(f"--batches {batches}: give whole numbers, e.g. 1,2,4") from None
-    run_bench(model, size, steps, frames, dtype, batches=sizes, only=figures, compile=compile_, tiny_vae=tiny_vae,
-              safety_checker=safety_checker, out=json_out, log=lambda m: click.echo(m))
+    options = BenchOptions(model, size, steps, frames, dtype, batches=sizes, only=figures, compile=compile_,
+                           tiny_vae=tiny_vae, safety_checker=safety_checker)
+    run_bench(options, out=json_out, log=lambda m: click.echo(m))
 
 
 @main.command()

@@ -19,17 +19,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .backends import SCHEDULERS, Backend, RenderSettings, create_backend
+from .backends import Backend, create_backend
 from .errors import FramereelError
+from .identity import RunIdentity
 from .manifest import (
     FRAMES_DIR,
-    HASH_KEY,
     atomic_write_bytes,
     atomic_write_json,
     frame_name,
-    read_png_metadata,
+    read_png_hash,
+    write_frame_file,
 )
-from .runner import frame_digest, frame_png, model_defaults, render
+from .runner import render
+from .settings import SCHEDULERS, RenderSettings
 from .storyboard import DEFAULT_RUN_SEED, Frame, load_storyboard, resolve_frame
 
 STORYBOARD = "storyboard.json"
@@ -74,7 +76,7 @@ class Session:
         self.folder = self.out_dir / "interactive"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.backend = self.backend or create_backend(self.settings)
-        self.info = self.backend.describe()
+        self.identity = RunIdentity.of(self.backend, self.settings)
         self.backend.load()
 
     # ------------------------------------------------------------ the loop's one entry point
@@ -106,13 +108,13 @@ class Session:
         p = self.params
         frame = Frame(index=0, prompt=prompt, negative_prompt=p.get("negative_prompt"), seed=seed,
                       steps=p.get("steps"), guidance=p.get("guidance"), width=p.get("width"), height=p.get("height"))
-        return resolve_frame(frame, model_defaults(self.info))
+        return resolve_frame(frame, self.identity.model.defaults())
 
     def render(self, prompt: str, progress=None, seed: int | None = None) -> Path | None:
         if seed is None:
             seed = self.seed if self.seed is not None else random.randrange(2**32)
         frame = self.frame_for(prompt, seed)
-        digest = frame_digest(frame, self.settings, self.info, self.backend)
+        digest = self.identity.digest(frame)
         t0 = time.perf_counter()
         try:
             if progress is not None:
@@ -124,7 +126,7 @@ class Session:
             self.tell("cancelled")
             return None
         path = self._next_path(prompt)
-        atomic_write_bytes(path, frame_png(image, frame, self.settings, self.info, digest))
+        atomic_write_bytes(path, self.identity.png(image, frame, digest))
         self.last = frame
         self.last_scheduler = self.settings.scheduler
         self.say(f"{path}  seed={seed}  {time.perf_counter() - t0:.2f}s")
@@ -170,10 +172,9 @@ class Session:
             return
         if arg not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {arg!r}")
-        if not hasattr(self.backend, "set_scheduler"):
-            raise FramereelError(f"the {self.backend.name} backend has a fixed scheduler")
         self.backend.set_scheduler(arg)
         self.settings = replace(self.settings, scheduler=arg)
+        self.identity = replace(self.identity, settings=self.settings)
 
     def cmd_again(self, arg: str, progress=None) -> None:
         if self.last is None:
@@ -260,17 +261,14 @@ class Session:
         """Copy interactive images whose parameters match a kept frame into frames/, so render skips them."""
         by_hash = {}
         for p in sorted(self.folder.glob("*.png")):
-            meta = read_png_metadata(p)
-            if meta and HASH_KEY in meta:
-                by_hash[meta[HASH_KEY]] = p
-        frames_dir = self.out_dir / FRAMES_DIR
-        frames_dir.mkdir(parents=True, exist_ok=True)
+            digest = read_png_hash(p)
+            if digest:
+                by_hash[digest] = p
         reused = 0
-        for f in board.resolved(model_defaults(self.info)).frames:
-            source = by_hash.get(frame_digest(f, self.settings, self.info, self.backend))
-            target = frames_dir / frame_name(f.index)
-            if source is not None and read_png_metadata(target) is None:
-                atomic_write_bytes(target, source.read_bytes())
+        for f in board.resolved(self.identity.model.defaults()).frames:
+            source = by_hash.get(self.identity.digest(f))
+            if source is not None and read_png_hash(self.out_dir / FRAMES_DIR / frame_name(f.index)) is None:
+                write_frame_file(self.out_dir, f.index, source.read_bytes())
                 reused += 1
         return reused
 

@@ -162,6 +162,24 @@ def read_png_metadata(path: Path) -> dict[str, str] | None:
         return None
 
 
+def read_png_hash(path: Path) -> str | None:
+    """The parameter hash a finished frame carries, or None if it has none or does not decode fully."""
+    meta = read_png_metadata(path)
+    return meta.get(HASH_KEY) if meta is not None else None
+
+
+def write_frame_file(out_dir: Path, index: int, data: bytes) -> Path:
+    """Write frame ``index``'s PNG bytes into ``out_dir/frames`` atomically; a finished frame already
+    there (or a damaged or foreign file) is moved to ``superseded/`` first. The one place a frame
+    file is written."""
+    path = out_dir / FRAMES_DIR / frame_name(index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():  # finished, damaged or someone else's image: kept in superseded/, never deleted
+        move_aside(out_dir, path)
+    atomic_write_bytes(path, data)
+    return path
+
+
 def move_aside(out_dir: Path, path: Path) -> Path:
     """Move a finished file that is about to be replaced into ``superseded/`` (never delete it)."""
     digest = file_digest(path, 8)
@@ -175,9 +193,29 @@ def move_aside(out_dir: Path, path: Path) -> Path:
 # ------------------------------------------------------------------ run.json
 
 
+SCHEMA = 2  # run.json's version; 1: framereel 0.1.0's, which had no "schema" key
+
+
+def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
+    """A run.json document of any version framereel has written, as the current version."""
+    version = doc.get("schema", 1)
+    if not isinstance(version, int) or version > SCHEMA:
+        raise ValueError(f"schema {version!r} is newer than this framereel reads ({SCHEMA}); upgrade framereel")
+    if version == 1:  # 1 → 2: the same fields, now with a version
+        doc = {"schema": 2, **doc}
+    return doc
+
+
 @dataclass
 class Manifest:
-    """``run.json``: what was asked (run-wide settings) and each frame's record."""
+    """``run.json``: what was asked (run-wide settings) and each frame's record.
+
+    Version 2 fields: ``schema``, ``framereel`` (version), ``storyboard`` (path), ``model`` (id,
+    fingerprint), ``backend``, ``device``, ``dtype``, ``scheduler``, ``safety_checker``, ``batch``,
+    ``run_seed``, ``notes`` (optional), ``video`` (the last stitch), and ``frames``: per frame
+    ``index``, ``file``, ``kind``, ``status`` (pending, done, failed), ``hash``, ``params``,
+    ``duration``, ``seconds``, ``device``, ``derived_from`` (morphs, chains), ``error``.
+    """
 
     path: Path
     run: dict[str, Any]
@@ -209,11 +247,15 @@ class Manifest:
             return manifest
         except PermissionError:
             raise FramereelError(f"{path}: not readable by this user (permission denied)") from None
+        try:
+            data = upgrade(data)
+        except ValueError as e:
+            raise FramereelError(f"{path}: {e}") from None
         frames = {int(f["index"]): f for f in data.pop("frames")}
         return cls(path, data, frames)
 
     def save(self) -> None:
-        doc = {**self.run, "frames": [self.frames[i] for i in sorted(self.frames)]}
+        doc = {"schema": SCHEMA, **self.run, "frames": [self.frames[i] for i in sorted(self.frames)]}
         atomic_write_json(self.path, doc)
 
 

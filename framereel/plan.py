@@ -9,9 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends import RenderSettings, create_backend
-from .manifest import FRAMES_DIR, HASH_KEY, MANIFEST, Manifest, frame_name, read_png_metadata
-from .runner import frame_digest, model_defaults
+from .backends import create_backend
+from .identity import RunIdentity
+from .manifest import (
+    FRAMES_DIR,
+    MANIFEST,
+    Manifest,
+    check_same_storyboard,
+    file_digest,
+    frame_index,
+    read_png_hash,
+)
+from .runner import OnDisk, plan
+from .settings import RenderSettings
 from .storyboard import Storyboard
 
 
@@ -44,41 +54,40 @@ class RunPlan:
         return line + "; nothing was rendered or written"
 
 
+def look_at_output_folder(out: Path) -> OnDisk:
+    """What :func:`~framereel.runner.read_output_folder` sees, without tidying anything: temp files
+    stay and a damaged ``run.json`` stays where it is."""
+    manifest = Manifest.load(out, readonly=True) if (out / MANIFEST).exists() else Manifest(out / MANIFEST, {}, {})
+    hashes, files = {}, {}
+    for path in sorted((out / FRAMES_DIR).glob("frame_*.png")) if (out / FRAMES_DIR).is_dir() else []:
+        index = frame_index(path)
+        digest = read_png_hash(path) if index is not None else None
+        if digest is not None:
+            hashes[index], files[index] = digest, file_digest(path)
+    return OnDisk(manifest, hashes, files)
+
+
 def plan_run(storyboard: Storyboard, out_dir: str | Path, settings: RenderSettings | None = None, *,
              redo: Iterable[int] = (), force: bool = False, only: Iterable[int] | None = None) -> RunPlan:
-    """What :func:`~framereel.runner.render` would do with these arguments, found without loading
-    weights or writing a byte (the model is only described: its config and files' hashes)."""
+    """What :func:`~framereel.runner.render` would do with these arguments — its own planning
+    stage on what is on disk — found without loading weights or writing a byte (the model is only
+    described: its config and its files' hashes)."""
     settings = settings or RenderSettings()
     out = Path(out_dir)
-    frames_dir = out / FRAMES_DIR
     backend = create_backend(settings)
     try:
-        info = backend.describe()
-        frames = storyboard.resolved(model_defaults(info)).frames
-        selected = set(only) if only is not None else {f.index for f in frames}
-        redo = set(redo)
-        plan = RunPlan(total=len(selected), device=backend.device, model=info.id)
-        todo: set[int] = set()
-        for f in frames:
-            if f.parent is not None and f.parent in todo:
-                todo.add(f.index)  # its parent changes, so it does too
-                continue
-            meta = read_png_metadata(frames_dir / frame_name(f.index)) if frames_dir.is_dir() else None
-            done = meta is not None and meta.get(HASH_KEY) == frame_digest(f, settings, info, backend, frames_dir)
-            if f.index not in selected:
-                continue
-            if done and not force and f.index not in redo:
-                plan.done.append(f.index)
-            else:
-                todo.add(f.index)
-        plan.todo = sorted(todo)
-        if (out / MANIFEST).exists():
-            manifest = Manifest.load(out, readonly=True)
-            plan.notes.extend(manifest.warnings)
-            times = [r["seconds"] for r in manifest.frames.values()
-                     if isinstance(r.get("seconds"), (int, float)) and r.get("status") == "done"]
-            if times and (manifest.run.get("model") or {}).get("fingerprint") == info.fingerprint:
-                plan.seconds_per_frame = statistics.median(times)
-        return plan
+        identity = RunIdentity.of(backend, settings)
+        frames = list(storyboard.resolved(identity.model.defaults()).frames)
+        on_disk = look_at_output_folder(out)
+        check_same_storyboard(on_disk.manifest, storyboard, out)
+        the_plan = plan(frames, on_disk, identity, redo=set(redo), force=force, only=only)
+        result = RunPlan(total=len(the_plan.todo) + len(the_plan.skipped), done=sorted(the_plan.skipped),
+                         todo=[f.index for f in the_plan.todo], device=backend.device, model=identity.model.id,
+                         notes=list(on_disk.manifest.warnings))
+        times = [r["seconds"] for r in on_disk.manifest.frames.values()
+                 if isinstance(r.get("seconds"), (int, float)) and r.get("status") == "done"]
+        if times and (on_disk.manifest.run.get("model") or {}).get("fingerprint") == identity.model.fingerprint:
+            result.seconds_per_frame = statistics.median(times)
+        return result
     finally:
         backend.close()

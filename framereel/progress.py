@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -15,14 +14,26 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from .events import (
+    Encoding,
+    Event,
+    FrameDone,
+    FrameFailed,
+    FrameStarted,
+    ModelLoaded,
+    RunStarted,
+    Step,
+    Warning,
+)
+
 
 class JsonLines:
     """One JSON object per event on stdout, for scripts."""
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        if event["event"] in ("step", "encode"):
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Step | Encoding):
             return
-        print(json.dumps(event, ensure_ascii=False), flush=True)
+        print(json.dumps(event.to_json(), ensure_ascii=False), flush=True)
 
     def close(self) -> None:
         pass
@@ -34,11 +45,11 @@ class Quiet:
     def __init__(self) -> None:
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        if event["event"] == "warning":
-            self.err.print(f"[yellow]warning:[/] {event['message']}")
-        elif event["event"] == "frame_error":
-            self.err.print(f"[red]frame {event['index']} failed:[/] {event['error']}")
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Warning):
+            self.err.print(f"[yellow]warning:[/] {event.message}")
+        elif isinstance(event, FrameFailed):
+            self.err.print(f"[red]frame {event.index} failed:[/] {event.error}")
 
     def close(self) -> None:
         pass
@@ -67,45 +78,53 @@ class ProgressBars(Quiet):
         self.render_seconds = 0.0
         self.per_device: dict[str, int] = {}
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
-        if kind in ("warning", "frame_error"):
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Warning | FrameFailed):
             super().__call__(event)
-        elif kind == "start":
-            self.err.print(
-                f"{event['total']} frames: {event['skipped']} already done, {event['todo']} to render "
-                f"on {event['device']} ({event['dtype']}{'; ' + event['why'] if event.get('why') else ''}) "
-                f"with {event['model']}"
-            )
-            if event["todo"]:
-                self.progress.start()
-                self.frames_task = self.progress.add_task("frames", total=event["todo"], rate="")
-        elif kind == "model_loaded" and event.get("seconds") is not None:
-            self.err.print(f"model loaded in {event['seconds']:.1f}s")
-        elif kind == "frame_start" and self.frames_task is not None and "device" not in event:
+            if isinstance(event, FrameFailed):
+                self._frame_finished(0.0, "")
+        elif isinstance(event, RunStarted):
+            self._start(event)
+        elif isinstance(event, ModelLoaded) and event.seconds is not None:
+            self.err.print(f"model loaded in {event.seconds:.1f}s")
+        elif isinstance(event, FrameStarted) and self.frames_task is not None and not event.worker:
             if self.step_task is None:
-                self.step_task = self.progress.add_task("steps", total=event["steps"], rate="")
-            batch = event.get("batch")
-            self.progress.update(self.step_task, completed=0, total=event["steps"],
-                                 description=f"frames {batch[0]}–{batch[-1]}" if batch else f"frame {event['index']}")
-        elif kind == "step" and self.step_task is not None:
-            self.progress.update(self.step_task, completed=event["step"], total=event["steps"])
-        elif kind in ("frame_done", "frame_error") and self.frames_task is not None:
-            if event.get("compile_seconds") is not None:
-                self.progress.console.print(f"compiled the model for this frame size in {event['compile_seconds']:.0f}s")
-            self.done += 1
-            self.render_seconds += event.get("seconds", 0.0)
-            rate = f"{self.render_seconds / self.done:.2f}s/frame"
-            if "device" in event:
-                self.per_device[event["device"]] = self.per_device.get(event["device"], 0) + 1
-            if len(self.per_device) > 1:
-                rate += " (" + ", ".join(f"{d}: {n}" for d, n in sorted(self.per_device.items())) + ")"
-            self.progress.update(self.frames_task, advance=1, rate=rate)
-        elif kind == "encode":
+                self.step_task = self.progress.add_task("steps", total=event.steps, rate="")
+            batch = event.batch
+            self.progress.update(self.step_task, completed=0, total=event.steps,
+                                 description=f"frames {batch[0]}–{batch[-1]}" if batch else f"frame {event.index}")
+        elif isinstance(event, Step) and self.step_task is not None:
+            self.progress.update(self.step_task, completed=event.step, total=event.steps)
+        elif isinstance(event, FrameDone) and self.frames_task is not None:
+            if event.facts.get("compile_seconds") is not None:
+                self.progress.console.print(
+                    f"compiled the model for this frame size in {event.facts['compile_seconds']:.0f}s")
+            self._frame_finished(event.seconds, event.device)
+        elif isinstance(event, Encoding):
             if self.encode_task is None:
                 self.progress.start()
-                self.encode_task = self.progress.add_task("encoding", total=event["total"], rate="")
-            self.progress.update(self.encode_task, completed=event["done"], total=event["total"])
+                self.encode_task = self.progress.add_task("encoding", total=event.total, rate="")
+            self.progress.update(self.encode_task, completed=event.done, total=event.total)
+
+    def _start(self, event: RunStarted) -> None:
+        why = f"; {event.why}" if event.why else ""
+        self.err.print(f"{event.total} frames: {event.skipped} already done, {event.todo} to render "
+                       f"on {event.device} ({event.dtype}{why}) with {event.model}")
+        if event.todo:
+            self.progress.start()
+            self.frames_task = self.progress.add_task("frames", total=event.todo, rate="")
+
+    def _frame_finished(self, seconds: float, device: str) -> None:
+        if self.frames_task is None:
+            return
+        self.done += 1
+        self.render_seconds += seconds
+        rate = f"{self.render_seconds / self.done:.2f}s/frame"
+        if device:
+            self.per_device[device] = self.per_device.get(device, 0) + 1
+        if len(self.per_device) > 1:
+            rate += " (" + ", ".join(f"{d}: {n}" for d, n in sorted(self.per_device.items())) + ")"
+        self.progress.update(self.frames_task, advance=1, rate=rate)
 
     def close(self) -> None:
         if self.progress.live.is_started:

@@ -251,16 +251,19 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def check_render_settings(settings, executor: str = "local", ray_address: str | None = None) -> None:
-    """The rendering options of a :class:`~framereel.backends.RenderSettings`, checked by their
-    spelling only (no device is opened, no model resolved)."""
+    """The rendering options of a :class:`~framereel.settings.RenderSettings`, checked before the
+    output folder is made: by spelling, by the backend registry, and whether the device exists
+    (no model is resolved, nothing is loaded)."""
     import re
 
-    from .backends import BACKENDS, SCHEDULERS, check_speed_options
+    from .backends import backend_class
 
-    if settings.scheduler not in SCHEDULERS:
-        raise FramereelError(f'--scheduler {settings.scheduler}: choose one of {", ".join(SCHEDULERS)}')
-    if settings.backend not in BACKENDS:
-        raise FramereelError(f'--backend {settings.backend}: choose one of {", ".join(BACKENDS)}')
+    settings.check()
+    if settings.backend != "auto":
+        cls = backend_class(settings.backend)
+        flags = settings.speed_flags()
+        if flags and not cls.takes_speed_options:
+            raise FramereelError(f"{', '.join(flags)}: {cls.speed_refusal}; drop them or use --backend diffusers")
     if settings.dtype not in DTYPES:
         raise FramereelError(f"--dtype {settings.dtype}: choose float32, bfloat16, float16 or auto")
     if not re.fullmatch(r"auto|cpu|mps|cuda|cuda:\d{1,3}|tt|tt:\d{1,3}", settings.device):
@@ -277,7 +280,6 @@ def check_render_settings(settings, executor: str = "local", ray_address: str | 
                     else f"PyTorch sees {count} CUDA GPU(s): cuda:0 to cuda:{count - 1}"))
         elif not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise FramereelError("--device mps: Apple's MPS is not available here; use --device cpu or auto")
-    check_speed_options(settings, "tt" if settings.backend in ("tt", "tt-demo") else "diffusers")
     if settings.step_cache > 1000 or settings.batch > 64:
         raise FramereelError("--step-cache takes at most 1000 and --batch at most 64")
     vae = settings.tiny_vae

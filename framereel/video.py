@@ -21,8 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,9 @@ import numpy as np
 from PIL import Image
 
 from .errors import FramereelError
+from .events import Encoding, EventHandler, VideoWritten, Warning, ignore
 from .manifest import FRAMES_DIR, MANIFEST, TMP_MARK, Manifest, disk_full_error, folder_lock, frame_index
+from .settings import StitchSettings
 from .storyboard import parse_indices
 from .validate import MAX_VIDEO_SECONDS, check_stitch_options, parse_size
 
@@ -228,31 +229,29 @@ def ffmpeg_command(
 
 def stitch(
     out_dir: str | Path,
-    video: str | Path | None = None,
+    settings: StitchSettings | str | Path | None = None,
     *,
-    fps: float | None = None,
-    crf: int = DEFAULT_CRF,
-    codec: str | None = None,
-    transition: str = "cut",
-    crossfade: float = 0.5,
-    smooth_fps: int = 24,
-    size: str | None = None,
-    frames: str | None = None,
-    zoom: float = 0.0,
-    audio: str | Path | None = None,
-    audio_loop: bool = False,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_event: EventHandler | None = None,
+    **changes: Any,
 ) -> Path:
     """Build a video from the frames in ``out_dir/frames``; returns the video's path.
 
-    ``video`` defaults to ``out_dir/video.mp4``; its extension picks the format (.mp4, .mov,
+    ``settings`` is a :class:`~framereel.settings.StitchSettings` (or just the video's path);
+    keyword arguments change single fields: ``stitch("out", fps=4, transition="crossfade")``.
+    The video defaults to ``out_dir/video.mp4``; its extension picks the format (.mp4, .mov,
     .webm, .gif, .webp). ``fps`` paces frames without their own duration (default: the last
     stitch's, else 2). ``zoom`` pushes in on each still by that fraction (Ken Burns, 0.1 =
     10 %). ``audio`` muxes a soundtrack cut to the video with a fade-out (``audio_loop`` repeats
     it). Missing frames are skipped with a warning event.
     """
+    if not isinstance(settings, StitchSettings):
+        settings = StitchSettings(video=settings)
+    s = replace(settings, **changes)
+    video, fps, crf, codec, transition = s.video, s.fps, s.crf, s.codec, s.transition
+    crossfade, smooth_fps, size, frames, zoom, audio, audio_loop = (
+        s.crossfade, s.smooth_fps, s.size, s.frames, s.zoom, s.audio, s.audio_loop)
     out = Path(out_dir)
-    emit = on_event or (lambda e: None)
+    emit = on_event or ignore
     ffmpeg = find_ffmpeg()
     fmt = check_stitch_options(out, Path(video) if video else None, fps=fps, crf=crf, codec=codec,
                                transition=transition, crossfade=crossfade, smooth_fps=smooth_fps, size=size,
@@ -261,7 +260,7 @@ def stitch(
     if not out.is_dir():
         raise FramereelError(f"{out}: no such folder, so no frames/ folder to stitch; render first with `framereel frames` or `framereel make`")
     with folder_lock(out, create=False):
-        manifest = Manifest.load(out, on_warning=lambda m: emit({"event": "warning", "message": m})) \
+        manifest = Manifest.load(out, on_warning=lambda m: emit(Warning(m))) \
             if (out / MANIFEST).exists() else None
         last = (manifest.run.get("video") or {}) if manifest else {}
         fps = fps or last.get("fps") or DEFAULT_FPS
@@ -269,11 +268,11 @@ def stitch(
         unreadable: list[int] = []
         shots, missing = collect_shots(out, fps, frames, manifest.frames if manifest else {}, unreadable)
         if unreadable:
-            emit({"event": "warning", "message": f"frames that do not decode as images, stitched without them: "
-                                                 f"{_ranges(sorted(unreadable))} (render them again with --redo)"})
+            emit(Warning(f"frames that do not decode as images, stitched without them: "
+                         f"{_ranges(sorted(unreadable))} (render them again with --redo)"))
         missing = [i for i in missing if i not in unreadable]
         if missing:
-            emit({"event": "warning", "message": f"frames missing, stitched without them: {_ranges(missing)}"})
+            emit(Warning(f"frames missing, stitched without them: {_ranges(missing)}"))
         audio_path = Path(audio) if audio is not None else None
         timeline = plan_timeline([s.duration for s in shots], fps, transition, crossfade, motion=zoom > 0)
         with Image.open(shots[0].path) as first:
@@ -281,10 +280,10 @@ def stitch(
             first_size = first.size
         odd = _odd_sizes(shots, first_size)
         if odd:
-            emit({"event": "warning", "message": (
+            emit(Warning(
                 f"frames {_ranges(sorted(odd))} are not {first_size[0]}x{first_size[1]} like frame {shots[0].index} "
                 f"(e.g. frame {min(odd)} is {odd[min(odd)][0]}x{odd[min(odd)][1]}); fitted inside the video "
-                "without stretching, with dark bars")})
+                "without stretching, with dark bars"))
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_dead_temp_videos(target)
         tmp = target.with_name(f"{target.name}{TMP_MARK}{os.getpid()}")
@@ -307,8 +306,7 @@ def stitch(
                                      "seconds": round(timeline.seconds, 3), "zoom": zoom,
                                      "audio": str(audio_path) if audio_path else None}
             manifest.save()
-    emit({"event": "video_written", "file": str(target), "seconds": round(timeline.seconds, 3),
-          "frames": len(shots), "size": f"{dims[0]}x{dims[1]}"})
+    emit(VideoWritten(str(target), round(timeline.seconds, 3), len(shots), f"{dims[0]}x{dims[1]}"))
     return target
 
 
@@ -408,7 +406,7 @@ def _run_ffmpeg(cmd: list[str], shots: list[Shot], timeline: Timeline, dims: tup
                 frame = pixels(a, n) if w == 0 else pixels(a, n) * (1 - w) + pixels(b, n) * w
                 proc.stdin.write(np.clip(frame + 0.5, 0, 255).astype(np.uint8).tobytes())
                 if n % 12 == 0 or n == total - 1:
-                    emit({"event": "encode", "done": n + 1, "total": total})
+                    emit(Encoding(n + 1, total))
             proc.stdin.close()
         except BrokenPipeError:
             pass

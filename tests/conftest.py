@@ -15,6 +15,20 @@ from tiny_model import build_tiny_pipeline  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
 
+@pytest.fixture(scope="session", autouse=True)
+def measurement_cache(tmp_path_factory):
+    """What framereel measures (the --batch auto probe) is cached per test session, not in the
+    user's cache folder, so a test run neither reads nor leaves a machine's measurements."""
+    folder = tmp_path_factory.mktemp("framereel-cache")
+    old = os.environ.get("FRAMEREEL_CACHE_DIR")
+    os.environ["FRAMEREEL_CACHE_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("FRAMEREEL_CACHE_DIR", None)
+    else:
+        os.environ["FRAMEREEL_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny random-weight SD pipeline folder (native 64×64), built once per test session."""
@@ -30,6 +44,21 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = False, **kw) -> s
     """Run the real ``framereel`` command in a subprocess."""
     proc = subprocess.run([sys.executable, "-m", "framereel", *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"framereel {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def cli(*args: str, check: bool = False, env: dict[str, str] | None = None,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``framereel`` in this process with click's CliRunner, where a process boundary is not what
+    is tested (kill -9, workers, a terminal, environment read at import time keep :func:`run_cli`)."""
+    from click.testing import CliRunner
+
+    from framereel.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args], env=env, input=input, catch_exceptions=False)
+    proc = subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
     if check and proc.returncode != 0:
         raise AssertionError(f"framereel {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr}")
     return proc

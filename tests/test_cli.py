@@ -1,11 +1,12 @@
-"""The command line end to end, in real subprocesses, with the tiny model loaded through --model PATH."""
+"""The command line end to end with the tiny model loaded through --model PATH: the first test in a real
+subprocess, the rest in this process through click's CliRunner."""
 
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import probe_video, run_cli, write_storyboard
+from conftest import cli, probe_video, run_cli, write_storyboard
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "lighthouse.json"
 
@@ -42,7 +43,7 @@ def test_make_renders_frames_manifest_and_video_then_rerun_renders_nothing(tmp_p
 ])
 def test_bad_storyboard_is_one_line_and_exit_2(tmp_path, content, message):
     (tmp_path / "bad.json").write_text(content)
-    proc = run_cli("make", tmp_path / "bad.json", "-o", tmp_path / "out", "--model", "demo")
+    proc = cli("make", tmp_path / "bad.json", "-o", tmp_path / "out", "--model", "demo")
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -56,14 +57,14 @@ def test_missing_model_offline_says_what_to_do(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
     assert "CompVis/stable-diffusion-v1-4" in line and "--model demo" in line and "hf auth login" not in line
-    proc = run_cli("frames", board, "-o", tmp_path / "out", "--model", tmp_path / "nowhere/model")
+    proc = cli("frames", board, "-o", tmp_path / "out", "--model", tmp_path / "nowhere/model")
     assert proc.returncode == 2 and "no such model folder or file" in proc.stderr
 
 
 def test_help_and_version():
-    top = run_cli("--help", check=True).stdout
+    top = cli("--help", check=True).stdout
     assert "storyboard" in top.lower() and "make" in top and "stitch" in top
-    make = run_cli("make", "--help", check=True).stdout
+    make = cli("make", "--help", check=True).stdout
     for flag in ("--model", "--steps", "--guidance", "--seed", "--scheduler", "--redo", "--force", "--fps", "--json"):
         assert flag in make
-    assert run_cli("--version", check=True).stdout.startswith("framereel, version")
+    assert cli("--version", check=True).stdout.startswith("framereel, version")

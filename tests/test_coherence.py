@@ -45,7 +45,7 @@ def test_morph_inbetweens_sit_between_key_frames_which_are_unchanged(tmp_path, b
 def test_slerp_midpoint_matches_the_formula():
     import torch
 
-    from framereel.backends.diffusers_backend import slerp
+    from framereel.backends.common import slerp
 
     a, b = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)), torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))
     theta = torch.acos(torch.sum(a * b) / (a.norm() * b.norm()))
@@ -76,7 +76,8 @@ def test_changing_a_chained_frame_rerenders_only_its_descendants(tmp_path, backe
     changed[2]["prompt"] = "shot two, changed"
     write_storyboard(board, changed)
     assert run(board, out, backend).rendered == [2]
-    assert run(board, out, backend, redo=[4]).rendered == [4, 5, 6, 7] or run(board, out, backend).rendered == []
+    assert run(board, out, backend, redo=[4]).rendered == [4, 5, 6, 7]
+    assert run(board, out, backend).rendered == []
 
 
 def test_resume_mid_chain_equals_the_uninterrupted_run(tmp_path, backend):
@@ -84,7 +85,7 @@ def test_resume_mid_chain_equals_the_uninterrupted_run(tmp_path, backend):
     run(board, tmp_path / "whole", backend)
 
     def stop_after_six(event):
-        if event["event"] == "frame_done" and event["index"] == 6:
+        if event.name == "frame_done" and event.index == 6:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

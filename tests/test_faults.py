@@ -179,11 +179,11 @@ def test_a_damaged_run_json_is_rebuilt_from_the_frames(tmp_path, tiny_model, bac
     # stitch works from what is on disk, with a warning
     events = []
     stitch(out, fps=2, on_event=events.append)
-    assert any("rebuilt it from the 3 frames' PNG metadata" in e.get("message", "") for e in events)
+    assert any("rebuilt it from the 3 frames' PNG metadata" in e.message for e in events if e.name == "warning")
     run_json.write_bytes(damage(b'{"frames": []}' * 40))
     events = []
     result = run(board, out, tiny_model, backend, events)
-    assert any("was damaged" in e.get("message", "") for e in events if e["event"] == "warning")
+    assert any("was damaged" in e.message for e in events if e.name == "warning")
     assert result.skipped == [0, 1, 2] and result.rendered == [3, 4]  # nothing finished was redone
     assert frames_bytes(out) == expected
     assert [f["status"] for f in json.loads(run_json.read_text())["frames"]] == ["done"] * 5

@@ -10,7 +10,6 @@ fresh random inputs each time (``FRAMEREEL_FUZZ=20``).
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from framereel import FramereelError
+from framereel.backends import Backend, ModelInfo
 from framereel.storyboard import FRAME_KEYS, MOTION_KEYS, SCHEDULER_NAMES, parse_indices, parse_storyboard
 from framereel.validate import parse_size
 
@@ -171,25 +171,13 @@ def test_undecodable_bytes_are_one_line(tmp_path):
 # ------------------------------------------------------------------ interactive commands
 
 
-@dataclass
-class Info:
-    id: str = "fake"
-    fingerprint: str = "fake"
-    native_width: int = 64
-    native_height: int = 64
-    recommended: dict = None
-
-    def __post_init__(self):
-        self.recommended = self.recommended or {}
-
-
-class FakeBackend:
+class FakeBackend(Backend):
     """Just enough of a backend for the command loop: a grey image per prompt, no model."""
 
-    name, device, dtype, batch = "fake", "cpu", "float32", 1
+    name, device, dtype = "fake", "cpu", "float32"
 
     def describe(self):
-        return Info()
+        return ModelInfo("fake", "fake", 64, 64)
 
     def load(self):
         pass
@@ -207,7 +195,8 @@ def session(tmp_path_factory):
     from framereel.interactive import Session
 
     told = []
-    s = Session(tmp_path_factory.mktemp("interactive"), RenderSettings(model="fake"), backend=FakeBackend(),
+    s = Session(tmp_path_factory.mktemp("interactive"), RenderSettings(model="fake"),
+                backend=FakeBackend(RenderSettings(model="fake")),
                 say=told.append, tell=told.append)
     s.render("a first image")
     return s

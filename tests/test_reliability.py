@@ -68,7 +68,7 @@ def board(tmp_path):
     (["--device", "nonsense"], ["--device nonsense: use auto, cpu"]),
     (["--device", "cuda:7"], ["--device cuda:7"]),
     (["--dtype", "f8"], ["--dtype f8"]),
-    (["--scheduler", "nonsense"], ["--scheduler nonsense: choose one of"]),
+    (["--scheduler", "nonsense"], ['unknown scheduler "nonsense"; choose one of']),
     (["--tiny-vae", "/no/such/vae"], ["--tiny-vae /no/such/vae: no such folder"]),
     (["--executor", "ray", "--ray-address", "bogus"], ["--ray-address bogus"]),
     (["--width", "100000"], ["--width must be a multiple of 8 from 64 to 4096"]),
@@ -143,8 +143,7 @@ def test_a_frame_of_another_shape_is_fitted_not_stretched(tmp_path):
     out = frames_folder(tmp_path / "out", sizes=[(64, 64), (128, 64), (64, 64)])
     events = []
     video = stitch(out, fps=1, on_event=events.append)
-    assert any("128x64" in e.get("message", "") and "without stretching" in e.get("message", "")
-               for e in events if e["event"] == "warning")
+    assert any("128x64" in e.message and "without stretching" in e.message for e in events if e.name == "warning")
     wide = probe_video(video)["pixels"][1].astype(int)  # 256×256; the 2:1 frame sits in a 256×128 band
     assert wide[:50].mean() < 5 and wide[-50:].mean() < 5  # dark bars above and below
     row = wide[128, :, 0] > 128  # the circle is as wide as it is tall: ~96 px at this scale

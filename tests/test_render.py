@@ -187,7 +187,7 @@ def test_pndm_scheduler_and_long_prompt_warning(tmp_path, tiny_model):
     events = []
     render(load_storyboard(board, overrides={"steps": 4}), tmp_path / "out",
            RenderSettings(model=str(tiny_model), scheduler="pndm"), on_event=events.append)
-    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    warnings = [e.message for e in events if e.name == "warning"]
     assert any("frame 0: prompt is 92 tokens" in w and "truncated" in w for w in warnings)
     assert json.loads((tmp_path / "out" / "run.json").read_text())["scheduler"] == "pndm"
 

@@ -4,15 +4,14 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli, write_storyboard
+from conftest import cli, run_cli, write_storyboard
 from PIL import Image
 from tiny_model import build_tiny_vae
 
 from framereel import RenderSettings
-from framereel.backends import batch_groups
 from framereel.bench import psnr
+from framereel.jobs import batch_groups, plan_jobs
 from framereel.storyboard import Frame
-from framereel.workers import plan_jobs
 
 PROMPTS = [{"prompt": f"a lighthouse, shot {i}"} for i in range(4)]
 
@@ -52,14 +51,14 @@ def test_worker_jobs_batch_independent_frames_and_keep_chains_whole():
     (["--tiny-vae", "/no/such/vae"], "--tiny-vae /no/such/vae: no such folder"),
 ])
 def test_speed_flags_refuse_bad_input_in_one_line(tmp_path, board, tiny_model, args, message):
-    proc = run_cli("frames", board, "-o", tmp_path / "out", "--model", tiny_model, *args)
+    proc = cli("frames", board, "-o", tmp_path / "out", "--model", tiny_model, *args)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_cli_batch_renders_every_frame_and_records_the_batch(tmp_path, board, tiny_model):
     out = tmp_path / "out"
-    proc = run_cli("frames", board, "-o", out, "--model", tiny_model, "--steps", "2", "--batch", "3", "--json")
+    proc = cli("frames", board, "-o", out, "--model", tiny_model, "--steps", "2", "--batch", "3", "--json")
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     starts = [e for e in events if e["event"] == "frame_start"]
@@ -71,9 +70,9 @@ def test_cli_batch_renders_every_frame_and_records_the_batch(tmp_path, board, ti
 def test_tiny_vae_decodes_frames_and_is_part_of_their_identity(tmp_path, board, tiny_model):
     vae = build_tiny_vae(tmp_path / "taesd")
     out = tmp_path / "out"
-    run_cli("frames", board, "-o", out, "--model", tiny_model, "--steps", "2", check=True)
+    cli("frames", board, "-o", out, "--model", tiny_model, "--steps", "2", check=True)
     plain = pixels(out, 0)
-    proc = run_cli("frames", board, "-o", out, "--model", tiny_model, "--steps", "2", "--tiny-vae", vae, "--json")
+    proc = cli("frames", board, "-o", out, "--model", tiny_model, "--steps", "2", "--tiny-vae", vae, "--json")
     assert proc.returncode == 0, proc.stderr
     done = [json.loads(line) for line in proc.stdout.splitlines() if '"frame_done"' in line]
     assert len(done) == 4  # another decoder makes other pixels: every frame is re-rendered
@@ -84,7 +83,7 @@ def test_tiny_vae_decodes_frames_and_is_part_of_their_identity(tmp_path, board, 
 
 def test_tiny_vae_for_another_latent_scale_is_refused(tmp_path, board, tiny_model):
     vae = build_tiny_vae(tmp_path / "taesd", levels=4)  # 1/8 scale, like TAESD for SD: the tiny model is 1/2
-    proc = run_cli("frames", board, "-o", tmp_path / "out", "--model", tiny_model, "--tiny-vae", vae)
+    proc = cli("frames", board, "-o", tmp_path / "out", "--model", tiny_model, "--tiny-vae", vae)
     assert proc.returncode == 2
     assert "at 1/8 scale, the model makes 4-channel latents at 1/2" in proc.stderr
 
@@ -112,9 +111,9 @@ def test_step_cache_runs_the_deep_blocks_only_every_nth_call(tiny_model):
 
 def test_step_cache_changes_the_frame_hash_and_stays_near_the_full_render(tmp_path, board, tiny_model):
     out = tmp_path / "out"
-    run_cli("frames", board, "-o", out, "--model", tiny_model, "--steps", "6", "--frames", "0", check=True)
+    cli("frames", board, "-o", out, "--model", tiny_model, "--steps", "6", "--frames", "0", check=True)
     full = pixels(out, 0)
-    proc = run_cli("frames", board, "-o", out, "--model", tiny_model, "--steps", "6", "--frames", "0",
+    proc = cli("frames", board, "-o", out, "--model", tiny_model, "--steps", "6", "--frames", "0",
                    "--step-cache", "2")
     assert proc.returncode == 0 and "1 rendered" in proc.stderr, proc.stderr
     cached = pixels(out, 0)

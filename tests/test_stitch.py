@@ -90,7 +90,7 @@ def test_gaps_are_skipped_with_a_warning(tmp_path):
     events = []
     facts = probe_video(stitch(out, fps=2, on_event=events.append))
     assert facts["frames"] == 4
-    assert any(e["event"] == "warning" and "2" in e["message"] for e in events)
+    assert any(e.name == "warning" and "2" in e.message for e in events)
 
 
 def test_frames_subset(tmp_path):

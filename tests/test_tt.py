@@ -166,7 +166,7 @@ def test_device_is_closed_on_ctrl_c(tmp_path, tiny_model, fake_env, monkeypatch)
     board = write_storyboard(tmp_path / "b.json", PROMPTS)
 
     def interrupt(event):
-        if event["event"] == "frame_done":
+        if event.name == "frame_done":
             raise KeyboardInterrupt
 
     settings = RenderSettings(model=str(tiny_model), backend="tt", scheduler="pndm")

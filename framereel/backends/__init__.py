@@ -1,96 +1,85 @@
-"""Backends: load a model once, then turn one resolved :class:`~framereel.storyboard.Frame` into an image.
+"""Backends, by name: ``create_backend(settings)`` looks the name up and builds one.
 
-Every backend implements :class:`Backend`; the runner (``framereel.runner``) is the only caller,
-so resume, seeds, naming and stitching never differ by backend.
+Built in: ``diffusers`` (CUDA, MPS or the CPU), ``tt`` (a Tenstorrent chip, in-process) and
+``tt-demo`` (tt-metal's own demo, run by pytest). Another package adds a backend by declaring an
+entry point in the ``framereel.backends`` group that names a :class:`~framereel.backends.base.Backend`
+subclass::
+
+    [project.entry-points."framereel.backends"]
+    mychip = "mypackage.backend:MyChipBackend"
+
+after which ``framereel make … --backend mychip`` uses it, in this process and in worker
+processes and Ray actors alike. ``register_backend`` does the same for this process only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from PIL import Image
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from ..errors import FramereelError
-from ..storyboard import Frame
+from ..settings import DEFAULT_MODEL, SCHEDULERS, RenderSettings
+from .base import Backend, ModelInfo
 
-DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
-BACKENDS = ("auto", "diffusers", "tt", "tt-demo")
-SCHEDULERS = ("dpm++", "pndm", "ddim", "euler", "euler-a", "heun", "unipc")
+ENTRY_POINT_GROUP = "framereel.backends"
+BUILTIN_BACKENDS = {
+    "diffusers": "framereel.backends.diffusers_backend:DiffusersBackend",
+    "tt": "framereel.backends.tt:TtBackend",
+    "tt-demo": "framereel.backends.tt:TtDemoBackend",
+}
+_registered: dict[str, Any] = {}
 
-
-@dataclass(frozen=True)
-class RenderSettings:
-    """Run-wide rendering settings (what every frame of a run shares)."""
-
-    model: str = DEFAULT_MODEL
-    backend: str = "auto"
-    device: str = "auto"
-    dtype: str = "auto"
-    scheduler: str = "dpm++"
-    safety_checker: bool = True
-    reset_device: bool = False  # Tenstorrent: `tt-smi -r` before opening the chip
-    batch: int = 0  # frames per UNet call; 0 = auto (see ``DiffusersBackend.batch``)
-    compile: bool = False  # torch.compile the UNet (and VAE decoder)
-    tiny_vae: str | None = None  # a TAESD-style AutoencoderTiny (folder or Hub id) to decode with
-    step_cache: int = 0  # DeepCache-style: full UNet every N steps, shallow branch in between; 0/1 = off
+__all__ = ["DEFAULT_MODEL", "SCHEDULERS", "Backend", "ModelInfo", "RenderSettings", "backend_class",
+           "backend_names", "create_backend", "expand_devices", "register_backend"]
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a backend knows about its model before loading weights."""
-
-    id: str
-    fingerprint: str  # a hub revision, or a hash of the local files
-    native_width: int
-    native_height: int
-    recommended: dict[str, Any] = field(default_factory=dict)  # from the model folder's framereel.json
+def register_backend(name: str, backend: type[Backend] | str) -> None:
+    """Make ``--backend NAME`` build ``backend`` (a class, or ``"module:Class"``) in this process."""
+    _registered[name] = backend
 
 
-class Backend(Protocol):
-    name: str
-    device: str
-    dtype: str
-
-    def describe(self) -> ModelInfo:
-        """Resolve the model (download if needed) without loading weights."""
-
-    def load(self) -> None:
-        """Load the weights once; called only if some frame needs rendering."""
-
-    def count_tokens(self, text: str) -> int:
-        """How many CLIP tokens ``text`` takes, start and end tokens included."""
-
-    def render(self, frame: Frame) -> tuple[Image.Image, dict[str, Any]]:
-        """Render one frame; returns the image and extra facts for the manifest."""
-
-    def close(self) -> None:
-        """Release the device."""
+def _entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def batch_key(frame: Frame) -> tuple | None:
-    """Frames with equal keys can share one UNet call; ``None``: this frame renders alone (img2img)."""
-    if frame.kind == "chain":
-        return None
-    return (frame.width, frame.height, frame.steps, frame.guidance)
+def backend_names() -> list[str]:
+    """Every backend name this installation knows, ``auto`` first."""
+    return ["auto", *dict.fromkeys([*BUILTIN_BACKENDS, *_entry_points(), *_registered])]
 
 
-def batch_groups(frames: list[Frame], size: int) -> list[list[Frame]]:
-    """Split frames, in order, into groups of at most ``size`` consecutive frames that can share
-    a UNet call; chained frames stay alone, so a parent is always rendered before its chain."""
-    groups: list[list[Frame]] = []
-    for f in frames:
-        key = batch_key(f)
-        last = groups[-1] if groups else None
-        if key is not None and last and len(last) < size and batch_key(last[0]) == key:
-            last.append(f)
-        else:
-            groups.append([f])
-    return groups
+def backend_class(name: str) -> type[Backend]:
+    """The backend class registered under ``name``."""
+    target = _registered.get(name) or _entry_points().get(name) or BUILTIN_BACKENDS.get(name)
+    if target is None:
+        raise FramereelError(f'unknown backend "{name}"; choose {", ".join(backend_names())}')
+    if isinstance(target, str):
+        target = EntryPoint(name, target, ENTRY_POINT_GROUP)
+    if isinstance(target, EntryPoint):
+        try:
+            target = target.load()
+        except (ImportError, AttributeError) as err:
+            raise FramereelError(f'backend "{name}" could not be loaded ({err}); reinstall the package that '
+                                 "provides it") from err
+    return target
 
 
-def expand_devices(spec: str | None) -> list[str] | None:
-    """``--devices``: ``cuda:0,cuda:1`` as a list; ``all`` → every Tenstorrent chip, else every CUDA GPU, else the CPU."""
+def create_backend(settings: RenderSettings) -> Backend:
+    """The backend named by ``settings.backend`` (``auto``: a Tenstorrent chip when tt-smi sees one, else diffusers)."""
+    settings.check()
+    name = settings.backend
+    if name == "auto":
+        from .tt import tenstorrent_present
+
+        name = "tt" if tenstorrent_present() else "diffusers"
+    cls = backend_class(name)
+    flags = settings.speed_flags()
+    if flags and not cls.takes_speed_options:
+        raise FramereelError(f"{', '.join(flags)}: {cls.speed_refusal}; drop them or use --backend diffusers")
+    return cls(settings)
+
+
+def expand_devices(spec: str | None) -> tuple[str, ...] | None:
+    """``--devices``: ``cuda:0,cuda:1`` as a tuple; ``all`` → every Tenstorrent chip, else every CUDA GPU, else the CPU."""
     if not spec:
         return None
     if spec.strip() == "all":
@@ -100,54 +89,12 @@ def expand_devices(spec: str | None) -> list[str] | None:
 
         chips = len(board_info())
         if chips:
-            return [f"tt:{i}" for i in range(chips)]
+            return tuple(f"tt:{i}" for i in range(chips))
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return [f"cuda:{i}" for i in range(count)] or ["cpu"]
-    devices = [d.strip() for d in spec.split(",") if d.strip()]
+        return tuple(f"cuda:{i}" for i in range(count)) or ("cpu",)
+    devices = tuple(d.strip() for d in spec.split(",") if d.strip())
     for d in devices:
         if not (d in ("cpu", "mps", "cuda") or (d.startswith(("cuda:", "tt:")) and d.split(":")[1].isdigit())):
             raise FramereelError(
                 f"--devices: unknown device {d!r}; use cpu, mps, cuda, cuda:N or tt:N, comma-separated, or all")
     return devices
-
-
-def check_speed_options(settings: RenderSettings, backend: str) -> None:
-    """Refuse speed options the backend can't honour, rather than ignore them silently."""
-    if settings.batch < 0 or settings.step_cache < 0:
-        raise FramereelError("--batch and --step-cache take a whole number ≥ 0 (0: auto / off)")
-    asked = [flag for flag, on in (("--batch N", settings.batch > 1), ("--compile", settings.compile),
-                                   ("--tiny-vae", bool(settings.tiny_vae)), ("--step-cache", settings.step_cache > 1))
-             if on]
-    if backend in ("tt", "tt-demo") and asked:
-        raise FramereelError(f"{', '.join(asked)}: the Tenstorrent backends render one traced frame at a time "
-                             "and don't take these; drop them or use --backend diffusers")
-    if settings.compile and settings.step_cache > 1:
-        raise FramereelError("--compile and --step-cache don't combine (the cache switches the UNet's graph "
-                             "every step); pick one")
-
-
-def create_backend(settings: RenderSettings) -> Backend:
-    """The backend named by ``settings.backend``."""
-    if settings.scheduler not in SCHEDULERS:
-        raise FramereelError(
-            f'unknown scheduler "{settings.scheduler}"; choose one of {", ".join(SCHEDULERS)}'
-        )
-    backend = settings.backend
-    if backend == "auto":
-        from .tt import tenstorrent_present
-
-        backend = "tt" if tenstorrent_present() else "diffusers"
-    check_speed_options(settings, backend)
-    if backend == "diffusers":
-        from .diffusers_backend import DiffusersBackend
-
-        return DiffusersBackend(settings)
-    if backend == "tt":
-        from .tt import TtBackend
-
-        return TtBackend(settings)
-    if backend == "tt-demo":
-        from .tt import TtDemoBackend
-
-        return TtDemoBackend(settings)
-    raise FramereelError(f'unknown backend "{settings.backend}"; choose {", ".join(BACKENDS)}')

@@ -7,37 +7,32 @@ generator, so a framereel frame is exactly what ``StableDiffusionPipeline`` give
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import FramereelError
+from ..settings import RenderSettings
 from ..storyboard import Frame
-from . import ModelInfo, RenderSettings
+from .base import Backend, ModelInfo
+from .common import (
+    SD1_NATIVE,
+    EmbeddingCache,
+    file_sha256,
+    files_fingerprint,
+    measured,
+    native_size,
+    quiet_libraries,
+    recommended_settings,
+    seeded_noise,
+    slerp,
+)
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "weights"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
-SD1_NATIVE = 512
-
-
-def quiet_libraries() -> None:
-    """Keep diffusers/transformers chatter (deprecations, optional-package notes) off the user's screen."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*torchvision.*")
-    import diffusers.utils.logging
-    import transformers.utils.logging
-
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
 
 
 def cpu_supports_bf16() -> bool:
@@ -77,70 +72,47 @@ def pick_dtype(requested: str, device: str) -> str:
     return "bfloat16" if cpu_supports_bf16() else "float32"
 
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx")
+BATCH_CANDIDATES = (1, 2, 4)
+BATCH_GAIN = 1.25  # a batch size must give this many times the frames/s of batch 1 to be picked
+PROBE_LIMIT_SECONDS = 1.0  # a UNet call slower than this at batch 1: batching is not probed (CPU, SD-sized)
 
 
-def files_fingerprint(folder: Path) -> str:
-    """Hash of a model folder's config files and its weight files' names and sizes (a model card
-    or other notes in the folder can change without making its frames stale)."""
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if not p.is_file() or p.name.startswith(".") or p.suffix not in (".json", ".txt", *WEIGHT_SUFFIXES):
-            continue
-        rel = p.relative_to(folder).as_posix()
-        h.update(rel.encode())
-        if p.suffix in (".json", ".txt"):
-            h.update(p.read_bytes())
-        else:
-            h.update(str(p.stat().st_size).encode())
-    return h.hexdigest()[:16]
+def time_unet(pipe, rows: int, size: int, repeats: int = 2) -> float:
+    """Seconds per UNet call for ``rows`` frames at ``size``² with classifier-free guidance (best of ``repeats``)."""
+    import time
+
+    import torch
+
+    unet = pipe.unet
+    latent = size // pipe.vae_scale_factor
+    sample = torch.zeros(2 * rows, unet.config.in_channels, latent, latent, dtype=unet.dtype, device=unet.device)
+    context = torch.zeros(2 * rows, 77, unet.config.cross_attention_dim, dtype=unet.dtype, device=unet.device)
+    best = math.inf
+    with torch.inference_mode():
+        for i in range(repeats + 1):  # the first call warms up
+            if unet.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            unet(sample, 500, encoder_hidden_states=context)
+            if unet.device.type == "cuda":
+                torch.cuda.synchronize()
+            if i:
+                best = min(best, time.perf_counter() - t0)
+    return best
 
 
-SMALL_UNET_PARAMETERS = 100_000_000
-SMALL_UNET_BATCH = 4
-
-
-def unet_parameters(folder: Path | None) -> int | None:
-    """The UNet's parameter count, read from its safetensors header (no weights loaded)."""
-    files = sorted((folder / "unet").glob("*.safetensors")) if folder else []
-    if not files:
-        return None
-    from safetensors import safe_open
-
-    with safe_open(str(files[0]), "pt") as f:
-        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
-
-
-def auto_batch(folder: Path | None) -> int:
-    """``--batch auto``: 4 frames per UNet call for small UNets (measured ~2.5x the frames/s of
-    batch 1 for the demo model on a 2-core CPU); 1 for SD-sized ones, where a bigger batch gains
-    ~10 % on a CPU but multiplies the memory and the cost of a padded last batch."""
-    n = unet_parameters(folder)
-    return SMALL_UNET_BATCH if n is not None and n < SMALL_UNET_PARAMETERS else 1
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-def native_size(folder: Path) -> int:
-    try:
-        unet = json.loads((folder / "unet" / "config.json").read_text())
-        vae = json.loads((folder / "vae" / "config.json").read_text())
-        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
-    except (OSError, KeyError, ValueError, TypeError):
-        return SD1_NATIVE
-
-
-def _recommended(folder: Path) -> dict[str, Any]:
-    path = folder / "framereel.json"
-    if not path.exists():
-        return {}
-    return dict(json.loads(path.read_text()).get("defaults", {}))
+def measure_batch(pipe, size: int) -> dict[str, Any]:
+    """``--batch auto``: time the UNet at batch 1, 2 and 4 and pick the batch with the most frames/s,
+    if it gives at least ``BATCH_GAIN``× batch 1's (padding a short run's last call must not eat the
+    gain); 1 without probing when one call already takes over a second (SD-sized models on a CPU)."""
+    seconds = {1: time_unet(pipe, 1, size)}
+    if seconds[1] <= PROBE_LIMIT_SECONDS:
+        for rows in BATCH_CANDIDATES[1:]:
+            seconds[rows] = time_unet(pipe, rows, size)
+    per_frame = {rows: t / rows for rows, t in seconds.items()}
+    best = min(per_frame, key=per_frame.get)
+    batch = best if per_frame[1] / per_frame[best] >= BATCH_GAIN else 1
+    return {"batch": batch, "seconds_per_call": {str(k): round(v, 4) for k, v in seconds.items()}}
 
 
 def _hub_error(model: str, err: Exception) -> FramereelError:
@@ -160,37 +132,46 @@ def _hub_error(model: str, err: Exception) -> FramereelError:
     )
 
 
-class DiffusersBackend:
+class DiffusersBackend(Backend):
+    """Any Stable Diffusion 1.x model in diffusers' layout, on CUDA, MPS or the CPU."""
+
     name = "diffusers"
+    takes_speed_options = True
 
     def __init__(self, settings: RenderSettings):
-        self.settings = settings
+        super().__init__(settings)
         self.device, self.device_reason = pick_device(settings.device)
         self.dtype = pick_dtype(settings.dtype, self.device)
         self.pipe = None
         self._source: Path | None = None
         self._single_file = False
         self._info: ModelInfo | None = None
-        self.batch = settings.batch or 1  # resolved by describe() when 0 (auto)
-        self.pixel_options: dict[str, Any] = {}  # options that change pixels: part of each frame's hash
+        self.batch = settings.batch or 1  # --batch auto: measured when the model loads (see measure_batch)
+        self._pixel_options: dict[str, Any] = {}
         self._tiny_vae_dir: Path | None = None
         self._step_cache = None
         self._warmed_up: set[tuple] = set()
-        self._embeds: dict[str, Any] = {}
+        self._embed = EmbeddingCache(self._encode)
+        self._standalone_tokenizer = None
+        self._batch_resolved = False
+        self._compiled = False
         self._img2img_pipe = None
+
+    @property
+    def pixel_options(self) -> dict[str, Any]:
+        self.describe()
+        return self._pixel_options
 
     # -------------------------------------------------------------- model resolution
 
     def describe(self) -> ModelInfo:
         if self._info is None:
             self._info = self._resolve(self.settings.model)
-            if not self.settings.batch:
-                self.batch = auto_batch(self._source if not self._single_file else None)
             if self.settings.tiny_vae:
                 self._tiny_vae_dir = resolve_tiny_vae(self.settings.tiny_vae)
-                self.pixel_options["tiny_vae"] = files_fingerprint(self._tiny_vae_dir)
+                self._pixel_options["tiny_vae"] = files_fingerprint(self._tiny_vae_dir)
             if self.settings.step_cache > 1:
-                self.pixel_options["step_cache"] = self.settings.step_cache
+                self._pixel_options["step_cache"] = self.settings.step_cache
         return self._info
 
     def _resolve(self, model: str) -> ModelInfo:
@@ -202,7 +183,7 @@ class DiffusersBackend:
                 )
             self._source = DEMO_MODEL_DIR
             n = native_size(DEMO_MODEL_DIR)
-            return ModelInfo("demo", files_fingerprint(DEMO_MODEL_DIR), n, n, _recommended(DEMO_MODEL_DIR))
+            return ModelInfo("demo", files_fingerprint(DEMO_MODEL_DIR), n, n, recommended_settings(DEMO_MODEL_DIR))
         path = Path(model).expanduser()
         if path.is_dir():
             if not (path / "model_index.json").exists():
@@ -212,12 +193,12 @@ class DiffusersBackend:
                 )
             self._source = path
             n = native_size(path)
-            return ModelInfo(str(path.resolve()), files_fingerprint(path), n, n, _recommended(path))
+            return ModelInfo(str(path.resolve()), files_fingerprint(path), n, n, recommended_settings(path))
         if path.suffix in SINGLE_FILE_SUFFIXES:
             if not path.is_file():
                 raise FramereelError(f"{path}: no such model file; check the path")
             self._source, self._single_file = path, True
-            return ModelInfo(str(path.resolve()), _file_sha256(path), SD1_NATIVE, SD1_NATIVE)
+            return ModelInfo(str(path.resolve()), file_sha256(path), SD1_NATIVE, SD1_NATIVE)
         if model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1):
             raise FramereelError(f"{model}: no such model folder or file; check the path")
         return self._resolve_hub(model)
@@ -232,11 +213,17 @@ class DiffusersBackend:
             raise _hub_error(repo_id, err) from err
         self._source = folder
         n = native_size(folder)
-        return ModelInfo(repo_id, folder.name, n, n, _recommended(folder))
+        return ModelInfo(repo_id, folder.name, n, n, recommended_settings(folder))
 
     # -------------------------------------------------------------- loading
 
     def load(self) -> None:
+        self._load_weights()
+        if self.settings.compile and not self._compiled:
+            compile_pipeline(self.pipe, self.device)
+            self._compiled = True
+
+    def _load_weights(self) -> None:
         if self.pipe is not None:
             return
         self.describe()
@@ -267,34 +254,56 @@ class DiffusersBackend:
 
             self._step_cache = StepCache(pipe.unet, self.settings.step_cache)
         self.pipe = pipe.to(self.device)
-        if self.settings.compile:
-            compile_pipeline(self.pipe, self.device)
+
+    def resolve_batch(self) -> int:
+        """``--batch auto``: the batch size measured for this model, size, device and dtype, once per
+        machine (see :func:`measure_batch`; the model loads to be measured the first time)."""
+        if not self.settings.batch and not self._batch_resolved:
+            import torch
+
+            info = self.describe()
+            size = max(info.native_width, info.native_height)
+            key = f"{info.fingerprint}/{size}/{self.device}/{self.dtype}"
+
+            def probe() -> dict[str, Any]:
+                self._load_weights()  # measured uncompiled: compiling for every batch size would take minutes
+                return {**measure_batch(self.pipe, size), "threads": torch.get_num_threads()}
+
+            self.batch = int(measured("batch", key, probe)["batch"])
+            self._batch_resolved = True
+        return self.batch
 
     def count_tokens(self, text: str) -> int:
-        tok = self.pipe.tokenizer if self.pipe is not None else None
+        """CLIP tokens in ``text``; before the model loads, from the model folder's tokenizer alone."""
+        tok = self.pipe.tokenizer if self.pipe is not None else self._tokenizer()
         if tok is None:
             return 0
         return len(tok(text, truncation=False).input_ids)
 
+    def _tokenizer(self):
+        self.describe()
+        folder = self._source / "tokenizer" if self._source is not None and not self._single_file else None
+        if self._standalone_tokenizer is None and folder is not None and folder.is_dir():
+            quiet_libraries()
+            from transformers import CLIPTokenizer
+
+            self._standalone_tokenizer = CLIPTokenizer.from_pretrained(str(folder))
+        return self._standalone_tokenizer
+
     # -------------------------------------------------------------- rendering
 
-    def _embed(self, text: str):
-        """CLIP embedding of ``text``, computed once per distinct text."""
-        if text not in self._embeds:
-            import torch
+    def _encode(self, text: str):
+        """CLIP embedding of ``text`` (cached per distinct text by ``self._embed``)."""
+        import torch
 
-            with torch.inference_mode():
-                embeds, _ = self.pipe.encode_prompt(text, self.device, 1, False)
-            self._embeds[text] = embeds
-        return self._embeds[text]
+        with torch.inference_mode():
+            embeds, _ = self.pipe.encode_prompt(text, self.device, 1, False)
+        return embeds
 
     def initial_noise(self, seed: int, width: int, height: int):
         """The float32 starting latents a seed gives (drawn on the CPU, as the pipeline draws them)."""
-        import torch
-
         vsf = self.pipe.vae_scale_factor
-        shape = (1, self.pipe.unet.config.in_channels, height // vsf, width // vsf)
-        return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+        return seeded_noise(seed, (1, self.pipe.unet.config.in_channels, height // vsf, width // vsf))
 
     def render(self, frame: Frame, on_step: Callable[[int, int], None] | None = None, init_image=None):
         """Render one frame: text-to-image for key frames, a latent in-between for morphs
@@ -408,7 +417,8 @@ class DiffusersBackend:
 
     def close(self) -> None:
         self.pipe = self._img2img_pipe = None
-        self._embeds.clear()
+        self._compiled = False
+        self._embed.clear()
 
 
 def resolve_tiny_vae(spec: str) -> Path:
@@ -481,17 +491,6 @@ def _step_callback(on_step: Callable[[int, int], None] | None, steps: int):
 def _facts(out, i: int) -> dict[str, Any]:
     flagged = getattr(out, "nsfw_content_detected", None)
     return {"nsfw_blacked_out": True} if flagged and flagged[i] else {}
-
-
-def slerp(a, b, t: float, dot_threshold: float = 0.9995):
-    """Spherical interpolation between two noise tensors (linear when they are nearly parallel)."""
-    import torch
-
-    dot = torch.sum(a * b) / (a.norm() * b.norm())
-    if abs(float(dot)) > dot_threshold:
-        return torch.lerp(a, b, t)
-    theta = torch.acos(dot)
-    return (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / torch.sin(theta)
 
 
 def make_scheduler(name: str, config: Any):

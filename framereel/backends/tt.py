@@ -28,9 +28,10 @@ from typing import Any
 from PIL import Image
 
 from ..errors import FramereelError
+from ..settings import RenderSettings
 from ..storyboard import Frame
-from . import ModelInfo, RenderSettings
-from .diffusers_backend import files_fingerprint, native_size
+from .base import Backend, ModelInfo
+from .common import files_fingerprint, native_size, slerp
 
 SD_DEMO = Path("models/demos/wormhole/stable_diffusion")
 DEMO_TEST = f"{SD_DEMO}/demo/demo.py::test_demo"
@@ -155,14 +156,16 @@ def check_frames(frames: list[Frame], scheduler: str, size: int = NATIVE) -> Non
 # ------------------------------------------------------------------ in-process: one chip, one trace
 
 
-class TtBackend:
+class TtBackend(Backend):
     """SD 1.4 on one Tenstorrent chip, through tt-metal's demo modules and a compiled trace."""
+
+    speed_refusal = "the Tenstorrent backends render one traced frame at a time and don't take these"
 
     name = "tt"
     dtype = "bfloat16"
 
     def __init__(self, settings: RenderSettings, on_event: Callable[..., None] | None = None):
-        self.settings = settings
+        super().__init__(settings)
         spec = settings.device
         self.chip = int(spec.split(":")[-1]) if spec not in ("auto", "tt") and spec.split(":")[-1].isdigit() else 0
         self.device = f"tt:{self.chip}"
@@ -273,7 +276,6 @@ class TtBackend:
         return self._embeds[text]
 
     def render(self, frame: Frame, on_step=None, init_image=None):
-        from .diffusers_backend import slerp
 
         self.load()
         torch, ttnn = self.torch, self.ttnn
@@ -330,16 +332,19 @@ def _git_head(home: Path) -> str:
 # ------------------------------------------------------------------ fallback: the unmodified demo in chunks of 10
 
 
-class TtDemoBackend:
+class TtDemoBackend(Backend):
     """Runs tt-metal's own ``test_demo`` with pytest, 10 prompts a run, and maps its files to frames."""
 
     name = "tt-demo"
     dtype = "bfloat16"
-    notes = ("the unmodified tt-metal demo ignores per-frame seeds, steps and guidance: every frame uses "
-             "its fixed seed 174, PNDM 50 steps, guidance 7.5, 512x512")
+    kinds = ("key",)
+    speed_refusal = TtBackend.speed_refusal
+    NOTE = ("the unmodified tt-metal demo ignores per-frame seeds, steps and guidance: every frame uses "
+            "its fixed seed 174, PNDM 50 steps, guidance 7.5, 512x512")
 
     def __init__(self, settings: RenderSettings, on_event: Callable[..., None] | None = None):
-        self.settings = settings
+        super().__init__(settings)
+        self.notes = [self.NOTE]
         self.device = "tt:0"
         self.home = tt_metal_home()
         prepare_environment(self.home)
@@ -360,7 +365,7 @@ class TtDemoBackend:
                 raise FramereelError(f"frame {f.index}: --backend tt-demo renders 512x512 only; got {f.width}x{f.height}")
         self.work_dir = out_dir / ".tt-demo"
         self.chunks = [frames[i:i + DEMO_CHUNK] for i in range(0, len(frames), DEMO_CHUNK)]
-        return [self.notes] if frames else []
+        return [self.NOTE] if frames else []
 
     def count_tokens(self, text: str) -> int:
         return 0

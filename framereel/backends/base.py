@@ -1,0 +1,122 @@
+"""The backend contract: everything the runner, the executors and interactive mode use of a backend.
+
+A backend loads a model once and turns resolved :class:`~framereel.storyboard.Frame` objects into
+images. Subclass :class:`Backend`, implement the four abstract methods, and override the
+defaults only where the backend can do more (batching, options that change pixels, a
+prepare step that refuses frames before a device opens). Register it by name under the
+``framereel.backends`` entry-point group (see :mod:`framereel.backends`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..errors import FramereelError
+from ..settings import RenderSettings
+from ..storyboard import Frame
+
+MAX_PROMPT_TOKENS = 77  # CLIP's context
+StepCallback = Callable[[int, int], None]
+Rendered = tuple[Image.Image, dict[str, Any]]  # an image and extra facts for run.json
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a backend knows about its model before loading weights."""
+
+    id: str
+    fingerprint: str  # a hub revision, or a hash of the local files
+    native_width: int
+    native_height: int
+    recommended: dict[str, Any] = field(default_factory=dict)  # from the model folder's framereel.json
+
+    def defaults(self) -> dict[str, Any]:
+        """What the model fills in for parameters nobody set: its native size and recommended settings."""
+        return {"width": self.native_width, "height": self.native_height, **self.recommended}
+
+
+class Backend(ABC):
+    """Base class of every backend. ``name``, ``device`` and ``dtype`` are set by the subclass."""
+
+    name: str = "backend"
+    device: str = "cpu"
+    dtype: str = "float32"
+    device_reason: str = ""  # why this device, shown once at the start of a run
+    #: frames per render call; the runner groups frames with :func:`framereel.jobs.batch_groups`
+    batch: int = 1
+    #: frame kinds this backend renders ("key", "morph", "chain", …)
+    kinds: tuple[str, ...] = ("key", "morph", "chain")
+    #: whether --batch N, --compile, --tiny-vae and --step-cache apply (refused up front if not)
+    takes_speed_options: bool = False
+    #: why not, in the refusal: "<flags>: <this>; drop them or use --backend diffusers"
+    speed_refusal: str = "this backend renders one frame at a time and doesn't take these"
+
+    def __init__(self, settings: RenderSettings):
+        self.settings = settings
+        self.notes: list[str] = []  # facts about how frames were made, recorded in run.json
+
+    @property
+    def pixel_options(self) -> dict[str, Any]:
+        """Options that change pixels beyond the frame's own parameters: part of each frame's hash."""
+        return {}
+
+    @abstractmethod
+    def describe(self) -> ModelInfo:
+        """Resolve the model (download if needed) without loading weights."""
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load the weights once; called only if some frame needs rendering."""
+
+    @abstractmethod
+    def render(self, frame: Frame, on_step: StepCallback | None = None, init_image: Image.Image | None = None
+               ) -> Rendered:
+        """Render one frame; a chained frame starts from ``init_image``."""
+
+    def resolve_batch(self) -> int:
+        """Settle :attr:`batch` before jobs are planned (a backend may measure it); returns it."""
+        return self.batch
+
+    def render_batch(self, frames: list[Frame], on_step: StepCallback | None = None) -> list[Rendered]:
+        """Render frames that may share a call (same size, steps, guidance; never chained)."""
+        return [self.render(f, on_step=on_step) for f in frames]
+
+    def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
+        """Check the frames to render before any device opens; raise FramereelError to refuse,
+        return warnings to show."""
+        for f in frames:
+            if f.kind not in self.kinds:
+                raise FramereelError(f"frame {f.index}: the {self.name} backend can't render {f.kind} frames; "
+                                     "use --backend diffusers")
+        return []
+
+    def count_tokens(self, text: str) -> int:
+        """How many prompt tokens ``text`` takes, start and end tokens included (0: unknown)."""
+        return 0
+
+    def prompt_warnings(self, frames: list[Frame]) -> list[str]:
+        """Warnings for prompts longer than the text encoder reads (asked after :meth:`load`)."""
+        out, seen = [], set()
+        for f in frames:
+            if f.prompt in seen:
+                continue
+            seen.add(f.prompt)
+            n = self.count_tokens(f.prompt)
+            if n > MAX_PROMPT_TOKENS:
+                out.append(f"frame {f.index}: prompt is {n} tokens; CLIP reads only the first {MAX_PROMPT_TOKENS}, "
+                           "the rest will be truncated")
+        return out
+
+    def set_scheduler(self, name: str) -> None:
+        """Swap the scheduler of a loaded model (interactive ``:scheduler``)."""
+        raise FramereelError(f"the {self.name} backend can't change its scheduler once loaded")
+
+    def close(self) -> None:
+        """Release the device."""
+        return None

@@ -1,0 +1,102 @@
+"""A frame's identity: everything that decides its pixels, its hash, and the metadata its PNG carries.
+
+:class:`RunIdentity` joins the run's :class:`~framereel.settings.RenderSettings`, the model the
+backend resolved (:class:`~framereel.backends.base.ModelInfo`) and what the backend resolved
+itself (dtype, options that change pixels). ``render``, interactive mode and the tests all ask it,
+so "is this frame finished?" has one answer everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ._version import __version__
+from .backends.base import Backend, ModelInfo
+from .manifest import FRAMES_DIR, HASH_KEY, file_digest, frame_name, params_hash, png_bytes
+from .settings import RenderSettings
+from .storyboard import Frame
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    settings: RenderSettings
+    model: ModelInfo
+    backend: str
+    dtype: str
+    pixel_options: dict[str, Any] = field(default_factory=dict)  # e.g. a tiny VAE, step caching
+
+    @classmethod
+    def of(cls, backend: Backend, settings: RenderSettings | None = None) -> RunIdentity:
+        """The identity of frames ``backend`` renders (it resolves its model without loading it)."""
+        settings = settings or backend.settings
+        return cls(settings, backend.describe(), backend.name, backend.dtype, dict(backend.pixel_options))
+
+    def params(self, frame: Frame) -> dict[str, Any]:
+        """Everything that decides a frame's pixels."""
+        return {
+            **frame.render_params(),
+            "scheduler": self.settings.scheduler,
+            "model": self.model.fingerprint,
+            "dtype": self.dtype,
+            "backend": self.backend,
+            **self.pixel_options,
+        }
+
+    def digest(self, frame: Frame, frames_dir: Path | None = None,
+               image_digest: Callable[[int], str | None] | None = None) -> str:
+        """The hash that tells whether a frame is finished. A chained frame's includes its parent's
+        (and colour reference's) image — from ``image_digest(index)``, else the file in
+        ``frames_dir`` — so redoing a frame invalidates its chain."""
+        params = self.params(frame)
+        for key, ref in (("parent_image", frame.parent), ("colour_image", frame.color_ref)):
+            if ref is not None:
+                params[key] = image_digest(ref) if image_digest else file_digest(frames_dir / frame_name(ref))
+        return params_hash(params)
+
+    def metadata(self, frame: Frame, digest: str) -> dict[str, str]:
+        """The PNG text chunks every frame carries."""
+        meta = {
+            "prompt": frame.prompt,
+            "negative_prompt": frame.negative_prompt or "",
+            "seed": str(frame.seed),
+            "steps": str(frame.steps),
+            "guidance": f"{frame.guidance:g}",
+            "size": f"{frame.width}x{frame.height}",
+            "scheduler": self.settings.scheduler,
+            "model": self.model.id,
+            "software": f"framereel {__version__}",
+            HASH_KEY: digest,
+        }
+        if frame.kind == "morph":
+            meta["morph"] = (f"frame {frame.morph[0]} → frame {frame.morph[1]} at t={frame.morph[2]:.4f}: "
+                             f"{frame.morph_prompt}")
+        elif frame.kind == "chain":
+            meta["init"] = f"frame {frame.parent}, strength {frame.strength:g}"
+        return meta
+
+    def png(self, image: Image.Image, frame: Frame, digest: str) -> bytes:
+        """The PNG bytes of a rendered frame, with its metadata: the same for every command."""
+        return png_bytes(image, self.metadata(frame, digest))
+
+    def record(self, frame: Frame, digest: str) -> dict[str, Any]:
+        """A frame's entry in run.json, before it is rendered."""
+        record = {
+            "index": frame.index,
+            "file": f"{FRAMES_DIR}/{frame_name(frame.index)}",
+            "kind": frame.kind,
+            "status": "pending",
+            "hash": digest,
+            "params": self.params(frame),
+            "duration": frame.duration,
+            "seconds": None,
+        }
+        if frame.kind == "morph":
+            record["derived_from"] = {"morph": [frame.morph[0], frame.morph[1]], "t": round(frame.morph[2], 6)}
+        elif frame.kind == "chain":
+            record["derived_from"] = {"parent": frame.parent, "strength": frame.strength}
+        return record

@@ -1,0 +1,314 @@
+"""Jobs, the one render loop, and the one dispatch loop every executor shares.
+
+A :class:`Job` is data: frames that are rendered together by one worker — one frame, a batch
+group that shares a UNet call, or a whole img2img chain (its frames depend on each other).
+:func:`run_job` renders a job with a loaded backend; :func:`drive` hands jobs to a
+:class:`WorkerPool` (this process, worker processes or Ray actors, see :mod:`framereel.executors`),
+retries failed jobs, fails a failed frame's descendants and yields one :class:`Outcome` per frame.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from .backends.base import Backend, Rendered, StepCallback
+from .coherence import match_colours, warp
+from .errors import FramereelError
+from .events import EventHandler, FrameStarted, ModelLoaded
+from .events import Warning as WarningEvent
+from .storyboard import Frame
+
+MAX_ATTEMPTS = 3  # the first try and at most two more
+ImageOf = Callable[[int], Image.Image]
+
+
+# ------------------------------------------------------------------ jobs
+
+
+@dataclass
+class Job:
+    id: int
+    frames: list[Frame]
+    attempts: int = 0
+
+    @property
+    def kind(self) -> str:
+        """``chain`` (frames that start from each other), ``batch`` (frames sharing a call) or ``frame``."""
+        if any(f.parent is not None for f in self.frames):
+            return "chain"
+        return "batch" if len(self.frames) > 1 else "frame"
+
+    def refs(self) -> set[int]:
+        """Frames outside the job whose images it starts from (a chain's first parent, colour references)."""
+        inside = {f.index for f in self.frames}
+        return {r for f in self.frames for r in (f.parent, f.color_ref) if r is not None and r not in inside}
+
+
+def batch_key(frame: Frame) -> tuple | None:
+    """Frames with equal keys can share one UNet call; ``None``: this frame renders alone (img2img)."""
+    if frame.kind == "chain":
+        return None
+    return (frame.width, frame.height, frame.steps, frame.guidance)
+
+
+def batch_groups(frames: list[Frame], size: int) -> list[list[Frame]]:
+    """Split frames, in order, into groups of at most ``size`` consecutive frames that can share
+    a UNet call; chained frames stay alone, so a parent is always rendered before its chain."""
+    groups: list[list[Frame]] = []
+    for f in frames:
+        key = batch_key(f)
+        last = groups[-1] if groups else None
+        if key is not None and last and len(last) < size and batch_key(last[0]) == key:
+            last.append(f)
+        else:
+            groups.append([f])
+    return groups
+
+
+def plan_jobs(todo: list[Frame], batch: int = 1) -> list[Job]:
+    """Group frames into jobs: a chained frame joins the job of the frame it starts from; up to
+    ``batch`` consecutive independent frames that can share a UNet call make one job."""
+    chains: list[list[Frame]] = []
+    chain_of: dict[int, list[Frame]] = {}
+    for f in todo:
+        chain = chain_of.get(f.parent) if f.parent is not None else None
+        if chain is None:
+            chain = []
+            chains.append(chain)
+        chain.append(f)
+        chain_of[f.index] = chain
+    groups: list[list[Frame]] = []
+    independent: list[Frame] = []
+    for chain in chains:
+        if len(chain) == 1 and chain[0].parent is None:
+            independent.append(chain[0])
+            continue
+        groups += batch_groups(independent, batch)
+        independent = []
+        groups.append(chain)
+    groups += batch_groups(independent, batch)
+    return [Job(i, g) for i, g in enumerate(groups)]
+
+
+# ------------------------------------------------------------------ rendering a job
+
+
+def chain_init_image(frame: Frame, image_of: ImageOf) -> Image.Image:
+    """A chained frame's starting image: its parent's, warped by its motion and colour-matched."""
+    image = image_of(frame.parent)
+    if frame.motion is not None:
+        image = warp(image, *frame.motion)
+    if frame.color_ref is not None:
+        image = match_colours(image, image_of(frame.color_ref))
+    return image
+
+
+def render_group(backend: Backend, group: list[Frame], image_of: ImageOf,
+                 on_step: StepCallback | None = None) -> list[Rendered]:
+    """Render a group from :func:`batch_groups`: frames sharing one call, or one chained frame."""
+    f = group[0]
+    if f.parent is None:
+        return backend.render_batch(group, on_step=on_step)
+    return [backend.render(f, on_step=on_step, init_image=chain_init_image(f, image_of))]
+
+
+def per_frame_seconds(elapsed: float, results: list[Rendered]) -> float:
+    """Rendering seconds per frame of a group: its share of the call, compiling (reported once
+    in the first frame's ``compile_seconds``) left out."""
+    return (elapsed - results[0][1].get("compile_seconds", 0.0)) / len(results)
+
+
+@dataclass(frozen=True)
+class FrameRendered:
+    """A message from a worker: one frame of a job is rendered."""
+
+    worker: str
+    job: int
+    index: int
+    image: Image.Image
+    facts: dict[str, Any]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    """A message from a worker: the job failed at frame ``index`` (its group and what follows are unfinished)."""
+
+    worker: str
+    job: int
+    index: int
+    error: str
+
+
+@dataclass(frozen=True)
+class JobDone:
+    worker: str
+    job: int
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    worker: str
+
+
+@dataclass(frozen=True)
+class WorkerDied:
+    worker: str
+    why: str
+
+
+Message = FrameRendered | JobFailed | JobDone | WorkerReady | WorkerDied
+
+
+def run_job(backend: Backend, job: Job, image_of: ImageOf, worker: str,
+            on_group: Callable[[list[Frame]], None] | None = None,
+            on_step: Callable[[Frame], StepCallback] | None = None) -> Iterator[Message]:
+    """Render a job's frames in order with a loaded backend: one :class:`FrameRendered` per frame,
+    then :class:`JobDone`, or a :class:`JobFailed` at the first group that fails. ``image_of`` gives
+    images of frames finished before the job; frames rendered inside it are kept in memory."""
+    images: dict[int, Image.Image] = {}
+
+    def lookup(index: int) -> Image.Image:
+        if index not in images:
+            images[index] = image_of(index)
+        return images[index]
+
+    for group in batch_groups(job.frames, backend.batch):
+        if on_group is not None:
+            on_group(group)
+        t0 = time.perf_counter()
+        try:
+            results = render_group(backend, group, lookup, on_step(group[0]) if on_step else None)
+        except FramereelError:
+            raise
+        except Exception as err:  # a failed frame says why; the dispatcher retries or fails it
+            yield JobFailed(worker, job.id, group[0].index, f"{type(err).__name__}: {err}".splitlines()[0])
+            return
+        seconds = per_frame_seconds(time.perf_counter() - t0, results)
+        for f, (image, facts) in zip(group, results):
+            images[f.index] = image.convert("RGB")
+            yield FrameRendered(worker, job.id, f.index, images[f.index], facts, seconds)
+    yield JobDone(worker, job.id)
+
+
+# ------------------------------------------------------------------ dispatching jobs to workers
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one frame: ``image`` and ``facts`` when rendered, else ``error``."""
+
+    frame: Frame
+    device: str = ""
+    image: Image.Image | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+
+
+class WorkerPool(ABC):
+    """Workers that render jobs: this process, worker processes or Ray actors."""
+
+    remote = True  # workers report no per-step progress
+
+    @abstractmethod
+    def start(self, emit: EventHandler) -> None:
+        """Start the workers; each reports :class:`WorkerReady` through :meth:`poll` once loaded."""
+
+    @abstractmethod
+    def submit(self, worker: str, job: Job) -> None:
+        """Hand ``job`` to an idle worker."""
+
+    @abstractmethod
+    def poll(self, timeout: float) -> list[Message]:
+        """Messages from the workers, waiting at most ``timeout`` seconds for the first."""
+
+    @abstractmethod
+    def alive(self) -> bool:
+        """Whether any worker is left."""
+
+    def close(self, now: bool = False) -> None:
+        """Stop every worker (``now``: without letting them finish their job, e.g. on Ctrl-C)."""
+        return None
+
+
+class JobQueue:
+    """Jobs waiting for a worker. A failed job comes back with its unfinished frames, at the
+    front, until it has been tried ``MAX_ATTEMPTS`` times; then its frames fail."""
+
+    def __init__(self, jobs: list[Job]):
+        self.pending = deque(jobs)
+
+    def __bool__(self) -> bool:
+        return bool(self.pending)
+
+    def take(self) -> Job:
+        return self.pending.popleft()
+
+    def give_back(self, job: Job, done: set[int], why: str, emit: EventHandler, worker: str = "") -> list[Outcome]:
+        """Requeue the unfinished rest of ``job``; returns the failed frames once it is out of tries."""
+        rest = [f for f in job.frames if f.index not in done]
+        job.attempts += 1
+        if job.attempts < MAX_ATTEMPTS:
+            which = f"frame {rest[0].index} goes" if len(rest) == 1 else \
+                f"frames {', '.join(str(f.index) for f in rest)} go"
+            emit(WarningEvent(f"{which} back to the queue ({why})"))
+            self.pending.appendleft(Job(job.id, rest, job.attempts))
+            return []
+        failed: set[int] = set()
+        outcomes = []
+        for f in rest:
+            if f.parent in failed:
+                error = f"its parent frame {f.parent} failed"
+            else:
+                error = f"failed {MAX_ATTEMPTS} times; last: {why}"
+            failed.add(f.index)
+            outcomes.append(Outcome(f, worker, error=error))
+        return outcomes
+
+
+def drive(pool: WorkerPool, jobs: list[Job], emit: EventHandler) -> Iterator[Outcome]:
+    """Run ``jobs`` on ``pool``'s workers; yields one :class:`Outcome` per frame, in the order they finish."""
+    frames = {f.index: f for job in jobs for f in job.frames}
+    queue = JobQueue(jobs)
+    busy: dict[str, Job] = {}
+    idle: list[str] = []
+    done: set[int] = set()
+    pool.start(emit)
+    while queue or busy:
+        while idle and queue:
+            worker, job = idle.pop(0), queue.take()
+            busy[worker] = job
+            if pool.remote:
+                first = job.frames[0]
+                emit(FrameStarted(first.index, first.prompt, first.steps, device=worker, worker=True))
+            pool.submit(worker, job)
+        if not pool.alive():
+            for job in [*queue.pending, *busy.values()]:
+                yield from (Outcome(f, error="every worker died") for f in job.frames if f.index not in done)
+            return
+        for msg in pool.poll(0.5):
+            if isinstance(msg, WorkerReady):
+                idle.append(msg.worker)
+                if pool.remote:
+                    emit(ModelLoaded(device=msg.worker, dtype="", worker=True))
+            elif isinstance(msg, FrameRendered):
+                done.add(msg.index)
+                yield Outcome(frames[msg.index], msg.worker, msg.image, msg.facts, msg.seconds)
+            elif isinstance(msg, JobDone):
+                busy.pop(msg.worker, None)
+                idle.append(msg.worker)
+            elif isinstance(msg, JobFailed | WorkerDied):
+                job = busy.pop(msg.worker, None)
+                if isinstance(msg, JobFailed):
+                    idle.append(msg.worker)
+                why = msg.error if isinstance(msg, JobFailed) else msg.why
+                if job is not None:
+                    yield from queue.give_back(job, done, why, emit, msg.worker)

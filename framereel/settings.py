@@ -1,0 +1,97 @@
+"""The settings a run is made of, as frozen dataclasses the CLI, interactive mode and bench all build.
+
+* :class:`RenderSettings` — how frames are rendered (model, backend, device, scheduler, speed options);
+* :class:`Parallelism` — where they are rendered (processes, devices, Ray);
+* :class:`StitchSettings` — how frames become a video.
+
+Each validates itself (``check()``) with one-line :class:`~framereel.errors.FramereelError` messages, so
+every front end refuses the same bad values the same way, before any model loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import FramereelError
+
+DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
+SCHEDULERS = ("dpm++", "pndm", "ddim", "euler", "euler-a", "heun", "unipc")
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Run-wide rendering settings (what every frame of a run shares)."""
+
+    model: str = DEFAULT_MODEL
+    backend: str = "auto"
+    device: str = "auto"
+    dtype: str = "auto"
+    scheduler: str = "dpm++"
+    safety_checker: bool = True
+    reset_device: bool = False  # Tenstorrent: `tt-smi -r` before opening the chip
+    batch: int = 0  # frames per UNet call; 0 = auto (measured per model, size and device)
+    compile: bool = False  # torch.compile the UNet (and VAE decoder)
+    tiny_vae: str | None = None  # a TAESD-style AutoencoderTiny (folder or Hub id) to decode with
+    step_cache: int = 0  # DeepCache-style: full UNet every N steps, shallow branch in between; 0/1 = off
+
+    def check(self) -> RenderSettings:
+        if self.scheduler not in SCHEDULERS:
+            raise FramereelError(f'unknown scheduler "{self.scheduler}"; choose one of {", ".join(SCHEDULERS)}')
+        if self.batch < 0 or self.step_cache < 0:
+            raise FramereelError("--batch and --step-cache take a whole number ≥ 0 (0: auto / off)")
+        if self.compile and self.step_cache > 1:
+            raise FramereelError("--compile and --step-cache don't combine (the cache switches the UNet's graph "
+                                 "every step); pick one")
+        return self
+
+    def speed_flags(self) -> list[str]:
+        """The speed options asked for, as the user typed them (for refusals)."""
+        asked = (("--batch N", self.batch > 1), ("--compile", self.compile), ("--tiny-vae", bool(self.tiny_vae)),
+                 ("--step-cache", self.step_cache > 1))
+        return [flag for flag, on in asked if on]
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """Where frames render: ``workers`` processes on the backend's device, one per entry of
+    ``devices``, or Ray actors (``executor="ray"``, on ``ray_address`` or a local cluster)."""
+
+    workers: int = 1
+    devices: tuple[str, ...] | None = None
+    executor: str = "local"
+    ray_address: str | None = None
+
+    def check(self) -> Parallelism:
+        if self.workers < 1:
+            raise FramereelError("--workers must be at least 1")
+        if self.executor not in EXECUTORS:
+            raise FramereelError(f"--executor {self.executor}: choose {' or '.join(EXECUTORS)}")
+        return self
+
+    def worker_devices(self, device: str) -> list[str]:
+        """One entry per worker: the listed devices, else ``workers`` copies of the backend's device."""
+        return list(self.devices) if self.devices else [device] * self.workers
+
+    @property
+    def in_process(self) -> bool:
+        return self.executor == "local" and (len(self.devices) if self.devices else self.workers) == 1
+
+
+@dataclass(frozen=True)
+class StitchSettings:
+    """How ``stitch`` turns frames into a video (see :func:`framereel.video.stitch`)."""
+
+    video: str | Path | None = None  # default: OUT/video.mp4; the extension picks the format
+    fps: float | None = None  # frames without their own duration; None: the last stitch's, else 2
+    crf: int = 18
+    codec: str | None = None
+    transition: str = "cut"
+    crossfade: float = 0.5
+    smooth_fps: int = 24
+    size: str | None = None
+    frames: str | None = None
+    zoom: float = 0.0
+    audio: str | Path | None = None
+    audio_loop: bool = False
