@@ -13,6 +13,7 @@ The modules follow the data path: storyboard → backends (via runner) → manif
 from __future__ import annotations
 
 from ._version import __version__
+from .deforum import import_deforum
 from .errors import FramereelError
 from .runner import RunResult, render
 from .settings import Parallelism, RenderSettings, StitchSettings
@@ -29,6 +30,7 @@ __all__ = [
     "Storyboard",
     "__version__",
     "frame_seed",
+    "import_deforum",
     "load_storyboard",
     "render",
     "stitch",

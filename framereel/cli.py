@@ -22,6 +22,7 @@ Examples:
   framereel make examples/demo.json -o out --model demo   # offline demo model, ~1 min on a CPU
   framereel make prompts.json -o out --scheduler pndm --steps 50   # the Tenstorrent lesson's settings
   framereel stitch out/ --fps 4 --video out/fast.mp4  # re-pace without re-rendering
+  framereel import deforum deforum_settings.txt -o storyboard.json   # bring a Deforum animation
 """
 
 RENDER_HELP = {
@@ -71,9 +72,9 @@ MODEL_OPTIONS = [
     click.option("--reset-device", is_flag=True, help="Tenstorrent: run `tt-smi -r` once before opening the chip."),
     click.option("--device", default="auto", show_default=True, help=RENDER_HELP["device"]),
     click.option("--dtype", default="auto", show_default=True, help=RENDER_HELP["dtype"]),
-    click.option("--scheduler", default=None,
-                 help="dpm++, pndm (the lesson's), ddim, euler, euler-a, heun or unipc.  "
-                      "[default: the storyboard's defaults.scheduler, else dpm++]"),
+    click.option("--scheduler", default="dpm++", show_default=True,
+                 help="dpm++, pndm (the lesson's), ddim, euler, euler-a, heun or unipc (a storyboard's own "
+                      "\"scheduler\" is used when this is not given)."),
     click.option("--no-safety-checker", is_flag=True, help="Turn off the model's safety checker (if it ships one)."),
 ]
 FRAME_OPTIONS = [
@@ -272,6 +273,8 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
     """Every option of ``make``/``frames``/``stitch``, checked before any folder is made or model
     loaded: the one place the CLI validates. Returns what the run needs: the storyboard, the frame
     lists, the render settings and the parallelism."""
+    from click.core import ParameterSource
+
     from .backends import expand_devices
     from .settings import Parallelism
     from .validate import check_model, check_output_folder, check_render_settings, check_stitch_options
@@ -288,7 +291,9 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
             raise FramereelError(f"--workers {opts['workers']}: give a whole number from 1 to 256")
         devices = expand_devices(opts["devices"])
         fixed = {"device": devices[0]} if devices and len(devices) == 1 else {}
-        settings = render_settings(opts, scheduler=opts["scheduler"] or storyboard.scheduler or "dpm++", **fixed)
+        if storyboard.scheduler and click.get_current_context().get_parameter_source("scheduler") == ParameterSource.DEFAULT:
+            fixed["scheduler"] = storyboard.scheduler  # the file's scheduler, unless --scheduler was given
+        settings = render_settings(opts, **fixed)
         check_render_settings(settings, opts["executor"], opts["ray_address"])
         parallelism = Parallelism(opts["workers"], devices, opts["executor"], opts["ray_address"]).check()
         check_output_folder(opts["out"])
@@ -319,9 +324,12 @@ class _LoadTimer:
 
 
 def _do_render(checked: tuple[Any, ...], opts: dict[str, Any], report) -> Any:
+    from .events import Warning as WarningEvent
     from .runner import render
 
     storyboard, redo, only, settings, parallelism = checked
+    for note in storyboard.notes:  # what an imported file could not carry (e.g. a Deforum settings file)
+        report(WarningEvent(f"note: {note}"))
     if opts["dry_run"]:
         from .plan import plan_run
 
@@ -329,23 +337,31 @@ def _do_render(checked: tuple[Any, ...], opts: dict[str, Any], report) -> Any:
             return plan_run(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only)
         finally:
             report.close()
-    timer = _LoadTimer(report)
+    timer = _LoadTimer(_with_gallery(opts["out"], report))
     try:
         result = render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
                         parallelism=parallelism, on_event=timer)
         result.load_seconds = timer.load_seconds
         return result
     finally:
-        report.close()
+        timer.close()
 
 
 def _do_stitch(out: Path, opts: dict[str, Any], report) -> Path:
     from .video import stitch
 
+    report = _with_gallery(out, report)
     try:
         return stitch(out, stitch_settings(opts), on_event=report)
     finally:
         report.close()
+
+
+def _with_gallery(out: Path, report):
+    """Keep OUT/index.html (the run's gallery page) current while ``report`` shows progress."""
+    from .gallery import LiveGallery
+
+    return LiveGallery(out, report)
 
 
 def _summary(result, video: Path | None, json_lines: bool, quiet: bool) -> None:
@@ -464,6 +480,35 @@ def interactive(out: Path, seed: int | None, **opts: Any) -> None:
     run_interactive(Session(out, settings, seed=DEFAULT_RUN_SEED if seed is None else seed, params=probe))
 
 
+@main.command()
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
+              help="Folder for interactive/, storyboard.json and the film.")
+@_apply(MODEL_OPTIONS + FRAME_OPTIONS)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback requires the printed URL's access token.")
+@click.option("--port", type=int, default=8188, show_default=True, help="Port (0: any free port).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the studio in the default browser.")
+@_handle_errors
+def studio(out: Path, seed: int | None, host: str, port: int, open_browser: bool, **opts: Any) -> None:
+    """A local web app over the interactive session: type prompts and watch each image render,
+    keep the good ones, arrange the storyboard, render the film and play it. The options set
+    where the session starts; the page's controls change them.
+
+    \b
+      framereel studio -o out --model demo      # then open the printed http://127.0.0.1:8188/
+    """
+    from .interactive import Session
+    from .studio import check_address, serve
+
+    check_address(host, port)
+    probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
+    settings = render_settings(opts, batch=1)  # one image per prompt: no padded batch to wait for
+    _validate_frame_flags(probe)
+    click.echo("loading the model…", err=True)
+    session = Session(out, settings, seed=DEFAULT_RUN_SEED if seed is None else seed, params=probe)
+    serve(session, host=host, port=port, open_browser=open_browser, say=lambda m: click.echo(m, err=True))
+
+
 def _validate_frame_flags(values: dict[str, Any]) -> None:
     from .storyboard import check_value
 
@@ -521,13 +566,35 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
               help="Output folder whose free disk space to check.")
 @click.option("--json", "json_out", is_flag=True, help="Print the checks as one JSON object.")
-def doctor(out: Path, json_out: bool) -> None:
+@click.option("--smoke", is_flag=True, help="Tenstorrent: also render one 4-step frame with --backend tt and write "
+              "OUT/tt-smoke-report.json (timings, every decision) to attach to a bug report.")
+@click.option("--smoke-demo", is_flag=True, help="Tenstorrent: also run tt-metal's demo once with --backend tt-demo.")
+@click.option("--model", default=None, help="Model for --smoke.  [default: CompVis/stable-diffusion-v1-4]")
+@_handle_errors
+def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str | None) -> None:
     """Check what this machine can render with: versions, devices, Tenstorrent set-up, Hugging Face,
     ffmpeg and disk. Every problem line ends with its fix."""
     import json
 
     from .doctor import diagnose
 
+    if smoke or smoke_demo:
+        from .doctor import smoke as run_smoke
+
+        path, report = run_smoke(out, model, tt=smoke, demo=smoke_demo)
+        if json_out:
+            click.echo(json.dumps(report, indent=2, default=str))
+        for kind in ("tt", "tt-demo"):
+            if kind in report:
+                r = report[kind]
+                click.echo(f"--backend {kind}: {'ok' if r['ok'] else 'FAILED: ' + r.get('error', '')}; "
+                           + ", ".join(f"{k} {v}s" for k, v in r["seconds"].items()), err=True)
+                for key, value in r.get("decisions", {}).items():
+                    click.echo(f"    {key}: {value}", err=True)
+        click.echo(f"report: {path}", err=True)
+        if not all(report[k]["ok"] for k in ("tt", "tt-demo") if k in report):
+            sys.exit(1)
+        return
     checks = diagnose(out)
     if json_out:
         click.echo(json.dumps({c.name: c.as_dict() for c in checks}, indent=2))
@@ -541,6 +608,17 @@ def doctor(out: Path, json_out: bool) -> None:
         if c.fix and c.ok is not True:
             line += f"  [dim]→ {c.fix}[/]"
         console.print(line)
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@_handle_errors
+def gallery(out: Path) -> None:
+    """Write OUT/index.html: the run's video, timeline and every frame with its parameters
+    (a page that works offline from file://; make, frames and stitch write it too)."""
+    from .gallery import write_gallery
+
+    click.echo(f"gallery: {write_gallery(out)}", err=True)
 
 
 @main.command()
@@ -561,3 +639,30 @@ def sheet(out: Path, sheet: Path | None, columns: int, thumb: int) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.group("import")
+def import_group() -> None:
+    """Convert another tool's files into a framereel storyboard."""
+
+
+@import_group.command("deforum")
+@click.argument("settings", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("storyboard.json"),
+              show_default=True, help="Storyboard to write.")
+@click.option("--seed", type=int, default=DEFAULT_RUN_SEED, show_default=True,
+              help="Seed used where the settings say -1 (random in Deforum).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@_handle_errors
+def import_deforum_command(settings: Path, out: Path, seed: int, force: bool) -> None:
+    """Convert a Deforum settings file (2D, 3D as 2D, Interpolation or None mode) into a storyboard.
+
+    Everything it cannot carry is listed, one line each, here and in the storyboard's "notes".
+    """
+    from .deforum import import_deforum
+
+    imported = import_deforum(settings, out, seed=seed, force=force)
+    click.echo(f"{out}: {imported.frames} frames from {settings.name} ({imported.mode} mode, scheduler {imported.scheduler})")
+    for note in imported.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"render it: framereel make {out} -o out")

@@ -60,36 +60,61 @@ def _gpu_checks() -> list[Check]:
 
 
 def _tt_checks() -> list[Check]:
-    from .backends.tt import SD_DEMO, board_info, is_blackhole
+    """tt-metal's SD 1.4 demo (layout, commit, what each backend will use) and the chips tt-smi lists."""
+    import importlib.util
+
+    from .backends.tt_tree import WORKER_NOTE, chip_plan, device_numbers, find_sd_demo
+    from .errors import FramereelError
 
     out = []
-    ttnn_version = _version("ttnn")
-    try:
-        import ttnn  # noqa: F401
-
-        out.append(Check("ttnn", True, ttnn_version or "importable"))
-    except ImportError:
+    if importlib.util.find_spec("ttnn") is not None:  # found, not imported: importing it can take the chips
+        out.append(Check("ttnn", True, _version("ttnn") or "importable"))
+    else:
         out.append(Check("ttnn", None, "not importable",
                          "only needed for --backend tt: activate tt-metal's python_env ($TT_METAL_HOME/python_env)"))
+    smi = shutil.which("tt-smi")
+    plan = chip_plan() if smi else None
+    out.append(Check("tt-smi", None if not smi else True, smi or "not found",
+                     "" if smi else "for Tenstorrent: pip install tt-smi"))
+    if plan and plan.chips:
+        out.append(Check("tenstorrent boards", None, plan.reason()))
+        out.append(Check("usable chips", True if plan.usable else False, ", ".join(plan.usable) + f" ({WORKER_NOTE})"
+                         if plan.usable else "none", "" if plan.usable else "tt-smi lists no chip that can be opened alone"))
+    else:
+        out.append(Check("tenstorrent boards", None, "none found"))
     home = os.environ.get("TT_METAL_HOME")
     if not home:
         out.append(Check("TT_METAL_HOME", None, "not set", "for Tenstorrent: export TT_METAL_HOME=~/tt-metal"))
-    elif (Path(home).expanduser() / SD_DEMO / "demo" / "demo.py").is_file():
-        out.append(Check("TT_METAL_HOME", True, home))
+        return out
+    try:
+        demo = find_sd_demo(Path(home).expanduser())
+    except FramereelError as err:
+        out.append(Check("TT_METAL_HOME", False, home, str(err)))
+        return out
+    out.append(Check("TT_METAL_HOME", True, home))
+    out.append(Check("SD 1.4 demo", True, f"{demo.folder} ({demo.layout})"))
+    out.append(Check("tt-metal commit", None, demo.commit))
+    if demo.traced:
+        out.append(Check("--backend tt", True, "traced demo (sd_helper_funcs.compile_trace_sd); "
+                         f"steps 4-{demo.steps or 50}, {demo.image_size[1]}x{demo.image_size[0]}, PNDM"))
     else:
-        out.append(Check("TT_METAL_HOME", False, f"{home} has no {SD_DEMO}/demo/demo.py",
-                         "point TT_METAL_HOME at a tt-metal checkout"))
-    smi = shutil.which("tt-smi")
-    boards = board_info() if smi else []
-    out.append(Check("tt-smi", None if not smi else True, smi or "not found",
-                     "" if smi else "for Tenstorrent: pip install tt-smi"))
-    out.append(Check("tenstorrent boards", None, f"{len(boards)} chip(s): {', '.join(boards)}" if boards else "none found"))
-    arch = os.environ.get("TT_METAL_ARCH_NAME")
-    if is_blackhole(boards) and arch != "blackhole":
-        out.append(Check("TT_METAL_ARCH_NAME", False, arch or "not set",
-                         "Blackhole board: framereel sets TT_METAL_ARCH_NAME=blackhole for its runs; export it for others"))
-    else:
-        out.append(Check("TT_METAL_ARCH_NAME", None, arch or "not set"))
+        out.append(Check("--backend tt", False, "this tree's demo predates compile_trace_sd",
+                         "update tt-metal, or use --backend tt-demo"))
+    try:
+        out.append(Check("--backend tt-demo", True, f"{demo.num_prompts} prompts per pytest run, written to "
+                         f"<run folder>/{demo.input_path}"))
+    except FramereelError as err:
+        out.append(Check("--backend tt-demo", False, "can't hand the demo its prompts", str(err)))
+    arch = plan.arch if plan and plan.arch else None
+    for a in [arch] if arch else ["wormhole_b0", "blackhole"]:
+        numbers = device_numbers(demo, a)
+        out.append(Check(f"device params {a}", False if numbers.fallback else None,
+                         f"l1_small_size={numbers.params['l1_small_size']}, "
+                         f"trace_region_size={numbers.params['trace_region_size']} from {numbers.source}",
+                         "framereel uses its fallback numbers; tell us your tt-metal commit" if numbers.fallback else ""))
+    throttle = os.environ.get("TT_MM_THROTTLE_PERF")
+    out.append(Check("TT_MM_THROTTLE_PERF", None, f"{throttle} (yours)" if throttle else
+                     "not set: framereel sets 5 on Wormhole for its runs, as tt-metal's SD demo does"))
     return out
 
 
@@ -160,3 +185,75 @@ def diagnose(out_dir: Path = Path("out")) -> list[Check]:
         except ImportError:
             auto = Check("auto picks", False, "no backend: torch is missing", "pip install torch")
     return checks + [auto] + _tt_checks() + _hf_checks() + _ffmpeg_checks() + [_disk_check(out_dir)]
+
+
+# ------------------------------------------------------------------ a hardware self-check for people with a board
+
+SMOKE_REPORT = "tt-smoke-report.json"
+
+
+def _smoke_one(kind: str, out: Path, model: str | None) -> dict[str, Any]:
+    """Render one 4-step frame at the model's size through ``--backend tt`` (kind "tt"), or one
+    demo run through ``--backend tt-demo``; returns timings, decisions and any error."""
+    import json
+    import time
+
+    from .backends import DEFAULT_MODEL, RenderSettings, create_backend
+    from .errors import FramereelError
+    from .events import FrameDone, ModelLoaded
+    from .runner import render
+    from .storyboard import load_storyboard
+
+    folder = out / f"smoke-{kind}"
+    folder.mkdir(parents=True, exist_ok=True)
+    board = folder / "storyboard.json"
+    board.write_text(json.dumps([{"prompt": "a lighthouse on a cliff at dusk, oil painting"}]))
+    settings = RenderSettings(model=model or DEFAULT_MODEL, backend=kind, scheduler="pndm")
+    report: dict[str, Any] = {"backend": kind, "ok": False}
+    events: list[Any] = []
+    t0 = time.perf_counter()
+    backend = None
+    try:
+        backend = create_backend(settings)
+        report["decisions"] = backend.decisions
+        storyboard = load_storyboard(board, overrides={"steps": 4} if kind == "tt" else {})
+        result = render(storyboard, folder, settings, force=True, backend=backend, on_event=events.append)
+        report["ok"] = not result.failed and bool(result.rendered)
+        if result.failed:
+            report["error"] = next(iter(result.failed.values()))
+    except FramereelError as err:
+        report["error"] = str(err)
+    except Exception as err:  # noqa: BLE001 - the report is for a bug report: keep what happened
+        report["error"] = f"{type(err).__name__}: {err}".splitlines()[0]
+    finally:
+        if backend is not None:
+            backend.close()
+            report["decisions"] = backend.decisions
+    seconds = {"total": round(time.perf_counter() - t0, 3)}
+    for e in events:
+        if isinstance(e, ModelLoaded) and e.seconds is not None:
+            seconds["open_and_load"] = e.seconds
+        if isinstance(e, FrameDone):
+            seconds["frame"] = e.seconds
+            if e.facts.get("compile_seconds") is not None:
+                seconds["compile"] = e.facts["compile_seconds"]
+    report["seconds"] = seconds
+    report["frames"] = sorted(str(p) for p in (folder / "frames").glob("*.png"))
+    return report
+
+
+def smoke(out: Path, model: str | None = None, tt: bool = True, demo: bool = False) -> tuple[Path, dict[str, Any]]:
+    """``framereel doctor --smoke`` / ``--smoke-demo``: the checks, then one real frame through the
+    chosen Tenstorrent backend(s); writes ``OUT/tt-smoke-report.json`` (attach it to a bug report)."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"framereel": __version__, "checks": [c.as_dict() for c in diagnose(out)]}
+    if tt:
+        report["tt"] = _smoke_one("tt", out, model)
+    if demo:
+        report["tt-demo"] = _smoke_one("tt-demo", out, model)
+    path = out / SMOKE_REPORT
+    path.write_text(json.dumps(report, indent=2, default=str))
+    return path, report
+

@@ -110,18 +110,22 @@ class Session:
                       steps=p.get("steps"), guidance=p.get("guidance"), width=p.get("width"), height=p.get("height"))
         return resolve_frame(frame, self.identity.model.defaults())
 
-    def render(self, prompt: str, progress=None, seed: int | None = None) -> Path | None:
+    def render(self, prompt: str, progress=None, seed: int | None = None,
+               on_step: Callable[[int, int], None] | None = None) -> Path | None:
+        """Render ``prompt`` with the session's settings to a new file in ``interactive/``; returns
+        its path (None if cancelled). ``on_step(i, n)`` hears each denoising step."""
         if seed is None:
             seed = self.seed if self.seed is not None else random.randrange(2**32)
         frame = self.frame_for(prompt, seed)
         digest = self.identity.digest(frame)
         t0 = time.perf_counter()
+        step = {"on_step": on_step} if on_step is not None else {}
         try:
             if progress is not None:
                 with progress(frame):
-                    image, _ = self.backend.render(frame)
+                    image, _ = self.backend.render(frame, **step)
             else:
-                image, _ = self.backend.render(frame)
+                image, _ = self.backend.render(frame, **step)
         except KeyboardInterrupt:
             self.tell("cancelled")
             return None
@@ -184,15 +188,22 @@ class Session:
     def cmd_keep(self, arg: str, progress=None) -> None:
         if self.last is None:
             raise FramereelError("nothing to keep yet: type a prompt first")
+        kept = self.keep(self.last)
+        self.tell(f"kept as frame {len(kept) - 1} in {self.out_dir / STORYBOARD}")
+
+    def keep(self, frame: Frame) -> list[dict[str, Any]]:
+        """Append ``frame``'s prompt and exact parameters to the kept storyboard; returns it.
+        The storyboard records the scheduler its images were made with; an image made with
+        another one is refused (one storyboard renders with one scheduler)."""
         kept = self.kept()
-        made_with = self.last_scheduler or self.settings.scheduler
+        made_with = (self.last_scheduler if frame is self.last else None) or self.settings.scheduler
         if kept and self.kept_scheduler() not in (None, made_with):
             raise FramereelError(
                 f"the kept frames use the {self.kept_scheduler()} scheduler and this image {made_with}; a storyboard "
                 f"renders with one scheduler: type `:scheduler {self.kept_scheduler()}` and `:again`, or :undo them")
-        kept.append({k: v for k, v in asdict(self.last).items() if k in KEPT_KEYS})
-        self._save(kept, made_with)
-        self.tell(f"kept as frame {len(kept) - 1} in {self.out_dir / STORYBOARD}")
+        kept.append({k: v for k, v in asdict(frame).items() if k in KEPT_KEYS})
+        self.save_kept(kept, made_with)
+        return kept
 
     def cmd_list(self, arg: str, progress=None) -> None:
         for i, f in enumerate(self.kept()):
@@ -203,26 +214,35 @@ class Session:
         if not kept:
             raise FramereelError("nothing kept yet")
         dropped = kept.pop()
-        self._save(kept, self.kept_scheduler() if kept else None)
+        self.save_kept(kept)
         self.tell(f"dropped: {dropped['prompt']}")
 
     def cmd_make(self, arg: str, progress=None) -> None:
+        video, result, reused = self.make()
+        self.say(f"{video}  frames={result.total} rendered={len(result.rendered)} reused={reused}")
+
+    def make(self, on_event: Callable[[Any], None] | None = None, **stitch_options: Any):
+        """Render and stitch the kept storyboard into the output folder (resumable; kept images are
+        reused byte for byte) and update its gallery page. Returns (video path, RunResult, reused)."""
+        from .gallery import LiveGallery
         from .video import stitch
 
         if not self.kept():
             raise FramereelError("nothing kept yet: :keep some images first")
         board = load_storyboard(self.out_dir / STORYBOARD)
-        current = self.settings
-        if board.scheduler and board.scheduler != current.scheduler:  # render with the kept images' scheduler
+        current = self.settings.scheduler
+        if board.scheduler and board.scheduler != current:  # render with the kept images' scheduler
             self.cmd_scheduler(board.scheduler)
+        events = LiveGallery(self.out_dir, on_event)
         try:
             reused = self._reuse_interactive_images(board)
-            result = render(board, self.out_dir, self.settings, backend=self.backend)
+            result = render(board, self.out_dir, self.settings, backend=self.backend, on_event=events)
+            video = stitch(self.out_dir, on_event=events, **stitch_options)
         finally:
-            if self.settings.scheduler != current.scheduler:
-                self.cmd_scheduler(current.scheduler)
-        video = stitch(self.out_dir)
-        self.say(f"{video}  frames={result.total} rendered={len(result.rendered)} reused={reused}")
+            events.close()
+            if self.settings.scheduler != current:
+                self.cmd_scheduler(current)
+        return video, result, reused
 
     def cmd_help(self, arg: str = "", progress=None) -> None:
         for line in COMMANDS.values():
@@ -244,17 +264,32 @@ class Session:
             raise FramereelError(f"{path}: not a storyboard framereel can add to ({err}); move it away") from None
         return doc
 
+    def _kept_document(self) -> dict[str, Any]:
+        path = self.out_dir / STORYBOARD
+        if not path.exists():
+            return {"frames": []}
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8-sig"))
+            if isinstance(doc, list):
+                doc = {"frames": doc}
+            if not isinstance(doc.get("frames"), list):
+                raise ValueError("no frames list")
+        except (OSError, ValueError, AttributeError) as err:
+            raise FramereelError(f"{path}: not a storyboard framereel can add to ({err}); move it away") from None
+        return doc
+
     def kept(self) -> list[dict[str, Any]]:
         return self._kept_document()["frames"]
 
     def kept_scheduler(self) -> str | None:
-        """The scheduler the kept frames were made with (one per storyboard)."""
-        return self._kept_document().get("defaults", {}).get("scheduler")
+        """The scheduler the kept frames were made with (a storyboard renders with one)."""
+        return self._kept_document().get("scheduler")
 
-    def _save(self, frames: list[dict[str, Any]], scheduler: str | None = None) -> None:
-        doc: dict[str, Any] = {"frames": frames}
-        if scheduler:
-            doc = {"defaults": {"scheduler": scheduler}, **doc}
+    def save_kept(self, frames: list[dict[str, Any]], scheduler: str | None = None) -> None:
+        """Write the kept storyboard (atomically) with the scheduler its images were made with
+        (default: the one it has, while it keeps any frame)."""
+        scheduler = scheduler or (self.kept_scheduler() if frames else None)
+        doc: dict[str, Any] = {"scheduler": scheduler, "frames": frames} if scheduler else {"frames": frames}
         atomic_write_json(self.out_dir / STORYBOARD, doc)
 
     def _reuse_interactive_images(self, board) -> int:

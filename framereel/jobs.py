@@ -106,7 +106,7 @@ def chain_init_image(frame: Frame, image_of: ImageOf) -> Image.Image:
     if frame.motion is not None:
         image = warp(image, *frame.motion)
     if frame.color_ref is not None:
-        image = match_colours(image, image_of(frame.color_ref))
+        image = match_colours(image, image_of(frame.color_ref), frame.color_space or "rgb")
     return image
 
 

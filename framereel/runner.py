@@ -217,7 +217,9 @@ def write_run_record(on_disk: OnDisk, storyboard: Storyboard, identity: RunIdent
         record = identity.record(f, the_plan.digests[f.index])
         if f.index in the_plan.finished:
             prev = old.get(f.index, {})
-            record.update(status="done", seconds=prev.get("seconds"), device=prev.get("device", backend.device))
+            facts = {k: v for k, v in prev.items() if k not in record and k not in ("device", "error")}
+            record.update(status="done", seconds=prev.get("seconds"), device=prev.get("device", backend.device),
+                          **facts)  # what the backend said of the frame when it was rendered (e.g. nsfw_blacked_out)
         manifest.frames[f.index] = record
     manifest.save()
     return manifest

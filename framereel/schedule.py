@@ -1,59 +1,238 @@
-"""Keyframe schedules in the form Deforum users know: ``"0:(0.65), 10:(0.45), 20:(0.65)"``.
+"""Keyframe schedules as Deforum writes them: ``"0:(0.65), 10:(0.45), 20:(0.65)"`` or
+``"0:(1.0025+0.002*sin(1.25*3.14*t/30))"``.
 
-Values are linearly interpolated between keyframes by frame index and held flat before the first
-and after the last. A plain number is a constant schedule.
+Each keyframe is ``FRAME:(VALUE)``. ``VALUE`` is a number or an expression of ``t`` (the frame
+index), ``max_f`` (the last frame's index), ``s`` (the run seed) and ``pi``, with the functions
+numexpr knows (``sin``, ``cos``, ``tan``, ``abs``, ``sqrt``, ``exp``, ``log``, ``where`` …) and the
+operators ``+ - * / % **``. ``FRAME`` is a whole number or an expression of ``max_f`` and ``s``,
+optionally quoted: ``"max_f-1":(s)``. Expressions are evaluated by numexpr (as Deforum does), never
+by Python's ``eval``.
+
+Between keyframes, values follow Deforum's rules exactly: a number keyframe is joined to the next
+keyframe by a straight line; an expression keyframe is evaluated at every frame from it up to the
+next keyframe; before the first keyframe and after the last number keyframe values are held flat;
+keyframes outside frames ``0 … max_f`` are ignored. A plain number is a constant schedule.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from bisect import bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
 
-_ENTRY = re.compile(r"\s*([0-9]{1,9})\s*:\s*\(\s*([-+]?(?:[0-9]{1,30}\.?[0-9]{0,30}|\.[0-9]{1,30})(?:[eE][-+]?[0-9]{1,4})?)\s*\)\s*")
+import numpy as np
+
+from .errors import FramereelError
+
+_INT = re.compile(r"\s*\d+\s*$")
+_NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$")
+VALUE_NAMES = ("t", "max_f", "s", "pi")
+FRAME_NAMES = ("max_f", "s", "pi")
 
 
-class ScheduleError(ValueError):
-    """A malformed schedule; the message says which character is wrong."""
+class ScheduleError(FramereelError, ValueError):
+    """A malformed schedule or expression; the message names the keyframe and the problem."""
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    frame: str  # as written (quotes removed): "10" or "max_f-1"
+    value: str  # the text inside the parentheses
+    number: float | None  # the value when it is a plain number, else None (an expression)
+
+    def __str__(self) -> str:
+        return f"{self.frame}:({self.value})"
 
 
 @dataclass(frozen=True)
 class Schedule:
-    keys: tuple[tuple[int, float], ...]
+    keys: tuple[Keyframe, ...]
+    name: str = ""  # for messages: "strength", "motion.zoom" …
+    bounds: tuple[float, float] | None = None  # allowed values, checked at every frame
 
-    def at(self, frame: int) -> float:
-        frames = [k for k, _ in self.keys]
-        i = bisect_right(frames, frame)
-        if i == 0:
-            return self.keys[0][1]
-        if i == len(self.keys):
-            return self.keys[-1][1]
-        (f0, v0), (f1, v1) = self.keys[i - 1], self.keys[i]
-        return v0 + (v1 - v0) * (frame - f0) / (f1 - f0)
+    def series(self, frames: int, seed: int = 0) -> tuple[float, ...]:
+        """The value at every frame ``0 … frames-1`` (``max_f = frames-1``, ``s = seed``)."""
+        return _series(self, frames, seed)
+
+    def at(self, frame: int, frames: int | None = None, seed: int = 0) -> float:
+        """The value at ``frame`` of a film of ``frames`` frames (default: just long enough for
+        ``frame`` and every whole-number keyframe)."""
+        if frames is None:
+            last = max((int(k.frame) for k in self.keys if _INT.match(k.frame)), default=0)
+            frames = max(frame, last) + 1
+        return self.series(frames, seed)[min(frame, frames - 1)]
+
+    @property
+    def constant(self) -> bool:
+        return all(k.number is not None for k in self.keys) and len({k.number for k in self.keys}) == 1
 
 
-def parse_schedule(text: str | int | float) -> Schedule:
-    """Parse ``"0:(0.65), 10:(0.45)"`` (or a plain number) into a :class:`Schedule`."""
+def _where(sched: Schedule, key: Keyframe | None = None) -> str:
+    name = f'"{sched.name}" schedule: ' if sched.name else ""
+    return f"{name}keyframe {key}: " if key is not None else name
+
+
+def evaluate(expression: str, names: dict[str, object]) -> np.ndarray:
+    """Evaluate ``expression`` with numexpr over ``names`` only (no Python ``eval``, no globals).
+
+    Raises :class:`ScheduleError` with a short, plain description of what is wrong."""
+    import numexpr
+
+    try:
+        return np.asarray(numexpr.evaluate(expression, local_dict=names, global_dict={}))
+    except KeyError as e:
+        raise ScheduleError(f'unknown name "{e.args[0]}" (names: {", ".join(n for n in VALUE_NAMES if n in names)})') from None
+    except SyntaxError:
+        raise ScheduleError(f"cannot read {expression!r} as an expression") from None
+    except ZeroDivisionError:
+        raise ScheduleError("division by zero") from None
+    except TypeError as e:
+        called = [f for f in re.findall(r"([A-Za-z_]\w*)\s*\(", expression) if f not in _functions()]
+        if "not callable" in str(e) and called:
+            raise ScheduleError(f'unknown function "{called[0]}" (numexpr has sin, cos, tan, abs, sqrt, exp, log, where …)') from None
+        raise ScheduleError(f"cannot evaluate {expression!r}: {e}") from None
+    except (ValueError, AttributeError, NotImplementedError, RuntimeError) as e:
+        msg = str(e).replace("\n", " ")
+        if "forbidden" in msg:
+            msg = "only arithmetic, comparisons and numexpr's functions are allowed"
+        raise ScheduleError(f"cannot evaluate {expression!r}: {msg}") from None
+
+
+@lru_cache(maxsize=1)
+def _functions() -> frozenset[str]:
+    import numexpr.expressions
+
+    return frozenset(numexpr.expressions.functions)
+
+
+def parse_schedule(text: str | int | float, name: str = "") -> Schedule:
+    """Parse ``"0:(0.65), 10:(0.45)"``, ``"0:(1+0.1*sin(t))"`` or a plain number into a
+    :class:`Schedule`. Syntax errors and unknown names are found here, before any frame renders;
+    messages start with the schedule's ``name`` when given."""
+    try:
+        return _parse(text, name)
+    except ScheduleError as e:
+        prefix = _where(Schedule((), name))
+        if str(e).startswith(prefix):
+            raise
+        raise ScheduleError(f"{prefix}{e}") from None
+
+
+def _parse(text: str | int | float, name: str) -> Schedule:
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return Schedule(((0, float(text)),))
-    pos, keys = 0, []
-    while pos < len(text):
-        m = _ENTRY.match(text, pos)
-        if not m:
-            raise ScheduleError(f"expected FRAME:(VALUE) at character {pos + 1} of {_quote(text)}")
-        keys.append((int(m.group(1)), float(m.group(2))))
-        pos = m.end()
-        if pos < len(text):
+        if not math.isfinite(text):
+            raise ScheduleError(f"{text} is not a finite number")
+        return Schedule((Keyframe("0", repr(float(text)), float(text)),), name)
+    if not isinstance(text, str):
+        raise ScheduleError('expected a number or a string like "0:(0.65), 10:(0.45)"')
+    keys: list[Keyframe] = []
+    pos, n = 0, len(text)
+    while pos < n:
+        start = pos
+        while pos < n and text[pos].isspace():
+            pos += 1
+        if pos < n and text[pos] in "\"'":
+            close = text.find(text[pos], pos + 1)
+            if close < 0:
+                raise ScheduleError(f"unclosed quote at character {pos + 1} of {text!r}")
+            frame, pos = text[pos + 1:close].strip(), close + 1
+        else:
+            colon = text.find(":", pos)
+            frame = text[pos:colon].strip() if colon >= 0 else ""
+            pos = colon if colon >= 0 else pos
+        while pos < n and text[pos].isspace():
+            pos += 1
+        if frame and pos < n and text[pos] == ":":
+            pos += 1
+            while pos < n and text[pos].isspace():
+                pos += 1
+        if not frame or pos >= n or text[pos] != "(":
+            raise ScheduleError(f"expected FRAME:(VALUE) at character {start + 1} of {text!r}")
+        depth, end = 0, pos
+        while end < n:
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+            end += 1
+        if depth:
+            raise ScheduleError(f"unclosed '(' at character {pos + 1} of {text!r}")
+        value = text[pos + 1:end].strip()
+        pos = end + 1
+        if not value:
+            raise ScheduleError(f"empty value at character {pos} of {text!r}")
+        keys.append(Keyframe(frame, value, float(value) if _NUMBER.match(value) else None))
+        while pos < n and text[pos].isspace():
+            pos += 1
+        if pos < n:
             if text[pos] != ",":
-                raise ScheduleError(f"expected ',' at character {pos + 1} of {_quote(text)}")
+                raise ScheduleError(f"expected ',' at character {pos + 1} of {text!r}")
             pos += 1
     if not keys:
-        raise ScheduleError(f"empty schedule {_quote(text)}; write e.g. 0:(0.65), 10:(0.45)")
-    frames = [k for k, _ in keys]
-    if frames != sorted(set(frames)):
-        raise ScheduleError(f"keyframes must be in increasing order without repeats in {_quote(text)}")
-    return Schedule(tuple(keys))
+        raise ScheduleError(f"empty schedule {text!r}; write e.g. 0:(0.65), 10:(0.45)")
+    literal = [int(k.frame) for k in keys if _INT.match(k.frame)]
+    if literal != sorted(set(literal)):
+        raise ScheduleError(f"keyframes must be in increasing order without repeats in {text!r}")
+    sched = Schedule(tuple(keys), name)
+    # find syntax errors and unknown names now (values at t=0 may legitimately divide by zero)
+    for key in keys:
+        try:
+            if not _INT.match(key.frame):
+                evaluate(key.frame, _frame_names(0, 0))
+            if key.number is None:
+                evaluate(key.value, {**_frame_names(0, 0), "t": np.int64(0)})
+        except ScheduleError as e:
+            if str(e) != "division by zero":
+                raise ScheduleError(f"{_where(sched, key)}{e}") from None
+    return sched
 
 
-def _quote(text: str, limit: int = 60) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "…")
+def _frame_names(max_f: int, seed: int) -> dict[str, object]:
+    return {"max_f": np.int64(max_f), "s": np.int64(seed), "pi": np.float64(math.pi)}
+
+
+@lru_cache(maxsize=256)
+def _series(sched: Schedule, frames: int, seed: int) -> tuple[float, ...]:
+    if frames < 1:
+        raise ValueError("a schedule needs at least one frame")
+    names = _frame_names(frames - 1, seed)
+    at: dict[int, Keyframe] = {}
+    for key in sched.keys:  # Deforum: a later keyframe with the same frame replaces an earlier one
+        if _INT.match(key.frame):
+            index = int(key.frame)
+        else:
+            try:
+                index = int(float(evaluate(key.frame, names)))
+            except ScheduleError as e:
+                raise ScheduleError(f"{_where(sched, key)}{e}") from None
+        if 0 <= index < frames:
+            at[index] = key
+    if not at:
+        raise ScheduleError(f"{_where(sched)}no keyframe falls within frames 0 to {frames - 1} of {', '.join(map(str, sched.keys))}")
+    values = np.full(frames, np.nan)
+    starts = sorted(at)
+    for j, start in enumerate(starts):
+        key = at[start]
+        if key.number is not None:
+            values[start] = key.number
+            continue
+        stop = starts[j + 1] if j + 1 < len(starts) else frames
+        t = np.arange(start, stop, dtype=np.int64)
+        try:
+            out = np.broadcast_to(evaluate(key.value, {**names, "t": t}), t.shape).astype(float)
+        except ScheduleError as e:
+            raise ScheduleError(f"{_where(sched, key)}{e}") from None
+        bad = np.flatnonzero(~np.isfinite(out))
+        if bad.size:
+            raise ScheduleError(f"{_where(sched, key)}not a finite number at frame {int(t[bad[0]])} ({out[bad[0]]})")
+        values[start:stop] = out
+    known = np.flatnonzero(~np.isnan(values))
+    values = np.interp(np.arange(frames), known, values[known])  # flat before the first, after the last
+    if sched.bounds is not None:
+        lo, hi = sched.bounds
+        bad = np.flatnonzero((values < lo) | (values > hi))
+        if bad.size:
+            i = int(bad[0])
+            key = at[max(k for k in starts if k <= i)] if i >= starts[0] else at[starts[0]]
+            raise ScheduleError(f"{_where(sched, key)}value {values[i]:g} at frame {i} is outside {lo:g} to {hi:g}")
+    return tuple(float(v) for v in values)

@@ -6,7 +6,11 @@ Accepted forms:
 
 * a JSON list of frames: ``[{"prompt": "..."}, {"prompt": "...", "seed": 7}]``;
 * a JSON object ``{"defaults": {...}, "frames": [...]}`` whose defaults apply to every frame;
-* a ``.txt`` file, one prompt per line (blank lines and lines starting with ``#`` are skipped).
+* a ``.txt`` file, one prompt per line (blank lines and lines starting with ``#`` are skipped);
+* a Deforum settings file (JSON, often ``*_settings.txt``), converted by :mod:`framereel.deforum`.
+
+An object may also carry ``"notes"`` (a list of lines: what an import could not carry) and
+``"scheduler"`` (used when the command line names none).
 
 Files may start with a UTF-8 byte-order mark (Windows editors write one); it is ignored.
 
@@ -54,13 +58,20 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "strength": ((int, float, str), 'a number from 0 to 1 or a schedule like "0:(0.65), 10:(0.45)"'),
     "motion": ((dict,), 'an object like {"zoom": 1.02, "angle": 0, "tx": 0, "ty": 0}'),
     "shared_noise": ((bool,), "true or false"),
-    "color_match": ((str, type(None)), '"first" or null'),
+    "color_match": ((str, type(None)), '"first" (RGB), "first-lab", "first-hsv" or null'),
 }
-DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"} | {"scheduler"}  # one scheduler per run
-SCHEDULER_NAMES = ("dpm++", "pndm", "ddim", "euler", "euler-a", "heun", "unipc")
+DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
 MAX_DURATION = 3600.0  # seconds one frame stays on screen
 MAX_FRAMES = 100_000  # frame numbers in --frames/--redo lists
 MOTION_KEYS = {"zoom": 1.0, "angle": 0.0, "tx": 0.0, "ty": 0.0}
+# Deforum's 2D transform beyond the four above: a shift before zoom/rotation, the centre, the border
+DEFORUM_MOTION_KEYS = {"translation_x": 0.0, "translation_y": 0.0, "transform_center_x": 0.5,
+                       "transform_center_y": 0.5, "border": "mirror"}
+MOTION_RANGES = {"zoom": (0.1, 10.0), "angle": (-360.0, 360.0), "transform_center_x": (-10.0, 10.0),
+                 "transform_center_y": (-10.0, 10.0)}  # others: -4096 to 4096 pixels
+BORDERS = ("mirror", "wrap", "replicate")
+COLOR_MATCHES = {"first": None, "first-lab": "lab", "first-hsv": "hsv", None: None}  # → Frame.color_space
+TOP_LEVEL_KEYS = {"defaults", "frames", "notes", "scheduler"}
 SCHEDULED = ("guidance", "strength")  # keys that also take a keyframe schedule string
 DEFAULT_STRENGTH = 0.65
 
@@ -94,17 +105,22 @@ class Frame:
     morph_seed: int | None = None
     parent: int | None = None  # chains: the frame whose image this one starts from
     strength: float | None = None  # chains: 0 keeps the parent's image, 1 ignores it
-    motion: tuple[float, float, float, float] | None = None  # chains: zoom, angle (deg), tx, ty (px)
+    # chains: zoom, angle (deg), tx, ty (px); with Deforum's keys also translation_x/y, transform centre, border
+    motion: tuple[Any, ...] | None = None
     color_ref: int | None = None  # chains: match colours to this frame's
+    color_space: str | None = None  # chains: "lab" or "hsv" to match colours there (None: RGB)
 
     def render_params(self) -> dict[str, Any]:
         """The parameters that decide the image (not ``index``, ``shot`` or ``duration``)."""
         d = asdict(self)
         for key in ("index", "shot", "duration"):
             del d[key]
+        if self.color_space is None:  # RGB, as before colour spaces existed: hashes stay the same
+            del d["color_space"]
         if self.kind == "key":  # keep key frames' hashes as plain as the storyboard they come from
-            for key in ("kind", "morph", "morph_prompt", "morph_seed", "parent", "strength", "motion", "color_ref"):
-                del d[key]
+            for key in ("kind", "morph", "morph_prompt", "morph_seed", "parent", "strength", "motion", "color_ref",
+                        "color_space"):
+                d.pop(key, None)
         return d
 
 
@@ -113,8 +129,9 @@ class Storyboard:
     path: Path
     frames: tuple[Frame, ...]
     run_seed: int = DEFAULT_RUN_SEED
+    notes: tuple[str, ...] = ()  # what an import could not carry, one line each
     digest: str = ""  # sha256 of the file's text: the same storyboard under another name is the same run
-    scheduler: str | None = None  # the file's ``defaults.scheduler``, if it names one
+    scheduler: str | None = None  # the file's scheduler; the command line's --scheduler wins
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -156,7 +173,7 @@ def check_value(path: Path, where: str, key: str, value: Any) -> Any:
     if ok and key == "init":
         ok = value in ("previous", None)
     elif ok and key == "color_match":
-        ok = value in ("first", None)
+        ok = value in COLOR_MATCHES
     elif ok and key == "morph":
         ok = 0 <= value <= 1000
     elif ok and key == "strength":
@@ -186,22 +203,27 @@ def shown(value: Any, limit: int = 60) -> str:
 
 def _check_schedule(path: Path, where: str, key: str, text: str, lo: float, hi: float) -> Schedule:
     try:
-        sched = parse_schedule(text)
+        sched = parse_schedule(text, name=key)
     except ScheduleError as e:
-        raise _fail(path, where, f'"{key}" schedule: {e}') from None
-    bad = [v for _, v in sched.keys if not lo <= v <= hi]
+        raise _fail(path, where, str(e)) from None
+    bad = [k.number for k in sched.keys if k.number is not None and not lo <= k.number <= hi]
     if bad:
         raise _fail(path, where, f'"{key}" schedule: value {bad[0]:g} is outside {lo:g} to {hi:g}')
-    return sched
+    return replace(sched, bounds=(lo, hi))  # expressions are checked at every frame
 
 
-def _check_motion(path: Path, where: str, motion: dict) -> dict[str, Schedule]:
-    _check_keys(path, f"{where}: motion", motion, set(MOTION_KEYS))
-    out = {}
+def _check_motion(path: Path, where: str, motion: dict) -> dict[str, Schedule | str]:
+    _check_keys(path, f"{where}: motion", motion, set(MOTION_KEYS) | set(DEFORUM_MOTION_KEYS))
+    out: dict[str, Schedule | str] = {}
     for key, value in motion.items():
+        if key == "border":
+            if value not in BORDERS:
+                raise _fail(path, where, f'motion "border" must be one of {", ".join(BORDERS)} (got {shown(value)})')
+            out[key] = value
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise _fail(path, where, f'motion "{key}" must be a number or a schedule like "0:(1.0), 10:(1.05)"')
-        lo, hi = (0.1, 10.0) if key == "zoom" else (-360.0, 360.0) if key == "angle" else (-4096.0, 4096.0)
+        lo, hi = MOTION_RANGES.get(key, (-4096.0, 4096.0))
         out[key] = _check_schedule(path, where, f"motion.{key}", value if isinstance(value, str) else f"0:({value})", lo, hi)
     return out
 
@@ -234,11 +256,11 @@ def read_text(path: Path) -> str:
         raise FramereelError(f"{path.name}: not UTF-8 text (byte {e.start + 1}); save it as UTF-8") from None
 
 
-def parse_text(path: Path, text: str) -> tuple[list[Any], dict[str, Any]]:
-    """A storyboard's text → its raw frames and file defaults (checked by :func:`load_storyboard`)."""
-    if path.suffix.lower() == ".txt":
+def parse_text(path: Path, text: str, run_seed: int | None = None) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """A storyboard's text → its raw frames, file defaults and extras (checked by :func:`parse_storyboard`)."""
+    if path.suffix.lower() == ".txt" and not text.lstrip().startswith("{"):
         lines = [ln.strip() for ln in text.splitlines()]
-        return [{"prompt": ln} for ln in lines if ln and not ln.startswith("#")], {}
+        return [{"prompt": ln} for ln in lines if ln and not ln.startswith("#")], {}, {}
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -248,15 +270,32 @@ def parse_text(path: Path, text: str) -> tuple[list[Any], dict[str, Any]]:
     except ValueError as e:  # e.g. an integer literal with thousands of digits
         raise _fail(path, "", f"invalid JSON: {str(e).splitlines()[0]}") from None
     if isinstance(data, list):
-        return data, {}
+        return data, {}, {}
     if isinstance(data, dict):
-        _check_keys(path, "top level", data, {"defaults", "frames"})
+        from .deforum import is_deforum_settings
+
+        if is_deforum_settings(data):  # a Deforum settings file: convert it, then read it like any storyboard
+            from .deforum import convert
+
+            data = convert(data, path.name, DEFAULT_RUN_SEED if run_seed is None else run_seed).storyboard
+        _check_keys(path, "top level", data, TOP_LEVEL_KEYS)
         if "frames" not in data or not isinstance(data["frames"], list):
             raise _fail(path, "top level", '"frames" must be a list of frames')
         defaults = data.get("defaults", {})
         if not isinstance(defaults, dict):
             raise _fail(path, "defaults", "must be an object")
-        return data["frames"], defaults
+        extras = {}
+        notes = data.get("notes", [])
+        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+            raise _fail(path, "notes", "must be a list of strings")
+        extras["notes"] = tuple(n.replace("\n", " ") for n in notes)
+        if "scheduler" in data:
+            from .settings import SCHEDULERS
+
+            if data["scheduler"] not in SCHEDULERS:
+                raise _fail(path, "scheduler", f"must be one of {', '.join(SCHEDULERS)} (got {json.dumps(data['scheduler'])})")
+            extras["scheduler"] = data["scheduler"]
+        return data["frames"], defaults, extras
     raise _fail(path, "", 'expected a JSON list of {"prompt": ...} objects, or {"defaults": ..., "frames": [...]}')
 
 
@@ -273,8 +312,7 @@ def load_storyboard(
     Raises :class:`FramereelError` naming the file, the frame and the problem.
     """
     path = Path(path)
-    text = read_text(path)
-    return parse_storyboard(text, path, overrides, run_seed)
+    return parse_storyboard(read_text(path), path, overrides, run_seed)
 
 
 def parse_storyboard(
@@ -287,14 +325,10 @@ def parse_storyboard(
     form (``.txt``: one prompt per line; anything else: JSON)."""
     path = Path(path)
     text = text.removeprefix("\ufeff")
-    raw_frames, file_defaults = parse_text(path, text)
+    raw_frames, file_defaults, extras = parse_text(path, text, run_seed)
     if not raw_frames:
         raise _fail(path, "", "no frames; add at least one prompt")
     _check_keys(path, "defaults", file_defaults, DEFAULTS_KEYS)
-    scheduler = file_defaults.pop("scheduler", None)
-    if scheduler is not None and scheduler not in SCHEDULER_NAMES:
-        raise _fail(path, "defaults", f'"scheduler" must be one of {", ".join(SCHEDULER_NAMES)} '
-                                      f"(got {shown(scheduler)})")
     file_defaults = {key: check_value(path, "defaults", key, value) for key, value in file_defaults.items()}
     cli = {k: check_value(path, "command line", k, v) for k, v in (overrides or {}).items() if v is not None}
     base = {**file_defaults, **cli}
@@ -319,13 +353,24 @@ def parse_storyboard(
         if i == len(raw_frames) - 1 and values.get("morph"):
             raise _fail(path, where, '"morph" needs a next frame to morph into; the last frame has none')
         entries.append({**base, **values})
-    frames = _expand(entries, run_seed)
+    try:
+        frames = _expand(entries, run_seed)
+    except ScheduleError as e:
+        raise _fail(path, "", str(e)) from None
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed, digest=digest, scheduler=scheduler)
+    return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed, digest=digest, **extras)
 
 
-def _value_at(value: Any, index: int) -> Any:
-    return value.at(index) if isinstance(value, Schedule) else value
+def _value_at(value: Any, index: int, count: int, seed: int) -> Any:
+    """A key's value at output frame ``index`` of ``count`` (schedules: ``max_f = count-1``, ``s = seed``)."""
+    return value.at(index, count, seed) if isinstance(value, Schedule) else value
+
+
+def _motion_at(motion: dict[str, Any], index: int, count: int, seed: int) -> tuple[Any, ...]:
+    """(zoom, angle, tx, ty), plus Deforum's (translation_x, translation_y, centre x, centre y, border)
+    only when the storyboard uses them, so the frames of plain storyboards keep their hashes."""
+    keys = {**MOTION_KEYS, **DEFORUM_MOTION_KEYS} if set(motion) & set(DEFORUM_MOTION_KEYS) else MOTION_KEYS
+    return tuple(_value_at(motion.get(k, default), index, count, seed) for k, default in keys.items())
 
 
 def _expand(entries: list[dict[str, Any]], run_seed: int) -> list[Frame]:
@@ -335,6 +380,7 @@ def _expand(entries: list[dict[str, Any]], run_seed: int) -> list[Frame]:
     """
     frames: list[Frame] = []
     chain_start = 0
+    count = len(entries) + sum(e.get("morph") or 0 for e in entries[:-1])  # output frames, in-betweens included
     for shot, e in enumerate(entries):
         prompt = e["prompt"].strip()
         seed = e.get("seed")
@@ -347,21 +393,22 @@ def _expand(entries: list[dict[str, Any]], run_seed: int) -> list[Frame]:
             for j in range(count):
                 frames.append(replace(
                     a, index=a.index + 1 + j, kind="morph", duration=None, morph=(a.index, target, (j + 1) / (count + 1)),
-                    morph_prompt=prompt, morph_seed=seed, parent=None, strength=None, motion=None, color_ref=None,
+                    morph_prompt=prompt, morph_seed=seed, parent=None, strength=None, motion=None, color_ref=None, color_space=None,
                 ))
         index = len(frames)
         common = dict(
             index=index, shot=shot, prompt=prompt, negative_prompt=e.get("negative_prompt"), seed=seed,
-            steps=e.get("steps"), guidance=_value_at(e.get("guidance"), index), width=e.get("width"),
+            steps=e.get("steps"), guidance=_value_at(e.get("guidance"), index, count, run_seed), width=e.get("width"),
             height=e.get("height"), duration=e.get("duration"),
         )
         if shot > 0 and e.get("init") == "previous":
             motion = e.get("motion")
             frames.append(Frame(
                 **common, kind="chain", parent=index - 1,
-                strength=_value_at(e.get("strength", DEFAULT_STRENGTH), index),
-                motion=tuple(_value_at(motion.get(k, MOTION_KEYS[k]), index) for k in MOTION_KEYS) if motion else None,
-                color_ref=chain_start if e.get("color_match") == "first" else None,
+                strength=_value_at(e.get("strength", DEFAULT_STRENGTH), index, count, run_seed),
+                motion=_motion_at(motion, index, count, run_seed) if motion else None,
+                color_ref=chain_start if e.get("color_match") else None,
+                color_space=COLOR_MATCHES[e.get("color_match")],
             ))
         else:
             chain_start = index

@@ -145,8 +145,12 @@ def plan_timeline(
         raise FramereelError("--crossfade must be a number of seconds greater than 0")
     if transition == "crossfade" or motion:
         rate = Fraction(BLEND_FPS)
+    elif uniform_multiples:
+        rate = Fraction(fps).limit_denominator(1000)
+    elif len(set(durations)) == 1 and 1 <= 1 / durations[0] <= 240:
+        rate = Fraction(1 / durations[0]).limit_denominator(1000)  # every frame 1/15 s: a 15 fps film
     else:
-        rate = Fraction(fps).limit_denominator(1000) if uniform_multiples else Fraction(BLEND_FPS)
+        rate = Fraction(BLEND_FPS)
     out: list[tuple[int, int, float]] = []
     t = 0.0
     n = len(durations)

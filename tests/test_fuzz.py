@@ -19,7 +19,8 @@ from PIL import Image
 
 from framereel import FramereelError
 from framereel.backends import Backend, ModelInfo
-from framereel.storyboard import FRAME_KEYS, MOTION_KEYS, SCHEDULER_NAMES, parse_indices, parse_storyboard
+from framereel.settings import SCHEDULERS
+from framereel.storyboard import FRAME_KEYS, MOTION_KEYS, parse_indices, parse_storyboard
 from framereel.validate import parse_size
 
 SCALE = int(os.environ.get("FRAMEREEL_FUZZ", "1") or 1)
@@ -97,9 +98,9 @@ def frames(draw):
 storyboards = st.one_of(
     st.lists(frames(), max_size=4),
     st.fixed_dictionaries({"frames": st.lists(frames() | st.text(max_size=10), max_size=4)},
-                          optional={"defaults": st.dictionaries(keys | st.just("scheduler"),
-                                                                json_values | st.sampled_from(SCHEDULER_NAMES),
-                                                                max_size=3),
+                          optional={"defaults": st.dictionaries(keys, json_values, max_size=3),
+                                    "scheduler": st.sampled_from(SCHEDULERS) | json_values,
+                                    "notes": st.lists(st.text(max_size=10), max_size=2) | json_values,
                                     "extra": json_values}),
     json_values,
 )

@@ -257,7 +257,7 @@ def test_interactive_keeps_the_scheduler_of_the_kept_images(tmp_path, tiny_model
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "out"
     board = json.loads((out / "storyboard.json").read_text())
-    assert board["defaults"] == {"scheduler": "euler"} and len(board["frames"]) == 1
+    assert board["scheduler"] == "euler" and len(board["frames"]) == 1
     assert "one scheduler" in proc.stderr  # the dpm++ image was not kept silently into an euler storyboard
     euler_image = sorted((out / "interactive").glob("*.png"))[0]
     assert (out / "frames" / "frame_000.png").read_bytes() == euler_image.read_bytes()

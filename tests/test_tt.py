@@ -1,88 +1,338 @@
-"""The Tenstorrent backends against fakes: a fake tt-metal tree, a fake ttnn, a fake tt-smi.
+"""The Tenstorrent backends against fakes of tt-metal (both tree layouts), ttnn and tt-smi.
 
-No chip is here. The fake ttnn runs the trace's work with torch on the host; the fake demo behaves
-like tt-metal's (exactly 10 prompts, 1-based names, one fixed seed).
+No chip is here. ``tests/fake_tt/tt_metal_new`` copies the layout of tt-metal's current tree
+(``models/demos/vision/generative/stable_diffusion/wormhole``, constants in ``common.py``, device
+helpers in ``tests/scripts/common.py``), ``tt_metal_old`` the older one (``models/demos/wormhole/
+stable_diffusion``, literal ``device_params``, the root conftest's own helper and its non-MMIO
+assertion). Both have a ``pytest.ini`` with ``timeout = 300``, a demo whose ``input_path`` comes
+from ``parametrize`` (relative to the working folder) with decoy prompts beside it, and a cold
+compile longer than that timeout. The fake demos write each prompt into its image; the fake ttnn
+runs the trace with torch on the host and logs what reaches the device.
 """
 
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import run_cli, write_storyboard
+from conftest import cli, run_cli, write_storyboard
 from PIL import Image
 
 FAKES = Path(__file__).parent / "fake_tt"
+sys.path.insert(0, str(FAKES))
+from fake_sd_images import read_prompt  # noqa: E402
+
+LAYOUTS = {
+    "new": ("tt_metal_new", "models/demos/vision/generative/stable_diffusion/wormhole"),
+    "old": ("tt_metal_old", "models/demos/wormhole/stable_diffusion"),
+}
+
+
+def make_tree(tmp_path: Path, layout: str = "new", commit: str | None = None) -> Path:
+    home = tmp_path / f"tt-metal-{layout}"
+    shutil.copytree(FAKES / LAYOUTS[layout][0], home)
+    if commit:  # what a clone's .git holds
+        (home / ".git" / "refs" / "heads").mkdir(parents=True)
+        (home / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+        (home / ".git" / "refs" / "heads" / "main").write_text(commit + "\n")
+    return home
+
+
+def fake_env(tmp_path: Path, home: Path, boards: str = "n150 L") -> tuple[dict, Path]:
+    """Environment for a subprocess that sees a fake tt-metal checkout, ttnn and tt-smi."""
+    log = tmp_path / "ttnn.log"
+    env = {**os.environ, "TT_METAL_HOME": str(home), "FAKE_TTNN_LOG": str(log), "FAKE_TT_BOARDS": boards,
+           "PYTHONPATH": str(FAKES), "PATH": f"{FAKES / 'bin'}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    for key in ("TT_METAL_VISIBLE_DEVICES", "TT_MM_THROTTLE_PERF"):
+        env.pop(key, None)
+    return env, log
 
 
 @pytest.fixture()
-def fake_env(tmp_path):
-    """Environment for a subprocess that sees a fake tt-metal checkout, ttnn and tt-smi."""
-    home = tmp_path / "tt-metal"
-    shutil.copytree(FAKES / "tt_metal", home)
-    log = tmp_path / "ttnn.log"
-    env = {**os.environ, "TT_METAL_HOME": str(home), "FAKE_TTNN_LOG": str(log),
-           "PYTHONPATH": str(FAKES), "PATH": f"{FAKES / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("TT_METAL_ARCH_NAME", None)
-    return env, log
+def tree(tmp_path):
+    home = make_tree(tmp_path)
+    env, log = fake_env(tmp_path, home)
+    return home, env, log
 
 
 def lines(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
+def opened(log: Path) -> list[list[str]]:
+    """Each ``open`` the fake ttnn logged: device id, board, l1_small_size, trace_region_size, dispatch, visible=, throttle=."""
+    return [line.split()[1:] for line in lines(log) if line.startswith("open ")]
+
+
 def frames_bytes(out):
     return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
+
+
+def frame_prompts(out: Path, count: int) -> list[str]:
+    return [read_prompt(Image.open(out / "frames" / f"frame_{i:03d}.png").convert("RGB")) for i in range(count)]
 
 
 PROMPTS = [{"prompt": f"a lighthouse, shot {i}"} for i in range(3)]
 
 
-def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path, tiny_model, fake_env):
-    env, log = fake_env
+def in_process(monkeypatch, env: dict) -> None:
+    """Run the backends in this process against the fake tree; everything they set is undone after."""
+    for key in ("TT_METAL_HOME", "FAKE_TTNN_LOG", "FAKE_TT_BOARDS", "PATH"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("TT_MM_THROTTLE_PERF", "5")
+    monkeypatch.delenv("TT_METAL_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(sys, "path", [str(FAKES), *sys.path])
+    _forget_later.append(set(sys.modules))  # the tree's modules (models.*, its conftest) die with this test
+
+
+_forget_later: list[set] = []
+
+
+@pytest.fixture(autouse=True)
+def _forget_tree_modules():
+    yield
+    while _forget_later:
+        before = _forget_later.pop()
+        for name in set(sys.modules) - before:
+            if name == "models" or name.startswith(("models.", "tests", "_framereel_tt_metal", "ttnn")):
+                del sys.modules[name]
+
+
+# ------------------------------------------------------------------ tt-demo: the unmodified demo gets the user's prompts
+
+
+@pytest.mark.parametrize("layout", ["new", "old"])
+def test_demo_renders_the_users_prompts_in_order_in_both_layouts(tmp_path, layout):
+    home = make_tree(tmp_path, layout)
+    env, log = fake_env(tmp_path, home)
+    prompts = [{"prompt": f"user shot {i}: a lighthouse, 'quoted' \"twice\" é"} for i in range(12)]
+    board = write_storyboard(tmp_path / "b.json", prompts)
+    out = tmp_path / "o"
+    # a first run renders frames 0-4 (one demo run), the next only the 7 missing ones (one more)
+    run_cli("frames", board, "-o", out, "--backend", "tt-demo", "--frames", "0-4", "--quiet", env=env, check=True)
+    proc = run_cli("frames", board, "-o", out, "--backend", "tt-demo", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "ignores per-frame seeds, steps and guidance" in proc.stderr
+    assert sorted(frames_bytes(out)) == [f"frame_{i:03d}.png" for i in range(12)]
+    got = frame_prompts(out, 12)
+    assert got == [p["prompt"] for p in prompts]
+    assert not any("DECOY" in p for p in got)
+    decoys = json.loads((home / LAYOUTS[layout][1] / "demo" / "input_data.json").read_text())
+    assert decoys[0]["prompt"].startswith("DECOY")  # they are there, beside the demo, and never used
+    # the demo's own device fixture opened the chip with the tree's numbers, once per demo run
+    params = {"new": ["20928", "789835776"], "old": ["90112", "789835776"]}[layout]
+    assert [o[2:4] for o in opened(log)] == [params, params]
+    run = json.loads((out / "run.json").read_text())
+    assert "ignores per-frame seeds" in " ".join(run["notes"]) and run["frames"][11]["seed_used"] == 174
+
+
+def test_demo_on_two_n300_boards_runs_one_demo_per_pcie_chip(tmp_path):
+    home = make_tree(tmp_path, "new")
+    env, log = fake_env(tmp_path, home, "n300 L,n300 L,n300 R,n300 R")
+    prompts = [{"prompt": f"shot {i}"} for i in range(11)]
+    board = write_storyboard(tmp_path / "b.json", prompts)
+    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--devices", "all", "--quiet",
+                   env=env, check=True)
+    assert "2 of 4 chip(s) can be opened alone (2× n300 L, 2× n300 R)" in proc.stderr
+    assert "--devices all uses tt:0, tt:1" in proc.stderr
+    assert frame_prompts(tmp_path / "o", 11) == [p["prompt"] for p in prompts]
+    assert sorted(o[5] for o in opened(log)) == ["visible=0", "visible=1"]  # 10 + 1 prompts, one run per chip
+
+
+def test_fake_demo_has_the_real_quirks_framereel_works_around(tmp_path):
+    """Run from TT_METAL_HOME with the ini's 300 s timeout, the old tree's demo renders its own decoy
+    prompts and is killed mid-compile; framereel's run (above) gets neither."""
+    home = make_tree(tmp_path, "old")
+    env, log = fake_env(tmp_path, home)
+    env["PYTHONPATH"] = f"{home}{os.pathsep}{FAKES}"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                           f"{LAYOUTS['old'][1]}/demo/demo.py::test_demo"], cwd=home, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "Timeout (>300.0s) from pytest-timeout" in proc.stdout + proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--timeout=0",
+                           f"{LAYOUTS['old'][1]}/demo/demo.py::test_demo"], cwd=home, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "input prompt : ['DECOY old demo prompt 1" in proc.stdout + proc.stderr
+
+
+def test_demo_that_renders_other_prompts_keeps_nothing(tmp_path):
+    home = make_tree(tmp_path, "new")
+    env, _ = fake_env(tmp_path, home)
+    demo = home / LAYOUTS["new"][1] / "demo" / "demo.py"  # a demo that reads its own file, whatever input_path says
+    decoys = home / LAYOUTS["new"][1] / "demo" / "input_data.json"
+    demo.write_text(demo.read_text().replace("inputs = load_inputs(input_path)", f"inputs = load_inputs({str(decoys)!r})"))
+    board = write_storyboard(tmp_path / "b.json", PROMPTS)
+    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", env=env)
+    errors = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
+    assert proc.returncode != 0 and "did not render framereel's prompts" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(errors) == 1
+    assert frames_bytes(tmp_path / "o") == {}
+
+
+# ------------------------------------------------------------------ tt: in-process trace with the tree's numbers
+
+
+def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path, tiny_model, tree):
+    home, env, log = tree
     board = write_storyboard(tmp_path / "b.json", PROMPTS + [{"prompt": "a lighthouse, shot 0", "morph": 1}, {"prompt": "end"}])
     args = ["frames", board, "--backend", "tt", "--model", tiny_model, "--scheduler", "pndm", "--steps", "4", "--quiet"]
     run_cli(*args, "-o", tmp_path / "a", env=env, check=True)
     calls = lines(log)
-    assert calls[0].startswith("open 0 90112 789835776")
+    device, board_type, l1, trace, dispatch, visible, throttle = opened(log)[0]
+    assert (device, l1, trace) == ("0", "20928", "789835776")  # common.py's Wormhole numbers, via demo.py
+    assert dispatch == "DispatchCoreConfig(type=WORKER,axis=default)"  # from tests/scripts/common.py's helper
+    assert (visible, throttle) == ("visible=0", "throttle=5")
+    assert "program_cache 0" in calls
     assert [c.split()[0] for c in calls].count("capture") == 1
     assert [c.split()[0] for c in calls].count("execute") == 6  # 5 storyboard frames + 1 in-between
     assert calls[-2].startswith("release") and calls[-1] == "close 0"
     a = frames_bytes(tmp_path / "a")
-    assert len(a) == 6
-    # per-frame seeds: different frames differ; the morph in-between differs from its ends
-    assert len(set(a.values())) == 6
-    assert json.loads((tmp_path / "a" / "run.json").read_text())["backend"] == "tt"
+    assert len(a) == 6 and len(set(a.values())) == 6  # per-frame seeds; the morph in-between differs from its ends
+    run = json.loads((tmp_path / "a" / "run.json").read_text())
+    notes = " ".join(run["notes"])
+    assert run["backend"] == "tt" and "789835776" in notes and "common.py" in notes
     # a rerun renders nothing and never opens the chip
     log.unlink()
     run_cli(*args, "-o", tmp_path / "a", env=env, check=True)
     assert lines(log) == []
-    # the same frames again, from scratch, on two fake chips with one worker each
-    run_cli(*args, "-o", tmp_path / "b", "--devices", "tt:0,tt:1", env={**env, "FAKE_TTNN_CHIPS": "2"}, check=True)
+    # two N300 boards: --devices all runs one process per PCIe chip, each restricted to its chip
+    two_n300 = {**env, "FAKE_TT_BOARDS": "n300 L,n300 L,n300 R,n300 R"}
+    run_cli(*args, "-o", tmp_path / "b", "--devices", "all", env=two_n300, check=True)
     assert frames_bytes(tmp_path / "b") == a
-    opened = sorted(c for c in lines(log) if c.startswith("open"))
-    assert [c.split()[1] for c in opened] == ["0", "1"]
+    assert sorted((o[0], o[5]) for o in opened(log)) == [("0", "visible=0"), ("0", "visible=1")]
+    assert lines(log).count("close 0") == 2  # each worker closes its chip
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--scheduler", "dpm++", "--steps", "4"], "PNDM scheduler only; pass --scheduler pndm"),
-    (["--scheduler", "pndm", "--steps", "3"], "needs steps >= 4"),
-    (["--scheduler", "pndm", "--steps", "4", "--width", "128"], "renders 64x64 only"),
-    (["--scheduler", "pndm", "--steps", "4", "--chain"], "can't render chain frames"),
+@pytest.mark.parametrize("layout, boards, expected", [
+    ("old", "n150 L", ["90112", "789835776", "DispatchCoreConfig(type=WORKER,axis=ROW)", "throttle=5"]),
+    ("new", "p150a", ["21760", "920000000", "DispatchCoreConfig(type=WORKER,axis=default)", "throttle=None"]),
 ])
-def test_unsupported_settings_fail_before_the_chip_opens(tmp_path, tiny_model, fake_env, extra, message):
-    env, log = fake_env
+def test_the_chip_opens_with_the_trees_numbers_for_its_architecture(tmp_path, tiny_model, layout, boards, expected):
+    home = make_tree(tmp_path, layout)
+    env, log = fake_env(tmp_path, home, boards)
+    board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
+    run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_model, "--scheduler", "pndm",
+            "--steps", "4", "--quiet", env=env, check=True)
+    (device, _, l1, trace, dispatch, _, throttle), = opened(log)
+    assert [l1, trace, dispatch, throttle] == expected
+
+
+def test_device_numbers_come_from_the_tree_else_a_stated_fallback(tmp_path):
+    from framereel.backends.tt_tree import device_numbers, find_sd_demo
+
+    new, old = make_tree(tmp_path, "new"), make_tree(tmp_path, "old")
+    for home, arch, expected in [(new, "wormhole_b0", (20928, 789835776)), (new, "blackhole", (21760, 920000000)),
+                                 (old, "wormhole_b0", (90112, 789835776))]:
+        numbers = device_numbers(find_sd_demo(home), arch)
+        assert (numbers.params["l1_small_size"], numbers.params["trace_region_size"]) == expected
+        assert not numbers.fallback
+    common = new / LAYOUTS["new"][1] / "common.py"
+    common.write_text(common.read_text().replace("= 920000000 if", "= region_for_board() if"))
+    numbers = device_numbers(find_sd_demo(new), "blackhole")
+    assert numbers.fallback and "fallback for blackhole" in numbers.source
+
+
+def test_dispatch_config_comes_from_the_trees_helper_even_one_that_reads_arch_name(tmp_path, monkeypatch):
+    from framereel.backends.tt_tree import open_params
+
+    home = make_tree(tmp_path, "new")
+    env, _ = fake_env(tmp_path, home)
+    in_process(monkeypatch, env)
+    monkeypatch.syspath_prepend(str(home))
+    monkeypatch.delenv("ARCH_NAME", raising=False)
+    (home / "conftest.py").unlink()  # an older tree: the helper in tests/scripts/common.py reads ARCH_NAME
+    helper = home / "tests" / "scripts" / "common.py"
+    helper.write_text(helper.read_text().replace(
+        "if ttnn.device.is_blackhole() and", 'if "blackhole" in os.getenv("ARCH_NAME") and'))
+    params, how = open_params(home, {"l1_small_size": 1, "trace_region_size": 2}, "wormhole_b0")
+    assert how == "tt-metal's get_updated_device_params (tests/scripts/common.py)"
+    assert repr(params["dispatch_core_config"]) == "DispatchCoreConfig(type=WORKER,axis=default)"
+    assert "ARCH_NAME" not in os.environ
+
+
+def test_trace_that_does_not_fit_the_trace_region_fails_in_one_line(tmp_path, tiny_model):
+    home = make_tree(tmp_path, "new")
+    common = home / LAYOUTS["new"][1] / "common.py"
+    common.write_text(common.read_text().replace("else 789835776", "else 100000000"))
+    env, log = fake_env(tmp_path, home)
+    board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
+    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_model,
+                   "--scheduler", "pndm", "--steps", "10", env=env)
+    assert proc.returncode != 0 and "trace region" in proc.stderr and "trace_region_size=100000000" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert opened(log)[0][3] == "100000000" and lines(log)[-1] == "close 0"
+
+
+@pytest.mark.parametrize("overrides, scheduler, message", [
+    ({"steps": 4}, "dpm++", "PNDM scheduler only; pass --scheduler pndm"),
+    ({"steps": 3}, "pndm", "takes 4 to 50 steps"),
+    ({"steps": 51}, "pndm", "takes 4 to 50 steps"),
+    ({"steps": 4, "width": 128}, "pndm", "renders 64x64 only"),
+    ({"steps": 4, "init": "previous"}, "pndm", "can't render chain frames"),
+])
+def test_unsupported_settings_fail_before_the_chip_opens(tmp_path, tiny_model, tree, monkeypatch, overrides,
+                                                         scheduler, message):
+    from framereel import FramereelError, RenderSettings, load_storyboard, render
+
+    home, env, log = tree
+    in_process(monkeypatch, env)
     board = write_storyboard(tmp_path / "b.json", PROMPTS)
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_model, *extra, env=env)
-    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
-    assert not [c for c in lines(log) if c.startswith("open")]
+    settings = RenderSettings(model=str(tiny_model), backend="tt", scheduler=scheduler)
+    with pytest.raises(FramereelError, match=message):
+        render(load_storyboard(board, overrides=overrides), tmp_path / "o", settings)
+    assert opened(log) == []
 
 
-def test_device_in_bad_state_says_reset_and_reset_device_runs_tt_smi(tmp_path, tiny_model, fake_env):
-    env, log = fake_env
+def test_chips_that_cannot_be_opened_alone_are_refused(tmp_path, tree, monkeypatch):
+    from framereel import FramereelError
+    from framereel.backends import expand_devices
+
+    home, env, log = tree
+    monkeypatch.setenv("PATH", env["PATH"])
+    for boards, usable in [("n150 L", ["tt:0"]), ("n300 L,n300 R", ["tt:0"]),
+                           ("n300 L,n300 L,n300 L,n300 L,n300 R,n300 R,n300 R,n300 R", ["tt:0", "tt:1", "tt:2", "tt:3"]),
+                           ("p150a", ["tt:0"]), ("p300c,p300c", ["tt:0", "tt:1"])]:
+        monkeypatch.setenv("FAKE_TT_BOARDS", boards)
+        assert list(expand_devices("all")) == usable
+    monkeypatch.setenv("FAKE_TT_BOARDS", "n300 L,n300 R")
+    with pytest.raises(FramereelError, match=r"tt:1 can't be opened alone: 1 of 2 chip\(s\).*n300 R.*use tt:0"):
+        expand_devices("tt:0,tt:1")
+    board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
+    proc = run_cli("make", board, "-o", tmp_path / "o", "--backend", "tt", "--devices", "tt:1",
+                   env={**env, "FAKE_TT_BOARDS": "n300 L,n300 R"})
+    assert proc.returncode == 2 and "tt:1 can't be opened alone" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_remote_chip_is_refused_by_ttnn_and_by_the_demo_fixture(tmp_path, monkeypatch):
+    """The fakes keep tt-metal's refusals, which framereel's checks above keep users from meeting."""
+    import importlib
+
+    monkeypatch.setattr(sys, "path", [str(FAKES), *sys.path])
+    monkeypatch.setenv("FAKE_TT_BOARDS", "n300 L,n300 R")
+    monkeypatch.delenv("TT_METAL_VISIBLE_DEVICES", raising=False)
+    ttnn = importlib.import_module("ttnn")
+    with pytest.raises(RuntimeError, match="CreateDevice not supported for non-mmio device"):
+        ttnn.open_device(device_id=1)
+    assert ttnn.GetNumPCIeDevices() == 1 and ttnn.GetNumAvailableDevices() == 2
+
+
+def test_a_tree_from_before_the_trace_is_refused_for_tt_and_named_by_doctor(tmp_path, tree):
+    home, env, _ = tree
+    helper = home / LAYOUTS["new"][1] / "sd_helper_funcs.py"
+    helper.write_text(helper.read_text().replace("def compile_trace_sd(", "def _not_yet("))
+    board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
+    proc = run_cli("make", board, "-o", tmp_path / "o", "--backend", "tt", env=env)
+    assert proc.returncode == 2 and "predates the traced SD demo" in proc.stderr and "--backend tt-demo" in proc.stderr
+    report = json.loads(cli("doctor", "--json", env=env, check=True).stdout)
+    assert report["--backend tt"]["ok"] is False and report["--backend tt-demo"]["ok"] is True
+
+
+def test_device_in_bad_state_says_reset_and_reset_device_runs_tt_smi(tmp_path, tiny_model, tree):
+    home, env, log = tree
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
     args = ["frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_model, "--scheduler", "pndm",
             "--steps", "4"]
@@ -95,72 +345,23 @@ def test_device_in_bad_state_says_reset_and_reset_device_runs_tt_smi(tmp_path, t
     assert lines(log)[0] == "reset"
 
 
-def test_environment_problems_are_one_line(tmp_path, fake_env):
-    env, _ = fake_env
+def test_environment_problems_are_one_line(tmp_path, tree):
+    home, env, _ = tree
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
     no_home = {k: v for k, v in env.items() if k != "TT_METAL_HOME"}
     proc = run_cli("make", board, "-o", tmp_path / "o", "--backend", "tt", env=no_home)
     assert proc.returncode == 2 and "TT_METAL_HOME is not set" in proc.stderr
     proc = run_cli("make", board, "-o", tmp_path / "o", "--backend", "tt", env={**env, "TT_METAL_HOME": str(tmp_path)})
     assert proc.returncode == 2 and "is not a tt-metal tree" in proc.stderr
-    no_ttnn = {**env, "PYTHONPATH": ""}
-    proc = run_cli("make", board, "-o", tmp_path / "o", "--backend", "tt", env=no_ttnn)
+    assert "models/demos/vision/generative/stable_diffusion/wormhole" in proc.stderr
+    proc = run_cli("make", board, "-o", tmp_path / "o", "--backend", "tt", env={**env, "PYTHONPATH": ""})
     assert proc.returncode == 2 and "ttnn is not importable" in proc.stderr and "python_env" in proc.stderr
-    for p in (proc,):
-        assert "Traceback" not in p.stderr
+    assert "Traceback" not in proc.stderr
 
 
-def test_blackhole_boards_set_the_arch_unless_the_user_did(monkeypatch, tmp_path):
-    from framereel.backends.tt import prepare_environment
-
-    monkeypatch.delenv("TT_METAL_ARCH_NAME", raising=False)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    assert prepare_environment(tmp_path, ["p150a"])["TT_METAL_ARCH_NAME"] == "blackhole"
-    monkeypatch.setenv("TT_METAL_ARCH_NAME", "wormhole_b0")
-    assert "TT_METAL_ARCH_NAME" not in prepare_environment(tmp_path, ["p300c"])
-    monkeypatch.delenv("TT_METAL_ARCH_NAME")
-    assert "TT_METAL_ARCH_NAME" not in prepare_environment(tmp_path, ["n300 L"])
-    assert str(tmp_path) in os.environ["PYTHONPATH"].split(os.pathsep)
-
-
-def demo_image(prompt: str) -> np.ndarray:
-    base = np.random.default_rng(174).integers(0, 255, (512, 512, 3), dtype=np.uint8)
-    return base + np.uint8(sum(prompt.encode()) % 256)
-
-
-@pytest.mark.parametrize("count", [1, 10, 11, 23])
-def test_demo_fallback_runs_chunks_of_ten_and_maps_files_to_frames(tmp_path, fake_env, count):
-    env, log = fake_env
-    prompts = [{"prompt": f"shot number {i}"} for i in range(count)]
-    board = write_storyboard(tmp_path / "b.json", prompts)
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert "ignores per-frame seeds, steps and guidance" in proc.stderr
-    assert lines(log).count("demo 10") == -(-count // 10)
-    for i in (0, count - 1):
-        got = np.asarray(Image.open(tmp_path / "o" / "frames" / f"frame_{i:03d}.png"))
-        assert np.array_equal(got, demo_image(prompts[i]["prompt"]))
-    assert sorted(frames_bytes(tmp_path / "o")) == [f"frame_{i:03d}.png" for i in range(count)]
-    run = json.loads((tmp_path / "o" / "run.json").read_text())
-    assert "ignores per-frame seeds" in run["notes"] and run["frames"][0]["seed_used"] == 174
-
-
-def test_demo_fallback_resumes_with_only_the_missing_frames(tmp_path, fake_env):
-    env, log = fake_env
-    board = write_storyboard(tmp_path / "b.json", [{"prompt": f"shot {i}"} for i in range(23)])
-    run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--frames", "0-14", "--quiet", env=env, check=True)
-    assert lines(log).count("demo 10") == 2
-    log.unlink()
-    run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--quiet", env=env, check=True)
-    assert lines(log) == ["demo 10"]  # the 8 missing frames, padded to one chunk
-    assert len(frames_bytes(tmp_path / "o")) == 23
-
-
-def test_device_is_closed_on_ctrl_c(tmp_path, tiny_model, fake_env, monkeypatch):
-    env, log = fake_env
-    for key in ("TT_METAL_HOME", "FAKE_TTNN_LOG", "PATH"):
-        monkeypatch.setenv(key, env[key])
-    monkeypatch.setattr(sys, "path", [str(FAKES), *sys.path])
+def test_device_is_closed_on_ctrl_c(tmp_path, tiny_model, tree, monkeypatch):
+    home, env, log = tree
+    in_process(monkeypatch, env)
     from framereel import RenderSettings, load_storyboard, render
 
     board = write_storyboard(tmp_path / "b.json", PROMPTS)
@@ -175,8 +376,42 @@ def test_device_is_closed_on_ctrl_c(tmp_path, tiny_model, fake_env, monkeypatch)
     assert lines(log)[-1] == "close 0"
 
 
+# ------------------------------------------------------------------ doctor
+
+
+@pytest.mark.parametrize("layout", ["new", "old"])
+def test_doctor_names_layout_commit_params_and_usable_chips(tmp_path, layout):
+    home = make_tree(tmp_path, layout, commit="8d02aed977a7c81a1b172585e5e972883ddd8879")
+    env, _ = fake_env(tmp_path, home, "n300 L,n300 R")
+    report = json.loads(cli("doctor", "--json", env=env, check=True).stdout)
+    assert report["SD 1.4 demo"]["detail"].startswith(LAYOUTS[layout][1])
+    assert report["tt-metal commit"]["detail"] == "8d02aed977a7"
+    params = report["device params wormhole_b0"]["detail"]
+    assert params.startswith({"new": "l1_small_size=20928, trace_region_size=789835776",
+                              "old": "l1_small_size=90112, trace_region_size=789835776"}[layout])
+    assert report["usable chips"]["detail"].startswith("tt:0 ")
+    assert "1 of 2 chip(s) can be opened alone" in report["tenstorrent boards"]["detail"]
+
+
+def test_doctor_smoke_renders_through_both_backends_and_writes_a_report(tmp_path, tiny_model, tree):
+    home, env, log = tree
+    out = tmp_path / "doc"
+    proc = run_cli("doctor", "-o", out, "--smoke", "--smoke-demo", "--model", tiny_model, env=env)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "tt-smoke-report.json").read_text())
+    tt, demo = report["tt"], report["tt-demo"]
+    assert tt["ok"] and demo["ok"] and len(tt["frames"]) == 1 and len(demo["frames"]) == 1
+    assert tt["decisions"]["dispatch"] == "tt-metal's get_updated_device_params (conftest.py)"
+    assert "20928" in str(tt["decisions"]["open_device"]) and tt["decisions"]["program_cache"] == "enabled"
+    assert tt["seconds"]["total"] > 0 and "frame" in tt["seconds"]
+    assert demo["decisions"]["chip"].startswith("tt:0 (TT_METAL_VISIBLE_DEVICES=0")
+    assert "report: " in proc.stderr and "--backend tt: ok" in proc.stderr
+    assert read_prompt(Image.open(demo["frames"][0]).convert("RGB")).startswith("a lighthouse")
+    assert [o[2:4] for o in opened(log)] == [["20928", "789835776"]] * 2
+
+
 def test_doctor_on_this_machine(tmp_path):
-    proc = run_cli("doctor", "--json", env={**os.environ, "HF_TOKEN": "hf_not_a_real_secret_42"})
+    proc = cli("doctor", "--json", env={**os.environ, "HF_TOKEN": "hf_not_a_real_secret_42"})
     assert proc.returncode == 0
     report = json.loads(proc.stdout)
     assert report["framereel"]["detail"]

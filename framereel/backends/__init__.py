@@ -79,17 +79,17 @@ def create_backend(settings: RenderSettings) -> Backend:
 
 
 def expand_devices(spec: str | None) -> tuple[str, ...] | None:
-    """``--devices``: ``cuda:0,cuda:1`` as a tuple; ``all`` → every Tenstorrent chip, else every CUDA GPU, else the CPU."""
+    """``--devices``: ``cuda:0,cuda:1`` as a tuple; ``all`` → every Tenstorrent chip that can be opened alone, else every CUDA GPU, else the CPU."""
     if not spec:
         return None
     if spec.strip() == "all":
         import torch
 
-        from .tt import board_info
+        from .tt import usable_devices
 
-        chips = len(board_info())
+        chips, _why = usable_devices()  # only chips tt-metal can open alone (not an N300's remote chip)
         if chips:
-            return tuple(f"tt:{i}" for i in range(chips))
+            return tuple(chips)
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         return tuple(f"cuda:{i}" for i in range(count)) or ("cpu",)
     devices = tuple(d.strip() for d in spec.split(",") if d.strip())
@@ -97,4 +97,8 @@ def expand_devices(spec: str | None) -> tuple[str, ...] | None:
         if not (d in ("cpu", "mps", "cuda") or (d.startswith(("cuda:", "tt:")) and d.split(":")[1].isdigit())):
             raise FramereelError(
                 f"--devices: unknown device {d!r}; use cpu, mps, cuda, cuda:N or tt:N, comma-separated, or all")
+    if any(d.startswith("tt:") for d in devices):
+        from .tt import check_devices
+
+        check_devices(list(devices))  # a chip tt-metal can't open alone is refused here, in one line
     return devices

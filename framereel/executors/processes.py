@@ -40,6 +40,13 @@ def _worker_main(label: str, settings: RenderSettings, threads: int, frames_dir:
     backend = create_backend(settings)
     backend.load()
     outbox.put(WorkerReady(label))
+    try:
+        _serve(label, backend, frames_dir, fault, inbox, outbox)
+    finally:
+        backend.close()  # release the device (a Tenstorrent chip stays claimed otherwise)
+
+
+def _serve(label: str, backend, frames_dir: str, fault: str, inbox, outbox) -> None:
     while (job := inbox.get()) is not None:
         if job.attempts == 0 and fault.startswith("crash:") and int(fault[6:]) in {f.index for f in job.frames}:
             os._exit(3)  # fault injection for tests: die mid-job, as a segfault or an OOM kill would

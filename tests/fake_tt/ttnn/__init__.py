@@ -1,17 +1,32 @@
-"""A fake of the ttnn calls framereel's Tenstorrent backend makes, computed with torch on the host.
+"""A fake of the ttnn calls tt-metal's SD 1.4 demo and framereel make, computed with torch on the host.
 
-Every call that matters is appended to the file named by FAKE_TTNN_LOG, so tests can check the
-control flow (device opened and closed, trace compiled once, executed per frame).
+It copies ttnn's names and keyword arguments (``open_device(device_id=, l1_small_size=,
+trace_region_size=, dispatch_core_config=)``, ``CreateDevice``, ``GetNumPCIeDevices``,
+``DispatchCoreConfig``, trace capture) and these quirks of the real runtime:
+
+* the chips are those of ``FAKE_TT_BOARDS`` (as tt-smi lists them: ``n300 L,n300 R``), narrowed by
+  ``TT_METAL_VISIBLE_DEVICES`` (PCIe ids, renumbered from 0 with their remote chips after them);
+  a remote chip (``… R``) can't be opened alone;
+* trace capture fails, with tt-metal's message, when the captured commands need more than the
+  device's ``trace_region_size`` (each UNet step and the VAE decode add a fixed size);
+* ``FAKE_TTNN_BAD_STATE`` makes opening fail the way a chip left in a bad state does.
+
+Every call that matters is appended to the file named by ``FAKE_TTNN_LOG``.
 """
 
 import os
 
-import torch
+from .device import DispatchCoreAxis, DispatchCoreConfig, DispatchCoreType  # noqa: F401  (also binds ttnn.device)
 
 bfloat16 = "bfloat16"
 TILE_LAYOUT = "TILE"
 DRAM_MEMORY_CONFIG = "DRAM"
+DEFAULT_L1_SMALL_SIZE = 0
+DEFAULT_TRACE_REGION_SIZE = 0
+STEP_TRACE_BYTES = 15_000_000  # what one captured UNet step costs in the fake's trace region
+VAE_TRACE_BYTES = 39_000_000
 _traces = {}
+_default = None
 
 
 def _log(*words):
@@ -21,9 +36,90 @@ def _log(*words):
             f.write(" ".join(str(w) for w in words) + "\n")
 
 
+def _chips():
+    """(board_type, is_mmio) per device id, as tt-metal numbers them: visible PCIe chips first."""
+    boards = [b.strip() for b in os.environ.get("FAKE_TT_BOARDS", "n150 L").split(",") if b.strip()]
+    local = [b for b in boards if not b.endswith(" R")]
+    remote = [b for b in boards if b.endswith(" R")]
+    visible = os.environ.get("TT_METAL_VISIBLE_DEVICES")
+    if visible is not None:
+        keep = [int(v) for v in visible.split(",") if v.strip()]
+        if any(k >= len(local) for k in keep):
+            raise RuntimeError(f"TT_FATAL: TT_METAL_VISIBLE_DEVICES={visible}: no such PCIe device")
+        pairs = [local[k] for k in keep]
+        remote = [r for r in remote if any(r.split()[0] == p.split()[0] for p in pairs)][:len(pairs)]
+        local = pairs
+    return [(b, True) for b in local] + [(b, False) for b in remote]
+
+
+def get_arch_name():
+    return "blackhole" if _chips() and _chips()[0][0].lower().startswith("p") else "wormhole_b0"
+
+
+def GetNumPCIeDevices():
+    return sum(1 for _, mmio in _chips() if mmio)
+
+
+def GetNumAvailableDevices():
+    return len(_chips())
+
+
+def get_device_ids():
+    return list(range(GetNumAvailableDevices()))
+
+
+def GetPCIeDeviceID(device_id):
+    return device_id
+
+
 class Device:
-    def __init__(self, device_id):
+    def __init__(self, device_id, l1_small_size, trace_region_size, dispatch_core_config):
         self.id = device_id
+        self.l1_small_size = l1_small_size
+        self.trace_region_size = trace_region_size
+        self.dispatch_core_config = dispatch_core_config
+        self.trace_bytes = 0
+        self.capturing = None
+
+    def enable_program_cache(self):
+        _log("program_cache", self.id)
+
+    def arch(self):
+        return get_arch_name()
+
+
+def open_device(device_id=0, l1_small_size=DEFAULT_L1_SMALL_SIZE, trace_region_size=DEFAULT_TRACE_REGION_SIZE,
+                dispatch_core_config=None, worker_l1_size=None):
+    if os.environ.get("FAKE_TTNN_BAD_STATE"):
+        raise RuntimeError("TT_THROW: Timeout waiting for Ethernet core service remote IO request")
+    chips = _chips()
+    if device_id >= len(chips):
+        raise RuntimeError(f"TT_FATAL: Device {device_id} is not available: {len(chips)} devices found")
+    if not chips[device_id][1]:
+        raise RuntimeError(f"TT_FATAL: CreateDevice not supported for non-mmio device {device_id}")
+    _log("open", device_id, chips[device_id][0].replace(" ", "_"), l1_small_size, trace_region_size,
+         dispatch_core_config, f"visible={os.environ.get('TT_METAL_VISIBLE_DEVICES')}",
+         f"throttle={os.environ.get('TT_MM_THROTTLE_PERF')}")
+    return Device(device_id, l1_small_size, trace_region_size, dispatch_core_config)
+
+
+def CreateDevice(device_id, num_hw_cqs=1, l1_small_size=DEFAULT_L1_SMALL_SIZE,
+                 trace_region_size=DEFAULT_TRACE_REGION_SIZE, dispatch_core_config=None, **kwargs):
+    return open_device(device_id=device_id, l1_small_size=l1_small_size, trace_region_size=trace_region_size,
+                       dispatch_core_config=dispatch_core_config)
+
+
+def close_device(device):
+    _log("close", device.id)
+
+
+def SetDefaultDevice(device):
+    global _default
+    _default = device
+
+
+def GetDefaultDevice():
+    return _default
 
 
 class Tensor:
@@ -38,22 +134,17 @@ class Tensor:
     def cpu(self, blocking=True):
         return Tensor(self.data.clone())
 
-
-def open_device(device_id=0, l1_small_size=None, trace_region_size=None):
-    if os.environ.get("FAKE_TTNN_BAD_STATE"):
-        raise RuntimeError("TT_THROW: Timeout waiting for Ethernet core service remote IO request")
-    chips = int(os.environ.get("FAKE_TTNN_CHIPS", "1"))
-    if device_id >= chips:
-        raise RuntimeError(f"Device {device_id} is not available: 0 devices found with that id")
-    _log("open", device_id, l1_small_size, trace_region_size)
-    return Device(device_id)
+    def deallocate(self, force=False):
+        pass
 
 
-def close_device(device):
-    _log("close", device.id)
+def Shape(dims):
+    return tuple(dims)
 
 
-def from_torch(t, dtype=None, layout=None, device=None):
+def from_torch(t, dtype=None, layout=None, device=None, memory_config=None):
+    import torch
+
     return Tensor(t.to(torch.bfloat16).to(torch.float32), device)
 
 
@@ -61,7 +152,13 @@ def to_torch(t):
     return t.data
 
 
+def from_device(t, blocking=True):
+    return Tensor(t.data.clone() if t.data is not None else None)
+
+
 def concat(tensors, dim=0):
+    import torch
+
     return Tensor(torch.cat([t.data for t in tensors], dim=dim))
 
 
@@ -70,21 +167,31 @@ def copy_host_to_device_tensor(host, device_tensor, cq_id=0):
 
 
 def allocate_tensor_on_device(shape, dtype, layout, device, memory_config=None):
+    import torch
+
     return Tensor(torch.zeros(tuple(shape)), device)
 
 
-def Shape(dims):
-    return tuple(dims)
+def _trace_commands(device, nbytes):
+    """The fake's model code calls this per op: inside a capture it fills the trace region."""
+    if device.capturing is not None:
+        device.trace_bytes += nbytes
 
 
 def begin_trace_capture(device, cq_id=0):
     tid = len(_traces) + 1
+    device.capturing = tid
+    device.trace_bytes = 0
     _log("capture", device.id, tid)
     return tid
 
 
 def end_trace_capture(device, tid, cq_id=0):
-    pass
+    device.capturing = None
+    if device.trace_bytes > device.trace_region_size:
+        raise RuntimeError(
+            f"TT_FATAL: Creating trace buffers of size {device.trace_bytes}B on device {device.id}, "
+            f"but only {device.trace_region_size}B is allocated for trace region.")
 
 
 def register_trace(tid, fn):
@@ -101,5 +208,5 @@ def release_trace(device, tid):
     _traces.pop(tid, None)
 
 
-def synchronize_device(device):
+def synchronize_device(device, queue_id=None):
     pass

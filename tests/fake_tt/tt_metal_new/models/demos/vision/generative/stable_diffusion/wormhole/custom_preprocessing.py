@@ -1,0 +1,2 @@
+def custom_preprocessor(model, name):
+    return {}
