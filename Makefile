@@ -1,8 +1,10 @@
 # One command each for a newcomer on a fresh machine:  make demo  |  make test
 # PyTorch comes first from a pinned CPU build: an unpinned `torch` pulls a multi-GB CUDA build.
+# torchvision (needed by spandrel, the upscalers' loader) is pinned with it: its latest release would
+# pull a newer torch, CUDA build and all.
 PYTHON ?= python3
 VENV ?= .venv
-TORCH ?= torch==2.13.0
+TORCH ?= torch==2.13.0 torchvision==0.28.0
 BIN := $(VENV)/bin
 
 .PHONY: setup demo test fuzz lint clean
@@ -10,7 +12,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 

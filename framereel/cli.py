@@ -13,6 +13,8 @@ import click
 
 from ._version import __version__
 from .errors import FramereelError, one_line
+from .finishing.cli import beat_options, finishing_options, on_beat_storyboard
+from .finishing.cli import register as _register_finishing
 from .storyboard import DEFAULT_RUN_SEED, load_storyboard, parse_indices
 
 EXAMPLES = """
@@ -403,12 +405,16 @@ def _exit_for(result) -> None:
 @click.argument("storyboard", type=click.Path(path_type=Path, readable=False))
 @_render_options
 @_stitch_options
+@finishing_options
+@beat_options
 @_output_options
 @_handle_errors
 def make(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
     """Render STORYBOARD's frames and stitch them into OUT/video.mp4 (frames + stitch)."""
     from .progress import reporter
 
+    if opts["on_beat"]:
+        storyboard = on_beat_storyboard(storyboard, opts, lambda line: None if quiet else click.echo(line, err=True))
     checked = _check_command_line("make", {**opts, "storyboard": storyboard})
     result = _do_render(checked, opts, reporter(json_lines, quiet))
     if opts["dry_run"]:
@@ -440,6 +446,7 @@ def frames(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @_stitch_options
+@finishing_options
 @_output_options
 @_handle_errors
 def stitch(out: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
@@ -636,6 +643,8 @@ def sheet(out: Path, sheet: Path | None, columns: int, thumb: int) -> None:
                          on_warning=lambda m: click.echo(f"warning: {m}", err=True))
     click.echo(f"sheet: {path}", err=True)
 
+
+_register_finishing(main, _handle_errors)  # `framereel upscale`, `framereel beats`
 
 if __name__ == "__main__":
     main()

@@ -125,8 +125,42 @@ class VideoWritten(Event):
     size: str
 
 
+@dataclass(frozen=True)
+class StageStarted(Event):
+    """A finishing stage (``upscale``, ``interpolate``) starts on ``total`` outputs."""
+
+    name: ClassVar[str] = "stage_start"
+    stage: str
+    total: int
+
+
+@dataclass(frozen=True)
+class StageProgress(Event):
+    """``done`` of ``total`` outputs of a finishing stage: ``computed`` now, ``cached`` reused."""
+
+    name: ClassVar[str] = "stage_progress"
+    stage: str
+    done: int
+    total: int
+    computed: int
+    cached: int
+
+
+@dataclass(frozen=True)
+class StageDone(Event):
+    """A finishing stage is done; ``model_calls`` counts runs of its model (0 when all was cached)."""
+
+    name: ClassVar[str] = "stage_done"
+    stage: str
+    computed: int
+    cached: int
+    seconds: float
+    model_calls: int = 0
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (RunStarted, WorkersStarted, ModelLoaded, FrameStarted, Step, FrameDone,
-                                        FrameSkipped, FrameFailed, Warning, Encoding, VideoWritten)
+                                        FrameSkipped, FrameFailed, Warning, Encoding, VideoWritten,
+                                        StageStarted, StageProgress, StageDone)
 EventHandler = Callable[[Event], None]
 
 

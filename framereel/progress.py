@@ -22,6 +22,7 @@ from .events import (
     FrameStarted,
     ModelLoaded,
     RunStarted,
+    StageProgress,
     Step,
     Warning,
 )
@@ -100,6 +101,8 @@ class ProgressBars(Quiet):
                 self.progress.console.print(
                     f"compiled the model for this frame size in {event.facts['compile_seconds']:.0f}s")
             self._frame_finished(event.seconds, event.device)
+        elif isinstance(event, StageProgress):  # finishing stages: upscale, interpolate
+            self._stage(event)
         elif isinstance(event, Encoding):
             if self.encode_task is None:
                 self.progress.start()
@@ -125,6 +128,13 @@ class ProgressBars(Quiet):
         if len(self.per_device) > 1:
             rate += " (" + ", ".join(f"{d}: {n}" for d, n in sorted(self.per_device.items())) + ")"
         self.progress.update(self.frames_task, advance=1, rate=rate)
+
+    def _stage(self, event: StageProgress) -> None:
+        tasks = self.__dict__.setdefault("stage_tasks", {})
+        if event.stage not in tasks:
+            self.progress.start()
+            tasks[event.stage] = self.progress.add_task(event.stage, total=event.total, rate="")
+        self.progress.update(tasks[event.stage], completed=event.done, rate=f"{event.computed} new, {event.cached} cached")
 
     def close(self) -> None:
         if self.progress.live.is_started:

@@ -209,7 +209,7 @@ def write_run_record(on_disk: OnDisk, storyboard: Storyboard, identity: RunIdent
         "batch": backend.batch,
         "run_seed": storyboard.run_seed,
         **({"notes": list(backend.notes)} if backend.notes else {}),
-        **{k: v for k, v in manifest.run.items() if k == "video"},
+        **{k: v for k, v in manifest.run.items() if k in ("video", "finishing")},
     }
     old = manifest.frames
     manifest.frames = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import FramereelError
 
@@ -95,3 +96,10 @@ class StitchSettings:
     zoom: float = 0.0
     audio: str | Path | None = None
     audio_loop: bool = False
+    # finishing (framereel.finishing): model files as "PATH[:ARG]" strings or parsed specs
+    upscale: Any = None  # "MODEL[:SCALE]" or an UpscaleSpec: encode upscaled frames from OUT/upscaled/
+    upscale_tile: int = 256  # tile side in source pixels (0: whole frames)
+    upscale_overlap: int = 16  # context pixels around each tile
+    interpolate: Any = None  # "MODEL[:FACTOR|FPSfps]" or an InterpolateSpec: RIFE in-betweens inside runs
+    loop: bool = False  # in-betweens across the loop seam too
+    finish_device: str = "auto"  # device for upscaling and interpolation

@@ -124,13 +124,16 @@ def _decodes(path: Path) -> bool:
 
 
 def plan_timeline(
-    durations: list[float], fps: float, transition: str = "cut", crossfade: float = 0.5, motion: bool = False
+    durations: list[float], fps: float, transition: str = "cut", crossfade: float = 0.5, motion: bool = False,
+    joined: frozenset[int] = frozenset(), blend_fps: int = BLEND_FPS,
 ) -> Timeline:
     """Every output frame as (shot a, shot b, weight of b). Pure: no files, no ffmpeg.
 
     Shot boundaries are placed at the output frame nearest to their exact time, so each shot's
     on-screen time is exact to within one output frame, the last shot included. ``motion``
-    (a Ken Burns zoom) needs a film rate, so it runs at 24 fps like a crossfade.
+    (a Ken Burns zoom) needs a film rate, so it runs at ``blend_fps`` (24) like a crossfade.
+    ``joined``: positions k after which shot k + 1 continues the same run (learned in-betweens):
+    no crossfade there.
     """
     if transition not in TRANSITIONS:
         raise FramereelError(f'--transition {transition}: choose one of {", ".join(TRANSITIONS)}')
@@ -144,13 +147,13 @@ def plan_timeline(
     if transition == "crossfade" and not (math.isfinite(crossfade) and crossfade > 0):
         raise FramereelError("--crossfade must be a number of seconds greater than 0")
     if transition == "crossfade" or motion:
-        rate = Fraction(BLEND_FPS)
+        rate = Fraction(blend_fps)
     elif uniform_multiples:
         rate = Fraction(fps).limit_denominator(1000)
     elif len(set(durations)) == 1 and 1 <= 1 / durations[0] <= 240:
         rate = Fraction(1 / durations[0]).limit_denominator(1000)  # every frame 1/15 s: a 15 fps film
     else:
-        rate = Fraction(BLEND_FPS)
+        rate = Fraction(blend_fps)
     out: list[tuple[int, int, float]] = []
     t = 0.0
     n = len(durations)
@@ -158,7 +161,7 @@ def plan_timeline(
         hold_end = t + d
         out.extend((k, k, 0.0) for _ in range(_frames_until(hold_end, rate) - len(out)))
         t = hold_end
-        if transition == "crossfade" and k < n - 1:
+        if transition == "crossfade" and k < n - 1 and k not in joined:
             fade_end = t + crossfade
             count = _frames_until(fade_end, rate) - len(out)
             out.extend((k, k + 1, (j + 1) / (count + 1)) for j in range(count))
@@ -246,7 +249,11 @@ def stitch(
     .webm, .gif, .webp). ``fps`` paces frames without their own duration (default: the last
     stitch's, else 2). ``zoom`` pushes in on each still by that fraction (Ken Burns, 0.1 =
     10 %). ``audio`` muxes a soundtrack cut to the video with a fade-out (``audio_loop`` repeats
-    it). Missing frames are skipped with a warning event.
+    it). Missing frames are skipped with a warning event. ``upscale`` (``"MODEL[:SCALE]"`` or an
+    :class:`~framereel.finishing.upscale.UpscaleSpec`) encodes upscaled frames from ``out/upscaled/``
+    (tiles: ``upscale_tile``, ``upscale_overlap``); ``interpolate`` (``"MODEL[:FACTOR|FPSfps]"``)
+    adds learned in-betweens inside continuous runs (across the loop seam too with ``loop``), on
+    ``finish_device``; see :mod:`framereel.finishing`.
     """
     if not isinstance(settings, StitchSettings):
         settings = StitchSettings(video=settings)
@@ -254,6 +261,7 @@ def stitch(
     video, fps, crf, codec, transition = s.video, s.fps, s.crf, s.codec, s.transition
     crossfade, smooth_fps, size, frames, zoom, audio, audio_loop = (
         s.crossfade, s.smooth_fps, s.size, s.frames, s.zoom, s.audio, s.audio_loop)
+    upscale, interpolate, loop = s.upscale, s.interpolate, s.loop
     out = Path(out_dir)
     emit = on_event or ignore
     ffmpeg = find_ffmpeg()
@@ -278,7 +286,13 @@ def stitch(
         if missing:
             emit(Warning(f"frames missing, stitched without them: {_ranges(missing)}"))
         audio_path = Path(audio) if audio is not None else None
-        timeline = plan_timeline([s.duration for s in shots], fps, transition, crossfade, motion=zoom > 0)
+        joined, rate, blend = frozenset(), fps, BLEND_FPS
+        if upscale is not None or interpolate is not None:
+            from .finishing.stitching import finish_shots
+
+            shots, joined, rate, blend = finish_shots(out, manifest, shots, fps, s, on_event=emit)
+        timeline = plan_timeline([s.duration for s in shots], rate, transition, crossfade, motion=zoom > 0,
+                                 joined=joined, blend_fps=blend)
         with Image.open(shots[0].path) as first:
             dims = video_size(first, size)
             first_size = first.size
@@ -309,6 +323,10 @@ def stitch(
             manifest.run["video"] = {"path": os.path.relpath(target, out), "fps": fps, "transition": transition,
                                      "seconds": round(timeline.seconds, 3), "zoom": zoom,
                                      "audio": str(audio_path) if audio_path else None}
+            if upscale is not None or interpolate is not None or loop:
+                from .finishing.stitching import options_used
+
+                manifest.run["video"].update(options_used(upscale, interpolate, loop))
             manifest.save()
     emit(VideoWritten(str(target), round(timeline.seconds, 3), len(shots), f"{dims[0]}x{dims[1]}"))
     return target
