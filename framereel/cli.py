@@ -107,6 +107,10 @@ RENDER_OPTIONS = [
                  help="Decode with a TAESD-style tiny VAE (e.g. madebyollin/taesd): faster, slightly softer."),
     click.option("--step-cache", type=int, default=0, metavar="N",
                  help="Run the full UNet every N steps and reuse its deep features in between (DeepCache-style).  [default: off]"),
+    click.option("--motion-adapter", default=None, metavar="PATH|HUB_ID|demo",
+                 help='AnimateDiff MotionAdapter for "clip" entries (native video); demo: the demo model\'s.'),
+    click.option("--motion-lora", "motion_loras", multiple=True, metavar="PATH:WEIGHT",
+                 help="A motion LoRA (pan, zoom …) for clips, with its weight; repeatable."),
     click.option("--devices", default=None, metavar="LIST",
                  help="One worker process per device: cuda:0,cuda:1 or all. Frames are identical to one device's."),
     click.option("--workers", type=int, default=1, show_default=True,
@@ -252,9 +256,11 @@ def render_settings(opts: dict[str, Any], **fixed: Any) -> Any:
     """The :class:`~framereel.settings.RenderSettings` the command-line options ask for."""
     from .settings import DEFAULT_MODEL, RenderSettings
 
+    speed = {k: opts[k] for k in SPEED_OPTIONS if k in opts}
+    speed.update({k: tuple(opts[k]) if k == "motion_loras" else opts[k] for k in MOTION_OPTIONS if k in opts})
     values = dict(model=opts["model"] or DEFAULT_MODEL, backend=opts["backend"], device=opts["device"],
                   dtype=opts["dtype"], scheduler=opts["scheduler"] or "dpm++", safety_checker=not opts["no_safety_checker"],
-                  reset_device=opts.get("reset_device", False), **{k: opts[k] for k in SPEED_OPTIONS if k in opts})
+                  reset_device=opts.get("reset_device", False), **speed)
     return RenderSettings(**{**values, **fixed}).check()
 
 
@@ -269,6 +275,7 @@ def stitch_settings(opts: dict[str, Any]) -> Any:
 
 
 SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache")
+MOTION_OPTIONS = ("motion_adapter", "motion_loras")  # native video (framereel.clips)
 
 
 def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:

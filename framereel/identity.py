@@ -29,12 +29,14 @@ class RunIdentity:
     backend: str
     dtype: str
     pixel_options: dict[str, Any] = field(default_factory=dict)  # e.g. a tiny VAE, step caching
+    clip_options: dict[str, Any] = field(default_factory=dict)  # clip frames only: motion adapter, LoRAs
 
     @classmethod
     def of(cls, backend: Backend, settings: RenderSettings | None = None) -> RunIdentity:
         """The identity of frames ``backend`` renders (it resolves its model without loading it)."""
         settings = settings or backend.settings
-        return cls(settings, backend.describe(), backend.name, backend.dtype, dict(backend.pixel_options))
+        return cls(settings, backend.describe(), backend.name, backend.dtype, dict(backend.pixel_options),
+                   dict(backend.clip_options))
 
     def params(self, frame: Frame) -> dict[str, Any]:
         """Everything that decides a frame's pixels."""
@@ -45,6 +47,7 @@ class RunIdentity:
             "dtype": self.dtype,
             "backend": self.backend,
             **self.pixel_options,
+            **(self.clip_options if frame.kind == "clip" else {}),
         }
 
     def digest(self, frame: Frame, frames_dir: Path | None = None,
@@ -56,6 +59,8 @@ class RunIdentity:
         for key, ref in (("parent_image", frame.parent), ("colour_image", frame.color_ref)):
             if ref is not None:
                 params[key] = image_digest(ref) if image_digest else file_digest(frames_dir / frame_name(ref))
+        if frame.kind == "clip" and frame.clip.init_video:  # video-to-video: the input video's bytes
+            params["init_video_file"] = file_digest(Path(frame.clip.init_video))
         return params_hash(params)
 
     def metadata(self, frame: Frame, digest: str) -> dict[str, str]:
@@ -77,6 +82,8 @@ class RunIdentity:
                              f"{frame.morph_prompt}")
         elif frame.kind == "chain":
             meta["init"] = f"frame {frame.parent}, strength {frame.strength:g}"
+        elif frame.kind == "clip":
+            meta["clip"] = f"clip {frame.clip.id}, frame {frame.clip_pos + 1} of {frame.clip.frames}"
         return meta
 
     def png(self, image: Image.Image, frame: Frame, digest: str) -> bytes:
@@ -99,4 +106,6 @@ class RunIdentity:
             record["derived_from"] = {"morph": [frame.morph[0], frame.morph[1]], "t": round(frame.morph[2], 6)}
         elif frame.kind == "chain":
             record["derived_from"] = {"parent": frame.parent, "strength": frame.strength}
+        elif frame.kind == "clip":
+            record["clip"] = {"id": frame.clip.id, "position": frame.clip_pos, "frames": frame.clip.frames}
         return record

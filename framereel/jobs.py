@@ -43,6 +43,8 @@ class Job:
         """``chain`` (frames that start from each other), ``batch`` (frames sharing a call) or ``frame``."""
         if any(f.parent is not None for f in self.frames):
             return "chain"
+        if self.frames and self.frames[0].kind == "clip":
+            return "clip"
         return "batch" if len(self.frames) > 1 else "frame"
 
     def refs(self) -> set[int]:
@@ -55,6 +57,8 @@ def batch_key(frame: Frame) -> tuple | None:
     """Frames with equal keys can share one UNet call; ``None``: this frame renders alone (img2img)."""
     if frame.kind == "chain":
         return None
+    if frame.kind == "clip":  # a clip renders whole, in one call, whatever the batch size
+        return ("clip", frame.clip)
     return (frame.width, frame.height, frame.steps, frame.guidance)
 
 
@@ -65,7 +69,7 @@ def batch_groups(frames: list[Frame], size: int) -> list[list[Frame]]:
     for f in frames:
         key = batch_key(f)
         last = groups[-1] if groups else None
-        if key is not None and last and len(last) < size and batch_key(last[0]) == key:
+        if key is not None and last and (len(last) < size or key[0] == "clip") and batch_key(last[0]) == key:
             last.append(f)
         else:
             groups.append([f])
@@ -114,6 +118,8 @@ def render_group(backend: Backend, group: list[Frame], image_of: ImageOf,
                  on_step: StepCallback | None = None) -> list[Rendered]:
     """Render a group from :func:`batch_groups`: frames sharing one call, or one chained frame."""
     f = group[0]
+    if f.kind == "clip":
+        return backend.render_clip(group, on_step=on_step)
     if f.parent is None:
         return backend.render_batch(group, on_step=on_step)
     return [backend.render(f, on_step=on_step, init_image=chain_init_image(f, image_of))]
@@ -254,7 +260,7 @@ class JobQueue:
 
     def give_back(self, job: Job, done: set[int], why: str, emit: EventHandler, worker: str = "") -> list[Outcome]:
         """Requeue the unfinished rest of ``job``; returns the failed frames once it is out of tries."""
-        rest = [f for f in job.frames if f.index not in done]
+        rest = [f for f in job.frames if f.index not in done or job.kind == "clip"]  # a clip goes back whole
         job.attempts += 1
         if job.attempts < MAX_ATTEMPTS:
             which = f"frame {rest[0].index} goes" if len(rest) == 1 else \

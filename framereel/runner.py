@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .backends import Backend, create_backend
+from .clips import whole_clips
 from .errors import FramereelError
 from .events import EventHandler, FrameDone, FrameFailed, FrameSkipped, RunStarted, ignore
 from .events import Warning as WarningEvent
@@ -179,6 +180,8 @@ def plan(frames: list[Frame], on_disk: OnDisk, identity: RunIdentity, *, redo: s
                 f"frame {f.index} chains from frame {f.parent}, which is not rendered; include it in --frames")
         todo.append(f)
         todo_set.add(f.index)
+    todo = whole_clips(frames, todo)  # a clip renders whole: one unfinished frame brings in its clip
+    skipped = [i for i in skipped if i not in {f.index for f in todo}]
     return Plan(frames, digests, frozenset(finished), todo, skipped)
 
 

@@ -36,6 +36,8 @@ class RenderSettings:
     compile: bool = False  # torch.compile the UNet (and VAE decoder)
     tiny_vae: str | None = None  # a TAESD-style AutoencoderTiny (folder or Hub id) to decode with
     step_cache: int = 0  # DeepCache-style: full UNet every N steps, shallow branch in between; 0/1 = off
+    motion_adapter: str | None = None  # AnimateDiff MotionAdapter (folder, Hub id or "demo") for "clip" frames
+    motion_loras: tuple[str, ...] = ()  # motion LoRAs for clips, "PATH:WEIGHT"
 
     def check(self) -> RenderSettings:
         if self.scheduler not in SCHEDULERS:
@@ -45,6 +47,8 @@ class RenderSettings:
         if self.compile and self.step_cache > 1:
             raise FramereelError("--compile and --step-cache don't combine (the cache switches the UNet's graph "
                                  "every step); pick one")
+        if self.motion_loras and not self.motion_adapter:
+            raise FramereelError("--motion-lora needs --motion-adapter (a LoRA adjusts a motion module)")
         return self
 
     def speed_flags(self) -> list[str]:

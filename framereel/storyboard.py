@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import clips
+from .clips import ClipSpec
 from .errors import FramereelError
 from .schedule import Schedule, ScheduleError, parse_schedule
 
@@ -59,6 +61,7 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "motion": ((dict,), 'an object like {"zoom": 1.02, "angle": 0, "tx": 0, "ty": 0}'),
     "shared_noise": ((bool,), "true or false"),
     "color_match": ((str, type(None)), '"first" (RGB), "first-lab", "first-hsv" or null'),
+    **clips.CLIP_KEYS,  # native video: see framereel.clips
 }
 DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
 MAX_DURATION = 3600.0  # seconds one frame stays on screen
@@ -109,6 +112,8 @@ class Frame:
     motion: tuple[Any, ...] | None = None
     color_ref: int | None = None  # chains: match colours to this frame's
     color_space: str | None = None  # chains: "lab" or "hsv" to match colours there (None: RGB)
+    clip: ClipSpec | None = None  # "clip" frames: the clip they belong to (rendered whole)
+    clip_pos: int | None = None  # their position in it, from 0
 
     def render_params(self) -> dict[str, Any]:
         """The parameters that decide the image (not ``index``, ``shot`` or ``duration``)."""
@@ -117,10 +122,14 @@ class Frame:
             del d[key]
         if self.color_space is None:  # RGB, as before colour spaces existed: hashes stay the same
             del d["color_space"]
-        if self.kind == "key":  # keep key frames' hashes as plain as the storyboard they come from
+        if self.kind in ("key", "clip"):  # keep key frames' hashes as plain as the storyboard they come from
             for key in ("kind", "morph", "morph_prompt", "morph_seed", "parent", "strength", "motion", "color_ref",
                         "color_space"):
                 d.pop(key, None)
+        if self.kind == "clip":
+            d["kind"] = "clip"
+        else:
+            del d["clip"], d["clip_pos"]
         return d
 
 
@@ -164,6 +173,8 @@ def _fail(path: Path, where: str, problem: str) -> FramereelError:
 
 
 def check_value(path: Path, where: str, key: str, value: Any) -> Any:
+    if key in clips.CLIP_KEYS:
+        return clips.check_clip_value(lambda problem: _fail(path, where, problem), key, value)
     types, want = FRAME_KEYS[key]
     if key in SCHEDULED and isinstance(value, str):
         return _check_schedule(path, where, key, value, 0.0, 1.0 if key == "strength" else 50.0)
@@ -345,16 +356,27 @@ def parse_storyboard(
         if not isinstance(raw, dict):
             raise _fail(path, where, 'must be an object like {"prompt": "..."}')
         _check_keys(path, where, raw, set(FRAME_KEYS))
+        if "prompt" not in raw and isinstance(raw.get("travel"), list) and raw["travel"]:
+            raw = {**raw, "prompt": next((t.get("prompt") for t in raw["travel"] if isinstance(t, dict)
+                                          and t.get("at") == 0), None)}  # a travel list may start the clip
+            if raw["prompt"] is None:
+                raise _fail(path, where, '"travel" needs an entry with "at": 0 when the frame has no "prompt"')
         if "prompt" not in raw:
             raise _fail(path, where, 'missing "prompt"')
         values = {k: check_value(path, where, k, v) for k, v in raw.items()}
+        if "init_video" in values:
+            values["init_video"] = clips.resolve_video(path, where, values["init_video"])
         if i == 0 and values.get("init") == "previous":
             raise _fail(path, where, '"init": "previous" needs a frame before it; the first frame has none')
         if i == len(raw_frames) - 1 and values.get("morph"):
             raise _fail(path, where, '"morph" needs a next frame to morph into; the last frame has none')
         entries.append({**base, **values})
+    for i, e in enumerate(entries):
+        clips.check_clip_entry(lambda problem, i=i: _fail(path, f"frame {i}", problem), e, i, len(entries),
+                               entries[i + 1] if i + 1 < len(entries) else None)
+    groups = clips.group_clips(entries, lambda i, problem: _fail(path, f"frame {i}", problem))
     try:
-        frames = _expand(entries, run_seed)
+        frames = _expand(entries, run_seed, groups)
     except ScheduleError as e:
         raise _fail(path, "", str(e)) from None
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
@@ -373,15 +395,24 @@ def _motion_at(motion: dict[str, Any], index: int, count: int, seed: int) -> tup
     return tuple(_value_at(motion.get(k, default), index, count, seed) for k, default in keys.items())
 
 
-def _expand(entries: list[dict[str, Any]], run_seed: int) -> list[Frame]:
-    """Storyboard entries → output frames: key frames, chained frames, and morph in-betweens.
+def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]] | None = None) -> list[Frame]:
+    """Storyboard entries → output frames: key frames, chained frames, morph in-betweens and clips.
 
-    Indices are consecutive; a morph's in-betweens sit between its two key frames.
+    Indices are consecutive; a morph's in-betweens sit between its two key frames; a clip's
+    frames follow each other (``groups`` from :func:`framereel.clips.group_clips`).
     """
     frames: list[Frame] = []
     chain_start = 0
     count = len(entries) + sum(e.get("morph") or 0 for e in entries[:-1])  # output frames, in-betweens included
+    count += sum(e["clip"] - 1 for e in entries if "clip" in e)  # and clips' frames
+    clip_groups = {g[0]: g for g in groups or [] if "clip" in entries[g[0]]}
+    in_group = {i for g in clip_groups.values() for i in g[1:]}
     for shot, e in enumerate(entries):
+        if shot in in_group:
+            continue
+        if shot in clip_groups:
+            frames.extend(_clip_frames(entries, clip_groups[shot], run_seed, len(frames), count))
+            continue
         prompt = e["prompt"].strip()
         seed = e.get("seed")
         if seed is None:
@@ -414,6 +445,24 @@ def _expand(entries: list[dict[str, Any]], run_seed: int) -> list[Frame]:
             chain_start = index
             frames.append(Frame(**common))
     return frames
+
+
+def _clip_frames(entries: list[dict[str, Any]], group: list[int], run_seed: int, start: int, count: int
+                 ) -> list[Frame]:
+    """The frames of one clip (``group``: its entries), all sharing one :class:`ClipSpec`."""
+    spec = clips.clip_spec(entries, group)
+    first = entries[group[0]]
+    seed = first.get("seed")
+    if seed is None:
+        seed = run_seed if first.get("shared_noise") else frame_seed(run_seed, group[0])
+    shot_of = [i for i in group for _ in range(entries[i]["clip"])]
+    return [
+        Frame(index=start + j, prompt=clips.prompt_at(spec, j), negative_prompt=first.get("negative_prompt"),
+              seed=seed, steps=first.get("steps"), guidance=_value_at(first.get("guidance"), start, count, run_seed),
+              width=first.get("width"), height=first.get("height"), duration=entries[shot_of[j]].get("duration"),
+              shot=shot_of[j], kind="clip", clip=spec, clip_pos=j)
+        for j in range(spec.frames)
+    ]
 
 
 def parse_indices(spec: str, count: int | None = None) -> list[int]:

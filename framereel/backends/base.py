@@ -66,6 +66,11 @@ class Backend(ABC):
         """Options that change pixels beyond the frame's own parameters: part of each frame's hash."""
         return {}
 
+    @property
+    def clip_options(self) -> dict[str, Any]:
+        """Options that change clip frames only (a motion adapter, motion LoRAs): part of their hash."""
+        return {}
+
     @abstractmethod
     def describe(self) -> ModelInfo:
         """Resolve the model (download if needed) without loading weights."""
@@ -86,6 +91,12 @@ class Backend(ABC):
     def render_batch(self, frames: list[Frame], on_step: StepCallback | None = None) -> list[Rendered]:
         """Render frames that may share a call (same size, steps, guidance; never chained)."""
         return [self.render(f, on_step=on_step) for f in frames]
+
+    def render_clip(self, frames: list[Frame], on_step: StepCallback | None = None) -> list[Rendered]:
+        """Render one whole clip (all of its frames, in order; see :mod:`framereel.clips`), for
+        backends whose :attr:`kinds` include ``"clip"``."""
+        raise FramereelError(f"frame {frames[0].index}: the {self.name} backend can't render clip frames; "
+                             "use --backend diffusers")
 
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
         """Check the frames to render before any device opens; raise FramereelError to refuse,

@@ -137,6 +137,7 @@ class DiffusersBackend(Backend):
 
     name = "diffusers"
     takes_speed_options = True
+    kinds = ("key", "morph", "chain", "clip")  # clips: with --motion-adapter (framereel.backends.animatediff)
 
     def __init__(self, settings: RenderSettings):
         super().__init__(settings)
@@ -156,11 +157,18 @@ class DiffusersBackend(Backend):
         self._batch_resolved = False
         self._compiled = False
         self._img2img_pipe = None
+        self._clips = None  # an animatediff.ClipRenderer, with --motion-adapter
+        self._clip_options: dict[str, Any] = {}
 
     @property
     def pixel_options(self) -> dict[str, Any]:
         self.describe()
         return self._pixel_options
+
+    @property
+    def clip_options(self) -> dict[str, Any]:
+        self.describe()
+        return self._clip_options
 
     # -------------------------------------------------------------- model resolution
 
@@ -172,6 +180,10 @@ class DiffusersBackend(Backend):
                 self._pixel_options["tiny_vae"] = files_fingerprint(self._tiny_vae_dir)
             if self.settings.step_cache > 1:
                 self._pixel_options["step_cache"] = self.settings.step_cache
+            from .animatediff import clip_renderer
+
+            self._clips, self._clip_options = clip_renderer(self, None if self._single_file else self._source,
+                                                            self._info.id)
         return self._info
 
     def _resolve(self, model: str) -> ModelInfo:
@@ -401,6 +413,21 @@ class DiffusersBackend(Backend):
             )
         return out.images[0], _facts(out, 0)
 
+    def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
+        warnings = super().prepare(frames, out_dir)
+        clip = next((f for f in frames if f.kind == "clip"), None)
+        if clip is not None and self.describe() and self._clips is None:
+            raise FramereelError(f'frame {clip.index}: "clip" needs --motion-adapter PATH_OR_ID (an AnimateDiff '
+                                 "MotionAdapter; --motion-adapter demo with --model demo)")
+        return warnings
+
+    def render_clip(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None):
+        """Render one whole clip with AnimateDiff (see :mod:`framereel.backends.animatediff`)."""
+        self.describe()
+        if self._clips is None:
+            return super().render_clip(frames, on_step)
+        return self._clips.render(frames, on_step)
+
     def set_scheduler(self, name: str) -> None:
         """Swap the scheduler of a loaded model (interactive ``:scheduler``)."""
         self.settings = replace(self.settings, scheduler=name)
@@ -419,6 +446,8 @@ class DiffusersBackend(Backend):
         self.pipe = self._img2img_pipe = None
         self._compiled = False
         self._embed.clear()
+        if self._clips is not None:
+            self._clips.close()
 
 
 def resolve_tiny_vae(spec: str) -> Path:

@@ -1,0 +1,260 @@
+"""Native video: render a storyboard clip with AnimateDiff on top of the diffusers backend's model.
+
+A clip (see :mod:`framereel.clips`) is one call of diffusers' ``AnimateDiffPipeline`` (or
+``AnimateDiffVideoToVideoPipeline`` with ``init_video``) built from the loaded Stable Diffusion
+pipeline's parts and a ``MotionAdapter`` (``--motion-adapter``), with the clip's seeded CPU
+generator, so a framereel clip is exactly what that pipeline gives. Prompt travel and clips
+longer than the context length go through diffusers' FreeNoise (``enable_free_noise``: prompt
+interpolation over ``{frame: prompt}``, overlapping context windows, and split inference so that
+memory follows the window rather than the clip). ``--motion-lora PATH:WEIGHT`` loads motion
+LoRAs through diffusers' LoRA loader.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import FramereelError
+
+DEMO_MOTION_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "motion"
+ADAPTER_FPS = 8  # the frame rate AnimateDiff's motion modules are trained at
+
+
+def resolve_motion_adapter(spec: str) -> Path:
+    """``--motion-adapter``: ``demo``, a local MotionAdapter folder, or a Hub id (fetched to the cache)."""
+    if spec == "demo":
+        if not (DEMO_MOTION_DIR / "config.json").is_file():
+            raise FramereelError("the demo motion module is missing from this install; train it with "
+                                 "`python -m framereel.demo_model.train_motion --out DIR` and pass --motion-adapter DIR")
+        return DEMO_MOTION_DIR
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FramereelError(f"--motion-adapter {spec}: no config.json there; pass a folder saved with "
+                                 "MotionAdapter.save_pretrained, or a Hub id like guoyww/animatediff-motion-adapter-v1-5-2")
+        return path
+    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        raise FramereelError(f"--motion-adapter {spec}: no such folder; pass a local MotionAdapter folder or a Hub id "
+                             "like guoyww/animatediff-motion-adapter-v1-5-2")
+    from huggingface_hub import snapshot_download
+
+    from .common import quiet_libraries
+    from .diffusers_backend import _hub_error
+
+    quiet_libraries()
+    try:
+        return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors"]))
+    except Exception as err:  # the Hub raises many kinds; each becomes one line for the user
+        raise _hub_error(spec, err) from err
+
+
+def parse_motion_lora(spec: str) -> tuple[str, float]:
+    """``--motion-lora PATH[:WEIGHT]`` (weight 1.0 when left out)."""
+    path, sep, weight = spec.rpartition(":")
+    if not sep or not path:
+        path, weight = spec, "1"
+    try:
+        value = float(weight)
+    except ValueError:
+        path, value = spec, 1.0
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FramereelError(f"--motion-lora {spec}: no such file or folder; pass PATH:WEIGHT, e.g. zoom.safetensors:0.8")
+    return str(p.resolve()), value
+
+
+def check_adapter_fits(adapter_dir: Path, unet_config: dict[str, Any], model_id: str, spec: str) -> None:
+    """Refuse, in one line, an adapter made for another UNet (AnimateDiff adapters fit SD 1.x-family models)."""
+    try:
+        adapter = json.loads((adapter_dir / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise FramereelError(f"--motion-adapter {spec}: unreadable config.json ({err})") from err
+    if adapter.get("_class_name") not in (None, "MotionAdapter"):
+        raise FramereelError(f"--motion-adapter {spec}: holds a {adapter.get('_class_name')}, not a MotionAdapter")
+    if unet_config.get("addition_embed_type") == "text_time":
+        raise FramereelError(f"--motion-adapter {spec}: {model_id} is an SDXL-family model; AnimateDiff motion adapters "
+                             "here run on SD 1.x-family models (--model demo, or an SD 1.5 checkpoint)")
+    want = list(adapter.get("block_out_channels", []))
+    have = list(unet_config.get("block_out_channels", []))
+    layers = adapter.get("motion_layers_per_block", 2)
+    unet_layers = unet_config.get("layers_per_block", 2)
+    if want != have or layers != unet_layers:
+        raise FramereelError(
+            f"--motion-adapter {spec}: made for a UNet with block channels {tuple(want)} and {layers} layers per block, "
+            f"but {model_id} has {tuple(have)} and {unet_layers}; use an adapter for this model's family "
+            "(SD 1.5 adapters for SD 1.x models, --motion-adapter demo for --model demo)")
+
+
+def files_fingerprint(path: Path) -> str:
+    """A hash of an adapter's or LoRA's contents (config and weights: a retrained adapter of the
+    same size must re-render its clips)."""
+    import hashlib
+
+    from .common import WEIGHT_SUFFIXES
+    from .common import file_sha256 as _file_sha256
+
+    if not path.is_dir():
+        return _file_sha256(path)
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file() and not p.name.startswith(".") and p.suffix in (".json", *WEIGHT_SUFFIXES):
+            h.update(p.relative_to(path).as_posix().encode())
+            h.update(_file_sha256(p).encode())
+    return h.hexdigest()[:16]
+
+
+def read_video(path: str, frames: int, width: int, height: int):
+    """``frames`` frames of the video at ``path`` (decoded with PyAV), evenly spaced over it,
+    scaled and centre-cropped to ``width``×``height``."""
+    import av
+    from PIL import Image, ImageOps
+
+    try:
+        with av.open(path) as container:
+            decoded = [f.to_image() for f in container.decode(video=0)]
+    except (av.error.FFmpegError, IndexError, ValueError) as err:
+        raise FramereelError(f"init_video {path}: can't decode it ({str(err).splitlines()[0]})") from err
+    if not decoded:
+        raise FramereelError(f"init_video {path}: the file has no video frames")
+    picks = [round(i * (len(decoded) - 1) / max(1, frames - 1)) for i in range(frames)]
+    return [ImageOps.fit(decoded[i].convert("RGB"), (width, height), Image.Resampling.LANCZOS) for i in picks]
+
+
+class ClipRenderer:
+    """Renders whole clips for a :class:`~framereel.backends.diffusers_backend.DiffusersBackend`."""
+
+    def __init__(self, backend, adapter_dir: Path, loras: list[tuple[str, float]]):
+        self.backend = backend
+        self.adapter_dir = adapter_dir
+        self.loras = loras
+        self._t2v = None
+        self._v2v = None
+
+    def _pipelines(self):
+        if self._t2v is not None:
+            return self._t2v
+        import torch
+        from diffusers import AnimateDiffPipeline, MotionAdapter, UNetMotionModel
+
+        from .diffusers_backend import make_scheduler
+
+        be = self.backend
+        be.load()
+        base = be.pipe
+        dtype = getattr(torch, be.dtype)
+        try:
+            adapter = MotionAdapter.from_pretrained(str(self.adapter_dir), torch_dtype=dtype)
+        except (OSError, ValueError) as err:
+            raise FramereelError(f"--motion-adapter {self.adapter_dir}: can't load it ({str(err).splitlines()[0]})") from err
+        check_adapter_fits(self.adapter_dir, dict(base.unet.config), be.describe().id, str(self.adapter_dir))
+        unet = getattr(base.unet, "_orig_mod", base.unet)  # a --compile'd UNet: the module inside
+        motion_unet = UNetMotionModel.from_unet2d(unet, adapter).to(device=be.device, dtype=dtype)
+        pipe = AnimateDiffPipeline(
+            vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=motion_unet,
+            motion_adapter=adapter, scheduler=make_scheduler(be.settings.scheduler, base.scheduler.config),
+        )
+        pipe.set_progress_bar_config(disable=True)
+        if self.loras:
+            names = []
+            for i, (path, _) in enumerate(self.loras):
+                name = f"motion_lora_{i}"
+                try:
+                    pipe.load_lora_weights(path, adapter_name=name)
+                except (OSError, ValueError, KeyError) as err:
+                    raise FramereelError(f"--motion-lora {path}: can't load it ({str(err).splitlines()[0]})") from err
+                names.append(name)
+            pipe.set_adapters(names, [w for _, w in self.loras])
+        self._t2v = pipe
+        return pipe
+
+    def close(self) -> None:
+        self._t2v = self._v2v = None
+
+    def _video_pipeline(self):
+        if self._v2v is None:
+            from diffusers import AnimateDiffVideoToVideoPipeline
+
+            t2v = self._pipelines()
+            self._v2v = AnimateDiffVideoToVideoPipeline(**t2v.components)
+            self._v2v.set_progress_bar_config(disable=True)
+        return self._v2v
+
+    def render(self, frames: list, on_step: Callable[[int, int], None] | None = None) -> list[tuple[Any, dict]]:
+        """Render one whole clip (``frames``: all of its frames, in order); returns ``[(image, facts), ...]``."""
+        import torch
+
+        first = frames[0]
+        spec = first.clip
+        if [f.clip_pos for f in frames] != list(range(spec.frames)):
+            raise FramereelError(f"clip at frame {first.index}: a clip renders whole ({spec.frames} frames)")
+        pipe = self._video_pipeline() if spec.init_video else self._pipelines()
+        windowed = spec.travels or spec.windowed
+        kwargs: dict[str, Any] = dict(
+            prompt=spec.prompts[0][1] if not windowed else {at: p for at, p in spec.prompts},
+            negative_prompt=first.negative_prompt or None,
+            num_inference_steps=first.steps, guidance_scale=first.guidance, width=first.width, height=first.height,
+            generator=torch.Generator("cpu").manual_seed(first.seed),
+            decode_chunk_size=min(spec.frames, spec.context_length),
+            callback_on_step_end=_step_callback(on_step, first.steps),
+        )
+        if spec.init_video:
+            kwargs.update(video=read_video(spec.init_video, spec.frames, first.width, first.height),
+                          strength=spec.strength)
+        else:
+            kwargs["num_frames"] = spec.frames
+        if windowed:
+            pipe.enable_free_noise(context_length=min(spec.context_length, spec.frames),
+                                   context_stride=spec.context_stride)
+            if spec.windowed:
+                pipe.enable_free_noise_split_inference(temporal_split_size=spec.context_length)
+        try:
+            with torch.inference_mode():
+                out = pipe(**kwargs)
+        finally:
+            if windowed:
+                pipe.disable_free_noise()
+                unsplit(pipe.unet)
+        images = out.frames[0]
+        return [(img, {}) for img in images]
+
+
+def unsplit(module) -> None:
+    """Undo ``enable_free_noise_split_inference``: put back the modules it wrapped."""
+    from diffusers.pipelines.free_noise_utils import SplitInferenceModule
+
+    for child_name, child in list(module.named_children()):
+        if isinstance(child, SplitInferenceModule):
+            setattr(module, child_name, child.module)
+            child = child.module
+        unsplit(child)
+
+
+def _step_callback(on_step, steps: int):
+    def step_end(pipe, step, timestep, kwargs):
+        if on_step is not None:
+            on_step(step + 1, steps)
+        return kwargs
+
+    return step_end
+
+
+def clip_renderer(backend, model_dir: Path | None, model_id: str) -> tuple[ClipRenderer | None, dict[str, Any]]:
+    """Resolve ``--motion-adapter`` / ``--motion-lora`` for ``backend`` (before any weights load):
+    the clip renderer, and what goes into every clip frame's hash (the adapter's and LoRAs'
+    fingerprints, the LoRA weights). ``(None, {})`` without a motion adapter."""
+    settings = backend.settings
+    if not settings.motion_adapter:
+        return None, {}
+    adapter_dir = resolve_motion_adapter(settings.motion_adapter)
+    if model_dir is not None and (model_dir / "unet" / "config.json").is_file():
+        unet_config = json.loads((model_dir / "unet" / "config.json").read_text())
+        check_adapter_fits(adapter_dir, unet_config, model_id, settings.motion_adapter)
+    loras = [parse_motion_lora(s) for s in settings.motion_loras]
+    options = {
+        "motion_adapter": files_fingerprint(adapter_dir),
+        **({"motion_loras": [[files_fingerprint(Path(p)), w] for p, w in loras]} if loras else {}),
+    }
+    return ClipRenderer(backend, adapter_dir, loras), options

@@ -1,0 +1,188 @@
+"""Clips in a storyboard: entries with ``"clip": N`` render N frames at once with a motion model.
+
+Pure Python (no torch), like :mod:`framereel.storyboard`, which calls in here to check clip keys
+and to expand clip entries into frames.
+
+* ``"clip": N`` on an entry (or in ``defaults``) makes that entry one clip of N frames.
+* ``"travel": [{"at": 0, "prompt": …}, {"at": 12, "prompt": …}]`` interpolates the prompt across
+  the clip's frames (``at`` counts frames from the clip's start).
+* ``"clip_group": "name"`` joins consecutive clip entries into one clip; each entry's prompt starts
+  at its own first frame and the prompt travels between them.
+* ``"context_length"`` / ``"context_stride"``: clips longer than the context length are denoised
+  in overlapping windows (FreeNoise); memory follows the window, not the clip.
+* ``"init_video": "in.mp4"`` with ``"strength"``: video-to-video from that file's frames.
+
+A clip is atomic: all its frames share one :class:`ClipSpec` (part of every frame's hash) and are
+rendered and written together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import FramereelError
+
+CLIP_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "clip": ((int,), "a number of frames from 1 to 1000"),
+    "clip_group": ((str,), "a non-empty name"),
+    "travel": ((list,), 'a list like [{"at": 0, "prompt": "..."}, {"at": 12, "prompt": "..."}]'),
+    "context_length": ((int,), "a number of frames from 2 to 64"),
+    "context_stride": ((int,), "a number of frames from 1 to the context length"),
+    "init_video": ((str,), "the path of a video file"),
+}
+DEFAULT_CONTEXT_LENGTH = 16  # the frames AnimateDiff's motion modules are trained on
+DEFAULT_CONTEXT_STRIDE = 4
+DEFAULT_VIDEO_STRENGTH = 0.6
+# keys of a clip group's entries that must agree: they are per clip
+PER_CLIP = ("negative_prompt", "steps", "guidance", "width", "height", "seed", "context_length",
+            "context_stride", "init_video", "strength")
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """What decides a clip's frames (besides the run-wide model, adapter and LoRAs)."""
+
+    id: int  # the storyboard entry the clip starts at
+    frames: int
+    prompts: tuple[tuple[int, str], ...]  # (frame in the clip, prompt), sorted, the first at 0
+    context_length: int = DEFAULT_CONTEXT_LENGTH
+    context_stride: int = DEFAULT_CONTEXT_STRIDE
+    init_video: str | None = None  # an absolute path
+    strength: float | None = None  # video-to-video only
+
+    @property
+    def travels(self) -> bool:
+        return len({p for _, p in self.prompts}) > 1
+
+    @property
+    def windowed(self) -> bool:
+        return self.frames > self.context_length
+
+
+def check_clip_value(fail, key: str, value: Any) -> Any:
+    """Validate one clip key; ``fail(problem)`` builds the one-line error."""
+    types, want = CLIP_KEYS[key]
+    ok = isinstance(value, types) and not isinstance(value, bool)
+    if ok and key == "clip":
+        ok = 1 <= value <= 1000
+    elif ok and key == "clip_group":
+        ok = bool(value.strip())
+    elif ok and key == "context_length":
+        ok = 2 <= value <= 64
+    elif ok and key == "context_stride":
+        ok = 1 <= value <= 64
+    elif ok and key == "init_video":
+        ok = bool(value.strip())
+    elif ok and key == "travel":
+        ok = bool(value) and all(
+            isinstance(t, dict) and set(t) == {"at", "prompt"} and isinstance(t["at"], int)
+            and not isinstance(t["at"], bool) and t["at"] >= 0 and isinstance(t["prompt"], str) and t["prompt"].strip()
+            for t in value)
+    if not ok:
+        raise fail(f'"{key}" must be {want} (got {_short(value)})')
+    return value
+
+
+def _short(value: Any) -> str:
+    import json
+
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_clip_entry(fail, entry: dict[str, Any], shot: int, total: int, next_entry: dict | None) -> None:
+    """Refuse combinations a clip can't take, naming the fix."""
+    clip_only = [k for k in ("travel", "clip_group", "init_video") if k in entry]
+    if "clip" not in entry:
+        if clip_only:
+            raise fail(f'"{clip_only[0]}" belongs to a clip; add "clip": N (frames) to this entry')
+        if entry.get("morph") and next_entry is not None and "clip" in next_entry:
+            raise fail('"morph" into a clip: a clip starts from its own noise; drop "morph" or the next entry\'s "clip"')
+        return
+    if entry.get("morph"):
+        raise fail('"morph" and "clip" don\'t combine (a clip moves by itself); drop one')
+    if entry.get("init") == "previous":
+        raise fail('"init": "previous" and "clip" don\'t combine; for video-to-video use "init_video"')
+    for t in entry.get("travel", []):
+        if t["at"] >= entry["clip"]:
+            raise fail(f'"travel": "at" {t["at"]} is past the clip\'s last frame ({entry["clip"] - 1})')
+    if entry.get("context_stride", 1) > entry.get("context_length", DEFAULT_CONTEXT_LENGTH):
+        raise fail('"context_stride" must not exceed "context_length"')
+
+
+def resolve_video(path: Path, where: str, value: str) -> str:
+    """``init_video`` relative to the storyboard's folder; it must exist now."""
+    p = Path(value).expanduser()
+    if not p.is_absolute():
+        p = path.parent / p
+    if not p.is_file():
+        raise FramereelError(f'{path.name}: {where}: "init_video": {value}: no such file')
+    return str(p.resolve())
+
+
+def group_clips(entries: list[dict[str, Any]], fail_at) -> list[list[int]]:
+    """Entry indices, grouped: a clip entry alone, or consecutive entries of one ``clip_group``;
+    a non-clip entry is a group of its own."""
+    groups: list[list[int]] = []
+    for i, e in enumerate(entries):
+        name = e.get("clip_group") if "clip" in e else None
+        last = groups[-1] if groups else None
+        if name and last and entries[last[0]].get("clip_group") == name and "clip" in entries[last[0]]:
+            first = entries[last[0]]
+            for key in PER_CLIP:
+                if first.get(key) != e.get(key):
+                    raise fail_at(i, f'"{key}" differs from the first entry of clip group "{name}" '
+                                     f'(a clip has one {key.replace("_", " ")}); set it on the first entry only')
+            last.append(i)
+        else:
+            if name and any(entries[g[0]].get("clip_group") == name for g in groups):
+                raise fail_at(i, f'clip group "{name}" was used earlier; a group\'s entries must be consecutive')
+            groups.append([i])
+    return groups
+
+
+def clip_spec(entries: list[dict[str, Any]], group: list[int]) -> ClipSpec:
+    """The :class:`ClipSpec` of the clip made by ``group`` (entry indices)."""
+    prompts: dict[int, str] = {}
+    offset = 0
+    for i in group:
+        e = entries[i]
+        prompts[offset] = e["prompt"].strip()
+        for t in e.get("travel", []):
+            prompts[offset + t["at"]] = t["prompt"].strip()
+        offset += e["clip"]
+    first = entries[group[0]]
+    video = first.get("init_video")
+    strength = first.get("strength", DEFAULT_VIDEO_STRENGTH) if video else None
+    if hasattr(strength, "at"):  # a keyframe schedule: a clip takes one strength, its value at the start
+        strength = strength.at(0)
+    return ClipSpec(
+        id=group[0], frames=offset, prompts=tuple(sorted(prompts.items())),
+        context_length=first.get("context_length", DEFAULT_CONTEXT_LENGTH),
+        context_stride=first.get("context_stride", DEFAULT_CONTEXT_STRIDE),
+        init_video=video, strength=float(strength) if strength is not None else None,
+    )
+
+
+def prompt_at(spec: ClipSpec, position: int) -> str:
+    """The prompt a clip frame shows in its metadata: the last travel key at or before it."""
+    return [p for at, p in spec.prompts if at <= position][-1]
+
+
+def travel_prompts(spec: ClipSpec) -> dict[int, str]:
+    """Diffusers' FreeNoise prompt dict ``{frame: prompt}``."""
+    return dict(spec.prompts)
+
+
+def whole_clips(frames: list, todo: list) -> list:
+    """``todo`` with every clip it touches completed: a clip renders (and is written) whole, so
+    one unfinished frame brings in all of its clip's frames. Sorted by index."""
+    clips_left = {f.clip for f in todo if f.kind == "clip"}
+    if not clips_left:
+        return todo
+    have = {f.index for f in todo}
+    extra = [f for f in frames if f.kind == "clip" and f.clip in clips_left and f.index not in have]
+    return sorted([*todo, *extra], key=lambda f: f.index)
+
