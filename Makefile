@@ -8,7 +8,7 @@ VENV ?= .venv
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test fuzz lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The fuzz and fault suites at 20x the default run's size, with fresh random inputs each time (~10-30 min).
+fuzz: setup
+	FRAMEREEL_FUZZ=20 $(BIN)/python -m pytest -q tests/test_fuzz.py tests/test_faults.py
 
 lint: setup
 	$(BIN)/ruff check framereel tests benchmarks

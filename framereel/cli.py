@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import click
 
 from ._version import __version__
-from .errors import FramereelError
+from .errors import FramereelError, one_line
 from .finishing.cli import beat_options, finishing_options, on_beat_storyboard
 from .finishing.cli import register as _register_finishing
 from .storyboard import DEFAULT_RUN_SEED, load_storyboard, parse_indices
@@ -47,8 +48,8 @@ def _batch(ctx, param, value: str) -> int:
     """``--batch auto|N`` → 0 (auto) or N."""
     if value == "auto":
         return 0
-    if not value.isdigit() or int(value) < 1:
-        raise click.BadParameter(f"{value!r} is not auto or a whole number of frames ≥ 1")
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 64:
+        raise click.BadParameter(f"{value!r} is not auto or a whole number of frames from 1 to 64")
     return int(value)
 
 
@@ -80,8 +81,10 @@ MODEL_OPTIONS = [
     click.option("--no-safety-checker", is_flag=True, help="Turn off the model's safety checker (if it ships one)."),
 ]
 FRAME_OPTIONS = [
-    click.option("--steps", type=int, default=None, help="Denoising steps per frame.  [default: 25]"),
-    click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale.  [default: 7.5]"),
+    click.option("--steps", type=int, default=None,
+                 help="Denoising steps per frame.  [default: the model's: 25 for SD 1.x, 15 for the demo model]"),
+    click.option("--guidance", type=float, default=None,
+                 help="Classifier-free guidance scale.  [default: the model's: 7.5 for SD 1.x, 4 for the demo model]"),
     click.option("--seed", type=int, default=None,
                  help=f"Run seed; frame i without its own seed uses run seed + i.  [default: {DEFAULT_RUN_SEED}]"),
     click.option("--width", type=int, default=None, help="Frame width, a multiple of 8.  [default: the model's native size]"),
@@ -128,6 +131,9 @@ RENDER_OPTIONS = [
                  help="Ray cluster to join (host:port or auto); none starts a local cluster."),
     click.option("--redo", default=None, metavar="LIST", help="Re-render these frames, e.g. 3,5-7."),
     click.option("--force", is_flag=True, help="Re-render every frame (replaced frames go to superseded/)."),
+    click.option("--dry-run", is_flag=True,
+                 help="Check everything, say which frames would be rendered and about how long it would take; "
+                      "render and write nothing."),
 ]
 _render_options = _apply(RENDER_OPTIONS)
 
@@ -135,8 +141,10 @@ _render_options = _apply(RENDER_OPTIONS)
 def _stitch_options(f):
     opts = [
         click.option("--fps", type=float, default=None,
-                     help="Frames per second for frames without their own duration (1, 2, 4 …).  [default: 2]"),
-        click.option("--crf", type=int, default=18, show_default=True, help="Quality: lower is better (H.264/VP9)."),
+                     help="Frames per second for frames without their own duration (1, 2, 4 …).  "
+                          "[default: the fps of this folder's last video, else 2]"),
+        click.option("--crf", type=int, default=18, show_default=True,
+                     help="Quality: lower is better (H.264: 0-51, VP9: 0-63)."),
         click.option("--codec", default=None, help="Video codec (default: libx264 for .mp4/.mov, libvpx-vp9 for .webm)."),
         click.option("--video", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Video path; its extension picks the format: .mp4 .mov .webm .gif .webp.  [default: OUT/video.mp4]"),
@@ -166,12 +174,27 @@ def _output_options(f):
     return f
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop the way Ctrl-C does (a KeyboardInterrupt), remembering the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on(signum: int, frame) -> None:
+    raise Stopped(signum)
+
+
 def _handle_errors(fn):
-    """User mistakes → one line on stderr, exit 2; Ctrl-C → a resume hint, exit 130."""
+    """User mistakes → one line on stderr, exit 2; Ctrl-C, SIGTERM, SIGHUP → a resume hint,
+    exit 128 + the signal's number (130, 143, 129)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         debug = click.get_current_context().find_root().params.get("debug") or os.environ.get("FRAMEREEL_DEBUG")
+        previous = {sig: signal.signal(sig, _stop_on) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
         try:
             return fn(*args, **kwargs)
         except FramereelError as err:
@@ -179,14 +202,50 @@ def _handle_errors(fn):
                 raise
             click.echo(f"error: {err}", err=True)
             sys.exit(err.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted; finished frames are kept — run the same command again to resume", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as err:
+            signum = err.signum if isinstance(err, Stopped) else signal.SIGINT
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)  # a second signal during the clean-up changes nothing
+            name = signal.Signals(signum).name
+            click.echo(f"interrupted ({name}); finished frames are kept — run the same command again to resume",
+                       err=True)
+            sys.exit(128 + signum)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper
 
 
-@click.group(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click ≥ 8.2
+
+
+class OneLineErrors(click.Group):
+    """click's own usage errors (``--steps abc``, a missing argument) as one line too, exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NO_ARGS_IS_HELP as err:  # bare `framereel`: the help, as click prints it
+            click.echo(err.ctx.get_help() if err.ctx else err.format_message(), err=True)
+            sys.exit(err.exit_code)
+        except click.UsageError as err:
+            command = err.ctx.command_path if err.ctx else "framereel"
+            click.echo(f"error: {one_line(err.format_message())} (see `{command} --help`)", err=True)
+            sys.exit(err.exit_code)
+        except click.ClickException as err:
+            click.echo(f"error: {one_line(err.format_message())}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=OneLineErrors, epilog=EXAMPLES,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="framereel")
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
 def main(debug: bool) -> None:
@@ -197,6 +256,7 @@ def main(debug: bool) -> None:
     {"defaults": {...}, "frames": [...]}, or a .txt file with one prompt per line. Frame keys:
     prompt, negative_prompt, seed, steps, guidance, width, height, duration (seconds on screen).
     A frame's own key wins over the command-line flags, which win over the file's defaults.
+    In a .txt storyboard, blank lines and lines starting with # (comments) are skipped.
 
     Runs are resumable: rerunning a command renders only missing or changed frames.
     """
@@ -208,9 +268,10 @@ def render_settings(opts: dict[str, Any], **fixed: Any) -> Any:
 
     speed = {k: opts[k] for k in SPEED_OPTIONS if k in opts}
     speed.update({k: tuple(opts[k]) if k == "motion_loras" else opts[k] for k in MOTION_OPTIONS if k in opts})
-    return RenderSettings(model=opts["model"] or DEFAULT_MODEL, backend=opts["backend"], device=opts["device"],
-                          dtype=opts["dtype"], scheduler=opts["scheduler"], safety_checker=not opts["no_safety_checker"],
-                          reset_device=opts.get("reset_device", False), **{**speed, **fixed}).check()
+    values = dict(model=opts["model"] or DEFAULT_MODEL, backend=opts["backend"], device=opts["device"],
+                  dtype=opts["dtype"], scheduler=opts["scheduler"] or "dpm++", safety_checker=not opts["no_safety_checker"],
+                  reset_device=opts.get("reset_device", False), **speed)
+    return RenderSettings(**{**values, **fixed}).check()
 
 SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache", "loras", "fast", "offload", "vae_tiling",
                  "attention_slicing")
@@ -229,32 +290,82 @@ def stitch_settings(opts: dict[str, Any]) -> Any:
 MOTION_OPTIONS = ("motion_adapter", "motion_loras")  # native video (framereel.clips)
 
 
-def _do_render(storyboard_path: Path, opts: dict[str, Any], report) -> Any:
+def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
+    """Every option of ``make``/``frames``/``stitch``, checked before any folder is made or model
+    loaded: the one place the CLI validates. Returns what the run needs: the storyboard, the frame
+    lists, the render settings and the parallelism."""
     from click.core import ParameterSource
 
     from .backends import expand_devices
+    from .settings import Parallelism
+    from .validate import check_model, check_output_folder, check_render_settings, check_stitch_options
+
+    checked: tuple[Any, ...] = (None,) * 5
+    if command in ("make", "frames"):
+        overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph",
+                                          "strength")}
+        overrides.update(init="previous" if opts["chain"] else None, shared_noise=True if opts["shared_noise"] else None)
+        storyboard = load_storyboard(opts["storyboard"], overrides=overrides, run_seed=opts["seed"])
+        redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
+        only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
+        if not 1 <= opts["workers"] <= 256:
+            raise FramereelError(f"--workers {opts['workers']}: give a whole number from 1 to 256")
+        devices = expand_devices(opts["devices"])
+        fixed = {"device": devices[0]} if devices and len(devices) == 1 else {}
+        if storyboard.scheduler and click.get_current_context().get_parameter_source("scheduler") == ParameterSource.DEFAULT:
+            fixed["scheduler"] = storyboard.scheduler  # the file's scheduler, unless --scheduler was given
+        settings = render_settings(opts, **fixed)
+        check_render_settings(settings, opts["executor"], opts["ray_address"])
+        parallelism = Parallelism(opts["workers"], devices, opts["executor"], opts["ray_address"]).check()
+        check_output_folder(opts["out"])
+        check_model(opts["model"])
+        checked = (storyboard, redo, only, settings, parallelism)
+    if command in ("make", "stitch"):
+        check_stitch_options(opts["out"], opts["video"], fps=opts["fps"], crf=opts["crf"], codec=opts["codec"],
+                             transition=opts["transition"], crossfade=opts["crossfade"],
+                             smooth_fps=opts["smooth_fps"], size=opts["size"],
+                             frames=opts["frame_list"] if command == "stitch" else None, zoom=opts["zoom"],
+                             audio=opts["audio"])
+    return checked
+
+
+class _LoadTimer:
+    """Passes events on, noting how long loading the model took (left out of s/frame)."""
+
+    def __init__(self, report):
+        self.report, self.load_seconds = report, 0.0
+
+    def __call__(self, event) -> None:
+        if event.name == "model_loaded" and event.seconds:
+            self.load_seconds += event.seconds
+        self.report(event)
+
+    def close(self) -> None:
+        self.report.close()
+
+
+def _do_render(checked: tuple[Any, ...], opts: dict[str, Any], report) -> Any:
     from .events import Warning as WarningEvent
     from .runner import render
-    from .settings import Parallelism
 
-    overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph", "strength")}
-    overrides.update(init="previous" if opts["chain"] else None, shared_noise=True if opts["shared_noise"] else None)
-    storyboard = load_storyboard(storyboard_path, overrides=overrides, run_seed=opts["seed"])
-    report = _with_gallery(opts["out"], report)
+    storyboard, redo, only, settings, parallelism = checked
     for note in storyboard.notes:  # what an imported file could not carry (e.g. a Deforum settings file)
         report(WarningEvent(f"note: {note}"))
-    if storyboard.scheduler and click.get_current_context().get_parameter_source("scheduler") == ParameterSource.DEFAULT:
-        opts = {**opts, "scheduler": storyboard.scheduler}  # the file's scheduler, unless --scheduler was given
-    redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
-    only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
-    devices = expand_devices(opts["devices"])
-    settings = render_settings(opts, **({"device": devices[0]} if devices and len(devices) == 1 else {}))
-    parallelism = Parallelism(opts["workers"], devices, opts["executor"], opts["ray_address"])
+    if opts["dry_run"]:
+        from .plan import plan_run
+
+        try:
+            return plan_run(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only)
+        finally:
+            report.close()
+    timer = _LoadTimer(_with_gallery(opts["out"], report))
     try:
-        return render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
-                      parallelism=parallelism.check(), on_event=report)
+        result = render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
+                        parallelism=parallelism, on_event=timer)
+        result.load_seconds = timer.load_seconds
+        return result
     finally:
-        report.close()
+        timer.close()
 
 
 def _do_stitch(out: Path, opts: dict[str, Any], report) -> Path:
@@ -282,12 +393,26 @@ def _summary(result, video: Path | None, json_lines: bool, quiet: bool) -> None:
         parts.append(f"{len(result.failed)} failed ({', '.join(map(str, result.failed))})")
     line = ", ".join(parts) + f" of {result.total} frames"
     if result.rendered:
-        line += f" in {result.seconds:.1f}s ({result.seconds_per_frame:.2f}s/frame)"
+        load = getattr(result, "load_seconds", 0.0)
+        per_frame = max(result.seconds - load, 0.0) / len(result.rendered)
+        line += f" in {result.seconds:.1f}s ({per_frame:.2f}s/frame"
+        line += f", after {load:.1f}s loading the model)" if load else ")"
     if len(result.devices) > 1:
         line += "; by device: " + ", ".join(f"{d} {n}" for d, n in sorted(result.devices.items()))
     click.echo(line, err=True)
     if video:
         click.echo(f"video: {video}", err=True)
+
+
+def _show_plan(plan, json_lines: bool) -> None:
+    import json
+
+    if json_lines:
+        click.echo(json.dumps(plan.as_dict()))
+        return
+    for note in plan.notes:
+        click.echo(f"warning: {note}", err=True)
+    click.echo(plan.summary())
 
 
 def _exit_for(result) -> None:
@@ -296,7 +421,7 @@ def _exit_for(result) -> None:
 
 
 @main.command()
-@click.argument("storyboard", type=click.Path(path_type=Path))
+@click.argument("storyboard", type=click.Path(path_type=Path, readable=False))
 @_render_options
 @_stitch_options
 @finishing_options
@@ -309,7 +434,10 @@ def make(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
 
     if opts["on_beat"]:
         storyboard = on_beat_storyboard(storyboard, opts, lambda line: None if quiet else click.echo(line, err=True))
-    result = _do_render(storyboard, opts, reporter(json_lines, quiet))
+    checked = _check_command_line("make", {**opts, "storyboard": storyboard})
+    result = _do_render(checked, opts, reporter(json_lines, quiet))
+    if opts["dry_run"]:
+        return _show_plan(result, json_lines)
     video = None
     if not result.failed:
         video = _do_stitch(opts["out"], opts, reporter(json_lines, quiet))
@@ -318,7 +446,7 @@ def make(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
 
 
 @main.command()
-@click.argument("storyboard", type=click.Path(path_type=Path))
+@click.argument("storyboard", type=click.Path(path_type=Path, readable=False))
 @_render_options
 @_output_options
 @_handle_errors
@@ -326,7 +454,10 @@ def frames(storyboard: Path, quiet: bool, json_lines: bool, **opts: Any) -> None
     """Render STORYBOARD's frames into OUT/frames/ (no video)."""
     from .progress import reporter
 
-    result = _do_render(storyboard, opts, reporter(json_lines, quiet))
+    checked = _check_command_line("frames", {**opts, "storyboard": storyboard})
+    result = _do_render(checked, opts, reporter(json_lines, quiet))
+    if opts["dry_run"]:
+        return _show_plan(result, json_lines)
     _summary(result, None, json_lines, quiet)
     _exit_for(result)
 
@@ -341,6 +472,7 @@ def stitch(out: Path, quiet: bool, json_lines: bool, **opts: Any) -> None:
     """(Re)build a video from the frames in OUT/frames/ (missing frames are skipped with a warning)."""
     from .progress import reporter
 
+    _check_command_line("stitch", {**opts, "out": out})
     video = _do_stitch(out, opts, reporter(json_lines, quiet))
     if not (quiet or json_lines):
         click.echo(f"video: {video}", err=True)
@@ -363,10 +495,14 @@ def interactive(out: Path, seed: int | None, **opts: Any) -> None:
       printf 'a lighthouse at dusk\\n:keep\\n:make\\nq\\n' | framereel interactive -o out
     """
     from .interactive import Session, run_interactive
+    from .validate import check_model, check_output_folder, check_render_settings
 
     probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
     settings = render_settings(opts, batch=1)  # one image per prompt: no padded batch to wait for
-    _validate_frame_flags(probe)
+    _validate_frame_flags({**probe, **({"seed": seed} if seed is not None else {})})
+    check_render_settings(settings)
+    check_output_folder(out)
+    check_model(opts["model"])
     run_interactive(Session(out, settings, seed=DEFAULT_RUN_SEED if seed is None else seed, params=probe))
 
 
@@ -436,6 +572,9 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
     """
     from .bench import FIGURES, BenchOptions, run_bench
 
+    for name, value, lo in (("--frames", frames, 1), ("--steps", steps, 1), ("--size", size, 64)):
+        if value is not None and not lo <= value <= 4096:
+            raise FramereelError(f"{name} {value}: give a whole number from {lo} to 4096")
     figures = tuple(x.strip() for x in only.split(",")) if only else FIGURES
     unknown = [x for x in figures if x not in FIGURES]
     if unknown:
@@ -520,7 +659,9 @@ def sheet(out: Path, sheet: Path | None, columns: int, thumb: int) -> None:
     """Write a contact sheet of OUT/frames/: thumbnails captioned with index and prompt."""
     from .sheet import contact_sheet
 
-    click.echo(f"sheet: {contact_sheet(out, sheet, columns=columns, thumb=thumb)}", err=True)
+    path = contact_sheet(out, sheet, columns=columns, thumb=thumb,
+                         on_warning=lambda m: click.echo(f"warning: {m}", err=True))
+    click.echo(f"sheet: {path}", err=True)
 
 
 _register_finishing(main, _handle_errors)  # `framereel upscale`, `framereel beats`

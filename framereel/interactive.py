@@ -70,6 +70,7 @@ class Session:
     tell: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)  # help, notes, errors
     backend: Backend | None = None
     last: Frame | None = None
+    last_scheduler: str | None = None  # the scheduler that made ``last``
 
     def __post_init__(self) -> None:
         self.folder = self.out_dir / "interactive"
@@ -131,6 +132,7 @@ class Session:
         path = self._next_path(prompt)
         atomic_write_bytes(path, self.identity.png(image, frame, digest))
         self.last = frame
+        self.last_scheduler = self.settings.scheduler
         self.say(f"{path}  seed={seed}  {time.perf_counter() - t0:.2f}s")
         return path
 
@@ -170,6 +172,8 @@ class Session:
         self.params["negative_prompt"] = arg
 
     def cmd_scheduler(self, arg: str, progress=None) -> None:
+        if arg == self.settings.scheduler:
+            return
         if arg not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {arg!r}")
         self.backend.set_scheduler(arg)
@@ -188,10 +192,17 @@ class Session:
         self.tell(f"kept as frame {len(kept) - 1} in {self.out_dir / STORYBOARD}")
 
     def keep(self, frame: Frame) -> list[dict[str, Any]]:
-        """Append ``frame``'s prompt and exact parameters to the kept storyboard; returns it."""
+        """Append ``frame``'s prompt and exact parameters to the kept storyboard; returns it.
+        The storyboard records the scheduler its images were made with; an image made with
+        another one is refused (one storyboard renders with one scheduler)."""
         kept = self.kept()
+        made_with = (self.last_scheduler if frame is self.last else None) or self.settings.scheduler
+        if kept and self.kept_scheduler() not in (None, made_with):
+            raise FramereelError(
+                f"the kept frames use the {self.kept_scheduler()} scheduler and this image {made_with}; a storyboard "
+                f"renders with one scheduler: type `:scheduler {self.kept_scheduler()}` and `:again`, or :undo them")
         kept.append({k: v for k, v in asdict(frame).items() if k in KEPT_KEYS})
-        self.save_kept(kept)
+        self.save_kept(kept, made_with)
         return kept
 
     def cmd_list(self, arg: str, progress=None) -> None:
@@ -219,13 +230,18 @@ class Session:
         if not self.kept():
             raise FramereelError("nothing kept yet: :keep some images first")
         board = load_storyboard(self.out_dir / STORYBOARD)
-        reused = self._reuse_interactive_images(board)
+        current = self.settings.scheduler
+        if board.scheduler and board.scheduler != current:  # render with the kept images' scheduler
+            self.cmd_scheduler(board.scheduler)
         events = LiveGallery(self.out_dir, on_event)
         try:
+            reused = self._reuse_interactive_images(board)
             result = render(board, self.out_dir, self.settings, backend=self.backend, on_event=events)
             video = stitch(self.out_dir, on_event=events, **stitch_options)
         finally:
             events.close()
+            if self.settings.scheduler != current:
+                self.cmd_scheduler(current)
         return video, result, reused
 
     def cmd_help(self, arg: str = "", progress=None) -> None:
@@ -234,13 +250,47 @@ class Session:
 
     # ------------------------------------------------------------ the kept storyboard
 
-    def kept(self) -> list[dict[str, Any]]:
+    def _kept_document(self) -> dict[str, Any]:
         path = self.out_dir / STORYBOARD
-        return json.loads(path.read_text())["frames"] if path.exists() else []
+        if not path.exists():
+            return {"frames": []}
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8-sig"))
+            if isinstance(doc, list):
+                doc = {"frames": doc}
+            if not isinstance(doc.get("frames"), list) or not isinstance(doc.get("defaults", {}), dict):
+                raise ValueError("no frames list")
+        except (OSError, ValueError, AttributeError) as err:
+            raise FramereelError(f"{path}: not a storyboard framereel can add to ({err}); move it away") from None
+        return doc
 
-    def save_kept(self, frames: list[dict[str, Any]]) -> None:
-        """Write the kept storyboard (atomically)."""
-        atomic_write_json(self.out_dir / STORYBOARD, {"frames": frames})
+    def _kept_document(self) -> dict[str, Any]:
+        path = self.out_dir / STORYBOARD
+        if not path.exists():
+            return {"frames": []}
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8-sig"))
+            if isinstance(doc, list):
+                doc = {"frames": doc}
+            if not isinstance(doc.get("frames"), list):
+                raise ValueError("no frames list")
+        except (OSError, ValueError, AttributeError) as err:
+            raise FramereelError(f"{path}: not a storyboard framereel can add to ({err}); move it away") from None
+        return doc
+
+    def kept(self) -> list[dict[str, Any]]:
+        return self._kept_document()["frames"]
+
+    def kept_scheduler(self) -> str | None:
+        """The scheduler the kept frames were made with (a storyboard renders with one)."""
+        return self._kept_document().get("scheduler")
+
+    def save_kept(self, frames: list[dict[str, Any]], scheduler: str | None = None) -> None:
+        """Write the kept storyboard (atomically) with the scheduler its images were made with
+        (default: the one it has, while it keeps any frame)."""
+        scheduler = scheduler or (self.kept_scheduler() if frames else None)
+        doc: dict[str, Any] = {"scheduler": scheduler, "frames": frames} if scheduler else {"frames": frames}
+        atomic_write_json(self.out_dir / STORYBOARD, doc)
 
     def _reuse_interactive_images(self, board) -> int:
         """Copy interactive images whose parameters match a kept frame into frames/, so render skips them."""

@@ -9,13 +9,17 @@ human-readable record of the run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import fcntl
 import hashlib
 import io
 import json
+import math
 import os
+import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,14 +71,53 @@ def params_hash(params: dict[str, Any]) -> str:
 # ------------------------------------------------------------------ atomic writes
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # EFBIG: a file-size limit (ulimit -f)
+
+
+def disk_full_error(folder: Path, what: str, needed: int, code: int = errno.ENOSPC) -> FramereelError:
+    """The one line for a full disk: the folder, what could not be written, and the space to free.
+    ``code`` EFBIG: a file-size limit (``ulimit -f``) stopped the write, not the disk."""
+    if code == errno.EFBIG:
+        return FramereelError(
+            f"{folder}: a file-size limit (ulimit -f) stopped writing {what} (needs about {_size(needed)}); "
+            "raise the limit and run the same command again — finished frames are kept")
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = 0
+    return FramereelError(
+        f"{folder}: no space left to write {what} (needs about {_size(needed)}, {_size(free)} free); "
+        "free some space and run the same command again — finished frames are kept"
+    )
+
+
+def _size(n: int) -> str:
+    n = max(n, 0)
+    return f"{n / 1e3:.0f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename.
+
+    Either the whole new file is at ``path`` or the old one is untouched; a full disk leaves no
+    temp file behind and raises a :class:`FramereelError` saying how much space is needed.
+    """
     tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if err.errno in DISK_FULL:
+            raise disk_full_error(path.parent, path.name, len(data), err.errno) from None
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise FramereelError(f"{path.parent}: cannot write {path.name} ({err.strerror}); "
+                                 "give a folder you can write in") from None
+        raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -127,10 +170,11 @@ def read_png_hash(path: Path) -> str | None:
 
 def write_frame_file(out_dir: Path, index: int, data: bytes) -> Path:
     """Write frame ``index``'s PNG bytes into ``out_dir/frames`` atomically; a finished frame already
-    there is moved to ``superseded/`` first. The one place a frame file is written."""
+    there (or a damaged or foreign file) is moved to ``superseded/`` first. The one place a frame
+    file is written."""
     path = out_dir / FRAMES_DIR / frame_name(index)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if read_png_metadata(path) is not None:
+    if path.exists():  # finished, damaged or someone else's image: kept in superseded/, never deleted
         move_aside(out_dir, path)
     atomic_write_bytes(path, data)
     return path
@@ -177,18 +221,37 @@ class Manifest:
     run: dict[str, Any]
     frames: dict[int, dict[str, Any]]
 
+    warnings: list[str] = dataclasses.field(default_factory=list)  # what loading had to repair
+
     @classmethod
-    def load(cls, out_dir: Path) -> Manifest:
+    def load(cls, out_dir: Path, on_warning: Callable[[str], None] | None = None, readonly: bool = False) -> Manifest:
+        """Read ``run.json``. One that is truncated, empty or not framereel's is rebuilt from the
+        frames' PNG metadata (each frame carries its own parameter hash), with a warning: the
+        damaged file is kept as ``run.json.damaged``, and no finished frame is rendered again.
+        ``readonly``: leave a damaged file where it is (for looking, not running)."""
         path = out_dir / MANIFEST
         if not path.exists():
             return cls(path, {}, {})
         try:
-            data = upgrade(json.loads(path.read_text(encoding="utf-8")))
-            frames = {int(f["index"]): f for f in data.pop("frames", [])}
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise FramereelError(
-                f"{path}: unreadable ({e}); move it away, or use --force to start the folder afresh"
-            ) from None
+            data = _parse_manifest(path.read_bytes())
+        except ValueError as e:
+            manifest = rebuild_manifest(out_dir)
+            if not readonly:
+                with contextlib.suppress(OSError):
+                    os.replace(path, path.with_name(MANIFEST + ".damaged"))
+            message = (f"{path} was damaged ({e}); rebuilt it from the {len(manifest.frames)} frames' PNG "
+                       f"metadata (the old file is {MANIFEST}.damaged)")
+            manifest.warnings.append(message)
+            if on_warning:
+                on_warning(message)
+            return manifest
+        except PermissionError:
+            raise FramereelError(f"{path}: not readable by this user (permission denied)") from None
+        try:
+            data = upgrade(data)
+        except ValueError as e:
+            raise FramereelError(f"{path}: {e}") from None
+        frames = {int(f["index"]): f for f in data.pop("frames")}
         return cls(path, data, frames)
 
     def save(self) -> None:
@@ -196,19 +259,93 @@ class Manifest:
         atomic_write_json(self.path, doc)
 
 
+def _parse_manifest(raw: bytes) -> dict[str, Any]:
+    """``run.json``'s bytes → its document, or ValueError saying what is wrong with it."""
+    if not raw.strip():
+        raise ValueError("empty")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"not JSON: {str(e).splitlines()[0][:80]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("frames", []), list):
+        raise ValueError("not a framereel run record")
+    frames = data.setdefault("frames", [])
+    for f in frames:
+        if not isinstance(f, dict) or isinstance(f.get("index"), bool) or not isinstance(f.get("index"), int) \
+                or f["index"] < 0:
+            raise ValueError("a frame record has no index")
+        d = f.get("duration")
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d)
+                              or not 0 < d <= 3600):
+            f["duration"] = None
+    if not isinstance(data.get("video", {}), dict):
+        data.pop("video")
+    return data
+
+
+def rebuild_manifest(out_dir: Path) -> Manifest:
+    """A run record made from what is on disk: each decodable ``frames/frame_NNN.png`` with its
+    PNG metadata (prompt, seed, parameter hash). Durations come back with the next render."""
+    frames: dict[int, dict[str, Any]] = {}
+    folder = out_dir / FRAMES_DIR
+    for p in sorted(folder.glob("frame_*.png")) if folder.is_dir() else []:
+        index = frame_index(p)
+        meta = read_png_metadata(p) if index is not None else None
+        if meta is None:
+            continue
+        frames[index] = {
+            "index": index, "file": f"{FRAMES_DIR}/{p.name}", "status": "done", "hash": meta.get(HASH_KEY),
+            "prompt": meta.get("prompt"), "seed": meta.get("seed"), "duration": None, "rebuilt": True,
+        }
+    return Manifest(out_dir / MANIFEST, {}, frames)
+
+
+def check_same_storyboard(manifest: Manifest, storyboard: Any, out: Path) -> None:
+    """Refuse to render a different storyboard into a folder holding another's run.
+
+    Sameness is decided by content: a renamed or copied storyboard with the same text is the
+    same run; an edited storyboard at the same path is the same run with changed frames.
+    """
+    previous = manifest.run.get("storyboard")
+    if not previous or previous == str(Path(storyboard.path).resolve()):
+        return
+    if storyboard.digest and manifest.run.get("storyboard_sha256") == storyboard.digest:
+        return
+    raise FramereelError(
+        f"{out} holds a run of another storyboard ({previous}); use another -o folder, "
+        "or --force to render this one there (old frames are kept in superseded/)"
+    )
+
+
 # ------------------------------------------------------------------ lock
 
 
 @contextlib.contextmanager
-def folder_lock(out_dir: Path) -> Iterator[None]:
+def folder_lock(out_dir: Path, create: bool = True) -> Iterator[None]:
     """Hold an exclusive lock on ``out_dir`` for this process.
 
     The lock is an ``flock`` on ``.framereel.lock``: the kernel drops it when its holder dies,
-    so a stale lock from a killed run never blocks the next one.
+    so a stale lock from a killed run never blocks the next one. ``create=False``: the folder
+    must exist already (nothing is made in a folder that holds no run).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if create:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        elif not out_dir.is_dir():
+            raise FramereelError(f"{out_dir}: no such folder")
+        path = out_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileExistsError:
+        raise FramereelError(f"{out_dir}: exists and is not a folder; give a folder for -o") from None
+    except NotADirectoryError:
+        raise FramereelError(f"{out_dir}: a part of this path is a file, not a folder") from None
+    except PermissionError:
+        raise FramereelError(f"{out_dir}: not writable by this user (permission denied); "
+                             "give a folder you can write in") from None
+    except OSError as err:
+        if err.errno in DISK_FULL:
+            raise disk_full_error(out_dir, LOCK_FILE, 4096) from None
+        raise FramereelError(f"{out_dir}: cannot be used as an output folder ({err.strerror or err})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -217,8 +354,9 @@ def folder_lock(out_dir: Path) -> Iterator[None]:
             raise FramereelError(
                 f"{out_dir} is in use by another framereel run ({holder}); wait for it, or use another -o folder"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # who holds it is a courtesy: a full disk doesn't stop the run here
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the flock

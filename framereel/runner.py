@@ -33,6 +33,7 @@ from .jobs import Outcome, drive, plan_jobs
 from .manifest import (
     FRAMES_DIR,
     Manifest,
+    check_same_storyboard,  # by content: a renamed or copied storyboard is the same run
     file_digest,
     folder_lock,
     frame_index,
@@ -109,6 +110,8 @@ def render(
     with folder_lock(out):                                                      # 1
         on_disk = read_output_folder(out, force)                                # 2
         check_same_storyboard(on_disk.manifest, storyboard, out)
+        for message in on_disk.manifest.warnings:  # e.g. a damaged run.json rebuilt from the frames
+            emit(WarningEvent(message))
         settings = with_storyboard_loras(settings, storyboard, backend)
         owned = backend is None
         backend = backend or create_backend(settings)
@@ -147,15 +150,6 @@ def read_output_folder(out: Path, force: bool = False) -> OnDisk:
             hashes[index] = digest
             files[index] = file_digest(path)
     return OnDisk(manifest, hashes, files)
-
-
-def check_same_storyboard(manifest: Manifest, storyboard: Storyboard, out: Path) -> None:
-    previous = manifest.run.get("storyboard")
-    if previous and previous != str(storyboard.path.resolve()):
-        raise FramereelError(
-            f"{out} holds a run of another storyboard ({previous}); use another -o folder, "
-            "or --force to render this one there (old frames are kept in superseded/)"
-        )
 
 
 def plan(frames: list[Frame], on_disk: OnDisk, identity: RunIdentity, *, redo: set[int] | None = None,
@@ -210,6 +204,7 @@ def write_run_record(on_disk: OnDisk, storyboard: Storyboard, identity: RunIdent
     manifest.run = {
         "framereel": __version__,
         "storyboard": str(storyboard.path.resolve()),
+        "storyboard_sha256": storyboard.digest,
         "model": {"id": identity.model.id, "fingerprint": identity.model.fingerprint},
         "backend": backend.name,
         "device": backend.device,

@@ -12,6 +12,8 @@ Accepted forms:
 An object may also carry ``"notes"`` (a list of lines: what an import could not carry) and
 ``"scheduler"`` (used when the command line names none).
 
+Files may start with a UTF-8 byte-order mark (Windows editors write one); it is ignored.
+
 Precedence for each parameter, highest first: the frame's own key, the CLI's flags, the file's
 ``defaults``, the model's recommended settings, framereel's built-in defaults.
 """
@@ -19,6 +21,7 @@ Precedence for each parameter, highest first: the frame's own key, the CLI's fla
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, replace
@@ -50,7 +53,7 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "guidance": ((int, float), "a number from 0 to 50"),
     "width": ((int,), "a multiple of 8 from 64 to 4096"),
     "height": ((int,), "a multiple of 8 from 64 to 4096"),
-    "duration": ((int, float), "a number of seconds greater than 0"),
+    "duration": ((int, float), "a number of seconds greater than 0, at most 3600"),
     # temporal coherence: latent morphs and img2img chains
     "morph": ((int,), "a number of in-between frames from 0 to 1000"),
     "init": ((str, type(None)), '"previous" or null'),
@@ -61,6 +64,8 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     **clips.CLIP_KEYS,  # native video: see framereel.clips
 }
 DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
+MAX_DURATION = 3600.0  # seconds one frame stays on screen
+MAX_FRAMES = 100_000  # frame numbers in --frames/--redo lists
 MOTION_KEYS = {"zoom": 1.0, "angle": 0.0, "tx": 0.0, "ty": 0.0}
 # Deforum's 2D transform beyond the four above: a shift before zoom/rotation, the centre, the border
 DEFORUM_MOTION_KEYS = {"translation_x": 0.0, "translation_y": 0.0, "transform_center_x": 0.5,
@@ -134,6 +139,7 @@ class Storyboard:
     frames: tuple[Frame, ...]
     run_seed: int = DEFAULT_RUN_SEED
     notes: tuple[str, ...] = ()  # what an import could not carry, one line each
+    digest: str = ""  # sha256 of the file's text: the same storyboard under another name is the same run
     scheduler: str | None = None  # the file's scheduler; the command line's --scheduler wins
     loras: tuple[str, ...] = ()  # the defaults' "lora": LoRAs for the whole run ("PATH_OR_ID[:WEIGHT]")
 
@@ -195,10 +201,16 @@ def check_value(path: Path, where: str, key: str, value: Any) -> Any:
     elif ok and key in ("width", "height"):
         ok = value % 8 == 0 and 64 <= value <= 4096
     elif ok and key == "duration":
-        ok = math.isfinite(value) and value > 0
+        ok = math.isfinite(value) and 0 < value <= MAX_DURATION
     if not ok:
-        raise _fail(path, where, f'"{key}" must be {want} (got {json.dumps(value)})')
+        raise _fail(path, where, f'"{key}" must be {want} (got {shown(value)})')
     return float(value) if key in ("guidance", "duration") else value
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value as JSON for an error message, cut to ``limit`` characters."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_schedule(path: Path, where: str, key: str, text: str, lo: float, hi: float) -> Schedule:
@@ -218,7 +230,7 @@ def _check_motion(path: Path, where: str, motion: dict) -> dict[str, Schedule | 
     for key, value in motion.items():
         if key == "border":
             if value not in BORDERS:
-                raise _fail(path, where, f'motion "border" must be one of {", ".join(BORDERS)} (got {json.dumps(value)})')
+                raise _fail(path, where, f'motion "border" must be one of {", ".join(BORDERS)} (got {shown(value)})')
             out[key] = value
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -233,18 +245,31 @@ def _check_keys(path: Path, where: str, obj: dict, allowed: set[str]) -> None:
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f'; did you mean "{close[0]}"?' if close else f"; known keys: {', '.join(sorted(allowed))}"
-            raise _fail(path, where, f'unknown key "{key}"{hint}')
+            raise _fail(path, where, f"unknown key {shown(key)}{hint}")
 
 
-def _read(path: Path, run_seed: int | None = None) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+def read_text(path: Path) -> str:
+    """A storyboard file's text (UTF-8, a leading byte-order mark dropped), or one line saying why not."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise FramereelError(f"{path}: no such file; pass the path of a prompts .json or .txt file") from None
     except IsADirectoryError:
         raise FramereelError(f"{path}: is a folder; pass the path of a prompts .json or .txt file") from None
-    except UnicodeDecodeError:
-        raise FramereelError(f"{path.name}: not UTF-8 text; save it as UTF-8") from None
+    except NotADirectoryError:
+        raise FramereelError(f"{path}: a part of this path is a file, not a folder") from None
+    except PermissionError:
+        raise FramereelError(f"{path}: not readable by this user (permission denied)") from None
+    except OSError as e:
+        raise FramereelError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise FramereelError(f"{path.name}: not UTF-8 text (byte {e.start + 1}); save it as UTF-8") from None
+
+
+def parse_text(path: Path, text: str, run_seed: int | None = None) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """A storyboard's text → its raw frames, file defaults and extras (checked by :func:`parse_storyboard`)."""
     if path.suffix.lower() == ".txt" and not text.lstrip().startswith("{"):
         lines = [ln.strip() for ln in text.splitlines()]
         return [{"prompt": ln} for ln in lines if ln and not ln.startswith("#")], {}, {}
@@ -252,6 +277,10 @@ def _read(path: Path, run_seed: int | None = None) -> tuple[list[Any], dict[str,
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise _fail(path, f"line {e.lineno} column {e.colno}", f"invalid JSON: {e.msg}") from None
+    except RecursionError:
+        raise _fail(path, "", "invalid JSON: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer literal with thousands of digits
+        raise _fail(path, "", f"invalid JSON: {str(e).splitlines()[0]}") from None
     if isinstance(data, list):
         return data, {}, {}
     if isinstance(data, dict):
@@ -295,7 +324,20 @@ def load_storyboard(
     Raises :class:`FramereelError` naming the file, the frame and the problem.
     """
     path = Path(path)
-    raw_frames, file_defaults, extras = _read(path, run_seed)
+    return parse_storyboard(read_text(path), path, overrides, run_seed)
+
+
+def parse_storyboard(
+    text: str,
+    path: str | Path = "storyboard.json",
+    overrides: dict[str, Any] | None = None,
+    run_seed: int | None = None,
+) -> Storyboard:
+    """:func:`load_storyboard` for text already read; ``path`` names it in errors and picks the
+    form (``.txt``: one prompt per line; anything else: JSON)."""
+    path = Path(path)
+    text = text.removeprefix("\ufeff")
+    raw_frames, file_defaults, extras = parse_text(path, text, run_seed)
     if not raw_frames:
         raise _fail(path, "", "no frames; add at least one prompt")
     _check_keys(path, "defaults", file_defaults, DEFAULTS_KEYS | {"lora"})
@@ -305,6 +347,8 @@ def load_storyboard(
     base = {**file_defaults, **cli}
     if run_seed is None:
         run_seed = base.get("seed", DEFAULT_RUN_SEED)
+    else:
+        check_value(path, "command line", "seed", run_seed)
     base.pop("seed", None)
     entries = []
     for i, raw in enumerate(raw_frames):
@@ -339,7 +383,8 @@ def load_storyboard(
         frames = _expand(entries, run_seed, groups)
     except ScheduleError as e:
         raise _fail(path, "", str(e)) from None
-    return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed, loras=loras, **extras)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed, digest=digest, loras=loras, **extras)
 
 
 def _loras(path: Path, value: Any) -> tuple[str, ...]:
@@ -452,5 +497,7 @@ def parse_indices(spec: str, count: int | None = None) -> list[int]:
             raise FramereelError(f'"{spec}": "{part}" is not a valid range (write low-high, from 0)')
         if count is not None and hi >= count:
             raise FramereelError(f'"{spec}": frame {hi} does not exist (frames are 0-{count - 1})')
+        if hi >= MAX_FRAMES:
+            raise FramereelError(f'"{spec}": frame {hi} is past the largest frame number ({MAX_FRAMES - 1})')
         out.extend(range(lo, hi + 1))
     return sorted(set(out))

@@ -31,9 +31,10 @@ from PIL import Image
 
 from .errors import FramereelError
 from .events import Encoding, EventHandler, VideoWritten, Warning, ignore
-from .manifest import FRAMES_DIR, MANIFEST, TMP_MARK, Manifest, folder_lock, frame_index
+from .manifest import FRAMES_DIR, MANIFEST, TMP_MARK, Manifest, disk_full_error, folder_lock, frame_index
 from .settings import StitchSettings
 from .storyboard import parse_indices
+from .validate import MAX_VIDEO_SECONDS, check_stitch_options, parse_size
 
 DEFAULT_FPS = 2.0
 DEFAULT_CRF = 18
@@ -75,13 +76,15 @@ def find_ffmpeg() -> str:
 
 
 def collect_shots(
-    out_dir: Path, fps: float, frames: str | None = None, records: dict[int, dict[str, Any]] | None = None
+    out_dir: Path, fps: float, frames: str | None = None, records: dict[int, dict[str, Any]] | None = None,
+    unreadable: list[int] | None = None,
 ) -> tuple[list[Shot], list[int]]:
     """The frames present in ``out_dir/frames`` in index order, and the indices that are missing.
 
     Durations come from ``records`` (``run.json``'s frames, read if not given: the storyboard's
     ``duration``) or default to ``1 / fps``.
-    ``frames`` (e.g. ``"0-4,7"``) picks a subset.
+    ``frames`` (e.g. ``"0-4,7"``) picks a subset. A frame file that does not decode as an image
+    counts as missing; its index is also appended to ``unreadable`` when a list is given.
     """
     frames_dir = out_dir / FRAMES_DIR
     if not frames_dir.is_dir():
@@ -94,6 +97,11 @@ def collect_shots(
     if frames:
         pick = set(parse_indices(frames))
         wanted = [i for i in wanted if i in pick]
+    for i in wanted:
+        if i in present and not _decodes(present[i]):
+            del present[i]
+            if unreadable is not None:
+                unreadable.append(i)
     missing = [i for i in wanted if i not in present]
     shots = []
     for i in wanted:
@@ -101,8 +109,18 @@ def collect_shots(
             d = (records.get(i) or {}).get("duration") or 1.0 / fps
             shots.append(Shot(i, present[i], float(d)))
     if not shots:
-        raise FramereelError(f"{out_dir}: no frames to stitch (frames/ has no frame_NNN.png files)")
+        raise FramereelError(f"{out_dir}: no frames to stitch (frames/ has no readable frame_NNN.png files)")
     return shots, missing
+
+
+def _decodes(path: Path) -> bool:
+    """Whether ``path`` is an image whose every pixel decodes (a truncated PNG does not)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+        return True
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
 
 
 def plan_timeline(
@@ -119,10 +137,14 @@ def plan_timeline(
     """
     if transition not in TRANSITIONS:
         raise FramereelError(f'--transition {transition}: choose one of {", ".join(TRANSITIONS)}')
-    if fps <= 0:
-        raise FramereelError("--fps must be greater than 0")
+    if not (math.isfinite(fps) and fps > 0):
+        raise FramereelError("--fps must be a number greater than 0")
+    seconds = sum(durations) + (len(durations) - 1) * crossfade * (transition == "crossfade")
+    if not seconds <= MAX_VIDEO_SECONDS:
+        raise FramereelError(f"the video would last {seconds / 3600:.1f} hours; framereel writes at most "
+                             f"{MAX_VIDEO_SECONDS / 3600:g} hours: shorten the frames' durations")
     uniform_multiples = all(abs(d * fps - round(d * fps)) < 1e-6 and round(d * fps) >= 1 for d in durations)
-    if transition == "crossfade" and crossfade <= 0:
+    if transition == "crossfade" and not (math.isfinite(crossfade) and crossfade > 0):
         raise FramereelError("--crossfade must be a number of seconds greater than 0")
     if transition == "crossfade" or motion:
         rate = Fraction(blend_fps)
@@ -155,13 +177,7 @@ def video_size(first: Image.Image, size: str | None) -> tuple[int, int]:
     """The output size: ``--size WxH``, else the first frame's size scaled up by a whole factor
     until its short side is at least 256 pixels. Always even (yuv420p needs it)."""
     if size:
-        try:
-            w, h = (int(x) for x in size.lower().split("x"))
-        except ValueError:
-            raise FramereelError(f"--size {size}: write it as WIDTHxHEIGHT, e.g. 512x512") from None
-        if w <= 0 or h <= 0 or w % 2 or h % 2:
-            raise FramereelError(f"--size {size}: width and height must be even positive numbers")
-        return w, h
+        return parse_size(size)
     w, h = first.size
     factor = max(1, math.ceil(MIN_SHORT_SIDE / min(w, h)))
     return (w * factor) // 2 * 2, (h * factor) // 2 * 2
@@ -218,10 +234,6 @@ def ffmpeg_command(
     return cmd + [str(output)]
 
 
-def _encoders(ffmpeg: str) -> str:
-    return subprocess.run([ffmpeg, "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
-
-
 def stitch(
     out_dir: str | Path,
     settings: StitchSettings | str | Path | None = None,
@@ -252,20 +264,28 @@ def stitch(
     upscale, interpolate, loop = s.upscale, s.interpolate, s.loop
     out = Path(out_dir)
     emit = on_event or ignore
-    with folder_lock(out):
-        manifest = Manifest.load(out) if (out / MANIFEST).exists() else None
+    ffmpeg = find_ffmpeg()
+    fmt = check_stitch_options(out, Path(video) if video else None, fps=fps, crf=crf, codec=codec,
+                               transition=transition, crossfade=crossfade, smooth_fps=smooth_fps, size=size,
+                               frames=frames, zoom=zoom, audio=Path(audio) if audio is not None else None,
+                               ffmpeg=ffmpeg)
+    if not out.is_dir():
+        raise FramereelError(f"{out}: no such folder, so no frames/ folder to stitch; render first with `framereel frames` or `framereel make`")
+    with folder_lock(out, create=False):
+        manifest = Manifest.load(out, on_warning=lambda m: emit(Warning(m))) \
+            if (out / MANIFEST).exists() else None
         last = (manifest.run.get("video") or {}) if manifest else {}
         fps = fps or last.get("fps") or DEFAULT_FPS
         target = Path(video) if video else out / "video.mp4"
-        fmt = target.suffix.lower()
-        if fmt not in FORMATS:
-            raise FramereelError(f"{target.name}: unknown video format; use one of {', '.join(FORMATS)}")
-        shots, missing = collect_shots(out, fps, frames, manifest.frames if manifest else {})
+        unreadable: list[int] = []
+        shots, missing = collect_shots(out, fps, frames, manifest.frames if manifest else {}, unreadable)
+        if unreadable:
+            emit(Warning(f"frames that do not decode as images, stitched without them: "
+                         f"{_ranges(sorted(unreadable))} (render them again with --redo)"))
+        missing = [i for i in missing if i not in unreadable]
         if missing:
             emit(Warning(f"frames missing, stitched without them: {_ranges(missing)}"))
-        if not 0 <= zoom <= 1:
-            raise FramereelError(f"--zoom {zoom}: give a fraction from 0 to 1, e.g. 0.1 for a 10% push-in")
-        audio_path = _check_audio(audio, fmt)
+        audio_path = Path(audio) if audio is not None else None
         joined, rate, blend = frozenset(), fps, BLEND_FPS
         if upscale is not None or interpolate is not None:
             from .finishing.stitching import finish_shots
@@ -273,12 +293,17 @@ def stitch(
             shots, joined, rate, blend = finish_shots(out, manifest, shots, fps, s, on_event=emit)
         timeline = plan_timeline([s.duration for s in shots], rate, transition, crossfade, motion=zoom > 0,
                                  joined=joined, blend_fps=blend)
-        ffmpeg = find_ffmpeg()
-        if fmt == ".webp" and "libwebp" not in _encoders(ffmpeg):
-            raise FramereelError(f"{ffmpeg} has no animated WebP encoder (libwebp); write .gif or .webm instead")
         with Image.open(shots[0].path) as first:
             dims = video_size(first, size)
+            first_size = first.size
+        odd = _odd_sizes(shots, first_size)
+        if odd:
+            emit(Warning(
+                f"frames {_ranges(sorted(odd))} are not {first_size[0]}x{first_size[1]} like frame {shots[0].index} "
+                f"(e.g. frame {min(odd)} is {odd[min(odd)][0]}x{odd[min(odd)][1]}); fitted inside the video "
+                "without stretching, with dark bars"))
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_temp_videos(target)
         tmp = target.with_name(f"{target.name}{TMP_MARK}{os.getpid()}")
         cmd = ffmpeg_command(ffmpeg, dims, timeline.rate, tmp, fmt, crf=crf, codec=codec,
                              smooth_fps=smooth_fps if transition == "smooth" else None,
@@ -287,8 +312,13 @@ def stitch(
         if transition == "smooth":
             # minterpolate looks ahead two frames: extra copies of the last one fill its time; -t trims them
             feed = Timeline(timeline.rate, timeline.frames + timeline.frames[-1:] * 3)
-        _run_ffmpeg(cmd, shots, feed, dims, zoom, emit)
-        os.replace(tmp, target)
+        try:
+            _run_ffmpeg(cmd, shots, feed, dims, zoom, emit, target)
+            if not tmp.is_file() or tmp.stat().st_size == 0:
+                raise FramereelError(f"ffmpeg exited without writing {target.name}; nothing was changed")
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
         if manifest is not None:
             manifest.run["video"] = {"path": os.path.relpath(target, out), "fps": fps, "transition": transition,
                                      "seconds": round(timeline.seconds, 3), "zoom": zoom,
@@ -302,21 +332,52 @@ def stitch(
     return target
 
 
-def _check_audio(audio: str | Path | None, fmt: str) -> Path | None:
-    if audio is None:
-        return None
-    path = Path(audio)
-    if not path.is_file():
-        raise FramereelError(f"--audio {audio}: no such file")
-    if fmt in (".gif", ".webp"):
-        raise FramereelError(f"--audio: {fmt} files have no sound; write .mp4, .mov or .webm")
-    return path
+def _odd_sizes(shots: list[Shot], size: tuple[int, int]) -> dict[int, tuple[int, int]]:
+    """Frames whose pixel size differs from ``size`` (read from the PNG headers only)."""
+    odd = {}
+    for s in shots:
+        with Image.open(s.path) as im:
+            if im.size != size:
+                odd[s.index] = im.size
+    return odd
+
+
+def _remove_dead_temp_videos(target: Path) -> None:
+    """Temp files a killed stitch left next to ``target`` (their process is gone)."""
+    for p in target.parent.glob(f"{target.name}{TMP_MARK}*"):
+        pid = p.name.rsplit(TMP_MARK, 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fit_image(im: Image.Image, dims: tuple[int, int]) -> Image.Image:
+    """``im`` scaled to ``dims``; when its shape differs, scaled to fit inside without stretching,
+    centred on a black background."""
+    if im.size == dims:
+        return im
+    w, h = im.size
+    if abs(w * dims[1] - h * dims[0]) <= max(dims):  # same shape, to within a pixel
+        return im.resize(dims, Image.Resampling.LANCZOS)
+    scale = min(dims[0] / w, dims[1] / h)
+    fitted = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", dims, (0, 0, 0))
+    canvas.paste(fitted, ((dims[0] - fitted.width) // 2, (dims[1] - fitted.height) // 2))
+    return canvas
 
 
 def _load_image(path: Path, dims: tuple[int, int]) -> Image.Image:
     with Image.open(path) as im:
-        im = im.convert("RGB")
-        return im if im.size == dims else im.resize(dims, Image.Resampling.LANCZOS)
+        return fit_image(im.convert("RGB"), dims)
 
 
 def ken_burns(image: Image.Image, progress: float, zoom: float, direction: int) -> Image.Image:
@@ -340,7 +401,7 @@ def _shot_spans(timeline: Timeline) -> dict[int, tuple[int, int]]:
 
 
 def _run_ffmpeg(cmd: list[str], shots: list[Shot], timeline: Timeline, dims: tuple[int, int], zoom: float,
-                emit) -> None:
+                emit, target: Path) -> None:
     spans = _shot_spans(timeline)
 
     def pixels(k: int, n: int) -> np.ndarray:
@@ -353,7 +414,11 @@ def _run_ffmpeg(cmd: list[str], shots: list[Shot], timeline: Timeline, dims: tup
         return np.asarray(image, dtype=np.float32)
 
     with tempfile.TemporaryFile() as errlog:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog)
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog)
+        except OSError as err:
+            raise FramereelError(f"{cmd[0]}: cannot run ffmpeg ({err.strerror or err}); install it "
+                                 "(apt install ffmpeg) or `pip install imageio-ffmpeg`") from None
         cache: dict[int, Image.Image] = {}
         total = len(timeline.frames)
         try:
@@ -374,9 +439,20 @@ def _run_ffmpeg(cmd: list[str], shots: list[Shot], timeline: Timeline, dims: tup
         code = proc.wait()
         if code != 0:
             errlog.seek(0)
-            lines = [ln for ln in errlog.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+            text = errlog.read().decode("utf-8", "replace")
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            if "No space left on device" in text:
+                raise disk_full_error(target.parent, "the video", _estimate_video_bytes(timeline, dims))
+            if code < 0:
+                raise FramereelError(f"ffmpeg was killed (signal {-code}) while encoding; {target.name} was not "
+                                     "changed — run stitch again")
             last = lines[-1] if lines else "no message"
             raise FramereelError(f"ffmpeg failed (exit {code}): {last}")
+
+
+def _estimate_video_bytes(timeline: Timeline, dims: tuple[int, int]) -> int:
+    """A generous guess at an H.264 video's size: 0.2 bits per pixel per frame."""
+    return int(len(timeline.frames) * dims[0] * dims[1] * 0.2 / 8) + 1_000_000
 
 
 def _ranges(indices: list[int]) -> str:

@@ -120,7 +120,14 @@ def test_unknown_format_and_no_frames(tmp_path):
 
 
 def test_ffmpeg_failure_is_one_line(tmp_path):
-    with pytest.raises(FramereelError, match=r"ffmpeg failed \(exit"):
+    with pytest.raises(FramereelError, match=r"ffmpeg failed \(exit"):  # an encoder MP4 can't hold
+        stitch(make_frames(tmp_path, 2), fps=2, codec="rawvideo")
+    assert not (tmp_path / "video.mp4").exists()
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_unknown_codec_is_refused_before_encoding(tmp_path):
+    with pytest.raises(FramereelError, match="--codec no-such-codec: this ffmpeg .* has no such video encoder"):
         stitch(make_frames(tmp_path, 2), fps=2, codec="no-such-codec")
 
 
