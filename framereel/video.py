@@ -258,78 +258,105 @@ def stitch(
     if not isinstance(settings, StitchSettings):
         settings = StitchSettings(video=settings)
     s = replace(settings, **changes)
-    video, fps, crf, codec, transition = s.video, s.fps, s.crf, s.codec, s.transition
-    crossfade, smooth_fps, size, frames, zoom, audio, audio_loop = (
-        s.crossfade, s.smooth_fps, s.size, s.frames, s.zoom, s.audio, s.audio_loop)
-    upscale, interpolate, loop = s.upscale, s.interpolate, s.loop
     out = Path(out_dir)
     emit = on_event or ignore
     ffmpeg = find_ffmpeg()
-    fmt = check_stitch_options(out, Path(video) if video else None, fps=fps, crf=crf, codec=codec,
-                               transition=transition, crossfade=crossfade, smooth_fps=smooth_fps, size=size,
-                               frames=frames, zoom=zoom, audio=Path(audio) if audio is not None else None,
-                               ffmpeg=ffmpeg)
-    if not out.is_dir():
-        raise FramereelError(f"{out}: no such folder, so no frames/ folder to stitch; render first with `framereel frames` or `framereel make`")
+    fmt = _check_settings(out, s, ffmpeg)
     with folder_lock(out, create=False):
         manifest = Manifest.load(out, on_warning=lambda m: emit(Warning(m))) \
             if (out / MANIFEST).exists() else None
         last = (manifest.run.get("video") or {}) if manifest else {}
-        fps = fps or last.get("fps") or DEFAULT_FPS
-        target = Path(video) if video else out / "video.mp4"
-        unreadable: list[int] = []
-        shots, missing = collect_shots(out, fps, frames, manifest.frames if manifest else {}, unreadable)
-        if unreadable:
-            emit(Warning(f"frames that do not decode as images, stitched without them: "
-                         f"{_ranges(sorted(unreadable))} (render them again with --redo)"))
-        missing = [i for i in missing if i not in unreadable]
-        if missing:
-            emit(Warning(f"frames missing, stitched without them: {_ranges(missing)}"))
-        audio_path = Path(audio) if audio is not None else None
+        fps = s.fps or last.get("fps") or DEFAULT_FPS
+        target = Path(s.video) if s.video else out / "video.mp4"
+        shots = _shots_to_stitch(out, fps, s.frames, manifest, emit)
         joined, rate, blend = frozenset(), fps, BLEND_FPS
-        if upscale is not None or interpolate is not None:
+        if s.upscale is not None or s.interpolate is not None:
             from .finishing.stitching import finish_shots
 
             shots, joined, rate, blend = finish_shots(out, manifest, shots, fps, s, on_event=emit)
-        timeline = plan_timeline([s.duration for s in shots], rate, transition, crossfade, motion=zoom > 0,
-                                 joined=joined, blend_fps=blend)
-        with Image.open(shots[0].path) as first:
-            dims = video_size(first, size)
-            first_size = first.size
-        odd = _odd_sizes(shots, first_size)
-        if odd:
-            emit(Warning(
-                f"frames {_ranges(sorted(odd))} are not {first_size[0]}x{first_size[1]} like frame {shots[0].index} "
-                f"(e.g. frame {min(odd)} is {odd[min(odd)][0]}x{odd[min(odd)][1]}); fitted inside the video "
-                "without stretching, with dark bars"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_dead_temp_videos(target)
-        tmp = target.with_name(f"{target.name}{TMP_MARK}{os.getpid()}")
-        cmd = ffmpeg_command(ffmpeg, dims, timeline.rate, tmp, fmt, crf=crf, codec=codec,
-                             smooth_fps=smooth_fps if transition == "smooth" else None,
-                             seconds=timeline.seconds, audio=audio_path, audio_loop=audio_loop)
-        feed = timeline
-        if transition == "smooth":
-            # minterpolate looks ahead two frames: extra copies of the last one fill its time; -t trims them
-            feed = Timeline(timeline.rate, timeline.frames + timeline.frames[-1:] * 3)
-        try:
-            _run_ffmpeg(cmd, shots, feed, dims, zoom, emit, target)
-            if not tmp.is_file() or tmp.stat().st_size == 0:
-                raise FramereelError(f"ffmpeg exited without writing {target.name}; nothing was changed")
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        timeline = plan_timeline([shot.duration for shot in shots], rate, s.transition, s.crossfade,
+                                 motion=s.zoom > 0, joined=joined, blend_fps=blend)
+        dims = _frame_dims(shots, s.size, emit)
+        _encode(ffmpeg, fmt, shots, timeline, dims, target, s, emit)
         if manifest is not None:
-            manifest.run["video"] = {"path": os.path.relpath(target, out), "fps": fps, "transition": transition,
-                                     "seconds": round(timeline.seconds, 3), "zoom": zoom,
-                                     "audio": str(audio_path) if audio_path else None}
-            if upscale is not None or interpolate is not None or loop:
-                from .finishing.stitching import options_used
-
-                manifest.run["video"].update(options_used(upscale, interpolate, loop))
-            manifest.save()
+            _record_video(manifest, out, target, fps, timeline, s)
     emit(VideoWritten(str(target), round(timeline.seconds, 3), len(shots), f"{dims[0]}x{dims[1]}"))
     return target
+
+
+def _check_settings(out: Path, s: StitchSettings, ffmpeg: str) -> str:
+    """The video's format (its extension) once ``s`` and the folder ``out`` are checked."""
+    fmt = check_stitch_options(out, Path(s.video) if s.video else None, fps=s.fps, crf=s.crf, codec=s.codec,
+                               transition=s.transition, crossfade=s.crossfade, smooth_fps=s.smooth_fps,
+                               size=s.size, frames=s.frames, zoom=s.zoom,
+                               audio=Path(s.audio) if s.audio is not None else None, ffmpeg=ffmpeg)
+    if not out.is_dir():
+        raise FramereelError(f"{out}: no such folder, so no frames/ folder to stitch; render first with `framereel frames` or `framereel make`")
+    return fmt
+
+
+def _shots_to_stitch(out: Path, fps: float, frames: str | None, manifest: Manifest | None,
+                     emit: EventHandler) -> list[Shot]:
+    """:func:`collect_shots`, with a warning event for frames that do not decode and for missing ones."""
+    unreadable: list[int] = []
+    shots, missing = collect_shots(out, fps, frames, manifest.frames if manifest else {}, unreadable)
+    if unreadable:
+        emit(Warning(f"frames that do not decode as images, stitched without them: "
+                     f"{_ranges(sorted(unreadable))} (render them again with --redo)"))
+    missing = [i for i in missing if i not in unreadable]
+    if missing:
+        emit(Warning(f"frames missing, stitched without them: {_ranges(missing)}"))
+    return shots
+
+
+def _frame_dims(shots: list[Shot], size: str | None, emit: EventHandler) -> tuple[int, int]:
+    """The video's size (see :func:`video_size`), with a warning event for frames of another size."""
+    with Image.open(shots[0].path) as first:
+        dims = video_size(first, size)
+        first_size = first.size
+    odd = _odd_sizes(shots, first_size)
+    if odd:
+        emit(Warning(
+            f"frames {_ranges(sorted(odd))} are not {first_size[0]}x{first_size[1]} like frame {shots[0].index} "
+            f"(e.g. frame {min(odd)} is {odd[min(odd)][0]}x{odd[min(odd)][1]}); fitted inside the video "
+            "without stretching, with dark bars"))
+    return dims
+
+
+def _encode(ffmpeg: str, fmt: str, shots: list[Shot], timeline: Timeline, dims: tuple[int, int], target: Path,
+            s: StitchSettings, emit: EventHandler) -> None:
+    """Encode ``timeline`` into a temp file next to ``target``, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temp_videos(target)
+    tmp = target.with_name(f"{target.name}{TMP_MARK}{os.getpid()}")
+    cmd = ffmpeg_command(ffmpeg, dims, timeline.rate, tmp, fmt, crf=s.crf, codec=s.codec,
+                         smooth_fps=s.smooth_fps if s.transition == "smooth" else None,
+                         seconds=timeline.seconds, audio=Path(s.audio) if s.audio is not None else None,
+                         audio_loop=s.audio_loop)
+    feed = timeline
+    if s.transition == "smooth":
+        # minterpolate looks ahead two frames: extra copies of the last one fill its time; -t trims them
+        feed = Timeline(timeline.rate, timeline.frames + timeline.frames[-1:] * 3)
+    try:
+        _run_ffmpeg(cmd, shots, feed, dims, s.zoom, emit, target)
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise FramereelError(f"ffmpeg exited without writing {target.name}; nothing was changed")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _record_video(manifest: Manifest, out: Path, target: Path, fps: float, timeline: Timeline,
+                  s: StitchSettings) -> None:
+    """Save how the video was made in ``run.json`` (its ``fps`` is the next stitch's default)."""
+    manifest.run["video"] = {"path": os.path.relpath(target, out), "fps": fps, "transition": s.transition,
+                             "seconds": round(timeline.seconds, 3), "zoom": s.zoom,
+                             "audio": str(Path(s.audio)) if s.audio is not None else None}
+    if s.upscale is not None or s.interpolate is not None or s.loop:
+        from .finishing.stitching import options_used
+
+        manifest.run["video"].update(options_used(s.upscale, s.interpolate, s.loop))
+    manifest.save()
 
 
 def _odd_sizes(shots: list[Shot], size: tuple[int, int]) -> dict[int, tuple[int, int]]:
