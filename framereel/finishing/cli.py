@@ -71,6 +71,12 @@ def on_beat_storyboard(storyboard: Path, opts: dict[str, Any], echo) -> Path:
 
 def register(main: click.Group, handle_errors) -> None:
     """Add ``framereel upscale`` and ``framereel beats`` to ``main``."""
+    _register_upscale(main, handle_errors)
+    _register_beats(main, handle_errors)
+
+
+def _register_upscale(main: click.Group, handle_errors) -> None:
+    """Add ``framereel upscale`` to ``main``."""
 
     @main.command()
     @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
@@ -104,6 +110,10 @@ def register(main: click.Group, handle_errors) -> None:
             report.close()
         if not (quiet or json_lines):
             click.echo(f"upscaled: {len(done)} frames in {out / 'upscaled'}", err=True)
+
+
+def _register_beats(main: click.Group, handle_errors) -> None:
+    """Add ``framereel beats`` to ``main``."""
 
     @main.command()
     @click.argument("song", type=click.Path(dir_okay=False, path_type=Path))
