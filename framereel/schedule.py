@@ -126,56 +126,74 @@ def _parse(text: str | int | float, name: str) -> Schedule:
         return Schedule((Keyframe("0", repr(float(text)), float(text)),), name)
     if not isinstance(text, str):
         raise ScheduleError('expected a number or a string like "0:(0.65), 10:(0.45)"')
-    keys: list[Keyframe] = []
-    pos, n = 0, len(text)
-    while pos < n:
-        start = pos
-        while pos < n and text[pos].isspace():
-            pos += 1
-        if pos < n and text[pos] in "\"'":
-            close = text.find(text[pos], pos + 1)
-            if close < 0:
-                raise ScheduleError(f"unclosed quote at character {pos + 1} of {text!r}")
-            frame, pos = text[pos + 1:close].strip(), close + 1
-        else:
-            colon = text.find(":", pos)
-            frame = text[pos:colon].strip() if colon >= 0 else ""
-            pos = colon if colon >= 0 else pos
-        while pos < n and text[pos].isspace():
-            pos += 1
-        if frame and pos < n and text[pos] == ":":
-            pos += 1
-            while pos < n and text[pos].isspace():
-                pos += 1
-        if not frame or pos >= n or text[pos] != "(":
-            raise ScheduleError(f"expected FRAME:(VALUE) at character {start + 1} of {text!r}")
-        depth, end = 0, pos
-        while end < n:
-            depth += {"(": 1, ")": -1}.get(text[end], 0)
-            if depth == 0:
-                break
-            end += 1
-        if depth:
-            raise ScheduleError(f"unclosed '(' at character {pos + 1} of {text!r}")
-        value = text[pos + 1:end].strip()
-        pos = end + 1
-        if not value:
-            raise ScheduleError(f"empty value at character {pos} of {text!r}")
-        keys.append(Keyframe(frame, value, float(value) if _NUMBER.match(value) else None))
-        while pos < n and text[pos].isspace():
-            pos += 1
-        if pos < n:
-            if text[pos] != ",":
-                raise ScheduleError(f"expected ',' at character {pos + 1} of {text!r}")
-            pos += 1
+    keys = _keyframes(text)
     if not keys:
         raise ScheduleError(f"empty schedule {text!r}; write e.g. 0:(0.65), 10:(0.45)")
     literal = [int(k.frame) for k in keys if _INT.match(k.frame)]
     if literal != sorted(set(literal)):
         raise ScheduleError(f"keyframes must be in increasing order without repeats in {text!r}")
     sched = Schedule(tuple(keys), name)
-    # find syntax errors and unknown names now (values at t=0 may legitimately divide by zero)
-    for key in keys:
+    _check_expressions(sched)
+    return sched
+
+
+def _keyframes(text: str) -> list[Keyframe]:
+    """The keyframes of ``text``, in the order written, separated by commas."""
+    keys: list[Keyframe] = []
+    pos, n = 0, len(text)
+    while pos < n:
+        key, pos = _read_keyframe(text, pos)
+        keys.append(key)
+        while pos < n and text[pos].isspace():
+            pos += 1
+        if pos < n:
+            if text[pos] != ",":
+                raise ScheduleError(f"expected ',' at character {pos + 1} of {text!r}")
+            pos += 1
+    return keys
+
+
+def _read_keyframe(text: str, pos: int) -> tuple[Keyframe, int]:
+    """The ``FRAME:(VALUE)`` keyframe at ``pos`` (after any spaces), and the position just after it."""
+    start, n = pos, len(text)
+    while pos < n and text[pos].isspace():
+        pos += 1
+    if pos < n and text[pos] in "\"'":
+        close = text.find(text[pos], pos + 1)
+        if close < 0:
+            raise ScheduleError(f"unclosed quote at character {pos + 1} of {text!r}")
+        frame, pos = text[pos + 1:close].strip(), close + 1
+    else:
+        colon = text.find(":", pos)
+        frame = text[pos:colon].strip() if colon >= 0 else ""
+        pos = colon if colon >= 0 else pos
+    while pos < n and text[pos].isspace():
+        pos += 1
+    if frame and pos < n and text[pos] == ":":
+        pos += 1
+        while pos < n and text[pos].isspace():
+            pos += 1
+    if not frame or pos >= n or text[pos] != "(":
+        raise ScheduleError(f"expected FRAME:(VALUE) at character {start + 1} of {text!r}")
+    depth, end = 0, pos
+    while end < n:
+        depth += {"(": 1, ")": -1}.get(text[end], 0)
+        if depth == 0:
+            break
+        end += 1
+    if depth:
+        raise ScheduleError(f"unclosed '(' at character {pos + 1} of {text!r}")
+    value = text[pos + 1:end].strip()
+    pos = end + 1
+    if not value:
+        raise ScheduleError(f"empty value at character {pos} of {text!r}")
+    return Keyframe(frame, value, float(value) if _NUMBER.match(value) else None), pos
+
+
+def _check_expressions(sched: Schedule) -> None:
+    """Find syntax errors and unknown names in the keyframes' expressions now (values at t=0 may
+    legitimately divide by zero)."""
+    for key in sched.keys:
         try:
             if not _INT.match(key.frame):
                 evaluate(key.frame, _frame_names(0, 0))
@@ -184,7 +202,6 @@ def _parse(text: str | int | float, name: str) -> Schedule:
         except ScheduleError as e:
             if str(e) != "division by zero":
                 raise ScheduleError(f"{_where(sched, key)}{e}") from None
-    return sched
 
 
 def _frame_names(max_f: int, seed: int) -> dict[str, object]:
