@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,7 @@ def make_tweens(
     precision = str(dtype).replace("torch.", "")
     digests = {i: file_digest(paths[i]) for i in {t.a for t in tweens} | {t.b for t in tweens}}
     model: Interpolator | None = None
-    images: dict[int, Image.Image] = {}
+    image = _image_reader(paths)
     results: dict[Tween, Path] = {}
     records: dict[str, Any] = {}
     stage = {"model": str(spec.model), "fingerprint": fingerprint, "factor": spec.factor, "fps": spec.fps,
@@ -204,29 +205,13 @@ def make_tweens(
     computed = cached = 0
     t0 = time.perf_counter()
     stage_started(on_event, "interpolate", len(tweens))
-
-    def image(i: int) -> Image.Image:
-        if i not in images:
-            if len(images) > 4:
-                images.pop(next(iter(images)))
-            with Image.open(paths[i]) as im:
-                images[i] = im.convert("RGB")
-        return images[i]
-
     for n, tw in enumerate(tweens):
         target = folder / tw.name
         key = params_hash({"a": digests[tw.a], "b": digests[tw.b], "model": fingerprint,
                            "t": round(tw.t, 6), "precision": precision})
         meta = read_png_metadata(target)
         if meta is None or meta.get(HASH_KEY) != key:
-            if image(tw.a).size != image(tw.b).size:
-                raise FramereelError(f"frames {tw.a} and {tw.b} differ in size; cannot interpolate between them")
-            if model is None:
-                model = Interpolator(spec.model, device)
-                stage.update(device=str(model.device), dtype=str(model.dtype).replace("torch.", ""))
-            result = model(image(tw.a), image(tw.b), tw.t)
-            atomic_write_bytes(target, png_bytes(result, {HASH_KEY: key, "between": f"frame {tw.a} → frame {tw.b}",
-                                                          "t": f"{tw.t:.4f}", "interpolator": spec.model.name}))
+            model = _write_tween(target, key, tw, spec, image, model, device, stage)
             computed += 1
         else:
             cached += 1
@@ -238,6 +223,36 @@ def make_tweens(
     record_stage(manifest, "interpolate", {**stage, "frames": records})
     stage_done(on_event, "interpolate", computed, cached, time.perf_counter() - t0, model.calls if model else 0)
     return results
+
+
+def _image_reader(paths: dict[int, Path]) -> Callable[[int], Image.Image]:
+    """A function from frame index to its RGB image, keeping the last few images read."""
+    images: dict[int, Image.Image] = {}
+
+    def image(i: int) -> Image.Image:
+        if i not in images:
+            if len(images) > 4:
+                images.pop(next(iter(images)))
+            with Image.open(paths[i]) as im:
+                images[i] = im.convert("RGB")
+        return images[i]
+
+    return image
+
+
+def _write_tween(target: Path, key: str, tw: Tween, spec: InterpolateSpec, image: Callable[[int], Image.Image],
+                 model: Interpolator | None, device: str, stage: dict[str, Any]) -> Interpolator:
+    """Compute ``tw`` into ``target`` with its hash ``key``, loading the model on first use (and noting
+    its device in ``stage``); returns the model."""
+    if image(tw.a).size != image(tw.b).size:
+        raise FramereelError(f"frames {tw.a} and {tw.b} differ in size; cannot interpolate between them")
+    if model is None:
+        model = Interpolator(spec.model, device)
+        stage.update(device=str(model.device), dtype=str(model.dtype).replace("torch.", ""))
+    result = model(image(tw.a), image(tw.b), tw.t)
+    atomic_write_bytes(target, png_bytes(result, {HASH_KEY: key, "between": f"frame {tw.a} → frame {tw.b}",
+                                                  "t": f"{tw.t:.4f}", "interpolator": spec.model.name}))
+    return model
 
 
 def interpolate_shots(
