@@ -183,15 +183,13 @@ def upscale_sources(
     The caller holds the folder lock. Frames already upscaled with the same source bytes, model
     file, scale and tile settings are reused without loading the model.
     """
-    import torch
-
     folder = out / UPSCALED_DIR
     folder.mkdir(parents=True, exist_ok=True)
     remove_temp_files(folder)
     fingerprint = model_fingerprint(spec.model)
     _, dtype = pick_device(device)
     settings = {"model": fingerprint, "scale": spec.scale, "tile": spec.tile, "overlap": spec.overlap}
-    model = None
+    loaded = None  # (model, device, dtype) once a frame needs the model
     results: dict[int, Path] = {}
     records: dict[str, Any] = {}
     computed = cached = model_calls = 0
@@ -205,15 +203,7 @@ def upscale_sources(
         key = params_hash({**settings, "source": source_hash, "dtype": str(dtype).replace("torch.", "")})
         meta = read_png_metadata(target)
         if meta is None or meta.get(HASH_KEY) != key:
-            if model is None:
-                # the key keeps the dtype asked for: a model without fp16 runs in fp32 on a GPU, every time
-                model, dev, run_dtype = load_upscaler(spec.model, device)
-                stage.update(architecture=model.architecture.name, model_scale=model.scale, device=str(dev),
-                             dtype=str(run_dtype).replace("torch.", ""))
-            with Image.open(src) as im:
-                image = upscale_image(model, im, spec, dev, run_dtype)
-            atomic_write_bytes(target, png_bytes(image, {HASH_KEY: key, "source": f"{FRAMES_DIR}/{src.name}",
-                                                         "upscaler": spec.model.name}))
+            loaded = _write_upscaled(target, key, src, spec, device, loaded, stage)
             computed += 1
             model_calls += 1
         else:
@@ -225,12 +215,37 @@ def upscale_sources(
             record_stage(manifest, "upscale", {**stage, "frames": records})
         stage_progress(on_event, "upscale", n + 1, len(sources), computed, cached)
     record_stage(manifest, "upscale", {**stage, "frames": records})
-    if model is not None:
-        del model
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+    if loaded is not None:
+        del loaded
+        _empty_gpu_cache()
     stage_done(on_event, "upscale", computed, cached, time.perf_counter() - t0, model_calls)
     return results
+
+
+def _write_upscaled(target: Path, key: str, src: Path, spec: UpscaleSpec, device: str,
+                    loaded: tuple[Any, Any, Any] | None, stage: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """Upscale ``src`` into ``target`` with its hash ``key``, loading the model on first use (and
+    noting it in ``stage``); returns (model, device, dtype)."""
+    if loaded is None:
+        # the key keeps the dtype asked for: a model without fp16 runs in fp32 on a GPU, every time
+        loaded = load_upscaler(spec.model, device)
+        model, dev, run_dtype = loaded
+        stage.update(architecture=model.architecture.name, model_scale=model.scale, device=str(dev),
+                     dtype=str(run_dtype).replace("torch.", ""))
+    model, dev, run_dtype = loaded
+    with Image.open(src) as im:
+        image = upscale_image(model, im, spec, dev, run_dtype)
+    atomic_write_bytes(target, png_bytes(image, {HASH_KEY: key, "source": f"{FRAMES_DIR}/{src.name}",
+                                                 "upscaler": spec.model.name}))
+    return loaded
+
+
+def _empty_gpu_cache() -> None:
+    """Give the released model's GPU memory back to the driver."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def frame_sources(out: Path, frames: str | None = None) -> list[tuple[int, Path]]:
