@@ -42,45 +42,63 @@ def morph_ends(m: motion_scenes.Motion) -> tuple[str, str]:
 def evaluate(adapter: str = "demo", out_dir: Path | None = None, count: int = EVAL_PROMPTS, seed: int = 0,
              dtype: str = "auto") -> dict:
     """Render ``count`` held-out motion prompts as clips and as latent morphs; return the figures."""
-    from ..backends import RenderSettings, create_backend
-    from ..runner import render
-    from ..storyboard import load_storyboard
-
     motions = motion_scenes.eval_motions()[:count]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(out_dir or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        clips = [{"prompt": motion_scenes.motion_caption(m), "clip": FRAMES} for m in motions]
-        morphs = []
-        for m in motions:
-            a, b = morph_ends(m)
-            morphs += [{"prompt": a, "morph": FRAMES - 2}, {"prompt": b}]
-        (work / "clips.json").write_text(json.dumps(clips))
-        (work / "morphs.json").write_text(json.dumps(morphs))
-        backend = create_backend(RenderSettings(model="demo", motion_adapter=adapter, dtype=dtype))
-        try:
-            for name in ("clips", "morphs"):
-                render(load_storyboard(work / f"{name}.json", run_seed=seed), work / name, backend.settings,
-                       backend=backend)
-        finally:
-            backend.close()
+        write_storyboards(work, motions)
+        render_storyboards(work, adapter, seed, dtype)
+        rows = [clip_row(work, k, m) for k, m in enumerate(motions)]
+    return summary(rows)
 
-        def frames(name: str, k: int) -> list[Image.Image]:
-            return [Image.open(work / name / "frames" / f"frame_{k * FRAMES + j:03d}.png").convert("RGB")
-                    for j in range(FRAMES)]
 
-        rows = []
-        for k, m in enumerate(motions):
-            clip, morph = frames("clips", k), frames("morphs", k)
-            tracked = motion_scenes.track(clip)
-            clip_changes, morph_changes = motion_scenes.frame_changes(clip), motion_scenes.frame_changes(morph)
-            rows.append({
-                "prompt": motion_scenes.motion_caption(m),
-                "moved": motion_scenes.moved_as_asked(m.kind, tracked),
-                "path": [None if t is None else (round(t["x"], 1), round(t["y"], 1)) for t in tracked],
-                "clip_changes": [round(c, 2) for c in clip_changes],
-                "morph_changes": [round(c, 2) for c in morph_changes],
-            })
+def write_storyboards(work: Path, motions: list[motion_scenes.Motion]) -> None:
+    """``work/clips.json`` (one clip per motion) and ``work/morphs.json`` (a morph between its ends)."""
+    clips = [{"prompt": motion_scenes.motion_caption(m), "clip": FRAMES} for m in motions]
+    morphs = []
+    for m in motions:
+        a, b = morph_ends(m)
+        morphs += [{"prompt": a, "morph": FRAMES - 2}, {"prompt": b}]
+    (work / "clips.json").write_text(json.dumps(clips))
+    (work / "morphs.json").write_text(json.dumps(morphs))
+
+
+def render_storyboards(work: Path, adapter: str, seed: int, dtype: str) -> None:
+    """Render both storyboards into ``work/clips`` and ``work/morphs`` with one demo backend."""
+    from ..backends import RenderSettings, create_backend
+    from ..runner import render
+    from ..storyboard import load_storyboard
+
+    backend = create_backend(RenderSettings(model="demo", motion_adapter=adapter, dtype=dtype))
+    try:
+        for name in ("clips", "morphs"):
+            render(load_storyboard(work / f"{name}.json", run_seed=seed), work / name, backend.settings,
+                   backend=backend)
+    finally:
+        backend.close()
+
+
+def clip_row(work: Path, k: int, m: motion_scenes.Motion) -> dict:
+    """The ``k``-th clip and morph read back: whether it moved as asked, its path and frame changes."""
+
+    def frames(name: str) -> list[Image.Image]:
+        return [Image.open(work / name / "frames" / f"frame_{k * FRAMES + j:03d}.png").convert("RGB")
+                for j in range(FRAMES)]
+
+    clip, morph = frames("clips"), frames("morphs")
+    tracked = motion_scenes.track(clip)
+    clip_changes, morph_changes = motion_scenes.frame_changes(clip), motion_scenes.frame_changes(morph)
+    return {
+        "prompt": motion_scenes.motion_caption(m),
+        "moved": motion_scenes.moved_as_asked(m.kind, tracked),
+        "path": [None if t is None else (round(t["x"], 1), round(t["y"], 1)) for t in tracked],
+        "clip_changes": [round(c, 2) for c in clip_changes],
+        "morph_changes": [round(c, 2) for c in morph_changes],
+    }
+
+
+def summary(rows: list[dict]) -> dict:
+    """The figures over all clips (see the module's docstring), with the rows under ``clips``."""
     n = len(rows)
 
     def var(xs):
