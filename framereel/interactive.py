@@ -258,20 +258,6 @@ class Session:
             doc = json.loads(path.read_text(encoding="utf-8-sig"))
             if isinstance(doc, list):
                 doc = {"frames": doc}
-            if not isinstance(doc.get("frames"), list) or not isinstance(doc.get("defaults", {}), dict):
-                raise ValueError("no frames list")
-        except (OSError, ValueError, AttributeError) as err:
-            raise FramereelError(f"{path}: not a storyboard framereel can add to ({err}); move it away") from None
-        return doc
-
-    def _kept_document(self) -> dict[str, Any]:
-        path = self.out_dir / STORYBOARD
-        if not path.exists():
-            return {"frames": []}
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8-sig"))
-            if isinstance(doc, list):
-                doc = {"frames": doc}
             if not isinstance(doc.get("frames"), list):
                 raise ValueError("no frames list")
         except (OSError, ValueError, AttributeError) as err:
