@@ -314,7 +314,7 @@ def measure_model(name: str, args, tmp: Path, report: dict, save) -> None:
             **closeness(fr_out, df_out),
         }
         if device.startswith("cuda"):
-            entry[key]["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            entry[key]["peak_gpu_memory_gib_both_pipelines"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         log(f"{name} batch {batch}: framereel {entry[key]['framereel_frames_per_s']} frames/s, diffusers "
             f"{entry[key]['diffusers_frames_per_s']} frames/s, time ratio framereel ÷ diffusers "
             f"{entry[key]['ratio_framereel_over_diffusers_time']}; frames ≥ "
@@ -387,7 +387,7 @@ def main() -> None:
     import torch
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        sys.exit("gpu_families.py: no CUDA GPU is visible to PyTorch; on a CPU run it with --tiny --device cpu")
+        parser.error("no CUDA GPU is visible to PyTorch; on a CPU run it with --tiny --device cpu")
     log(f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, models {models}, "
         f"batches {args.batches}, {args.frames} frames, budget {args.budget_s}s")
 
