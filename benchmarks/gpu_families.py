@@ -32,6 +32,7 @@ import argparse
 import gc
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# everything is local: never wait on a network the GPU machine doesn't have
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 T0 = time.perf_counter()
 PROMPTS = ["a lighthouse on a cliff at dusk, oil painting", "a red fox in fresh snow, morning light",
            "a busy night market in the rain, neon signs", "an old sailing ship in a storm, dramatic sky",
