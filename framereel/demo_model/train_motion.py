@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import motion_scenes
+from . import motion_scenes, scenes
 from .train import log, lr_at
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -53,13 +53,25 @@ class MotionConfig:
     threads: int = 2
     directional_share: float = 0.0  # share of clips drawn from left/right/falling/rising (else any motion)
     high_noise_share: float = 0.0  # share of timesteps drawn from t >= 500, where layout and motion are decided
+    # Loss weight in terms of the clean clip's error: clamp(SNR, snr_floor, min_snr_gamma). With a floor of 0
+    # this is plain Min-SNR, which weighs the noisiest steps (where a shape's position is decided) by their
+    # tiny SNR; a floor of 1 weighs them like the rest.
+    snr_floor: float = 0.0
+    # Learning rate of the motion words' embeddings in the demo text encoder (0: text encoder frozen).
+    # Only words the demo model never saw ("moving", "falling", "rising", ...) learn; every row a demo
+    # caption uses stays bit-identical, so stills render exactly as before.
+    word_lr: float = 0.0
 
 
 # Stage 2 starts from stage 1's adapter (``--init``) and trains on the directional moves at high
 # noise, where stage 1 learned frame-to-frame consistency but not yet which way a shape goes.
+# Stage 3 is the recipe in use: one run from scratch that also teaches the demo text encoder its motion
+# words, with the noisiest steps weighted like the rest (``snr_floor``).
 STAGES = {
     1: MotionConfig(),
     2: MotionConfig(seed=1, steps=1000, warmup=20, directional_share=0.8, high_noise_share=0.5),
+    3: MotionConfig(seed=2, steps=9000, batch=4, warmup=100, directional_share=0.8, high_noise_share=0.5,
+                    snr_floor=1.0, word_lr=5e-3),
 }
 
 
@@ -103,6 +115,39 @@ def make_clips(cfg: MotionConfig):
             for _ in range(cfg.n_clips)]
 
 
+def motion_word_ids(tokenizer) -> list[int]:
+    """Token ids of the motion captions that no demo still caption uses (the words the motion module may teach)."""
+    rng = random.Random(0)
+    still = set()
+    for _ in range(4000):
+        scene = scenes.random_scene(rng)
+        still.update(tokenizer(scenes.caption(scene, rng)).input_ids)
+        still.update(tokenizer(scenes.full_caption(scene)).input_ids)
+    motion = set()
+    for _ in range(4000):
+        motion.update(tokenizer(motion_scenes.motion_caption(motion_scenes.random_motion(rng), rng)).input_ids)
+    return sorted(motion - still)
+
+
+class MotionWords:
+    """The demo text encoder with only the motion words' embedding rows trainable (see ``word_lr``)."""
+
+    def __init__(self, text_encoder, tokenizer, enabled: bool):
+        self.text_encoder, self.tokenizer = text_encoder, tokenizer
+        self.weight = text_encoder.get_input_embeddings().weight
+        self.ids = motion_word_ids(tokenizer) if enabled else []
+        self.frozen = self.weight.detach().clone()
+        self.keep = torch.ones(self.weight.shape[0], dtype=torch.bool)
+        self.keep[self.ids] = False
+        text_encoder.requires_grad_(False)
+        self.weight.requires_grad_(bool(self.ids))
+
+    def restore_frozen_rows(self) -> None:
+        """Put back every row but the motion words' (weight decay and optimizer noise never touch them)."""
+        with torch.no_grad():
+            self.weight[self.keep.to(self.weight.device)] = self.frozen.to(self.weight.device)[self.keep.to(self.weight.device)]
+
+
 def training_caption(motion, rng: random.Random, held_out: set[str]) -> str:
     """A random phrasing of the clip's caption, never one of the held-out evaluation captions."""
     text = motion_scenes.motion_caption(motion, rng)
@@ -133,8 +178,20 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Motio
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--stage", type=int, choices=sorted(STAGES), default=1, help="training stage (see STAGES)")
     parser.add_argument("--init", type=Path, default=None, help="start from this adapter (stage 2: stage 1's)")
+    parser.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda  [default: cpu]")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override one MotionConfig field, e.g. --set steps=4000 (repeatable)")
+    parser.add_argument("--snapshot-every", type=int, default=0,
+                        help="also save the adapter every N steps under DIR/snapshots/step-N")
     args = parser.parse_args(argv)
     cfg = STAGES[args.stage]
+    fields = MotionConfig.__dataclass_fields__
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in fields:
+            parser.error(f"--set {item}: no MotionConfig field {name!r} (fields: {', '.join(fields)})")
+        kind = type(getattr(cfg, name))
+        cfg = MotionConfig(**{**asdict(cfg), name: tuple(int(v) for v in value.split(",")) if kind is tuple else kind(value)})
     if args.quick:
         cfg = MotionConfig(**{**asdict(cfg), "n_clips": 8, "steps": 3})
     if args.steps:
@@ -180,8 +237,8 @@ def motion_model(cfg: MotionConfig, unet2d, init: Path | None):
     return adapter, model, params
 
 
-def resume(ckpt_path: Path, cfg: MotionConfig, model, opt, timings: dict[str, float]):
-    """Load the checkpoint into ``model`` and ``opt`` when it was written with the same ``cfg``.
+def resume(ckpt_path: Path, cfg: MotionConfig, model, opt, timings: dict[str, float], words: MotionWords):
+    """Load the checkpoint into ``model``, ``opt`` and ``words`` when it was written with the same ``cfg``.
 
     Returns (step to start at, saved random states or None, timings)."""
     ckpt = torch.load(ckpt_path, weights_only=False)
@@ -189,29 +246,33 @@ def resume(ckpt_path: Path, cfg: MotionConfig, model, opt, timings: dict[str, fl
         return 0, None, timings
     model.load_state_dict(ckpt["model"], strict=False)
     opt.load_state_dict(ckpt["opt"])
+    with torch.no_grad():
+        words.weight.copy_(ckpt["words"])
     log(f"resumed from step {ckpt['step']}")
     return ckpt["step"], ckpt["rng"], ckpt["timings"]
 
 
-def save_checkpoint(ckpt_path: Path, cfg: MotionConfig, model, opt, rng: random.Random, gen: torch.Generator,
-                    timings: dict[str, float], step: int) -> None:
-    """Write ``DIR/checkpoint.pt`` (motion modules, optimizer, random states, timings) atomically."""
+def save_checkpoint(ckpt_path: Path, cfg: MotionConfig, model, opt, words: MotionWords, rng: random.Random,
+                    gen: torch.Generator, timings: dict[str, float], step: int) -> None:
+    """Write ``DIR/checkpoint.pt`` (motion modules, word embeddings, optimizer, random states, timings) atomically."""
     state = {k: v for k, v in model.state_dict().items() if "motion_modules" in k}
     tmp = ckpt_path.with_suffix(".tmp")
-    torch.save({"config": asdict(cfg), "model": state, "opt": opt.state_dict(), "step": step,
+    torch.save({"config": asdict(cfg), "model": state, "words": words.weight.detach().cpu(), "opt": opt.state_dict(), "step": step,
                 "rng": (rng.getstate(), gen.get_state()), "timings": timings}, tmp)
     os.replace(tmp, ckpt_path)
 
 
 def batch_loss(cfg: MotionConfig, model, tokenizer, text_encoder, alphas_cumprod: torch.Tensor, snr: torch.Tensor,
                motions, latents: torch.Tensor, held_out: set[str], rng: random.Random,
-               gen: torch.Generator) -> torch.Tensor:
-    """One batch of random clips and captions: the Min-SNR-weighted epsilon loss, independent noise per frame."""
+               gen: torch.Generator, device: str = "cpu") -> torch.Tensor:
+    """One batch of random clips and captions: the Min-SNR-weighted epsilon loss, independent noise per frame.
+
+    Every random draw is made on the CPU (``rng``, ``gen``), so a run draws the same batches on any device."""
     idx = [rng.randrange(len(motions)) for _ in range(cfg.batch)]
     captions = ["" if rng.random() < cfg.uncond_prob else training_caption(motions[i], rng, held_out) for i in idx]
-    with torch.no_grad():
-        ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-        cond = text_encoder(ids)[0].repeat_interleave(cfg.frames, dim=0)
+    ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    with torch.set_grad_enabled(cfg.word_lr > 0):
+        cond = text_encoder(ids.to(device))[0].repeat_interleave(cfg.frames, dim=0)
     x0 = latents[idx].permute(0, 2, 1, 3, 4)  # (B, C, F, H, W)
     noise = torch.randn(x0.shape, generator=gen)
     tt = torch.randint(0, 1000, (len(idx),), generator=gen)
@@ -219,27 +280,32 @@ def batch_loss(cfg: MotionConfig, model, tokenizer, text_encoder, alphas_cumprod
         high = torch.rand(len(idx), generator=gen) < cfg.high_noise_share
         tt = torch.where(high, 500 + tt // 2, tt)
     a = alphas_cumprod[tt].view(-1, 1, 1, 1, 1)
-    xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-    pred = model(xt, tt, cond).sample
-    weight = torch.clamp(snr[tt], max=cfg.min_snr_gamma) / snr[tt]
-    return (weight * ((pred - noise) ** 2).mean(dim=(1, 2, 3, 4))).mean()
+    xt = (a.sqrt() * x0 + (1 - a).sqrt() * noise).to(device)
+    pred = model(xt, tt.to(device), cond).sample
+    weight = (torch.clamp(snr[tt], min=cfg.snr_floor, max=cfg.min_snr_gamma) / snr[tt]).to(device)
+    return (weight * ((pred - noise.to(device)) ** 2).mean(dim=(1, 2, 3, 4))).mean()
 
 
-def train_adapter(cfg: MotionConfig, model, opt, params, start: int, timings: dict[str, float],
-          budget_minutes: float | None, checkpoint_every: int, loss_fn, save) -> int:
-    """Stage 2: train from step ``start``; ``save(step)`` writes a checkpoint. Returns the steps done."""
+def train_adapter(cfg: MotionConfig, model, opt, start: int, timings: dict[str, float],
+                  budget_minutes: float | None, checkpoint_every: int, loss_fn, save, after_step=None) -> int:
+    """Stage 2: train from step ``start``; ``save(step)`` writes a checkpoint. Returns the steps done.
+
+    Each optimizer group has its own ``base_lr`` (warm-up and cosine decay) and its own gradient clipping."""
     model.train()
     t0, running, step = time.time(), 0.0, start
     deadline = t0 + budget_minutes * 60 if budget_minutes else None
     prior = timings.get("train_s", 0.0)
     for step in range(start, cfg.steps):
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
+            group["lr"] = lr_at(step, cfg.steps, group["base_lr"], cfg.warmup)
         loss = loss_fn()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        for group in opt.param_groups:
+            torch.nn.utils.clip_grad_norm_(group["params"], 1.0)
         opt.step()
+        if after_step:
+            after_step()
         running = 0.98 * running + 0.02 * loss.item() if step > start else loss.item()
         done = step + 1
         if step % 20 == 0 or done == cfg.steps:
@@ -256,16 +322,26 @@ def train_adapter(cfg: MotionConfig, model, opt, params, start: int, timings: di
     return done
 
 
-def save_adapter(model, adapter, cfg: MotionConfig, args: argparse.Namespace, done: int,
-                 timings: dict[str, float]) -> None:
-    """Stage 3: the trained adapter in diffusers' layout (fp16 safetensors) and ``training.json``."""
+def save_adapter(model, adapter, words: MotionWords, cfg: MotionConfig, args: argparse.Namespace, done: int,
+                 timings: dict[str, float], out: Path | None = None) -> None:
+    """Stage 3: the trained adapter in diffusers' layout (fp16 safetensors) and ``training.json``; when the
+    motion words learned, the demo text encoder with them under ``text_encoder/`` (its other rows unchanged)."""
+    out = out or args.out
+    was_training = model.training
     model.eval()
     copy_back(model, adapter)
-    adapter.to(torch.float16)
-    adapter.save_pretrained(args.out, safe_serialization=True)
-    (args.out / "training.json").write_text(json.dumps(
-        {"config": asdict(cfg), "stage": args.stage, "init": str(args.init) if args.init else None, "steps_done": done, "timings": timings, "torch": torch.__version__}, indent=2) + "\n")
-    log(f"saved adapter to {args.out} after {done} steps; timings {timings}")
+    adapter.to(torch.float16).save_pretrained(out, safe_serialization=True)
+    adapter.to(torch.float32)
+    model.train(was_training)
+    learned = []
+    if words.ids:
+        words.text_encoder.to(torch.float16).save_pretrained(out / "text_encoder", safe_serialization=True)
+        words.text_encoder.to(torch.float32)
+        learned = [words.tokenizer.convert_ids_to_tokens(i) for i in words.ids]
+    (out / "training.json").write_text(json.dumps(
+        {"config": asdict(cfg), "stage": args.stage, "init": str(args.init) if args.init else None, "steps_done": done,
+         "timings": timings, "torch": torch.__version__, "device": args.device, "motion_words": learned}, indent=2) + "\n")
+    log(f"saved adapter to {out} after {done} steps; timings {timings}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -278,24 +354,38 @@ def main(argv: list[str] | None = None) -> None:
     timings: dict[str, float] = {}
     text_encoder, tokenizer, unet2d, held_out, motions, latents = load_and_encode(cfg, timings)
     adapter, model, params = motion_model(cfg, unet2d, args.init)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    model.to(args.device)
+    text_encoder.to(args.device)
+    words = MotionWords(text_encoder, tokenizer, cfg.word_lr > 0)
+    groups = [{"params": params, "lr": cfg.lr, "base_lr": cfg.lr}]
+    if words.ids:
+        log(f"motion words learning: {' '.join(tokenizer.convert_ids_to_tokens(words.ids))}")
+        groups.append({"params": [words.weight], "lr": cfg.word_lr, "base_lr": cfg.word_lr, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.01)
     noise_sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
     snr = noise_sched.alphas_cumprod / (1 - noise_sched.alphas_cumprod)
 
     ckpt_path = args.out / "checkpoint.pt"
     start, rng_state = 0, None
     if ckpt_path.exists() and not args.quick:
-        start, rng_state, timings = resume(ckpt_path, cfg, model, opt, timings)
+        start, rng_state, timings = resume(ckpt_path, cfg, model, opt, timings, words)
     rng = random.Random(cfg.seed + 2)
     gen = torch.Generator().manual_seed(cfg.seed + 3)
     if rng_state is not None:
         rng.setstate(rng_state[0])
         gen.set_state(rng_state[1])
     loss_fn = partial(batch_loss, cfg, model, tokenizer, text_encoder, noise_sched.alphas_cumprod, snr, motions,
-                      latents, held_out, rng, gen)
-    save = partial(save_checkpoint, ckpt_path, cfg, model, opt, rng, gen, timings)
-    done = train_adapter(cfg, model, opt, params, start, timings, args.budget_minutes, args.checkpoint_every, loss_fn, save)
-    save_adapter(model, adapter, cfg, args, done, timings)
+                      latents, held_out, rng, gen, args.device)
+    checkpoint = partial(save_checkpoint, ckpt_path, cfg, model, opt, words, rng, gen, timings)
+
+    def save(step: int) -> None:
+        checkpoint(step)
+        if args.snapshot_every and step % args.snapshot_every == 0:
+            save_adapter(model, adapter, words, cfg, args, step, timings, args.out / "snapshots" / f"step-{step}")
+
+    done = train_adapter(cfg, model, opt, start, timings, args.budget_minutes, args.checkpoint_every, loss_fn, save,
+                         words.restore_frozen_rows if words.ids else None)
+    save_adapter(model, adapter, words, cfg, args, done, timings)
 
 
 if __name__ == "__main__":
