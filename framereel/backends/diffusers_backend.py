@@ -168,6 +168,10 @@ class DiffusersBackend(Backend):
         self.scheduler = settings.scheduler  # "auto" settled by describe()
         self._clips = None  # an animatediff.ClipRenderer, with --motion-adapter
         self._clip_options: dict[str, Any] = {}
+        self._refiner_source: Path | None = None  # --refiner: an SDXL refiner (see _refine)
+        self._refiner_pipe = None
+        self._refiner_embed = EmbeddingCache(self._encode_for_refiner)
+        self._refiner_negative = EmbeddingCache(self._encode_negative_for_refiner)
 
     @property
     def pixel_options(self) -> dict[str, Any]:
@@ -225,7 +229,36 @@ class DiffusersBackend(Backend):
             self._pixel_options["vae_tiling"] = True
         described = {**self.family.describe(), "scheduler": scheduler,
                      **{k: recommended[k] for k in ("steps", "guidance") if k in recommended}}
+        if self.settings.refiner:
+            described["refiner"] = self._resolve_refiner(self.settings.refiner)
         self._info = replace(info, recommended=recommended, scheduler=scheduler, family=described)
+
+    def _resolve_refiner(self, spec: str) -> dict[str, Any]:
+        """``--refiner``: find the refiner (folder, single file or Hub id), refuse one that does not
+        fit the base, and put it and its switch point into every frame's hash; returns what
+        ``run.json`` and ``doctor`` say of it."""
+        fam.check_refiner_base(self.family, spec)  # before looking for (or downloading) the refiner
+        path = Path(spec).expanduser()
+        if path.exists():
+            source, name = path, str(path.resolve())
+        elif spec.startswith((".", "/", "~")) or spec.endswith(SINGLE_FILE_SUFFIXES) or spec.count("/") != 1:
+            raise FramereelError(f"--refiner {spec}: no such folder or file; pass an SDXL refiner folder, "
+                                 f".safetensors file or Hub id like {fam.REFINER_EXAMPLE}")
+        else:
+            quiet_libraries()
+            from diffusers import DiffusionPipeline
+
+            try:
+                source = Path(DiffusionPipeline.download(spec))
+            except Exception as err:  # the Hub raises many kinds; each becomes one line for the user
+                raise _hub_error(spec, err) from err
+            name = spec
+        fam.check_refiner(spec, source, None if self._single_file else self._source)
+        self._refiner_source = source
+        fingerprint = file_sha256(source) if source.is_file() else files_fingerprint(source)
+        switch = self.settings.refiner_switch
+        self._pixel_options["refiner"] = {"model": fingerprint, "switch": switch}
+        return {"id": name, "switch": switch}
 
     def _resolve(self, model: str) -> ModelInfo:
         if model == "demo":
@@ -314,6 +347,27 @@ class DiffusersBackend(Backend):
 
             self._step_cache = StepCache(pipe.unet, self.settings.step_cache)
         self.pipe = place_pipeline(pipe, self.device, self.settings)
+        if self._refiner_source is not None:
+            self._refiner_pipe = place_pipeline(self._load_refiner(dtype), self.device, self.settings)
+
+    def _load_refiner(self, dtype):
+        """The SDXL refiner as a ``StableDiffusionXLImg2ImgPipeline`` sharing the base's second text
+        encoder and VAE (diffusers' "ensemble of expert denoisers"), with the run's scheduler."""
+        from diffusers import StableDiffusionXLImg2ImgPipeline
+
+        shared = {"text_encoder_2": self.pipe.text_encoder_2, "vae": self.pipe.vae, "torch_dtype": dtype}
+        source = self._refiner_source
+        try:
+            if source.is_file():
+                refiner = StableDiffusionXLImg2ImgPipeline.from_single_file(str(source), **shared)
+            else:
+                refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(str(source), **shared)
+        except (OSError, ValueError, TypeError) as err:
+            raise FramereelError(f"--refiner {self.settings.refiner}: could not load it ({str(err).splitlines()[0]}); "
+                                 "check it is a complete SDXL refiner in diffusers format") from err
+        refiner.scheduler = make_scheduler(self.scheduler, refiner.scheduler.config)
+        refiner.set_progress_bar_config(disable=True)
+        return refiner
 
     def resolve_batch(self) -> int:
         """``--batch auto``: the batch size measured for this model, size, device and dtype, once per
@@ -371,6 +425,20 @@ class DiffusersBackend(Backend):
         with torch.inference_mode():
             return fam.encode_negative(self.pipe, self.family, text, self._execution_device())
 
+    def _encode_for_refiner(self, text: str) -> dict[str, Any]:
+        """The refiner's conditioning of ``text`` (its own text encoder set: SDXL's refiner reads only
+        the second one)."""
+        import torch
+
+        with torch.inference_mode():
+            return fam.encode(self._refiner_pipe, self.family, text, self._execution_device())
+
+    def _encode_negative_for_refiner(self, text: str) -> dict[str, Any]:
+        import torch
+
+        with torch.inference_mode():
+            return fam.encode_negative(self._refiner_pipe, self.family, text, self._execution_device())
+
     def _execution_device(self):
         return getattr(self.pipe, "_execution_device", None) or self.device
 
@@ -420,12 +488,16 @@ class DiffusersBackend(Backend):
         compile_seconds = self._warm_up(len(rows), first) if self.settings.compile else None
         if self._step_cache is not None:
             self._step_cache.reset()
+        step_end = _step_callback(on_step, first.steps)
+        refine = {"denoising_end": self.settings.refiner_switch, "output_type": "latent"} if self._refiner_pipe else {}
         with torch.inference_mode():
             out = self.pipe(
                 **cond, latents=torch.cat(latents), **fam.call_kwargs(self.family),
                 generator=generators, num_inference_steps=first.steps, guidance_scale=first.guidance,
-                width=first.width, height=first.height, callback_on_step_end=_step_callback(on_step, first.steps),
+                width=first.width, height=first.height, callback_on_step_end=step_end, **refine,
             )
+            if refine:
+                out = self._refine(rows, out.images, generators, step_end)
         results = [(out.images[i], _facts(out, i)) for i in range(len(frames))]
         if compile_seconds is not None:
             results[0][1]["compile_seconds"] = round(compile_seconds, 1)
@@ -453,13 +525,29 @@ class DiffusersBackend(Backend):
                       generator=torch.Generator("cpu").manual_seed(0))
         return time.perf_counter() - t0
 
-    def _prompt_embeds(self, frame: Frame) -> dict[str, Any]:
+    def _prompt_embeds(self, frame: Frame, embed: EmbeddingCache | None = None) -> dict[str, Any]:
         """A frame's conditioning; a morph's has every tensor lerped between its two prompts'
         (SDXL's size and crop time ids need nothing: both ends of a morph share one size)."""
-        cond = self._embed(frame.prompt)
+        embed = embed or self._embed
+        cond = embed(frame.prompt)
         if frame.kind == "morph":
-            cond = fam.lerp_conditioning(cond, self._embed(frame.morph_prompt), frame.morph[2])
+            cond = fam.lerp_conditioning(cond, embed(frame.morph_prompt), frame.morph[2])
         return cond
+
+    def _refine(self, rows: list[Frame], latents, generators, step_end, strength: float | None = None):
+        """``--refiner``: the refiner finishes what the base left at the switch point (``latents``,
+        from a base call with ``denoising_end``), as diffusers' base + refiner do: the refiner is
+        called with ``denoising_start`` and the same prompts (its own conditioning of them, lerped
+        for morphs), guidance and generators. ``strength`` (img2img with nothing left for the
+        base): the refiner alone runs the img2img from the image ``latents``."""
+        first = rows[0]
+        refiner = self._refiner_pipe
+        cond = fam.cat_conditioning([self._prompt_embeds(f, self._refiner_embed) for f in rows])
+        if fam.uses_cfg(refiner, self.family, first.guidance):
+            cond.update(fam.cat_conditioning([self._refiner_negative(f.negative_prompt or "") for f in rows]))
+        where = {"denoising_start": self.settings.refiner_switch} if strength is None else {"strength": strength}
+        return refiner(**cond, image=latents, **where, num_inference_steps=first.steps,
+                       guidance_scale=first.guidance, generator=generators, callback_on_step_end=step_end)
 
     def _render_chain(self, frame: Frame, init_image, on_step):
         """img2img from ``init_image`` (the parent's warped image); strength 0 keeps it exactly."""
@@ -475,13 +563,26 @@ class DiffusersBackend(Backend):
             cond.update(self._negative(frame.negative_prompt or ""))
         if self.family.kind == "flux":  # FluxImg2ImgPipeline sizes its output from these, not from the image
             cond.update(width=frame.width, height=frame.height)
+        generator = torch.Generator("cpu").manual_seed(frame.seed)
+        step_end = _step_callback(on_step, frame.steps)
+        image = init_image.convert("RGB")
+        refine = {}
+        if self._refiner_pipe is not None:
+            base_steps, _ = fam.refiner_steps(make_scheduler(self.scheduler, self.pipe.scheduler.config),
+                                              frame.steps, self.settings.refiner_switch, frame.strength)
+            if not base_steps:  # all of this img2img lies past the switch point: the refiner's alone
+                with torch.inference_mode():
+                    out = self._refine([frame], image, [generator], step_end, strength=frame.strength)
+                return out.images[0], _facts(out, 0)
+            refine = {"denoising_end": self.settings.refiner_switch, "output_type": "latent"}
         with torch.inference_mode():
             out = self._img2img()(
                 **cond, **fam.call_kwargs(self.family),
-                image=init_image.convert("RGB"), strength=frame.strength, num_inference_steps=frame.steps,
-                guidance_scale=frame.guidance, generator=torch.Generator("cpu").manual_seed(frame.seed),
-                callback_on_step_end=_step_callback(on_step, frame.steps),
+                image=image, strength=frame.strength, num_inference_steps=frame.steps,
+                guidance_scale=frame.guidance, generator=generator, callback_on_step_end=step_end, **refine,
             )
+            if refine:
+                out = self._refine([frame], out.images, [generator], step_end)
         return out.images[0], _facts(out, 0)
 
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
@@ -513,6 +614,8 @@ class DiffusersBackend(Backend):
         self.settings = replace(self.settings, scheduler=name)
         self.scheduler = name
         self.pipe.scheduler = make_scheduler(name, self.pipe.scheduler.config)
+        if self._refiner_pipe is not None:
+            self._refiner_pipe.scheduler = make_scheduler(name, self._refiner_pipe.scheduler.config)
         self._img2img_pipe = None
 
     def _img2img(self):
@@ -524,7 +627,9 @@ class DiffusersBackend(Backend):
         return self._img2img_pipe
 
     def close(self) -> None:
-        self.pipe = self._img2img_pipe = None
+        self.pipe = self._img2img_pipe = self._refiner_pipe = None
+        self._refiner_embed.clear()
+        self._refiner_negative.clear()
         self._compiled = False
         self._embed.clear()
         if self._clips is not None:
@@ -618,9 +723,14 @@ def compile_pipeline(pipe, device: str) -> None:
 
 
 def _step_callback(on_step: Callable[[int, int], None] | None, steps: int):
+    """A ``callback_on_step_end`` reporting steps done of ``steps``, counted across the calls it is
+    passed to (an SDXL base and its refiner share one count)."""
+    done = [0]
+
     def step_end(pipe, step, timestep, kwargs):
+        done[0] += 1
         if on_step is not None:
-            on_step(step + 1, steps)
+            on_step(min(done[0], steps), steps)
         return kwargs
 
     return step_end
