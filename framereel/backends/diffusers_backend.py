@@ -31,7 +31,7 @@ from .common import (
     seeded_noise,
     slerp,
 )
-from .lora import Lora, load_loras, parse_lora
+from .lora import Lora, blend, load_lora, local_path, parse_lora, text_encoder_adapters
 from .lora import fingerprint as lora_fingerprint
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "weights"
@@ -169,6 +169,10 @@ class DiffusersBackend(Backend):
         self._clips = None  # an animatediff.ClipRenderer, with --motion-adapter
         self._clip_options: dict[str, Any] = {}
         self._refiner_source: Path | None = None  # --refiner: an SDXL refiner (see _refine)
+        self._adapters: dict[str, str] = {}  # a loaded LoRA's source → its adapter name
+        self._frame_loras: dict[str, tuple[Lora, str]] = {}  # frames' own LoRAs to load: source → (LoRA, label)
+        self._active_loras: tuple | None = None  # the adapters and weights set now
+        self._lora_fingerprints: dict[str, str] = {}
         self._refiner_pipe = None
         self._refiner_embed = EmbeddingCache(self._encode_for_refiner)
         self._refiner_negative = EmbeddingCache(self._encode_negative_for_refiner)
@@ -340,8 +344,12 @@ class DiffusersBackend(Backend):
         pipe.set_progress_bar_config(disable=True)
         if self._tiny_vae_dir is not None:
             pipe.vae = load_tiny_vae(self._tiny_vae_dir, dtype, pipe)
-        if self.loras:
-            load_loras(pipe, self.loras, self.family.label)
+        for lora in self.loras:
+            self._load_adapter(pipe, lora, "--lora")
+        for lora, label in self._frame_loras.values():
+            self._load_adapter(pipe, lora, label)
+        self._active_loras = None
+        self._activate(self.loras, pipe)
         if self.settings.step_cache > 1:
             from .step_cache import StepCache
 
@@ -408,6 +416,67 @@ class DiffusersBackend(Backend):
             self._standalone_tokenizer = CLIPTokenizer.from_pretrained(str(folder))
         return self._standalone_tokenizer
 
+    # -------------------------------------------------------------- LoRAs per frame
+
+    def frame_loras(self, frame: Frame) -> list[Lora]:
+        """The LoRAs and weights ``frame`` renders with: its own ``"lora"`` list in place of the run's
+        (``--lora`` and the storyboard defaults'; an LCM-LoRA of the run stays, it set the run's
+        scheduler and steps), else the run's. A morph's in-betweens blend the weights of the key
+        frames on either side (see :func:`~framereel.backends.lora.blend`)."""
+        self.describe()
+        own = self._lora_list(frame.lora)
+        if frame.kind != "morph" or frame.lora == frame.morph_lora:
+            return own
+        return blend(own, self._lora_list(frame.morph_lora), frame.morph[2])
+
+    def _lora_list(self, specs: tuple[tuple[str, float], ...] | None) -> list[Lora]:
+        if specs is None:
+            return list(self.loras)
+        return [lora for lora in self.loras if lora.is_lcm] + [Lora(source, weight) for source, weight in specs]
+
+    def frame_options(self, frame: Frame) -> dict[str, Any]:
+        """A frame with its own LoRAs: them, by file contents and weights, in its hash (in place of
+        the run's ``"lora"``; ``None`` for none, which hashes like a run without LoRAs)."""
+        if frame.lora is None and (frame.kind != "morph" or frame.morph_lora is None):
+            return {}
+        label = f'frame {frame.index}: "lora"'
+        return {"lora": [[self._lora_fingerprint(lora, label), lora.weight] for lora in self.frame_loras(frame)]
+                or None}
+
+    def _lora_fingerprint(self, lora: Lora, label: str) -> str:
+        if lora.source not in self._lora_fingerprints:
+            self._lora_fingerprints[lora.source] = lora_fingerprint(lora, label)
+        return self._lora_fingerprints[lora.source]
+
+    def _load_adapter(self, pipe, lora: Lora, label: str) -> str:
+        """Load a LoRA once, as its own PEFT adapter; returns the adapter's name."""
+        if lora.source not in self._adapters:
+            name = f"lora{len(self._adapters)}"
+            load_lora(pipe, lora, name, self.family.label, label)
+            self._adapters[lora.source] = name
+        return self._adapters[lora.source]
+
+    def _activate(self, loras: list[Lora], pipe=None) -> None:
+        """Set the LoRAs (and weights) the next pipeline call renders with: ``set_adapters``, or
+        ``disable_lora`` for none (the model exactly as it is without LoRAs). A frame's LoRA not loaded
+        yet (a worker process) is loaded now. Prompt embeddings made with other LoRAs active are
+        dropped when a LoRA touches a text encoder."""
+        pipe = pipe if pipe is not None else self.pipe
+        names = [self._load_adapter(pipe, lora, '"lora"') for lora in loras]
+        key = tuple(zip(names, (lora.weight for lora in loras), strict=True))
+        if key == self._active_loras:
+            return
+        if self._adapters:
+            if names:
+                pipe.enable_lora()
+                pipe.set_adapters(names, adapter_weights=[lora.weight for lora in loras])
+            else:
+                pipe.disable_lora()
+            if self._active_loras is not None and text_encoder_adapters(pipe):
+                self._embed.clear()
+                self._negative.clear()
+        self._active_loras = key
+
     # -------------------------------------------------------------- rendering
 
     def _encode(self, text: str) -> dict[str, Any]:
@@ -466,7 +535,16 @@ class DiffusersBackend(Backend):
         from diffusers.utils.torch_utils import randn_tensor
 
         self.load()
+        sets: dict[tuple, list[int]] = {}  # frames with other LoRAs never share a call
+        for i, f in enumerate(frames):
+            sets.setdefault(tuple((x.source, x.weight) for x in self.frame_loras(f)), []).append(i)
+        if len(sets) > 1:
+            done: dict[int, Any] = {}
+            for positions in sets.values():
+                done.update(zip(positions, self.render_batch([frames[i] for i in positions], on_step), strict=True))
+            return [done[i] for i in range(len(frames))]
         first = frames[0]
+        self._activate(self.frame_loras(first))
         rows = list(frames) + [first] * (self.batch - len(frames))
         cond = fam.cat_conditioning([self._prompt_embeds(f) for f in rows])
         if fam.uses_cfg(self.pipe, self.family, first.guidance):
@@ -556,6 +634,7 @@ class DiffusersBackend(Backend):
         self.load()
         if frame.strength == 0:
             return init_image.convert("RGB").copy(), {}
+        self._activate(self.frame_loras(frame))
         if self._step_cache is not None:
             self._step_cache.reset()
         cond = dict(self._embed(frame.prompt))
@@ -594,16 +673,37 @@ class DiffusersBackend(Backend):
         # what this model family can't do with these frames: refused in one line naming the frame,
         # before any weights load; what it can but shouldn't (a Turbo model at 50 steps): warnings
         self.describe()
+        self._prepare_frame_loras(frames)
         errors, more = fam.frame_problems(self.family, frames, self.scheduler)
         if errors:
             raise FramereelError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
         return warnings + more
+
+    def _prepare_frame_loras(self, frames: list[Frame]) -> None:
+        """Frames' own LoRAs: a missing file or an LCM-LoRA (it sets the whole run's scheduler) is
+        refused in one line naming the frame; the others load with the model (each one once), or
+        now if it is loaded already, so one that does not fit the model stops the run before
+        any frame renders."""
+        for f in frames:
+            for specs in (f.lora, f.morph_lora if f.kind == "morph" else None):
+                for source, weight in specs or ():
+                    lora, label = Lora(source, weight), f'frame {f.index}: "lora"'
+                    if lora.is_lcm:
+                        raise FramereelError(f"{label} {source}: an LCM-LoRA sets the scheduler and steps of the "
+                                             'whole run; put it in the storyboard\'s "defaults" (or use --lora)')
+                    local_path(lora, label)
+                    self._frame_loras.setdefault(source, (lora, label))
+        if self.pipe is not None:
+            for lora, label in self._frame_loras.values():
+                self._load_adapter(self.pipe, lora, label)
 
     def render_clip(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None):
         """Render one whole clip with AnimateDiff (see :mod:`framereel.backends.animatediff`)."""
         self.describe()
         if self._clips is None:
             return super().render_clip(frames, on_step)
+        self.load()
+        self._activate(self.loras)  # a clip renders with the run's LoRAs
         return self._clips.render(frames, on_step)
 
     def set_scheduler(self, name: str) -> None:
@@ -628,6 +728,8 @@ class DiffusersBackend(Backend):
 
     def close(self) -> None:
         self.pipe = self._img2img_pipe = self._refiner_pipe = None
+        self._adapters.clear()
+        self._active_loras = None
         self._refiner_embed.clear()
         self._refiner_negative.clear()
         self._compiled = False
