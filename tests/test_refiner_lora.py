@@ -12,7 +12,7 @@ from conftest import cli, write_storyboard
 from PIL import Image
 from tiny_families import build_family, build_tiny_lora, build_tiny_refiner
 
-from framereel import FramereelError, RenderSettings, load_storyboard, render
+from framereel import FramereelError, Parallelism, RenderSettings, load_storyboard, render
 
 STEPS = 4
 
@@ -214,6 +214,10 @@ def test_a_frames_lora_list_replaces_the_defaults_and_morphs_blend_the_weights(t
     assert frame_files(tmp_path / "out")["frame_002.png"] == frame_files(tmp_path / "plain")["frame_002.png"]
     frames = list(load_storyboard(board, overrides={"steps": 2, "width": 64, "height": 64}).frames)
     assert [[f.index for f in g] for g in batch_groups(frames, 4)] == [[0], [1], [2], [3]]
+    # worker processes load each frame's LoRAs when a frame first needs them: the same bytes
+    workers = render(load_storyboard(board, overrides={"steps": 2}), tmp_path / "workers", settings,
+                     parallelism=Parallelism(workers=2))
+    assert not workers.failed and frame_files(tmp_path / "workers") == frame_files(tmp_path / "out")
 
 
 def test_frame_lora_refusals_are_one_line_naming_the_frame(tiny_model, tmp_path):

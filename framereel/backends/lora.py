@@ -4,6 +4,12 @@
 ``.safetensors`` file, a folder holding one (``pytorch_lora_weights.safetensors`` as
 ``save_lora_weights`` writes it), or a Hub id. Weight 1.0 unless given. An LCM-LoRA (its name
 says "lcm") also switches the model to the LCM scheduler and few-step defaults.
+
+A storyboard frame's own ``"lora"`` (a string, a list, or ``[]`` for none) replaces the run's
+LoRAs for that frame (the run's LCM-LoRA stays). Each distinct LoRA loads once as its own
+adapter; before each pipeline call the backend sets the call's adapters and weights
+(``set_adapters``), or ``disable_lora`` for none, so a frame without LoRAs is exactly the plain
+model's. Morph in-betweens blend the weights of the key frames on either side (:func:`blend`).
 """
 
 from __future__ import annotations
