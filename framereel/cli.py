@@ -110,7 +110,8 @@ RENDER_OPTIONS = [
                  help="Run the full UNet every N steps and reuse its deep features in between (DeepCache-style).  [default: off]"),
     click.option("--lora", "loras", multiple=True, metavar="PATH_OR_ID[:WEIGHT]",
                  help="A LoRA (file, folder or Hub id) at a weight (default 1); repeatable. An LCM-LoRA also "
-                      "switches to the LCM scheduler and 4 steps."),
+                      "switches to the LCM scheduler and 4 steps. A storyboard frame's own \"lora\" list "
+                      "replaces these for that frame."),
     click.option("--fast", is_flag=True,
                  help="Few-step preset: adds the LCM-LoRA for SD 1.x/SDXL (from the Hub) with its defaults."),
     click.option("--refiner", default=None, metavar="PATH_OR_ID",

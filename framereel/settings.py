@@ -59,6 +59,8 @@ class RenderSettings:
         if not 0 < self.refiner_switch < 1:
             raise FramereelError(f"--refiner-switch {self.refiner_switch:g}: give a fraction between 0 and 1 "
                                  "(0.8: the base denoises the first 80%, the refiner the rest)")
+        if self.refiner_switch != 0.8 and not self.refiner:
+            raise FramereelError("--refiner-switch needs --refiner (the SDXL refiner that takes over at that point)")
         if self.motion_loras and not self.motion_adapter:
             raise FramereelError("--motion-lora needs --motion-adapter (a LoRA adjusts a motion module)")
         return self
