@@ -198,23 +198,24 @@ def test_a_frames_lora_list_replaces_the_defaults_and_morphs_blend_the_weights(t
     board = write_storyboard(tmp_path / "board.json", {
         "defaults": {"lora": f"{lora}:0.8"},
         "frames": [{"prompt": "a red circle", "morph": 1}, {"prompt": "a blue square", "seed": 5, "lora": []},
-                   {"prompt": "a blue square", "lora": f"{lora}:0"}]})
+                   {"prompt": "a blue square", "lora": f"{lora}:0"},
+                   {"prompt": "a blue square, inked", "init": "previous", "strength": 0.5, "lora": str(lora)}]})
     plain_board = write_storyboard(tmp_path / "plain.json", [{"prompt": "x"}, {"prompt": "x"},
                                                                       {"prompt": "a blue square", "seed": 5}])
     settings = RenderSettings(model=str(tiny_model), dtype="float32", device="cpu", batch=2)
     result = render(load_storyboard(board, overrides={"steps": 2}), tmp_path / "out", settings)
-    assert result.rendered == [0, 1, 2, 3] and not result.failed
+    assert result.rendered == [0, 1, 2, 3, 4] and not result.failed
     render(load_storyboard(plain_board, overrides={"steps": 2}), tmp_path / "plain", settings, only=[2])
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     p = {f["index"]: f["params"] for f in run["frames"]}
     assert p[0]["lora"][0][1] == 0.8 and p[1]["lora"][0][1] == pytest.approx(0.4) and "lora" not in p[2]
-    assert p[3]["lora"][0][1] == 0.0
+    assert p[3]["lora"][0][1] == 0.0 and p[4]["lora"][0][1] == 1.0
     # "lora": [] is a frame without LoRAs: the same hash and bytes as a run that has none
     plain = json.loads((tmp_path / "plain" / "run.json").read_text())["frames"][2]
     assert run["frames"][2]["hash"] == plain["hash"]
     assert frame_files(tmp_path / "out")["frame_002.png"] == frame_files(tmp_path / "plain")["frame_002.png"]
     frames = list(load_storyboard(board, overrides={"steps": 2, "width": 64, "height": 64}).frames)
-    assert [[f.index for f in g] for g in batch_groups(frames, 4)] == [[0], [1], [2], [3]]
+    assert [[f.index for f in g] for g in batch_groups(frames, 4)] == [[0], [1], [2], [3], [4]]
     # worker processes load each frame's LoRAs when a frame first needs them: the same bytes
     workers = render(load_storyboard(board, overrides={"steps": 2}), tmp_path / "workers", settings,
                      parallelism=Parallelism(workers=2))
@@ -244,3 +245,17 @@ def test_frame_lora_refusals_are_one_line_naming_the_frame(tiny_model, tmp_path)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and message in errors[0], proc.stderr  # a wrong base shows when the model loads
         assert not list((tmp_path / f"out{i}").glob("frames/*.png"))
+
+
+def test_a_single_file_refiner_is_recognised_from_its_keys(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from framereel.backends.families import check_refiner
+
+    refiner, sd1 = tmp_path / "refiner.safetensors", tmp_path / "sd15.safetensors"
+    save_file({"conditioner.embedders.0.model.transformer.resblocks.9.mlp.c_proj.bias": torch.zeros(1280)}, refiner)
+    save_file({"cond_stage_model.transformer.text_model.final_layer_norm.bias": torch.zeros(768)}, sd1)
+    check_refiner(str(refiner), refiner, None)
+    with pytest.raises(FramereelError, match="look like a v1 checkpoint, not an SDXL refiner"):
+        check_refiner(str(sd1), sd1, None)
