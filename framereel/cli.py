@@ -110,9 +110,16 @@ RENDER_OPTIONS = [
                  help="Run the full UNet every N steps and reuse its deep features in between (DeepCache-style).  [default: off]"),
     click.option("--lora", "loras", multiple=True, metavar="PATH_OR_ID[:WEIGHT]",
                  help="A LoRA (file, folder or Hub id) at a weight (default 1); repeatable. An LCM-LoRA also "
-                      "switches to the LCM scheduler and 4 steps."),
+                      "switches to the LCM scheduler and 4 steps. A storyboard frame's own \"lora\" list "
+                      "replaces these for that frame."),
     click.option("--fast", is_flag=True,
                  help="Few-step preset: adds the LCM-LoRA for SD 1.x/SDXL (from the Hub) with its defaults."),
+    click.option("--refiner", default=None, metavar="PATH_OR_ID",
+                 help="SDXL: a refiner model (e.g. stabilityai/stable-diffusion-xl-refiner-1.0) that finishes each "
+                      "frame: the base denoises up to --refiner-switch, the refiner the rest (it shares the base's "
+                      "second text encoder and VAE)."),
+    click.option("--refiner-switch", type=float, default=0.8, show_default=True, metavar="F",
+                 help="With --refiner: the fraction of the denoising the base does before the refiner takes over."),
     click.option("--offload", type=click.Choice(["model", "sequential"]), default=None,
                  help="CUDA: keep weights on the CPU and move each model (or each layer) in when needed."),
     click.option("--vae-tiling", is_flag=True, help="Decode in tiles: far less memory at large sizes."),
@@ -273,8 +280,8 @@ def render_settings(opts: dict[str, Any], **fixed: Any) -> Any:
                   reset_device=opts.get("reset_device", False), **speed)
     return RenderSettings(**{**values, **fixed}).check()
 
-SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache", "loras", "fast", "offload", "vae_tiling",
-                 "attention_slicing")
+SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache", "loras", "fast", "refiner", "refiner_switch",
+                 "offload", "vae_tiling", "attention_slicing")
 
 
 def stitch_settings(opts: dict[str, Any]) -> Any:
@@ -597,8 +604,10 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
 @click.option("--smoke-demo", is_flag=True, help="Tenstorrent: also run tt-metal's demo once with --backend tt-demo.")
 @click.option("--model", default=None, help="Also name this model's family, its defaults and the memory options a GPU here needs for it; "
               "the model for --smoke.  [default for --smoke: CompVis/stable-diffusion-v1-4]")
+@click.option("--refiner", default=None, metavar="PATH_OR_ID",
+              help="With --model (SDXL): also check this refiner fits it and name it.")
 @_handle_errors
-def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str | None) -> None:
+def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str | None, refiner: str | None) -> None:
     """Check what this machine can render with: versions, devices, Tenstorrent set-up, Hugging Face,
     ffmpeg and disk. Every problem line ends with its fix."""
     import json
@@ -622,7 +631,7 @@ def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str 
         if not all(report[k]["ok"] for k in ("tt", "tt-demo") if k in report):
             sys.exit(1)
         return
-    checks = diagnose(out, model=model)
+    checks = diagnose(out, model=model, refiner=refiner)
     if json_out:
         click.echo(json.dumps({c.name: c.as_dict() for c in checks}, indent=2))
         return

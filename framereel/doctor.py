@@ -168,21 +168,23 @@ def _disk_check(out_dir: Path) -> Check:
                  "" if free > 1 else "SD frames are ~0.5 MB each; free some space")
 
 
-def _model_checks(model: str) -> list[Check]:
+def _model_checks(model: str, refiner: str | None = None) -> list[Check]:
     """``doctor --model``: the model's family, the defaults it brings, and the memory options a
-    GPU here would need for it."""
+    GPU here would need for it; with ``refiner``, whether that SDXL refiner fits it."""
     from .backends import RenderSettings
     from .backends.diffusers_backend import DiffusersBackend
     from .backends.families import component_bytes, memory_advice
     from .errors import FramereelError
 
-    backend = DiffusersBackend(RenderSettings(model=model, device="cpu"))
+    backend = DiffusersBackend(RenderSettings(model=model, device="cpu", refiner=refiner))
     try:
         info = backend.describe()
     except FramereelError as err:
         return [Check("model", False, str(err))]
     fam = info.family or {}
     out = [Check("model family", True, f"{fam.get('label')} ({fam.get('family')}) at {info.id}"),
+           *([Check("refiner", True, f"{fam['refiner']['id']}: the base denoises the first "
+                    f"{fam['refiner']['switch']:.0%}, the refiner the rest")] if "refiner" in fam else []),
            Check("model defaults", None, f"{info.native_width}x{info.native_height}, {fam.get('steps')} steps, "
                  f"guidance {fam.get('guidance'):g}, scheduler {fam.get('scheduler')}"
                  + (f" (made for {fam['steps_range'][0]}–{fam['steps_range'][1]} steps)" if fam.get("steps_range") else ""))]
@@ -200,9 +202,9 @@ def _model_checks(model: str) -> list[Check]:
     return out
 
 
-def diagnose(out_dir: Path = Path("out"), model: str | None = None) -> list[Check]:
+def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str | None = None) -> list[Check]:
     """Every check, in the order ``framereel doctor`` prints them (``model``: also that model's
-    family, defaults and memory needs)."""
+    family, defaults and memory needs; ``refiner``: whether that SDXL refiner fits it)."""
     from .backends import RenderSettings
     from .backends.tt import tenstorrent_present
 
@@ -217,7 +219,7 @@ def diagnose(out_dir: Path = Path("out"), model: str | None = None) -> list[Chec
             auto = Check("auto picks", None, f"backend diffusers on {device} ({why}), {pick_dtype('auto', device)}")
         except ImportError:
             auto = Check("auto picks", False, "no backend: torch is missing", "pip install torch")
-    extra = _model_checks(model) if model else []
+    extra = _model_checks(model, refiner) if model else []
     return checks + [auto] + extra + _tt_checks() + _hf_checks() + _ffmpeg_checks() + [_disk_check(out_dir)]
 
 

@@ -30,6 +30,8 @@ class RunIdentity:
     dtype: str
     pixel_options: dict[str, Any] = field(default_factory=dict)  # e.g. a tiny VAE, step caching
     clip_options: dict[str, Any] = field(default_factory=dict)  # clip frames only: motion adapter, LoRAs
+    # one frame's own options (its LoRAs), from the backend: Backend.frame_options
+    frame_options: Callable[[Frame], dict[str, Any]] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, backend: Backend, settings: RenderSettings | None = None) -> RunIdentity:
@@ -39,11 +41,11 @@ class RunIdentity:
         if settings.scheduler == "auto":  # the model family's scheduler
             settings = replace(settings, scheduler=model.scheduler)
         return cls(settings, model, backend.name, backend.dtype, dict(backend.pixel_options),
-                   dict(backend.clip_options))
+                   dict(backend.clip_options), getattr(backend, "frame_options", None))
 
     def params(self, frame: Frame) -> dict[str, Any]:
         """Everything that decides a frame's pixels."""
-        return {
+        params = {
             **frame.render_params(),
             "scheduler": self.settings.scheduler,
             "model": self.model.fingerprint,
@@ -52,6 +54,12 @@ class RunIdentity:
             **self.pixel_options,
             **(self.clip_options if frame.kind == "clip" else {}),
         }
+        for key, value in (self.frame_options(frame) if self.frame_options else {}).items():
+            if value is None:
+                params.pop(key, None)
+            else:
+                params[key] = value
+        return params
 
     def digest(self, frame: Frame, frames_dir: Path | None = None,
                image_digest: Callable[[int], str | None] | None = None) -> str:

@@ -59,7 +59,10 @@ def batch_key(frame: Frame) -> tuple | None:
         return None
     if frame.kind == "clip":  # a clip renders whole, in one call, whatever the batch size
         return ("clip", frame.clip)
-    return (frame.width, frame.height, frame.steps, frame.guidance)
+    lora = frame.lora  # the LoRAs are set per call: frames with other ones never share it
+    if frame.kind == "morph" and frame.morph_lora != frame.lora:
+        lora = (frame.lora, frame.morph_lora, frame.morph[2])  # blended weights: this in-between's own
+    return (frame.width, frame.height, frame.steps, frame.guidance) + ((lora,) if lora is not None else ())
 
 
 def batch_groups(frames: list[Frame], size: int) -> list[list[Frame]]:

@@ -211,6 +211,7 @@ def write_run_record(on_disk: OnDisk, storyboard: Storyboard, identity: RunIdent
         "dtype": backend.dtype,
         "scheduler": settings.scheduler,
         **({"family": identity.model.family} if identity.model.family else {}),
+        **({"refiner": identity.model.family["refiner"]} if "refiner" in (identity.model.family or {}) else {}),
         "safety_checker": settings.safety_checker,
         "batch": backend.batch,
         "run_seed": storyboard.run_seed,

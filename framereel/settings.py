@@ -38,6 +38,8 @@ class RenderSettings:
     step_cache: int = 0  # DeepCache-style: full UNet every N steps, shallow branch in between; 0/1 = off
     loras: tuple[str, ...] = ()  # LoRA adapters: "PATH_OR_ID[:WEIGHT]" (see ``backends.lora``)
     fast: bool = False  # few-step preset: the family's LCM-LoRA
+    refiner: str | None = None  # SDXL: a refiner (folder, file or Hub id) that finishes the base's latents
+    refiner_switch: float = 0.8  # the fraction of the denoising the base does before the refiner takes over
     offload: str | None = None  # "model" or "sequential": accelerate's CPU offload (CUDA only)
     vae_tiling: bool = False  # decode the latents tile by tile (less memory at large sizes)
     attention_slicing: bool = False  # attention computed in slices (less memory, a little slower)
@@ -54,6 +56,11 @@ class RenderSettings:
         if self.compile and self.step_cache > 1:
             raise FramereelError("--compile and --step-cache don't combine (the cache switches the UNet's graph "
                                  "every step); pick one")
+        if not 0 < self.refiner_switch < 1:
+            raise FramereelError(f"--refiner-switch {self.refiner_switch:g}: give a fraction between 0 and 1 "
+                                 "(0.8: the base denoises the first 80%, the refiner the rest)")
+        if self.refiner_switch != 0.8 and not self.refiner:
+            raise FramereelError("--refiner-switch needs --refiner (the SDXL refiner that takes over at that point)")
         if self.motion_loras and not self.motion_adapter:
             raise FramereelError("--motion-lora needs --motion-adapter (a LoRA adjusts a motion module)")
         return self
@@ -62,6 +69,7 @@ class RenderSettings:
         """The speed options asked for, as the user typed them (for refusals)."""
         asked = (("--batch N", self.batch > 1), ("--compile", self.compile), ("--tiny-vae", bool(self.tiny_vae)),
                  ("--step-cache", self.step_cache > 1), ("--lora", bool(self.loras)), ("--fast", self.fast),
+                 ("--refiner", bool(self.refiner)),
                  ("--offload", bool(self.offload)), ("--vae-tiling", self.vae_tiling),
                  ("--attention-slicing", self.attention_slicing))
         return [flag for flag, on in asked if on]

@@ -114,11 +114,16 @@ class Frame:
     color_space: str | None = None  # chains: "lab" or "hsv" to match colours there (None: RGB)
     clip: ClipSpec | None = None  # "clip" frames: the clip they belong to (rendered whole)
     clip_pos: int | None = None  # their position in it, from 0
+    # the frame's own "lora": ((PATH_OR_ID, weight), ...) instead of the run's LoRAs (None: the run's);
+    # a morph's in-betweens also carry the next key frame's, and blend the weights of both
+    lora: tuple[tuple[str, float], ...] | None = None
+    morph_lora: tuple[tuple[str, float], ...] | None = None
 
     def render_params(self) -> dict[str, Any]:
-        """The parameters that decide the image (not ``index``, ``shot`` or ``duration``)."""
+        """The parameters that decide the image (not ``index``, ``shot`` or ``duration``; a frame's
+        own LoRAs enter its hash as the backend resolves them: by their files' contents)."""
         d = asdict(self)
-        for key in ("index", "shot", "duration"):
+        for key in ("index", "shot", "duration", "lora", "morph_lora"):
             del d[key]
         if self.color_space is None:  # RGB, as before colour spaces existed: hashes stay the same
             del d["color_space"]
@@ -358,8 +363,14 @@ def parse_storyboard(
         if not isinstance(raw, dict):
             raise _fail(path, where, 'must be an object like {"prompt": "..."}')
         if "lora" in raw:
-            raise _fail(path, where, '"lora" applies to a whole run: put it in "defaults" (or use --lora)')
-        _check_keys(path, where, raw, set(FRAME_KEYS))
+            if "clip" in raw:
+                raise _fail(path, where, '"lora" of a clip: a clip renders with the run\'s LoRAs; put it in '
+                            '"defaults" (or use --lora)')
+            raw = {**raw}
+            frame_lora = frame_loras(path, where, raw.pop("lora"))
+        else:
+            frame_lora = None
+        _check_keys(path, where, raw, set(FRAME_KEYS) | {"lora"})
         if "prompt" not in raw and isinstance(raw.get("travel"), list) and raw["travel"]:
             raw = {**raw, "prompt": next((t.get("prompt") for t in raw["travel"] if isinstance(t, dict)
                                           and t.get("at") == 0), None)}  # a travel list may start the clip
@@ -374,7 +385,7 @@ def parse_storyboard(
             raise _fail(path, where, '"init": "previous" needs a frame before it; the first frame has none')
         if i == len(raw_frames) - 1 and values.get("morph"):
             raise _fail(path, where, '"morph" needs a next frame to morph into; the last frame has none')
-        entries.append({**base, **values})
+        entries.append({**base, **values, **({"lora": frame_lora} if frame_lora is not None else {})})
     for i, e in enumerate(entries):
         clips.check_clip_entry(lambda problem, i=i: _fail(path, f"frame {i}", problem), e, i, len(entries),
                                entries[i + 1] if i + 1 < len(entries) else None)
@@ -385,6 +396,41 @@ def parse_storyboard(
         raise _fail(path, "", str(e)) from None
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed, digest=digest, loras=loras, **extras)
+
+
+def parse_lora_spec(spec: str) -> tuple[str, float]:
+    """``"PATH_OR_ID[:WEIGHT]"`` → (PATH_OR_ID, weight), weight 1 when left out; ValueError naming
+    what is wrong (a Windows drive letter or a URL's colon is not a weight)."""
+    source, weight = spec, 1.0
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and not tail.startswith(("/", "\\")):
+        try:
+            weight = float(tail)
+        except ValueError:
+            raise ValueError(f"the weight after ':' must be a number, like {Path(head).name}:0.8") from None
+        if not math.isfinite(weight):
+            raise ValueError(f"the weight after ':' must be a finite number, like {Path(head).name}:0.8")
+        source = head
+    if not source.strip():
+        raise ValueError("give a LoRA file, folder or Hub id, optionally with :WEIGHT")
+    return source, weight
+
+
+def frame_loras(path: Path, where: str, value: Any) -> tuple[tuple[str, float], ...]:
+    """A frame's ``"lora"``: a ``"PATH_OR_ID[:WEIGHT]"`` string or a list of them ([]: none)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) and v.strip() for v in items):
+        raise _fail(path, where, '"lora" must be a LoRA path or Hub id (with an optional ":WEIGHT"), a list of '
+                    "them, or [] for none")
+    out = []
+    for spec in items:
+        try:
+            out.append(parse_lora_spec(spec))
+        except ValueError as err:
+            raise _fail(path, where, f'"lora" {spec}: {err}') from None
+    if len({source for source, _ in out}) != len(out):
+        raise _fail(path, where, '"lora" names the same LoRA twice; give it once with its weight')
+    return tuple(out)
 
 
 def _loras(path: Path, value: Any) -> tuple[str, ...]:
@@ -440,12 +486,13 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
                 frames.append(replace(
                     a, index=a.index + 1 + j, kind="morph", duration=None, morph=(a.index, target, (j + 1) / (count + 1)),
                     morph_prompt=prompt, morph_seed=seed, parent=None, strength=None, motion=None, color_ref=None, color_space=None,
+                    morph_lora=e.get("lora"),
                 ))
         index = len(frames)
         common = dict(
             index=index, shot=shot, prompt=prompt, negative_prompt=e.get("negative_prompt"), seed=seed,
             steps=e.get("steps"), guidance=_value_at(e.get("guidance"), index, count, run_seed), width=e.get("width"),
-            height=e.get("height"), duration=e.get("duration"),
+            height=e.get("height"), duration=e.get("duration"), lora=e.get("lora"),
         )
         if shot > 0 and e.get("init") == "previous":
             motion = e.get("motion")

@@ -1,6 +1,6 @@
 """Tiny random-weight pipelines of each model family, in diffusers' on-disk layout, built in-process
 (shaped the way diffusers' own tests build tiny SDXL / SD3 / FLUX pipelines): SD 2.x
-(v-prediction), SD-Turbo, LCM, SDXL, SD 3 and FLUX.1 schnell/dev. They load through the same
+(v-prediction), SD-Turbo, LCM, SDXL (and an SDXL refiner), SD 3 and FLUX.1 schnell/dev. They load through the same
 ``--model PATH`` code path as real ones; their images are noise, which is all plumbing needs.
 Plus a tiny random LoRA in PEFT format for the SD-shaped UNet.
 """
@@ -123,6 +123,29 @@ def build_family(family: str, folder: Path, seed: int = 0) -> Path:
             text_encoder=_clip(), tokenizer=_clip_tokenizer(), text_encoder_2=_t5(len(t5_tok), 32), tokenizer_2=t5_tok)
     else:
         raise ValueError(family)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_tiny_refiner(folder: Path, seed: int = 1) -> Path:
+    """A tiny SDXL refiner for the tiny SDXL base, shaped like diffusers' refiner tests build it: only
+    the second text encoder (the base's shape: it is shared), ``requires_aesthetics_score`` and so a
+    UNet whose time embedding takes 5 ids (sizes, crop, aesthetic score: 5 × 8 + 32 = 72 inputs)."""
+    import diffusers
+    import torch
+
+    torch.manual_seed(seed)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=32, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=5 * 8 + 32, cross_attention_dim=32, norm_num_groups=8)
+    pipe = diffusers.StableDiffusionXLImg2ImgPipeline(
+        vae=_vae(), text_encoder=None, tokenizer=None, text_encoder_2=_clip(with_projection=True),
+        tokenizer_2=_clip_tokenizer(), unet=unet, requires_aesthetics_score=True, force_zeros_for_empty_prompt=False,
+        scheduler=diffusers.EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                                   steps_offset=1, timestep_spacing="leading"))
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
 

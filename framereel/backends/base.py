@@ -75,6 +75,12 @@ class Backend(ABC):
         """Options that change pixels beyond the frame's own parameters: part of each frame's hash."""
         return {}
 
+    def frame_options(self, frame: Frame) -> dict[str, Any]:
+        """What changes this one frame's pixels beyond its parameters, as the backend resolves it
+        (a frame's own LoRAs, by their files' contents): part of its hash, over ``pixel_options``
+        (a ``None`` value drops that key)."""
+        return {}
+
     @property
     def clip_options(self) -> dict[str, Any]:
         """Options that change clip frames only (a motion adapter, motion LoRAs): part of their hash."""
@@ -114,6 +120,9 @@ class Backend(ABC):
             if f.kind not in self.kinds:
                 raise FramereelError(f"frame {f.index}: the {self.name} backend can't render {f.kind} frames; "
                                      "use --backend diffusers")
+            if (f.lora or f.morph_lora) and not self.takes_speed_options:
+                raise FramereelError(f'frame {f.index}: "lora": the {self.name} backend takes no LoRAs; '
+                                     "drop it or use --backend diffusers")
         return []
 
     def count_tokens(self, text: str) -> int:

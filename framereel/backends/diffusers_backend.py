@@ -31,7 +31,7 @@ from .common import (
     seeded_noise,
     slerp,
 )
-from .lora import Lora, load_loras, parse_lora
+from .lora import Lora, blend, load_lora, local_path, parse_lora, text_encoder_adapters
 from .lora import fingerprint as lora_fingerprint
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "weights"
@@ -168,6 +168,14 @@ class DiffusersBackend(Backend):
         self.scheduler = settings.scheduler  # "auto" settled by describe()
         self._clips = None  # an animatediff.ClipRenderer, with --motion-adapter
         self._clip_options: dict[str, Any] = {}
+        self._refiner_source: Path | None = None  # --refiner: an SDXL refiner (see _refine)
+        self._adapters: dict[str, str] = {}  # a loaded LoRA's source → its adapter name
+        self._frame_loras: dict[str, tuple[Lora, str]] = {}  # frames' own LoRAs to load: source → (LoRA, label)
+        self._active_loras: tuple | None = None  # the adapters and weights set now
+        self._lora_fingerprints: dict[str, str] = {}
+        self._refiner_pipe = None
+        self._refiner_embed = EmbeddingCache(self._encode_for_refiner)
+        self._refiner_negative = EmbeddingCache(self._encode_negative_for_refiner)
 
     @property
     def pixel_options(self) -> dict[str, Any]:
@@ -225,7 +233,36 @@ class DiffusersBackend(Backend):
             self._pixel_options["vae_tiling"] = True
         described = {**self.family.describe(), "scheduler": scheduler,
                      **{k: recommended[k] for k in ("steps", "guidance") if k in recommended}}
+        if self.settings.refiner:
+            described["refiner"] = self._resolve_refiner(self.settings.refiner)
         self._info = replace(info, recommended=recommended, scheduler=scheduler, family=described)
+
+    def _resolve_refiner(self, spec: str) -> dict[str, Any]:
+        """``--refiner``: find the refiner (folder, single file or Hub id), refuse one that does not
+        fit the base, and put it and its switch point into every frame's hash; returns what
+        ``run.json`` and ``doctor`` say of it."""
+        fam.check_refiner_base(self.family, spec)  # before looking for (or downloading) the refiner
+        path = Path(spec).expanduser()
+        if path.exists():
+            source, name = path, str(path.resolve())
+        elif spec.startswith((".", "/", "~")) or spec.endswith(SINGLE_FILE_SUFFIXES) or spec.count("/") != 1:
+            raise FramereelError(f"--refiner {spec}: no such folder or file; pass an SDXL refiner folder, "
+                                 f".safetensors file or Hub id like {fam.REFINER_EXAMPLE}")
+        else:
+            quiet_libraries()
+            from diffusers import DiffusionPipeline
+
+            try:
+                source = Path(DiffusionPipeline.download(spec))
+            except Exception as err:  # the Hub raises many kinds; each becomes one line for the user
+                raise _hub_error(spec, err) from err
+            name = spec
+        fam.check_refiner(spec, source, None if self._single_file else self._source)
+        self._refiner_source = source
+        fingerprint = file_sha256(source) if source.is_file() else files_fingerprint(source)
+        switch = self.settings.refiner_switch
+        self._pixel_options["refiner"] = {"model": fingerprint, "switch": switch}
+        return {"id": name, "switch": switch}
 
     def _resolve(self, model: str) -> ModelInfo:
         if model == "demo":
@@ -307,13 +344,38 @@ class DiffusersBackend(Backend):
         pipe.set_progress_bar_config(disable=True)
         if self._tiny_vae_dir is not None:
             pipe.vae = load_tiny_vae(self._tiny_vae_dir, dtype, pipe)
-        if self.loras:
-            load_loras(pipe, self.loras, self.family.label)
+        for lora in self.loras:
+            self._load_adapter(pipe, lora, "--lora")
+        for lora, label in self._frame_loras.values():
+            self._load_adapter(pipe, lora, label)
+        self._active_loras = None
+        self._activate(self.loras, pipe)
         if self.settings.step_cache > 1:
             from .step_cache import StepCache
 
             self._step_cache = StepCache(pipe.unet, self.settings.step_cache)
         self.pipe = place_pipeline(pipe, self.device, self.settings)
+        if self._refiner_source is not None:
+            self._refiner_pipe = place_pipeline(self._load_refiner(dtype), self.device, self.settings)
+
+    def _load_refiner(self, dtype):
+        """The SDXL refiner as a ``StableDiffusionXLImg2ImgPipeline`` sharing the base's second text
+        encoder and VAE (diffusers' "ensemble of expert denoisers"), with the run's scheduler."""
+        from diffusers import StableDiffusionXLImg2ImgPipeline
+
+        shared = {"text_encoder_2": self.pipe.text_encoder_2, "vae": self.pipe.vae, "torch_dtype": dtype}
+        source = self._refiner_source
+        try:
+            if source.is_file():
+                refiner = StableDiffusionXLImg2ImgPipeline.from_single_file(str(source), **shared)
+            else:
+                refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(str(source), **shared)
+        except (OSError, ValueError, TypeError) as err:
+            raise FramereelError(f"--refiner {self.settings.refiner}: could not load it ({str(err).splitlines()[0]}); "
+                                 "check it is a complete SDXL refiner in diffusers format") from err
+        refiner.scheduler = make_scheduler(self.scheduler, refiner.scheduler.config)
+        refiner.set_progress_bar_config(disable=True)
+        return refiner
 
     def resolve_batch(self) -> int:
         """``--batch auto``: the batch size measured for this model, size, device and dtype, once per
@@ -354,6 +416,67 @@ class DiffusersBackend(Backend):
             self._standalone_tokenizer = CLIPTokenizer.from_pretrained(str(folder))
         return self._standalone_tokenizer
 
+    # -------------------------------------------------------------- LoRAs per frame
+
+    def frame_loras(self, frame: Frame) -> list[Lora]:
+        """The LoRAs and weights ``frame`` renders with: its own ``"lora"`` list in place of the run's
+        (``--lora`` and the storyboard defaults'; an LCM-LoRA of the run stays, it set the run's
+        scheduler and steps), else the run's. A morph's in-betweens blend the weights of the key
+        frames on either side (see :func:`~framereel.backends.lora.blend`)."""
+        self.describe()
+        own = self._lora_list(frame.lora)
+        if frame.kind != "morph" or frame.lora == frame.morph_lora:
+            return own
+        return blend(own, self._lora_list(frame.morph_lora), frame.morph[2])
+
+    def _lora_list(self, specs: tuple[tuple[str, float], ...] | None) -> list[Lora]:
+        if specs is None:
+            return list(self.loras)
+        return [lora for lora in self.loras if lora.is_lcm] + [Lora(source, weight) for source, weight in specs]
+
+    def frame_options(self, frame: Frame) -> dict[str, Any]:
+        """A frame with its own LoRAs: them, by file contents and weights, in its hash (in place of
+        the run's ``"lora"``; ``None`` for none, which hashes like a run without LoRAs)."""
+        if frame.lora is None and (frame.kind != "morph" or frame.morph_lora is None):
+            return {}
+        label = f'frame {frame.index}: "lora"'
+        return {"lora": [[self._lora_fingerprint(lora, label), lora.weight] for lora in self.frame_loras(frame)]
+                or None}
+
+    def _lora_fingerprint(self, lora: Lora, label: str) -> str:
+        if lora.source not in self._lora_fingerprints:
+            self._lora_fingerprints[lora.source] = lora_fingerprint(lora, label)
+        return self._lora_fingerprints[lora.source]
+
+    def _load_adapter(self, pipe, lora: Lora, label: str) -> str:
+        """Load a LoRA once, as its own PEFT adapter; returns the adapter's name."""
+        if lora.source not in self._adapters:
+            name = f"lora{len(self._adapters)}"
+            load_lora(pipe, lora, name, self.family.label, label)
+            self._adapters[lora.source] = name
+        return self._adapters[lora.source]
+
+    def _activate(self, loras: list[Lora], pipe=None) -> None:
+        """Set the LoRAs (and weights) the next pipeline call renders with: ``set_adapters``, or
+        ``disable_lora`` for none (the model exactly as it is without LoRAs). A frame's LoRA not loaded
+        yet (a worker process) is loaded now. Prompt embeddings made with other LoRAs active are
+        dropped when a LoRA touches a text encoder."""
+        pipe = pipe if pipe is not None else self.pipe
+        names = [self._load_adapter(pipe, lora, '"lora"') for lora in loras]
+        key = tuple(zip(names, (lora.weight for lora in loras), strict=True))
+        if key == self._active_loras:
+            return
+        if self._adapters:
+            if names:
+                pipe.enable_lora()
+                pipe.set_adapters(names, adapter_weights=[lora.weight for lora in loras])
+            else:
+                pipe.disable_lora()
+            if self._active_loras is not None and text_encoder_adapters(pipe):
+                self._embed.clear()
+                self._negative.clear()
+        self._active_loras = key
+
     # -------------------------------------------------------------- rendering
 
     def _encode(self, text: str) -> dict[str, Any]:
@@ -370,6 +493,20 @@ class DiffusersBackend(Backend):
 
         with torch.inference_mode():
             return fam.encode_negative(self.pipe, self.family, text, self._execution_device())
+
+    def _encode_for_refiner(self, text: str) -> dict[str, Any]:
+        """The refiner's conditioning of ``text`` (its own text encoder set: SDXL's refiner reads only
+        the second one)."""
+        import torch
+
+        with torch.inference_mode():
+            return fam.encode(self._refiner_pipe, self.family, text, self._execution_device())
+
+    def _encode_negative_for_refiner(self, text: str) -> dict[str, Any]:
+        import torch
+
+        with torch.inference_mode():
+            return fam.encode_negative(self._refiner_pipe, self.family, text, self._execution_device())
 
     def _execution_device(self):
         return getattr(self.pipe, "_execution_device", None) or self.device
@@ -398,7 +535,16 @@ class DiffusersBackend(Backend):
         from diffusers.utils.torch_utils import randn_tensor
 
         self.load()
+        sets: dict[tuple, list[int]] = {}  # frames with other LoRAs never share a call
+        for i, f in enumerate(frames):
+            sets.setdefault(tuple((x.source, x.weight) for x in self.frame_loras(f)), []).append(i)
+        if len(sets) > 1:
+            done: dict[int, Any] = {}
+            for positions in sets.values():
+                done.update(zip(positions, self.render_batch([frames[i] for i in positions], on_step), strict=True))
+            return [done[i] for i in range(len(frames))]
         first = frames[0]
+        self._activate(self.frame_loras(first))
         rows = list(frames) + [first] * (self.batch - len(frames))
         cond = fam.cat_conditioning([self._prompt_embeds(f) for f in rows])
         if fam.uses_cfg(self.pipe, self.family, first.guidance):
@@ -420,12 +566,16 @@ class DiffusersBackend(Backend):
         compile_seconds = self._warm_up(len(rows), first) if self.settings.compile else None
         if self._step_cache is not None:
             self._step_cache.reset()
+        step_end = _step_callback(on_step, first.steps)
+        refine = {"denoising_end": self.settings.refiner_switch, "output_type": "latent"} if self._refiner_pipe else {}
         with torch.inference_mode():
             out = self.pipe(
                 **cond, latents=torch.cat(latents), **fam.call_kwargs(self.family),
                 generator=generators, num_inference_steps=first.steps, guidance_scale=first.guidance,
-                width=first.width, height=first.height, callback_on_step_end=_step_callback(on_step, first.steps),
+                width=first.width, height=first.height, callback_on_step_end=step_end, **refine,
             )
+            if refine:
+                out = self._refine(rows, out.images, generators, step_end)
         results = [(out.images[i], _facts(out, i)) for i in range(len(frames))]
         if compile_seconds is not None:
             results[0][1]["compile_seconds"] = round(compile_seconds, 1)
@@ -453,13 +603,29 @@ class DiffusersBackend(Backend):
                       generator=torch.Generator("cpu").manual_seed(0))
         return time.perf_counter() - t0
 
-    def _prompt_embeds(self, frame: Frame) -> dict[str, Any]:
+    def _prompt_embeds(self, frame: Frame, embed: EmbeddingCache | None = None) -> dict[str, Any]:
         """A frame's conditioning; a morph's has every tensor lerped between its two prompts'
         (SDXL's size and crop time ids need nothing: both ends of a morph share one size)."""
-        cond = self._embed(frame.prompt)
+        embed = embed or self._embed
+        cond = embed(frame.prompt)
         if frame.kind == "morph":
-            cond = fam.lerp_conditioning(cond, self._embed(frame.morph_prompt), frame.morph[2])
+            cond = fam.lerp_conditioning(cond, embed(frame.morph_prompt), frame.morph[2])
         return cond
+
+    def _refine(self, rows: list[Frame], latents, generators, step_end, strength: float | None = None):
+        """``--refiner``: the refiner finishes what the base left at the switch point (``latents``,
+        from a base call with ``denoising_end``), as diffusers' base + refiner do: the refiner is
+        called with ``denoising_start`` and the same prompts (its own conditioning of them, lerped
+        for morphs), guidance and generators. ``strength`` (img2img with nothing left for the
+        base): the refiner alone runs the img2img from the image ``latents``."""
+        first = rows[0]
+        refiner = self._refiner_pipe
+        cond = fam.cat_conditioning([self._prompt_embeds(f, self._refiner_embed) for f in rows])
+        if fam.uses_cfg(refiner, self.family, first.guidance):
+            cond.update(fam.cat_conditioning([self._refiner_negative(f.negative_prompt or "") for f in rows]))
+        where = {"denoising_start": self.settings.refiner_switch} if strength is None else {"strength": strength}
+        return refiner(**cond, image=latents, **where, num_inference_steps=first.steps,
+                       guidance_scale=first.guidance, generator=generators, callback_on_step_end=step_end)
 
     def _render_chain(self, frame: Frame, init_image, on_step):
         """img2img from ``init_image`` (the parent's warped image); strength 0 keeps it exactly."""
@@ -468,6 +634,7 @@ class DiffusersBackend(Backend):
         self.load()
         if frame.strength == 0:
             return init_image.convert("RGB").copy(), {}
+        self._activate(self.frame_loras(frame))
         if self._step_cache is not None:
             self._step_cache.reset()
         cond = dict(self._embed(frame.prompt))
@@ -475,13 +642,26 @@ class DiffusersBackend(Backend):
             cond.update(self._negative(frame.negative_prompt or ""))
         if self.family.kind == "flux":  # FluxImg2ImgPipeline sizes its output from these, not from the image
             cond.update(width=frame.width, height=frame.height)
+        generator = torch.Generator("cpu").manual_seed(frame.seed)
+        step_end = _step_callback(on_step, frame.steps)
+        image = init_image.convert("RGB")
+        refine = {}
+        if self._refiner_pipe is not None:
+            base_steps, _ = fam.refiner_steps(make_scheduler(self.scheduler, self.pipe.scheduler.config),
+                                              frame.steps, self.settings.refiner_switch, frame.strength)
+            if not base_steps:  # all of this img2img lies past the switch point: the refiner's alone
+                with torch.inference_mode():
+                    out = self._refine([frame], image, [generator], step_end, strength=frame.strength)
+                return out.images[0], _facts(out, 0)
+            refine = {"denoising_end": self.settings.refiner_switch, "output_type": "latent"}
         with torch.inference_mode():
             out = self._img2img()(
                 **cond, **fam.call_kwargs(self.family),
-                image=init_image.convert("RGB"), strength=frame.strength, num_inference_steps=frame.steps,
-                guidance_scale=frame.guidance, generator=torch.Generator("cpu").manual_seed(frame.seed),
-                callback_on_step_end=_step_callback(on_step, frame.steps),
+                image=image, strength=frame.strength, num_inference_steps=frame.steps,
+                guidance_scale=frame.guidance, generator=generator, callback_on_step_end=step_end, **refine,
             )
+            if refine:
+                out = self._refine([frame], out.images, [generator], step_end)
         return out.images[0], _facts(out, 0)
 
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
@@ -493,16 +673,37 @@ class DiffusersBackend(Backend):
         # what this model family can't do with these frames: refused in one line naming the frame,
         # before any weights load; what it can but shouldn't (a Turbo model at 50 steps): warnings
         self.describe()
+        self._prepare_frame_loras(frames)
         errors, more = fam.frame_problems(self.family, frames, self.scheduler)
         if errors:
             raise FramereelError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
         return warnings + more
+
+    def _prepare_frame_loras(self, frames: list[Frame]) -> None:
+        """Frames' own LoRAs: a missing file or an LCM-LoRA (it sets the whole run's scheduler) is
+        refused in one line naming the frame; the others load with the model (each one once), or
+        now if it is loaded already, so one that does not fit the model stops the run before
+        any frame renders."""
+        for f in frames:
+            for specs in (f.lora, f.morph_lora if f.kind == "morph" else None):
+                for source, weight in specs or ():
+                    lora, label = Lora(source, weight), f'frame {f.index}: "lora"'
+                    if lora.is_lcm:
+                        raise FramereelError(f"{label} {source}: an LCM-LoRA sets the scheduler and steps of the "
+                                             'whole run; put it in the storyboard\'s "defaults" (or use --lora)')
+                    local_path(lora, label)
+                    self._frame_loras.setdefault(source, (lora, label))
+        if self.pipe is not None:
+            for lora, label in self._frame_loras.values():
+                self._load_adapter(self.pipe, lora, label)
 
     def render_clip(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None):
         """Render one whole clip with AnimateDiff (see :mod:`framereel.backends.animatediff`)."""
         self.describe()
         if self._clips is None:
             return super().render_clip(frames, on_step)
+        self.load()
+        self._activate(self.loras)  # a clip renders with the run's LoRAs
         return self._clips.render(frames, on_step)
 
     def set_scheduler(self, name: str) -> None:
@@ -513,6 +714,8 @@ class DiffusersBackend(Backend):
         self.settings = replace(self.settings, scheduler=name)
         self.scheduler = name
         self.pipe.scheduler = make_scheduler(name, self.pipe.scheduler.config)
+        if self._refiner_pipe is not None:
+            self._refiner_pipe.scheduler = make_scheduler(name, self._refiner_pipe.scheduler.config)
         self._img2img_pipe = None
 
     def _img2img(self):
@@ -524,7 +727,11 @@ class DiffusersBackend(Backend):
         return self._img2img_pipe
 
     def close(self) -> None:
-        self.pipe = self._img2img_pipe = None
+        self.pipe = self._img2img_pipe = self._refiner_pipe = None
+        self._adapters.clear()
+        self._active_loras = None
+        self._refiner_embed.clear()
+        self._refiner_negative.clear()
         self._compiled = False
         self._embed.clear()
         if self._clips is not None:
@@ -618,9 +825,14 @@ def compile_pipeline(pipe, device: str) -> None:
 
 
 def _step_callback(on_step: Callable[[int, int], None] | None, steps: int):
+    """A ``callback_on_step_end`` reporting steps done of ``steps``, counted across the calls it is
+    passed to (an SDXL base and its refiner share one count)."""
+    done = [0]
+
     def step_end(pipe, step, timestep, kwargs):
+        done[0] += 1
         if on_step is not None:
-            on_step(step + 1, steps)
+            on_step(min(done[0], steps), steps)
         return kwargs
 
     return step_end

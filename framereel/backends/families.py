@@ -173,8 +173,8 @@ SINGLE_FILE_TYPES = {"v1": "sd1", "v2": "sd2", "xl_base": "sdxl", "sd3": "sd3", 
                      "sd35_large": "sd3.5", "flux-dev": "flux-dev", "flux-schnell": "flux-schnell"}
 
 
-def detect_file(path: Path) -> Family:
-    """The family of a single-file checkpoint, from its keys (diffusers' own inference)."""
+def _checkpoint_type(path: Path) -> str:
+    """diffusers' name for what a single-file checkpoint holds ("v1", "xl_base", "xl_refiner" …)."""
     from diffusers.loaders.single_file_utils import infer_diffusers_model_type
 
     try:
@@ -185,10 +185,15 @@ def detect_file(path: Path) -> Family:
 
             checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
             checkpoint = checkpoint.get("state_dict", checkpoint)
-        model_type = infer_diffusers_model_type(checkpoint)
+        return infer_diffusers_model_type(checkpoint)
     except Exception as err:  # a damaged or foreign file: one line, not a traceback
         raise FramereelError(f"{path}: could not read it as a checkpoint ({type(err).__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''})") from err
+
+
+def detect_file(path: Path) -> Family:
+    """The family of a single-file checkpoint, from its keys (diffusers' own inference)."""
+    model_type = _checkpoint_type(path)
     key = SINGLE_FILE_TYPES.get(model_type)
     if key is None:
         raise FramereelError(f"{path}: its weights look like a {model_type} checkpoint, which framereel does not "
@@ -196,6 +201,63 @@ def detect_file(path: Path) -> Family:
     if "turbo" in path.name.lower() and key in ("sd2", "sdxl"):
         key = "sd-turbo" if key == "sd2" else "sdxl-turbo"
     return FAMILIES[key]
+
+
+# ---------------------------------------------------------------- SDXL refiner
+
+REFINER_CLASSES = ("StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLPipeline")
+REFINER_EXAMPLE = "stabilityai/stable-diffusion-xl-refiner-1.0"
+
+
+def check_refiner_base(family: Family, spec: str) -> None:
+    """A refiner needs an SDXL base model with steps to split; else one line."""
+    if family.kind != "sdxl":
+        raise FramereelError(f"--refiner {spec}: a refiner finishes an SDXL base model's frames; this model is "
+                             f"{family.label}; drop --refiner or use an SDXL base model")
+    if family.steps_range:
+        raise FramereelError(f"--refiner {spec}: {family.label} makes a frame in {family.steps_range[0]}–"
+                             f"{family.steps_range[1]} steps, which leaves nothing to hand over; drop --refiner "
+                             "or use the SDXL base model")
+
+
+def check_refiner(spec: str, refiner: Path, base: Path | None) -> None:
+    """A refiner must be an SDXL img2img model (like SDXL's refiner) whose second text encoder is the
+    base's: it runs with the base's ``text_encoder_2`` and VAE, as diffusers' docs do; else one line."""
+    if refiner.is_file():
+        model_type = _checkpoint_type(refiner)
+        if model_type not in ("xl_refiner", "xl_base"):
+            raise FramereelError(f"--refiner {spec}: its weights look like a {model_type} checkpoint, not an SDXL "
+                                 f"refiner; pass an SDXL refiner file, folder or Hub id like {REFINER_EXAMPLE}")
+        return
+    index = _config(refiner / "model_index.json")
+    if not index:
+        raise FramereelError(f"--refiner {spec}: not a diffusers model folder (no model_index.json); pass an SDXL "
+                             f"refiner folder, .safetensors file or Hub id like {REFINER_EXAMPLE}")
+    cls = index.get("_class_name", "?")
+    unet = _config(refiner / "unet" / "config.json")
+    if cls not in REFINER_CLASSES or unet.get("addition_embed_type") != "text_time":
+        raise FramereelError(f"--refiner {spec}: model_index.json says {cls}, not an SDXL refiner "
+                             f"(StableDiffusionXLImg2ImgPipeline, like {REFINER_EXAMPLE})")
+    mine, theirs = _config(refiner / "text_encoder_2" / "config.json"), \
+        _config(base / "text_encoder_2" / "config.json") if base is not None else {}
+    keys = ("hidden_size", "projection_dim")
+    if mine and theirs and any(mine.get(k) != theirs.get(k) for k in keys):
+        raise FramereelError(f"--refiner {spec}: its second text encoder ({', '.join(f'{k} {mine.get(k)}' for k in keys)}) "
+                             "is not the base model's, which it shares; use the refiner made for this base model")
+
+
+def refiner_steps(scheduler, steps: int, switch: float, strength: float | None = None) -> tuple[int, int]:
+    """(base steps, refiner steps) of ``steps`` split at ``switch`` the way diffusers splits them
+    (``denoising_end`` / ``denoising_start``); ``strength``: of an img2img call's remaining steps."""
+    scheduler.set_timesteps(steps)
+    timesteps = scheduler.timesteps
+    if strength is not None:
+        start = max(steps - min(int(steps * strength), steps), 0)
+        timesteps = timesteps[start * scheduler.order:]
+    total = scheduler.config.num_train_timesteps
+    cutoff = int(round(total - switch * total))
+    base = int((timesteps >= cutoff).sum())
+    return base, int((scheduler.timesteps < cutoff).sum())
 
 
 def native_size(folder: Path, family: Family) -> int:

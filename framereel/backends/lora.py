@@ -4,6 +4,12 @@
 ``.safetensors`` file, a folder holding one (``pytorch_lora_weights.safetensors`` as
 ``save_lora_weights`` writes it), or a Hub id. Weight 1.0 unless given. An LCM-LoRA (its name
 says "lcm") also switches the model to the LCM scheduler and few-step defaults.
+
+A storyboard frame's own ``"lora"`` (a string, a list, or ``[]`` for none) replaces the run's
+LoRAs for that frame (the run's LCM-LoRA stays). Each distinct LoRA loads once as its own
+adapter; before each pipeline call the backend sets the call's adapters and weights
+(``set_adapters``), or ``disable_lora`` for none, so a frame without LoRAs is exactly the plain
+model's. Morph in-betweens blend the weights of the key frames on either side (:func:`blend`).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FramereelError
+from ..storyboard import parse_lora_spec
 
 
 @dataclass(frozen=True)
@@ -31,38 +38,33 @@ class Lora:
 
 def parse_lora(spec: str) -> Lora:
     """``PATH_OR_ID[:WEIGHT]`` → a :class:`Lora`; a bad weight is a one-line error."""
-    source, weight = spec, 1.0
-    head, sep, tail = spec.rpartition(":")
-    if sep and head and not tail.startswith(("/", "\\")):
-        try:
-            weight = float(tail)
-        except ValueError:
-            raise FramereelError(f"--lora {spec}: the weight after ':' must be a number, e.g. {head}:0.8") from None
-        source = head
-    if not source.strip():
-        raise FramereelError("--lora: give a LoRA file, folder or Hub id, optionally with :WEIGHT")
-    return Lora(source, weight)
+    try:
+        return Lora(*parse_lora_spec(spec))
+    except ValueError as err:
+        raise FramereelError(f"--lora {spec}: {err}") from None
 
 
-def local_path(lora: Lora) -> Path | None:
+def local_path(lora: Lora, label: str = "--lora") -> Path | None:
+    """A LoRA's local file or folder; None for a Hub id; a missing path is a one-line error
+    (``label`` says where the LoRA was asked for: ``--lora``, or a storyboard frame)."""
     path = Path(lora.source).expanduser()
     if path.exists():
         return path
     if lora.source.startswith((".", "/", "~")) or lora.source.endswith((".safetensors", ".bin")) \
             or lora.source.count("/") != 1:
-        raise FramereelError(f"--lora {lora.source}: no such file or folder; pass a LoRA .safetensors file, "
+        raise FramereelError(f"{label} {lora.source}: no such file or folder; pass a LoRA .safetensors file, "
                              "a folder holding one, or a Hub id like latent-consistency/lcm-lora-sdv1-5")
     return None
 
 
-def fingerprint(lora: Lora) -> str:
+def fingerprint(lora: Lora, label: str = "--lora") -> str:
     """What identifies a LoRA's weights in a frame's hash: a local file's content hash, else its Hub id."""
-    path = local_path(lora)
+    path = local_path(lora, label)
     if path is None:
         return lora.source
     files = [path] if path.is_file() else sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
     if not files:
-        raise FramereelError(f"--lora {lora.source}: no .safetensors weights in that folder")
+        raise FramereelError(f"{label} {lora.source}: no .safetensors weights in that folder")
     h = hashlib.sha256()
     for f in files:
         with open(f, "rb") as fh:
@@ -71,34 +73,52 @@ def fingerprint(lora: Lora) -> str:
     return h.hexdigest()[:16]
 
 
+def load_lora(pipe, lora: Lora, name: str, family_label: str, label: str = "--lora") -> None:
+    """Load one LoRA as the PEFT adapter ``name``; a LoRA made for another base model (its layers
+    don't exist or have other shapes here) is a one-line error."""
+    path = local_path(lora, label)
+    kwargs = {}
+    if path is not None and path.is_file():
+        kwargs = {"weight_name": path.name}
+        source = str(path.parent)
+    else:
+        source = str(path) if path is not None else lora.source
+    before = _adapter_names(pipe)
+    try:
+        pipe.load_lora_weights(source, adapter_name=name, **kwargs)
+    except ImportError as err:
+        raise FramereelError(f"LoRAs need the peft package: pip install peft ({err})") from err
+    except (RuntimeError, ValueError, KeyError, OSError) as err:
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FramereelError(f"{label} {lora.source}: does not fit this {family_label} model "
+                             f"(made for another base model?): {why[:200]}") from err
+    if name not in _adapter_names(pipe) - before:
+        raise FramereelError(f"{label} {lora.source}: none of its layers exist in this {family_label} model; "
+                             "it was made for another base model")
+
+
 def load_loras(pipe, loras: list[Lora], family_label: str) -> None:
-    """Load each LoRA as its own adapter and activate them all with their weights; a LoRA made for
-    another base model (its layers don't exist or have other shapes here) is a one-line error."""
-    names = []
-    for i, lora in enumerate(loras):
-        name = f"lora{i}"
-        path = local_path(lora)
-        kwargs = {}
-        if path is not None and path.is_file():
-            kwargs = {"weight_name": path.name}
-            source = str(path.parent)
-        else:
-            source = str(path) if path is not None else lora.source
-        before = _adapter_names(pipe)
-        try:
-            pipe.load_lora_weights(source, adapter_name=name, **kwargs)
-        except ImportError as err:
-            raise FramereelError(f"--lora needs the peft package: pip install peft ({err})") from err
-        except (RuntimeError, ValueError, KeyError, OSError) as err:
-            why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise FramereelError(f"--lora {lora.source}: does not fit this {family_label} model "
-                                 f"(made for another base model?): {why[:200]}") from err
-        if name not in _adapter_names(pipe) - before:
-            raise FramereelError(f"--lora {lora.source}: none of its layers exist in this {family_label} model; "
-                                 "it was made for another base model")
-        names.append(name)
+    """Load each LoRA as its own adapter and activate them all with their weights."""
+    names = [f"lora{i}" for i in range(len(loras))]
+    for lora, name in zip(loras, names, strict=True):
+        load_lora(pipe, lora, name, family_label)
     if names:
         pipe.set_adapters(names, adapter_weights=[lora.weight for lora in loras])
+
+
+def blend(a: list[Lora], b: list[Lora], t: float) -> list[Lora]:
+    """A morph in-between's LoRAs at ``t`` from ``a``'s to ``b``'s: every LoRA of either, its weight
+    interpolated linearly (a LoRA one end lacks has weight 0 there)."""
+    wa, wb = {x.source: x.weight for x in a}, {x.source: x.weight for x in b}
+    return [Lora(s, wa.get(s, 0.0) + (wb.get(s, 0.0) - wa.get(s, 0.0)) * t) for s in dict.fromkeys([*wa, *wb])]
+
+
+def text_encoder_adapters(pipe) -> bool:
+    """Whether any loaded LoRA changes a text encoder (then prompt embeddings depend on the LoRAs)."""
+    try:
+        return any(names for part, names in pipe.get_list_adapters().items() if part.startswith("text_encoder"))
+    except (AttributeError, ValueError):
+        return False
 
 
 def _adapter_names(pipe) -> set[str]:
