@@ -40,14 +40,17 @@ def morph_ends(m: motion_scenes.Motion) -> tuple[str, str]:
 
 
 def evaluate(adapter: str = "demo", out_dir: Path | None = None, count: int = EVAL_PROMPTS, seed: int = 0,
-             dtype: str = "auto") -> dict:
-    """Render ``count`` held-out motion prompts as clips and as latent morphs; return the figures."""
+             dtype: str = "auto", model: str = "demo") -> dict:
+    """Render ``count`` held-out motion prompts as clips and as latent morphs; return the figures.
+
+    ``model``: the demo model, or a copy of it with a retrained text encoder (``train_motion`` writes
+    one beside the adapter when it teaches the motion words)."""
     motions = motion_scenes.eval_motions()[:count]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(out_dir or tmp)
         work.mkdir(parents=True, exist_ok=True)
         write_storyboards(work, motions)
-        render_storyboards(work, adapter, seed, dtype)
+        render_storyboards(work, adapter, seed, dtype, model)
         rows = [clip_row(work, k, m) for k, m in enumerate(motions)]
     return summary(rows)
 
@@ -63,13 +66,13 @@ def write_storyboards(work: Path, motions: list[motion_scenes.Motion]) -> None:
     (work / "morphs.json").write_text(json.dumps(morphs))
 
 
-def render_storyboards(work: Path, adapter: str, seed: int, dtype: str) -> None:
+def render_storyboards(work: Path, adapter: str, seed: int, dtype: str, model: str = "demo") -> None:
     """Render both storyboards into ``work/clips`` and ``work/morphs`` with one demo backend."""
     from ..backends import RenderSettings, create_backend
     from ..runner import render
     from ..storyboard import load_storyboard
 
-    backend = create_backend(RenderSettings(model="demo", motion_adapter=adapter, dtype=dtype))
+    backend = create_backend(RenderSettings(model=model, motion_adapter=adapter, dtype=dtype))
     try:
         for name in ("clips", "morphs"):
             render(load_storyboard(work / f"{name}.json", run_seed=seed), work / name, backend.settings,
@@ -123,12 +126,13 @@ def summary(rows: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", default="demo", help="motion adapter folder  [default: the shipped demo one]")
+    parser.add_argument("--model", default="demo", help="image model  [default: the shipped demo model]")
     parser.add_argument("--out", type=Path, default=None, help="keep the rendered frames here")
     parser.add_argument("--count", type=int, default=EVAL_PROMPTS, help="held-out prompts to render")
     parser.add_argument("--dtype", default="auto", help="float32, bfloat16 or auto (as framereel picks)")
     parser.add_argument("--all", action="store_true", help="also print every clip's track and changes")
     args = parser.parse_args()
-    report = evaluate(args.adapter, args.out, args.count, dtype=args.dtype)
+    report = evaluate(args.adapter, args.out, args.count, dtype=args.dtype, model=args.model)
     print(json.dumps(report if args.all else {k: v for k, v in report.items() if k != "clips"}, indent=2))
 
 
