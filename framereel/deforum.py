@@ -513,15 +513,12 @@ def _not_carried(s: dict, mode: str, frames: int, seed: int, name: str, notes: l
 
 def read_settings(path: str | Path) -> dict[str, Any]:
     """Read a Deforum settings file (JSON, usually named ``*_settings.txt``)."""
+    from .storyboard import read_text
+
     path = Path(path)
+    text = read_text(path, "a Deforum settings file (deforum_settings.txt)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FramereelError(f"{path}: no such file; pass a Deforum settings file (deforum_settings.txt)") from None
-    except IsADirectoryError:
-        raise FramereelError(f"{path}: is a folder; pass a Deforum settings file (deforum_settings.txt)") from None
-    except UnicodeDecodeError:
-        raise FramereelError(f"{path.name}: not UTF-8 text; save it as UTF-8") from None
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise FramereelError(f"{path.name}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
     if not is_deforum_settings(data):

@@ -253,14 +253,15 @@ def _check_keys(path: Path, where: str, obj: dict, allowed: set[str]) -> None:
             raise _fail(path, where, f"unknown key {shown(key)}{hint}")
 
 
-def read_text(path: Path) -> str:
-    """A storyboard file's text (UTF-8, a leading byte-order mark dropped), or one line saying why not."""
+def read_text(path: Path, what: str = "a prompts .json or .txt file") -> str:
+    """A text file's contents (UTF-8, a leading byte-order mark dropped), or one line saying why not;
+    ``what`` names the file the user should pass instead (a storyboard, by default)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise FramereelError(f"{path}: no such file; pass the path of a prompts .json or .txt file") from None
+        raise FramereelError(f"{path}: no such file; pass the path of {what}") from None
     except IsADirectoryError:
-        raise FramereelError(f"{path}: is a folder; pass the path of a prompts .json or .txt file") from None
+        raise FramereelError(f"{path}: is a folder; pass the path of {what}") from None
     except NotADirectoryError:
         raise FramereelError(f"{path}: a part of this path is a file, not a folder") from None
     except PermissionError:

@@ -371,3 +371,13 @@ def test_plain_chains_keep_their_hash_parameters(tmp_path):
     lab[1]["color_match"] = "first-lab"
     board.write_text(json.dumps(lab))
     assert load_storyboard(board).frames[1].render_params()["color_space"] == "lab"
+
+
+def test_a_settings_file_saved_with_a_byte_order_mark_imports_and_bad_paths_are_one_line(tmp_path):
+    bom = tmp_path / "notepad_settings.txt"  # Windows Notepad's "UTF-8" adds a byte-order mark
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(webui_settings()).encode())
+    assert cli("import", "deforum", bom, "-o", tmp_path / "sb.json").returncode == 0
+    for path, message in [(tmp_path / "missing.txt", "no such file; pass the path of a Deforum settings file"),
+                          (tmp_path, "is a folder; pass the path of a Deforum settings file")]:
+        proc = cli("import", "deforum", path, "-o", tmp_path / "other.json")
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
