@@ -70,7 +70,7 @@ def test_family_renders_morphs_chains_resumes_and_matches_its_own_pipeline(famil
     pipe = DiffusionPipeline.from_pretrained(str(folder), torch_dtype=getattr(torch, backend.dtype))
     pipe.scheduler = make_scheduler(run["scheduler"], pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    extra = {"sd3": {"max_sequence_length": 256}, "flux-schnell": {"max_sequence_length": 256},
+    extra = {"sd3": {"max_sequence_length": 256}, "sd3.5": {"max_sequence_length": 256}, "flux-schnell": {"max_sequence_length": 256},
              "flux-dev": {"max_sequence_length": 512}}.get(family, {})  # the model cards' T5 lengths
     expected = pipe(prompt=params["prompt"], generator=torch.Generator("cpu").manual_seed(params["seed"]),
                     num_inference_steps=params["steps"], guidance_scale=params["guidance"], width=params["width"],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tiny_model import TOKENIZER_DIR
 
-FAMILY_BUILDS = ("sd2-v", "sd-turbo", "lcm", "sdxl", "sd3", "flux-schnell", "flux-dev")
+FAMILY_BUILDS = ("sd2-v", "sd-turbo", "lcm", "sdxl", "sdxl-turbo", "lcm-sdxl", "sd3", "sd3.5", "flux-schnell", "flux-dev")
 
 
 def _clip(with_projection: bool = False, hidden: int = 32):
@@ -89,22 +89,28 @@ def build_family(family: str, folder: Path, seed: int = 0) -> Path:
         pipe = diffusers.StableDiffusionPipeline(
             vae=_vae(), text_encoder=_clip(), tokenizer=_clip_tokenizer(), unet=unet, scheduler=scheduler,
             safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    elif family == "sdxl":
+    elif family in ("sdxl", "sdxl-turbo", "lcm-sdxl"):
+        # SDXL-Turbo ships SDXL's pipeline with Euler on trailing timesteps; LCM-SDXL a UNet with a
+        # guidance embedding (time_cond_proj_dim) and the LCM scheduler
         unet = diffusers.UNet2DConditionModel(
             sample_size=32, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
             attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
             addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
-            projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=64, norm_num_groups=8)
+            projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=64, norm_num_groups=8,
+            time_cond_proj_dim=32 if family == "lcm-sdxl" else None)
+        scheduler = {"sdxl": diffusers.EulerDiscreteScheduler(**betas, steps_offset=1, timestep_spacing="leading"),
+                     "sdxl-turbo": diffusers.EulerDiscreteScheduler(**betas, timestep_spacing="trailing"),
+                     "lcm-sdxl": diffusers.LCMScheduler(**betas)}[family]
         pipe = diffusers.StableDiffusionXLPipeline(
             vae=_vae(), text_encoder=_clip(), text_encoder_2=_clip(with_projection=True), tokenizer=_clip_tokenizer(),
-            tokenizer_2=_clip_tokenizer(), unet=unet,
-            scheduler=diffusers.EulerDiscreteScheduler(**betas, steps_offset=1, timestep_spacing="leading"))
-    elif family == "sd3":
+            tokenizer_2=_clip_tokenizer(), unet=unet, scheduler=scheduler)
+    elif family in ("sd3", "sd3.5"):
         t5_tok = t5_tokenizer(folder.parent / f"{folder.name}-t5tok")
-        transformer = diffusers.SD3Transformer2DModel(
+        transformer = diffusers.SD3Transformer2DModel(  # SD 3.5 adds RMS-normalised queries and keys
             sample_size=32, patch_size=1, in_channels=4, out_channels=4, num_layers=1, attention_head_dim=8,
-            num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=64, pooled_projection_dim=64)
+            num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=64, pooled_projection_dim=64,
+            qk_norm="rms_norm" if family == "sd3.5" else None)
         pipe = diffusers.StableDiffusion3Pipeline(
             transformer=transformer, scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0),
             vae=_vae(use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035),
