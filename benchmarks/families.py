@@ -7,8 +7,11 @@
    SDXL's (full size) with and without ``--vae-tiling``; the UNet and text encoders are tiny, so
    the figures are the VAE's share (the full SDXL UNet adds ~5 GiB of bf16 weights to both).
    Each measurement runs in its own process (peak RSS is per process).
+3. sdxl-full — the same with every part of SDXL base 1.0 at full size (UNet, both text
+   encoders, VAE; random weights, saved in fp16), one step without CFG: the whole peak RSS of an
+   SDXL frame at 1024² on the CPU, with and without ``--vae-tiling``.
 
-    PYTHONPATH=. python benchmarks/families.py [turbo] [vae-tiling] --out benchmarks/results/families.json
+    PYTHONPATH=. python benchmarks/families.py [turbo] [vae-tiling] [sdxl-full] --out benchmarks/results/families.json
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def peak_rss_child(model: str, tiling: bool, out: str) -> None:
 
     board = Path(out + ".json")
     board.write_text(json.dumps([{"prompt": "a lighthouse"}]))
-    render(load_storyboard(board, overrides={"steps": 1, "width": 1024, "height": 1024}), out,
+    render(load_storyboard(board, overrides={"steps": 1, "width": 1024, "height": 1024, "guidance": 0.0}), out,
            RenderSettings(model=model, batch=1, vae_tiling=tiling))
     print(json.dumps({"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
 
@@ -114,20 +117,32 @@ def main() -> None:
             }
             print(json.dumps(report["turbo"]), flush=True)
         if "vae-tiling" in args.figures:
-            model = build_sdxl_vae_shaped(tmp / "sdxl-vae")
-            figures = {}
-            for tiling in (False, True):
-                t0 = time.perf_counter()
-                proc = subprocess.run([sys.executable, __file__, "--child", str(model), "1" if tiling else "0",
-                                       str(tmp / f"tiling-{tiling}")], capture_output=True, text=True, check=True)
-                rss = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_gib"]
-                figures["with_vae_tiling" if tiling else "without"] = {
-                    "peak_rss_gib": round(rss, 2), "seconds": round(time.perf_counter() - t0, 1)}
-            figures["ratio_without_over_with"] = round(figures["without"]["peak_rss_gib"]
-                                                       / figures["with_vae_tiling"]["peak_rss_gib"], 2)
-            report["vae_tiling_sdxl_vae_1024"] = figures
-            print(json.dumps(figures), flush=True)
+            report["vae_tiling_sdxl_vae_1024"] = tiling_figures(build_sdxl_vae_shaped(tmp / "sdxl-vae"), tmp)
+        if "sdxl-full" in args.figures:
+            from gpu_families import build_sdxl
+
+            t0 = time.perf_counter()
+            build_sdxl(tmp / "sdxl-full", tiny=False)
+            figures = tiling_figures(tmp / "sdxl-full", tmp)
+            figures["build_s"] = round(time.perf_counter() - t0, 1)
+            report["sdxl_full_1024_one_step_no_cfg"] = figures
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def tiling_figures(model: Path, tmp: Path) -> dict:
+    """Peak RSS of one 1024² frame of ``model``, each in a fresh process, without and with --vae-tiling."""
+    figures = {}
+    for tiling in (False, True):
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, __file__, "--child", str(model), "1" if tiling else "0",
+                               str(tmp / f"{model.name}-tiling-{tiling}")], capture_output=True, text=True, check=True)
+        rss = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_gib"]
+        figures["with_vae_tiling" if tiling else "without"] = {
+            "peak_rss_gib": round(rss, 2), "seconds": round(time.perf_counter() - t0, 1)}
+    figures["ratio_without_over_with"] = round(figures["without"]["peak_rss_gib"]
+                                               / figures["with_vae_tiling"]["peak_rss_gib"], 2)
+    print(json.dumps(figures), flush=True)
+    return figures
 
 
 if __name__ == "__main__":
