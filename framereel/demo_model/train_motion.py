@@ -1,14 +1,18 @@
 """Train the demo model's motion module: a small AnimateDiff ``MotionAdapter`` on procedural clips.
 
-Reproducible and CPU-only: ``python -m framereel.demo_model.train_motion --out DIR``. The demo
-model (``weights/``) stays frozen; only the temporal attention layers of a diffusers
-``MotionAdapter`` learn. Every setting is in ``MotionConfig``. Stages, each timed and logged:
+Reproducible, on the CPU by default: ``python -m framereel.demo_model.train_motion --out DIR``
+(``--device cuda`` on a GPU; every random draw is made on the CPU, so the batches are the same).
+The demo model (``weights/``) stays frozen; only the temporal attention layers of a diffusers
+``MotionAdapter`` learn (and, with ``word_lr``, the embeddings of the motion words, saved with a
+copy of the text encoder in ``DIR/text_encoder``). Every setting is in ``MotionConfig``
+(``--set FIELD=VALUE`` overrides one). Stages, each timed and logged:
 
 1. draw the clips (``motion_scenes.py``: shapes moving left/right, falling/rising, growing/
    shrinking, shifting colour) and encode every frame once with the demo model's VAE;
 2. wrap the demo UNet in a ``UNetMotionModel`` with a fresh adapter whose output projections
    start at zero (so step 0 is exactly the image model), and train the adapter: epsilon
-   prediction, independent noise per frame, Min-SNR-5 weighting, 10 % empty captions;
+   prediction, independent noise per frame, Min-SNR-5 weighting (with an optional floor), 10 %
+   empty captions;
 3. save the adapter in diffusers' layout (fp16 safetensors) and ``training.json``.
 
 A checkpoint is written every ``--checkpoint-every`` steps (``DIR/checkpoint.pt``) and a rerun
@@ -65,8 +69,9 @@ class MotionConfig:
 
 # Stage 2 starts from stage 1's adapter (``--init``) and trains on the directional moves at high
 # noise, where stage 1 learned frame-to-frame consistency but not yet which way a shape goes.
-# Stage 3 is the recipe in use: one run from scratch that also teaches the demo text encoder its motion
-# words, with the noisiest steps weighted like the rest (``snr_floor``).
+# Stage 3, tried and not shipped (see motion/README.md): one run from scratch that also teaches the demo
+# text encoder its motion words, with the noisiest steps weighted like the rest (``snr_floor``). The
+# shipped module is stage 1 then stage 2.
 STAGES = {
     1: MotionConfig(),
     2: MotionConfig(seed=1, steps=1000, warmup=20, directional_share=0.8, high_noise_share=0.5),
