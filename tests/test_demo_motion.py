@@ -1,5 +1,6 @@
 """The shipped demo motion module moves shapes the prompted way, measured by tracking the shape."""
 
+import json
 import random
 
 import pytest
@@ -44,3 +45,37 @@ def test_demo_motion_module_moves_the_prompted_way_and_smoothly():
     assert report["clip_change_variance"] < 0.5 * report["morph_change_variance"]  # measured 16.1 vs 48.0
     assert report["clips_smoother_than_morph"] >= 0.75  # measured 10 of 12
     assert report["clips_without_jumps"] >= 0.4 > report["morphs_without_jumps"]  # measured 5 of 12 vs 0-1 of 12
+
+
+def test_the_retrain_command_runs_and_teaches_only_the_motion_words(tmp_path):
+    """`train_motion --quick --stage 3` end to end: an adapter diffusers loads, and a text encoder in
+    which every embedding row but the motion words' is the demo model's, bit for bit."""
+    import subprocess
+    import sys
+
+    import torch
+    from diffusers import MotionAdapter
+    from safetensors.torch import load_file
+
+    from framereel.demo_model.train_motion import WEIGHTS
+
+    out = tmp_path / "adapter"
+    proc = subprocess.run([sys.executable, "-m", "framereel.demo_model.train_motion", "--out", str(out), "--quick",
+                           "--stage", "3", "--set", "batch=1"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    MotionAdapter.from_pretrained(out)
+    training = json.loads((out / "training.json").read_text())
+    assert training["config"]["batch"] == 1 and {"moving</w>", "right</w>", "falling</w>"} <= set(training["motion_words"])
+    before = load_file(WEIGHTS / "text_encoder" / "model.safetensors")
+    after = load_file(out / "text_encoder" / "model.safetensors")
+    key = next(k for k in before if "token_embedding" in k)
+    changed = set((before[key] != after[key]).any(dim=1).nonzero().flatten().tolist())
+    from transformers import CLIPTokenizer
+
+    words = set(CLIPTokenizer.from_pretrained(WEIGHTS / "tokenizer").convert_tokens_to_ids(training["motion_words"]))
+    assert changed and changed <= words
+    assert all(torch.equal(before[k], after[k]) for k in before if k != key)
+
+    bad = subprocess.run([sys.executable, "-m", "framereel.demo_model.train_motion", "--out", str(out), "--quick",
+                          "--set", "btach=2"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no MotionConfig field 'btach'" in bad.stderr
