@@ -118,6 +118,7 @@ def test_refiner_refusals_are_one_line_before_anything_renders(sdxl, tiny_model,
         (("--model", base_dir, "--refiner", tmp_path / "nowhere"), "no such folder or file"),
         (("--model", base_dir, "--refiner", refiner_dir, "--refiner-switch", "1.5"), "give a fraction between 0 and 1"),
         (("--model", base_dir, "--refiner-switch", "0.7"), "--refiner-switch needs --refiner"),
+        (("--model", refiner_dir), f"pass it as --refiner {refiner_dir} with an SDXL base as --model"),
     ]
     for extra, message in cases:
         proc = cli("frames", board, "-o", tmp_path / "out", "--device", "cpu", "--steps", 2, *extra)

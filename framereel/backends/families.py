@@ -117,6 +117,9 @@ def detect_folder(folder: Path, name: str = "") -> Family:
         return FAMILIES[override]
     cls = index.get("_class_name", "?")
     kind = PIPELINE_KINDS.get(cls)
+    if kind is None and cls == "StableDiffusionXLImg2ImgPipeline":
+        raise FramereelError(f"{folder}: an SDXL refiner (model_index.json says {cls}) is not a model on its own; "
+                             f"pass it as --refiner {folder} with an SDXL base as --model")
     if kind is None:
         raise FramereelError(f"{folder}: model_index.json says {cls}, which framereel does not render; "
                              f"supported: {SUPPORTED}")
