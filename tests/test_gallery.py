@@ -60,7 +60,9 @@ def test_gallery_follows_a_run_from_file_url(tmp_path, browser):  # noqa: F811
     assert view.dialogs == [] and view.errors == []
 
     # the video at the top is the run's, and lasts as long as the storyboard says
-    duration = wait_until(page, "() => { const v = document.querySelector('video'); return v && v.readyState >= 1 && v.duration; }")
+    # (the page may still show the first run's video for a moment: it swaps it when run.js says so)
+    duration = wait_until(page, "(s) => { const v = document.querySelector('video'); "
+                                "return v && v.readyState >= 1 && Math.abs(v.duration - s) < 0.1 && v.duration; }", SECONDS)
     assert duration == pytest.approx(SECONDS, abs=0.1)
     assert probe_video(out / "video.mp4")["seconds"] == pytest.approx(SECONDS, abs=0.1)
     # the timeline bar: one segment per frame, widths in proportion to time on screen
