@@ -23,6 +23,7 @@ saved as the adapter, and ``training.json`` says how many steps were done).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import random
@@ -150,7 +151,7 @@ class MotionWords:
         self.weight = text_encoder.get_input_embeddings().weight
         self.ids = motion_word_ids(tokenizer) if enabled else []
         self.frozen = self.weight.detach().clone()
-        self.keep = torch.ones(self.weight.shape[0], dtype=torch.bool)
+        self.keep = torch.ones(self.weight.shape[0], dtype=torch.bool, device=self.weight.device)
         self.keep[self.ids] = False
         text_encoder.requires_grad_(False)
         self.weight.requires_grad_(bool(self.ids))
@@ -158,7 +159,7 @@ class MotionWords:
     def restore_frozen_rows(self) -> None:
         """Put back every row but the motion words' (weight decay and optimizer noise never touch them)."""
         with torch.no_grad():
-            self.weight[self.keep.to(self.weight.device)] = self.frozen.to(self.weight.device)[self.keep.to(self.weight.device)]
+            self.weight[self.keep] = self.frozen[self.keep]
 
 
 def training_caption(motion, rng: random.Random, held_out: set[str]) -> str:
@@ -348,8 +349,8 @@ def save_adapter(model, adapter, words: MotionWords, cfg: MotionConfig, args: ar
     model.train(was_training)
     learned = []
     if words.ids:
-        words.text_encoder.to(torch.float16).save_pretrained(out / "text_encoder", safe_serialization=True)
-        words.text_encoder.to(torch.float32)
+        # a copy in fp16: casting the one being trained would round its learned rows at every snapshot
+        copy.deepcopy(words.text_encoder).to(torch.float16).save_pretrained(out / "text_encoder", safe_serialization=True)
         learned = [words.tokenizer.convert_ids_to_tokens(i) for i in words.ids]
     (out / "training.json").write_text(json.dumps(
         {"config": asdict(cfg), "stage": args.stage, "init": str(args.init) if args.init else None, "steps_done": done,
