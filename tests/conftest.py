@@ -14,6 +14,26 @@ from tiny_model import build_tiny_pipeline  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
+# A small film with morphs, a chain with motion and plain key frames (8 frames), for tests that
+# compare whole runs across processes, executors and faults.
+FILM = [
+    {"prompt": "a red circle", "morph": 2},
+    {"prompt": "a blue circle"},
+    {"prompt": "a green square"},
+    {"prompt": "the square drifts", "init": "previous", "strength": 0.5, "motion": {"zoom": 1.1}},
+    {"prompt": "the square drifts more", "init": "previous", "strength": 0.5},
+    {"prompt": "a yellow star"},
+]
+# bf16 convolutions on the CPU round differently with different thread counts, so byte-identity
+# across processes holds for equal threads per process: pin one thread each, as `--workers 2` gives
+# on 2 cores.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def frames_bytes(out: Path) -> dict[str, bytes]:
+    """Every frame PNG of the output folder ``out``, by file name: for byte-for-byte comparisons of runs."""
+    return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
+
 
 @pytest.fixture(scope="session", autouse=True)
 def measurement_cache(tmp_path_factory):

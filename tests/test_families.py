@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli, write_storyboard
+from conftest import frames_bytes, run_cli, write_storyboard
 from PIL import Image
 from tiny_families import FAMILY_BUILDS, build_family, build_tiny_lora
 
@@ -28,9 +28,6 @@ def family_model(tmp_path_factory):
 
     return get
 
-
-def frames_bytes(out):
-    return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
 
 
 def pixels(path_or_image):

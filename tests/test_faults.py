@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, write_storyboard
+from conftest import FILM, ONE_THREAD, frames_bytes, run_cli, write_storyboard
 from PIL import Image
 
 from framereel import FramereelError, RenderSettings, load_storyboard, render
@@ -29,19 +29,7 @@ from framereel.video import stitch
 
 SCALE = int(os.environ.get("FRAMEREEL_FUZZ", "1") or 1)
 PROMPTS = [{"prompt": f"a lighthouse, shot {i}"} for i in range(5)]
-FILM = [  # morphs, a chain with motion, and plain key frames: 8 frames
-    {"prompt": "a red circle", "morph": 2},
-    {"prompt": "a blue circle"},
-    {"prompt": "a green square"},
-    {"prompt": "the square drifts", "init": "previous", "strength": 0.5, "motion": {"zoom": 1.1}},
-    {"prompt": "the square drifts more", "init": "previous", "strength": 0.5},
-    {"prompt": "a yellow star"},
-]
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # byte-identical frames across processes
 
-
-def frames_bytes(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
 
 
 def digest(path: Path) -> str:

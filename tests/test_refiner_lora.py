@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import cli, write_storyboard
+from conftest import cli, frames_bytes, write_storyboard
 from PIL import Image
 from tiny_families import build_family, build_tiny_lora, build_tiny_refiner
 
@@ -27,9 +27,6 @@ def pixels(path_or_image):
     image = path_or_image if isinstance(path_or_image, Image.Image) else Image.open(path_or_image)
     return np.asarray(image.convert("RGB"))
 
-
-def frame_files(out):
-    return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
 
 
 def diffusers_base_and_refiner(base_dir, refiner_dir, scheduler):
@@ -64,7 +61,7 @@ def test_sdxl_refiner_matches_diffusers_base_plus_refiner_resumes_and_is_in_the_
     run = json.loads((out / "run.json").read_text())
     assert run["refiner"] == {"id": str(refiner_dir.resolve()), "switch": 0.8}
     assert all(f["params"]["refiner"]["switch"] == 0.8 for f in run["frames"])
-    first = frame_files(out)
+    first = frames_bytes(out)
     assert len(first) == 5
 
     # every kind of frame equals diffusers' base (denoising_end) + refiner (denoising_start)
@@ -94,10 +91,10 @@ def test_sdxl_refiner_matches_diffusers_base_plus_refiner_resumes_and_is_in_the_
     # resume: nothing re-rendered; another switch point: every frame again; batching gives the same frames
     settings = RenderSettings(model=str(base_dir), refiner=str(refiner_dir), dtype="float32", device="cpu", batch=1)
     again = render(load_storyboard(board, overrides={"steps": STEPS}), out, settings)
-    assert again.rendered == [] and frame_files(out) == first
+    assert again.rendered == [] and frames_bytes(out) == first
     switched = render(load_storyboard(board, overrides={"steps": STEPS}), out,
                       replace(settings, refiner_switch=0.7))
-    assert switched.rendered == [0, 1, 2, 3, 4] and frame_files(out) != first
+    assert switched.rendered == [0, 1, 2, 3, 4] and frames_bytes(out) != first
     batched = render(load_storyboard(board, overrides={"steps": STEPS}), tmp_path / "batched",
                      replace(settings, batch=2))
     assert batched.rendered == [0, 1, 2, 3, 4] and not batched.failed
@@ -172,16 +169,16 @@ def test_a_frames_own_lora_renders_as_diffusers_with_it_set_and_only_that_frame_
     styled, plain = diffusers_sd(tiny_model, run["scheduler"], lora, 0.8), diffusers_sd(tiny_model, run["scheduler"])
     assert np.array_equal(pixels(out / "frames" / "frame_000.png"), pixels(sd_frame(styled, p[0])))
     assert np.array_equal(pixels(out / "frames" / "frame_001.png"), pixels(sd_frame(plain, p[1])))
-    first = frame_files(out)
+    first = frames_bytes(out)
 
     settings = RenderSettings(model=str(tiny_model), dtype="float32", device="cpu", batch=1)
     again = render(load_storyboard(board, overrides={"steps": 2}), out, settings)
-    assert again.rendered == [] and frame_files(out) == first
+    assert again.rendered == [] and frames_bytes(out) == first
     frames[0]["lora"] = f"{lora}:0.5"  # one frame's weight changes: that frame alone renders again
     write_storyboard(board, frames)
     changed = render(load_storyboard(board, overrides={"steps": 2}), out, settings)
-    assert changed.rendered == [0] and frame_files(out)["frame_001.png"] == first["frame_001.png"]
-    assert frame_files(out)["frame_000.png"] != first["frame_000.png"]
+    assert changed.rendered == [0] and frames_bytes(out)["frame_001.png"] == first["frame_001.png"]
+    assert frames_bytes(out)["frame_000.png"] != first["frame_000.png"]
 
     # batched, frames with other LoRAs never share a call: the same frames as one at a time
     batched = render(load_storyboard(board, overrides={"steps": 2}), tmp_path / "batched",
@@ -227,13 +224,13 @@ def test_a_frames_lora_list_replaces_the_defaults_and_morphs_blend_the_weights(t
     # "lora": [] is a frame without LoRAs: the same hash and bytes as a run that has none
     plain = json.loads((tmp_path / "plain" / "run.json").read_text())["frames"][2]
     assert run["frames"][2]["hash"] == plain["hash"]
-    assert frame_files(tmp_path / "out")["frame_002.png"] == frame_files(tmp_path / "plain")["frame_002.png"]
+    assert frames_bytes(tmp_path / "out")["frame_002.png"] == frames_bytes(tmp_path / "plain")["frame_002.png"]
     frames = list(load_storyboard(board, overrides={"steps": 2, "width": 64, "height": 64}).frames)
     assert [[f.index for f in g] for g in batch_groups(frames, 4)] == [[0], [1], [2], [3], [4]]
     # worker processes load each frame's LoRAs when a frame first needs them: the same bytes
     workers = render(load_storyboard(board, overrides={"steps": 2}), tmp_path / "workers", settings,
                      parallelism=Parallelism(workers=2))
-    assert not workers.failed and frame_files(tmp_path / "workers") == frame_files(tmp_path / "out")
+    assert not workers.failed and frames_bytes(tmp_path / "workers") == frames_bytes(tmp_path / "out")
 
 
 def test_frame_lora_refusals_are_one_line_naming_the_frame(tiny_model, tmp_path):

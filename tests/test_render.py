@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import write_storyboard
+from conftest import frames_bytes, write_storyboard
 from PIL import Image
 
 from framereel import FramereelError, RenderSettings, load_storyboard, render
@@ -28,9 +28,6 @@ def backend(tiny_model):
 
     return create_backend(settings(tiny_model))
 
-
-def frames_bytes(out):
-    return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
 
 
 @pytest.fixture()

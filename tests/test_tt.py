@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli, run_cli, write_storyboard
+from conftest import cli, frames_bytes, run_cli, write_storyboard
 from PIL import Image
 
 FAKES = Path(__file__).parent / "fake_tt"
@@ -66,9 +66,6 @@ def opened(log: Path) -> list[list[str]]:
     """Each ``open`` the fake ttnn logged: device id, board, l1_small_size, trace_region_size, dispatch, visible=, throttle=."""
     return [line.split()[1:] for line in lines(log) if line.startswith("open ")]
 
-
-def frames_bytes(out):
-    return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
 
 
 def frame_prompts(out: Path, count: int) -> list[str]:

@@ -1,28 +1,9 @@
 """Several worker processes render the same frames as one; a crashed worker loses nothing."""
 
 import json
-import os
 
 import pytest
-from conftest import run_cli, write_storyboard
-
-FILM = [
-    {"prompt": "a red circle", "morph": 2},
-    {"prompt": "a blue circle"},
-    {"prompt": "a green square"},
-    {"prompt": "the square drifts", "init": "previous", "strength": 0.5, "motion": {"zoom": 1.1}},
-    {"prompt": "the square drifts more", "init": "previous", "strength": 0.5},
-    {"prompt": "a yellow star"},
-]
-
-
-# bf16 convolutions on the CPU round differently with different thread counts, so byte-identity
-# holds for equal threads per process: pin one thread each, as `--workers 2` gives on 2 cores.
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def frames_bytes(out):
-    return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
+from conftest import FILM, ONE_THREAD, frames_bytes, run_cli, write_storyboard
 
 
 def test_two_workers_render_exactly_what_one_does(tmp_path, tiny_model):
