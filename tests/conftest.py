@@ -30,6 +30,19 @@ FILM = [
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+@pytest.fixture
+def one_thread(monkeypatch):
+    """One torch thread in this process and in worker processes it starts (``OMP_NUM_THREADS``), so
+    frames are byte-equal to ONE_THREAD subprocesses' and to recorded ones."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
 def frames_bytes(out: Path) -> dict[str, bytes]:
     """Every frame PNG of the output folder ``out``, by file name: for byte-for-byte comparisons of runs."""
     return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}

@@ -22,16 +22,6 @@ RECORDED = {
 }
 
 
-@pytest.fixture
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("batch", [1, 4])
 def test_frames_are_byte_identical_to_the_recorded_ones(tmp_path, one_thread, batch):
     board = tmp_path / "board.json"  # the recorded run's storyboard path is part of run.json, not of the PNGs

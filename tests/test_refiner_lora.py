@@ -189,19 +189,6 @@ def test_a_frames_own_lora_renders_as_diffusers_with_it_set_and_only_that_frame_
         assert np.abs(diff).max() <= 2
 
 
-@pytest.fixture
-def one_thread(monkeypatch):
-    """One thread here and in worker processes: CPU convolutions round differently with other thread
-    counts, so in-process and `--workers 2` frames are byte-equal only at equal threads per process."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_a_frames_lora_list_replaces_the_defaults_and_morphs_blend_the_weights(tiny_model, tmp_path, one_thread):
     from framereel.jobs import batch_groups
 
