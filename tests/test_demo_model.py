@@ -57,3 +57,31 @@ def test_morph_moves_the_colour_monotonically(tmp_path):
     assert blueness[0] < -100 and blueness[-1] > 100  # the ends are red and blue
     steps = np.diff(blueness)
     assert (steps > -25).all(), blueness  # never turns back by more than a little
+
+
+def test_the_retrain_command_writes_a_zero_terminal_snr_model_framereel_renders(tmp_path):
+    """`train --quick` end to end, and `train --init` (stage 2 only, from the shipped weights): each
+    writes a model folder whose scheduler samples on the schedule stage 2 trained on (v-prediction,
+    zero terminal SNR, trailing timesteps), and `framereel make --model DIR` renders from it."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import cli
+
+    for name, extra in (("scratch", []), ("stage2", ["--init", str(DEMO_MODEL_DIR)])):
+        out = tmp_path / name
+        proc = subprocess.run([sys.executable, "-m", "framereel.demo_model.train", "--out", str(out), "--quick", *extra],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        sched = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+        assert (sched["prediction_type"], sched["rescale_betas_zero_snr"], sched["timestep_spacing"]) == (
+            "v_prediction", True, "trailing")
+        training = json.loads((out / "training.json").read_text())
+        assert ("train_unet_s" in training["timings"]) == (name == "scratch") and "train_zsnr_s" in training["timings"]
+    assert training["init"] == str(DEMO_MODEL_DIR)
+    assert training["stage1"] == json.loads((DEMO_MODEL_DIR / "training.json").read_text())  # the record it started from
+    board = tmp_path / "b.json"
+    board.write_text('[{"prompt": "a red circle on the left, day sky"}]')
+    cli("frames", board, "-o", tmp_path / "film", "--model", tmp_path / "stage2", "--steps", "2", check=True)
+    assert Image.open(tmp_path / "film" / "frames" / "frame_000.png").size == (64, 64)

@@ -1,7 +1,9 @@
-"""Same seeds, same parameters → the same PNG bytes as framereel 0.1.0 wrote (before the render core
-was restructured): key frames, a morph, an img2img chain with motion and colour matching, at batch 1
-and batch 4. The hashes were recorded with the shipped demo model in float32 on one thread, on this
-project's CI machine kind (another CPU's float32 kernels may round differently)."""
+"""Same seeds, same parameters → the same PNG bytes as recorded: key frames, a morph, an img2img chain
+with motion and colour matching, at batch 1 and batch 4. The hashes were first recorded with
+framereel 0.1.0 (before the render core was restructured), and re-recorded on 2026-11-26 when the
+demo model was retrained to zero terminal SNR, by code that still gave 0.1.0's bytes on the old
+weights. Demo model in float32 on one thread, on this project's CI machine kind (another CPU's
+float32 kernels may round differently)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,10 @@ from framereel import RenderSettings, load_storyboard, render
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = {
-    1: ["2437dc21b8fbae73", "0b919912ca3b1843", "4b9e98e8385999f5", "aa2bf0c301160c11", "ca939a18ce81257c",
-        "dcdd0c5c832eb8b0", "e160b80bc3a1cf65"],
-    4: ["d8b17a77ecb6f8ff", "55ca025ac898afdc", "01f888853e06a9e1", "c4206e67fb4cae9a", "a0233e0218660a25",
-        "10bc1b1124f44be0", "a60a047cb3cc21e8"],
+    1: ["b9640cc848838e30", "083588117ae5e754", "a562d4e8e228fb99", "fe4724c2cd54fe61", "48d25859c6b0c9a4",
+        "6358ee25ae4e6b48", "0ea4107b5ccf07a5"],
+    4: ["b9640cc848838e30", "083588117ae5e754", "a2ca5dbf7f355f9f", "defa6a23640ea68a", "b45bfddc9ac39a61",
+        "b3565bfd39a8f9c2", "0c6b80c0b0f68e57"],
 }
 
 

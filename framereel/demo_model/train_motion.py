@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from . import motion_scenes, scenes
-from .train import log, lr_at
+from .train import log, loss_weights, lr_at, noise_schedule
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -57,7 +57,8 @@ class MotionConfig:
     min_snr_gamma: float = 5.0
     threads: int = 2
     directional_share: float = 0.0  # share of clips drawn from left/right/falling/rising (else any motion)
-    high_noise_share: float = 0.0  # share of timesteps drawn from t >= 500, where layout and motion are decided
+    high_noise_share: float = 0.0  # share of timesteps drawn from t >= high_noise_from, where layout and motion are decided
+    high_noise_from: int = 500
     # Loss weight in terms of the clean clip's error: clamp(SNR, snr_floor, min_snr_gamma). With a floor of 0
     # this is plain Min-SNR, which weighs the noisiest steps (where a shape's position is decided) by their
     # tiny SNR; a floor of 1 weighs them like the rest.
@@ -192,6 +193,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Motio
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--stage", type=int, choices=sorted(STAGES), default=1, help="training stage (see STAGES)")
     parser.add_argument("--init", type=Path, default=None, help="start from this adapter (stage 2: stage 1's)")
+    parser.add_argument("--base", type=Path, default=WEIGHTS, help="the image model to train on  [default: the demo model]")
     parser.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda  [default: cpu]")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one MotionConfig field, e.g. --set steps=4000 (repeatable)")
@@ -213,7 +215,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Motio
     return args, cfg
 
 
-def load_and_encode(cfg: MotionConfig, timings: dict[str, float]):
+def load_and_encode(cfg: MotionConfig, timings: dict[str, float], base: Path = WEIGHTS):
     """Stage 1: load the demo model, draw the clips and encode them with its VAE (timed in ``timings``).
 
     Returns (text encoder, tokenizer, 2-D UNet, held-out captions, clips, their latents)."""
@@ -221,10 +223,10 @@ def load_and_encode(cfg: MotionConfig, timings: dict[str, float]):
     from transformers import CLIPTextModel, CLIPTokenizer
 
     t = time.time()
-    vae = AutoencoderKL.from_pretrained(WEIGHTS / "vae", torch_dtype=torch.float32).eval()
-    text_encoder = CLIPTextModel.from_pretrained(WEIGHTS / "text_encoder", torch_dtype=torch.float32).eval()
-    tokenizer = CLIPTokenizer.from_pretrained(WEIGHTS / "tokenizer")
-    unet2d = UNet2DConditionModel.from_pretrained(WEIGHTS / "unet", torch_dtype=torch.float32)
+    vae = AutoencoderKL.from_pretrained(base / "vae", torch_dtype=torch.float32).eval()
+    text_encoder = CLIPTextModel.from_pretrained(base / "text_encoder", torch_dtype=torch.float32).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(base / "tokenizer")
+    unet2d = UNet2DConditionModel.from_pretrained(base / "unet", torch_dtype=torch.float32)
     held_out = motion_scenes.held_out_captions()
     motions = make_clips(cfg)
     latents = encode_clips(vae, motions, cfg.frames)
@@ -276,10 +278,10 @@ def save_checkpoint(ckpt_path: Path, cfg: MotionConfig, model, opt, words: Motio
     os.replace(tmp, ckpt_path)
 
 
-def batch_loss(cfg: MotionConfig, model, tokenizer, text_encoder, alphas_cumprod: torch.Tensor, snr: torch.Tensor,
-               motions, latents: torch.Tensor, held_out: set[str], rng: random.Random,
-               gen: torch.Generator, device: str = "cpu") -> torch.Tensor:
-    """One batch of random clips and captions: the Min-SNR-weighted epsilon loss, independent noise per frame.
+def batch_loss(cfg: MotionConfig, model, tokenizer, text_encoder, noise_sched, motions, latents: torch.Tensor,
+               held_out: set[str], rng: random.Random, gen: torch.Generator, device: str = "cpu") -> torch.Tensor:
+    """One batch of random clips and captions: the Min-SNR-weighted loss on the image model's own target
+    (epsilon or v, on its own noise schedule), independent noise per frame.
 
     Every random draw is made on the CPU (``rng``, ``gen``), so a run draws the same batches on any device."""
     idx = [rng.randrange(len(motions)) for _ in range(cfg.batch)]
@@ -292,12 +294,15 @@ def batch_loss(cfg: MotionConfig, model, tokenizer, text_encoder, alphas_cumprod
     tt = torch.randint(0, 1000, (len(idx),), generator=gen)
     if cfg.high_noise_share:
         high = torch.rand(len(idx), generator=gen) < cfg.high_noise_share
-        tt = torch.where(high, 500 + tt // 2, tt)
-    a = alphas_cumprod[tt].view(-1, 1, 1, 1, 1)
+        tt = torch.where(high, cfg.high_noise_from + tt * (1000 - cfg.high_noise_from) // 1000, tt)
+    a = noise_sched.alphas_cumprod[tt].view(-1, 1, 1, 1, 1)
     xt = (a.sqrt() * x0 + (1 - a).sqrt() * noise).to(device)
     pred = model(xt, tt.to(device), cond).sample
-    weight = (torch.clamp(snr[tt], min=cfg.snr_floor, max=cfg.min_snr_gamma) / snr[tt]).to(device)
-    return (weight * ((pred - noise.to(device)) ** 2).mean(dim=(1, 2, 3, 4))).mean()
+    prediction = noise_sched.config.prediction_type
+    target = noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0  # v = √ᾱ·ε − √(1−ᾱ)·x₀
+    snr = noise_sched.alphas_cumprod[tt] / (1 - noise_sched.alphas_cumprod[tt])
+    weight = loss_weights(snr, prediction, cfg.min_snr_gamma, cfg.snr_floor).to(device)
+    return (weight * ((pred - target.to(device)) ** 2).mean(dim=(1, 2, 3, 4))).mean()
 
 
 def train_adapter(cfg: MotionConfig, model, opt, start: int, timings: dict[str, float],
@@ -360,13 +365,11 @@ def save_adapter(model, adapter, words: MotionWords, cfg: MotionConfig, args: ar
 
 def main(argv: list[str] | None = None) -> None:
     args, cfg = parse_args(argv)
-    from diffusers import DDPMScheduler
-
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", cfg.threads)))
     args.out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    text_encoder, tokenizer, unet2d, held_out, motions, latents = load_and_encode(cfg, timings)
+    text_encoder, tokenizer, unet2d, held_out, motions, latents = load_and_encode(cfg, timings, args.base)
     adapter, model, params = motion_model(cfg, unet2d, args.init)
     model.to(args.device)
     text_encoder.to(args.device)
@@ -376,8 +379,10 @@ def main(argv: list[str] | None = None) -> None:
         log(f"motion words learning: {' '.join(tokenizer.convert_ids_to_tokens(words.ids))}")
         groups.append({"params": [words.weight], "lr": cfg.word_lr, "base_lr": cfg.word_lr, "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.01)
-    noise_sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
-    snr = noise_sched.alphas_cumprod / (1 - noise_sched.alphas_cumprod)
+    base = json.loads((args.base / "scheduler" / "scheduler_config.json").read_text())
+    noise_sched = noise_schedule(base.get("rescale_betas_zero_snr", False), base.get("prediction_type", "epsilon"))
+    log(f"image model's schedule: {noise_sched.config.prediction_type}, zero terminal SNR "
+        f"{noise_sched.config.rescale_betas_zero_snr}")
 
     ckpt_path = args.out / "checkpoint.pt"
     start, rng_state = 0, None
@@ -388,8 +393,8 @@ def main(argv: list[str] | None = None) -> None:
     if rng_state is not None:
         rng.setstate(rng_state[0])
         gen.set_state(rng_state[1])
-    loss_fn = partial(batch_loss, cfg, model, tokenizer, text_encoder, noise_sched.alphas_cumprod, snr, motions,
-                      latents, held_out, rng, gen, args.device)
+    loss_fn = partial(batch_loss, cfg, model, tokenizer, text_encoder, noise_sched, motions, latents, held_out, rng,
+                      gen, args.device)
     checkpoint = partial(save_checkpoint, ckpt_path, cfg, model, opt, words, rng, gen, timings)
 
     def save(step: int) -> None:
