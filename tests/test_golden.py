@@ -17,10 +17,10 @@ from framereel import RenderSettings, load_storyboard, render
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = {
-    1: ["b9640cc848838e30", "083588117ae5e754", "a562d4e8e228fb99", "fe4724c2cd54fe61", "48d25859c6b0c9a4",
-        "6358ee25ae4e6b48", "0ea4107b5ccf07a5"],
-    4: ["b9640cc848838e30", "083588117ae5e754", "a2ca5dbf7f355f9f", "defa6a23640ea68a", "b45bfddc9ac39a61",
-        "b3565bfd39a8f9c2", "0c6b80c0b0f68e57"],
+    1: ["ad7e2b734cf0464b", "ff8e40f524bb5193", "4177db6cab1de7d0", "c50e25e48e538983", "fc016a49ca27c6a5",
+        "602c97694e5f9491", "d0b2f1697709669d"],
+    4: ["d03d664f8470e460", "ff8e40f524bb5193", "4177db6cab1de7d0", "490aa11c0743d73a", "42867ab930952f3e",
+        "02e92d009eda089a", "ce0dcfa939aa4908"],
 }
 
 
