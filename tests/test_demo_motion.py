@@ -7,7 +7,7 @@ import pytest
 
 from framereel.backends.animatediff import DEMO_MOTION_DIR
 from framereel.demo_model import motion_scenes
-from framereel.demo_model.evaluate_motion import evaluate
+from framereel.demo_model.evaluate_motion import THRESHOLDS, evaluate
 
 pytestmark = pytest.mark.skipif(not (DEMO_MOTION_DIR / "config.json").is_file(),
                                 reason="demo motion module not in this tree")
@@ -36,15 +36,15 @@ def test_held_out_motion_captions_are_never_training_captions():
 
 @pytest.mark.slow
 def test_demo_motion_module_moves_the_prompted_way_and_smoothly():
-    """Holds what the shipped module measured on its 12 held-out clips (bf16 and fp32 alike): it is
-    far from following the direction asked (1 of 12; the aim was 70 %, see the README), but its
-    frame-to-frame change is much steadier than a latent morph's over the same prompts."""
+    """The issue's targets on the 12 held-out clips: the shape moves the asked way in >= 70 % of them
+    (measured 11 of 12 in bf16 and in fp32), and the clips' frame-to-frame change is steadier than a
+    latent morph's over the same prompts, with no frame changing more than twice the median."""
     report = evaluate("demo")
     assert report["prompts"] == 12
-    assert report["direction_accuracy"] >= 0.08  # 1 of 12 (rounded to 0.083)
-    assert report["clip_change_variance"] < 0.5 * report["morph_change_variance"]  # measured 16.1 vs 48.0
-    assert report["clips_smoother_than_morph"] >= 0.75  # measured 10 of 12
-    assert report["clips_without_jumps"] >= 0.4 > report["morphs_without_jumps"]  # measured 5 of 12 vs 0-1 of 12
+    assert report["direction_accuracy"] >= THRESHOLDS["direction_accuracy"], report["clips"]
+    assert report["clip_change_variance"] < 0.25 * report["morph_change_variance"]  # measured 3.3 vs 82.6
+    assert report["clips_smoother_than_morph"] >= 0.9  # measured 12 of 12
+    assert report["clips_without_jumps"] >= 0.75 > report["morphs_without_jumps"]  # measured 12 of 12 vs 0 of 12
 
 
 def test_the_retrain_command_runs_and_teaches_only_the_motion_words(tmp_path):
@@ -65,7 +65,8 @@ def test_the_retrain_command_runs_and_teaches_only_the_motion_words(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     MotionAdapter.from_pretrained(out)
     training = json.loads((out / "training.json").read_text())
-    assert training["config"]["batch"] == 1 and {"moving</w>", "right</w>", "falling</w>"} <= set(training["motion_words"])
+    assert training["config"]["batch"] == 1 and {"moving</w>", "falling</w>"} <= set(training["motion_words"])
+    assert "right</w>" not in training["motion_words"]  # a position word stills use: never retaught
     before = load_file(WEIGHTS / "text_encoder" / "model.safetensors")
     after = load_file(out / "text_encoder" / "model.safetensors")
     key = next(k for k in before if "token_embedding" in k)

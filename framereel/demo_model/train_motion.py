@@ -10,9 +10,10 @@ copy of the text encoder in ``DIR/text_encoder``). Every setting is in ``MotionC
 1. draw the clips (``motion_scenes.py``: shapes moving left/right, falling/rising, growing/
    shrinking, shifting colour) and encode every frame once with the demo model's VAE;
 2. wrap the demo UNet in a ``UNetMotionModel`` with a fresh adapter whose output projections
-   start at zero (so step 0 is exactly the image model), and train the adapter: epsilon
-   prediction, independent noise per frame, Min-SNR-5 weighting (with an optional floor), 10 %
-   empty captions;
+   start at zero (so step 0 is exactly the image model), and train the adapter on the image
+   model's own noise schedule and target (the demo model's: zero terminal SNR, v-prediction),
+   independent noise per frame, Min-SNR-5 weighting (with an optional floor), a share of the
+   timesteps from the noisiest end (where the path of a move is decided), 10 % empty captions;
 3. save the adapter in diffusers' layout (fp16 safetensors) and ``training.json``.
 
 A checkpoint is written every ``--checkpoint-every`` steps (``DIR/checkpoint.pt``) and a rerun
@@ -69,16 +70,18 @@ class MotionConfig:
     word_lr: float = 0.0
 
 
-# Stage 2 starts from stage 1's adapter (``--init``) and trains on the directional moves at high
-# noise, where stage 1 learned frame-to-frame consistency but not yet which way a shape goes.
-# Stage 3, tried and not shipped (see motion/README.md): one run from scratch that also teaches the demo
-# text encoder its motion words, with the noisiest steps weighted like the rest (``snr_floor``). The
-# shipped module is stage 1 then stage 2.
+# The shipped module, on the demo model's zero-terminal-SNR schedule: stage 1 from scratch; stage 2 from
+# stage 1's adapter (``--init``) on new clips, its snapshot at step 1,000 (``--snapshot-every 500``;
+# the cosine schedule runs to 2,000); stage 3 from that snapshot, also teaching the motion words
+# ("rising", "falling", "up", "down" ...: words no still caption uses) to the demo text encoder, whose
+# copy with those rows replaces the demo model's (still captions' rows stay bit-identical).
+# Every stage weighs the noisiest steps like the rest (``snr_floor``) and draws half its timesteps from
+# t >= 950, where only the caption can say which way the shape goes.
+_DIRECTED = dict(batch=4, directional_share=0.8, high_noise_share=0.5, high_noise_from=950, snr_floor=1.0)
 STAGES = {
-    1: MotionConfig(),
-    2: MotionConfig(seed=1, steps=1000, warmup=20, directional_share=0.8, high_noise_share=0.5),
-    3: MotionConfig(seed=2, steps=8000, batch=4, warmup=100, directional_share=0.8, high_noise_share=0.5,
-                    snr_floor=1.0, word_lr=5e-3),
+    1: MotionConfig(steps=2000, **_DIRECTED),
+    2: MotionConfig(seed=1, steps=2000, lr=5e-4, warmup=20, **_DIRECTED),
+    3: MotionConfig(seed=2, steps=1500, lr=5e-4, warmup=20, word_lr=5e-3, **_DIRECTED),
 }
 
 
@@ -122,15 +125,9 @@ def make_clips(cfg: MotionConfig):
             for _ in range(cfg.n_clips)]
 
 
-# Position words the demo model reads but never learned to act on: the same seed puts the shape in the
-# same place for "… on the left …" and "… on the right …" (measured on 6 seeds), so its position
-# conditioning is nil and these rows may learn the direction of a move without costing stills anything.
-DIRECTION_WORDS = ("right", "left")
-
-
 def motion_word_ids(tokenizer) -> list[int]:
-    """Token ids of the motion captions that no demo still caption uses, and of ``DIRECTION_WORDS``
-    (the words the motion module may teach)."""
+    """Token ids of the motion captions that no demo still caption uses (the words the motion module
+    may teach: every row a still caption uses stays as it is, so stills render exactly as before)."""
     rng = random.Random(0)
     still = set()
     for _ in range(4000):
@@ -140,8 +137,7 @@ def motion_word_ids(tokenizer) -> list[int]:
     motion = set()
     for _ in range(4000):
         motion.update(tokenizer(motion_scenes.motion_caption(motion_scenes.random_motion(rng), rng)).input_ids)
-    direction = {i for word in DIRECTION_WORDS for i in tokenizer(f" {word}", add_special_tokens=False).input_ids}
-    return sorted((motion - still) | direction)
+    return sorted(motion - still)
 
 
 class MotionWords:
