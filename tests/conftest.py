@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,10 +25,34 @@ FILM = [
     {"prompt": "the square drifts more", "init": "previous", "strength": 0.5},
     {"prompt": "a yellow star"},
 ]
+
+
+class _EnvWith(Mapping):
+    """``os.environ`` as it is when a process starts, with ``overrides``. Read at use, not at import:
+    a copy taken when this file loads would miss what session fixtures set later (the measurement
+    cache folder), and its subprocesses would measure ``--batch auto`` on their own, pick another
+    batch under load, and render other bytes."""
+
+    def __init__(self, **overrides: str):
+        self.overrides = overrides
+
+    def _now(self) -> dict[str, str]:
+        return {**os.environ, **self.overrides}
+
+    def __getitem__(self, key: str) -> str:
+        return self._now()[key]
+
+    def __iter__(self):
+        return iter(self._now())
+
+    def __len__(self) -> int:
+        return len(self._now())
+
+
 # bf16 convolutions on the CPU round differently with different thread counts, so byte-identity
 # across processes holds for equal threads per process: pin one thread each, as `--workers 2` gives
 # on 2 cores.
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+ONE_THREAD = _EnvWith(OMP_NUM_THREADS="1")
 
 
 @pytest.fixture

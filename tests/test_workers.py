@@ -23,14 +23,27 @@ def test_two_workers_render_exactly_what_one_does(tmp_path, tiny_model):
 def test_a_crashed_worker_gives_its_frame_back(tmp_path, tiny_model):
     board = write_storyboard(tmp_path / "b.json", [{"prompt": f"shot {i}"} for i in range(5)])
     proc = run_cli("frames", board, "-o", tmp_path / "out", "--model", tiny_model, "--steps", "2", "--workers", "2",
-                   env={**ONE_THREAD, "FRAMEREEL_FAULT": "crash:2"})
+                   "--batch", "4", env={**ONE_THREAD, "FRAMEREEL_FAULT": "crash:2"})
     assert proc.returncode == 0, proc.stderr
-    # the tiny model renders 4 frames per call (--batch auto): the whole batch goes back
+    # 4 frames per call: the whole batch goes back
     assert "frames 0, 1, 2, 3 go back to the queue" in proc.stderr and "died" in proc.stderr
     assert sorted(frames_bytes(tmp_path / "out")) == [f"frame_{i:03d}.png" for i in range(5)]
     reference = tmp_path / "ref"
-    run_cli("frames", board, "-o", reference, "--model", tiny_model, "--steps", "2", "--quiet", env=ONE_THREAD, check=True)
+    run_cli("frames", board, "-o", reference, "--model", tiny_model, "--steps", "2", "--batch", "4", "--quiet",
+            env=ONE_THREAD, check=True)
     assert frames_bytes(tmp_path / "out") == frames_bytes(reference)
+
+
+def test_subprocesses_share_the_test_sessions_batch_measurement(tmp_path, tiny_model, measurement_cache):
+    """A ONE_THREAD subprocess reads --batch auto from the session's measurement cache, as the test
+    process does, so both render in the same batches (bf16 bytes depend on the batch); it never
+    measures on its own into the user's cache folder."""
+    board = write_storyboard(tmp_path / "b.json", [{"prompt": "a"}])
+    home = tmp_path / "home"
+    run_cli("frames", board, "-o", tmp_path / "out", "--model", tiny_model, "--steps", "1", "--quiet",
+            env={**ONE_THREAD, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}, check=True)
+    assert not (home / ".cache" / "framereel").exists()
+    assert json.loads((measurement_cache / "batch.json").read_text())
 
 
 @pytest.mark.parametrize("spec, message", [("gpu7", "unknown device 'gpu7'"), ("cuda:x", "unknown device")])
