@@ -62,7 +62,7 @@ def test_morph_moves_the_colour_monotonically(tmp_path):
 def test_the_retrain_command_writes_a_zero_terminal_snr_model_framereel_renders(tmp_path):
     """`train --quick` end to end, and `train --init` (stage 2 only, from the shipped weights): each
     writes a model folder whose scheduler samples on the schedule stage 2 trained on (v-prediction,
-    zero terminal SNR, trailing timesteps), and `framereel make --model DIR` renders from it."""
+    zero terminal SNR, trailing timesteps), and `framereel frames --model DIR` renders from it."""
     import json
     import subprocess
     import sys

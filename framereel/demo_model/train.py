@@ -229,8 +229,7 @@ def loss_weights(snr: torch.Tensor, prediction_type: str, gamma: float, floor: f
 
 
 def train_unet(unet, text_encoder, tokenizer, latents, scene_list, cfg: TrainConfig, held_out: set[str],
-               stage: UNetStage | None = None):
-    stage = stage or unet_stages(cfg)[0]
+               stage: UNetStage):
     noise_sched = noise_schedule(stage.zero_terminal_snr, stage.prediction_type)
     alphas = noise_sched.alphas_cumprod
     snr = alphas / (1 - alphas)
@@ -279,13 +278,14 @@ def train_unet(unet, text_encoder, tokenizer, latents, scene_list, cfg: TrainCon
     text_encoder.eval()
 
 
-def save_pipeline(out: Path, vae, text_encoder, tokenizer, unet, zero_terminal_snr: bool = True) -> None:
+def save_pipeline(out: Path, vae, text_encoder, tokenizer, unet) -> None:
+    """The model in diffusers' layout, fp16, with a sampler on the schedule stage 2 trains on."""
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
-    zsnr = dict(prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing")
     scheduler = DPMSolverMultistepScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-        algorithm_type="dpmsolver++", steps_offset=1, **(zsnr if zero_terminal_snr else {}),
+        algorithm_type="dpmsolver++", steps_offset=1, prediction_type="v_prediction", rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
     )
     pipe = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,

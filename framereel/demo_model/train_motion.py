@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from . import motion_scenes, scenes
-from .train import log, loss_weights, lr_at, noise_schedule
+from .train import load_models, log, loss_weights, lr_at, noise_schedule
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -215,14 +215,12 @@ def load_and_encode(cfg: MotionConfig, timings: dict[str, float], base: Path = W
     """Stage 1: load the demo model, draw the clips and encode them with its VAE (timed in ``timings``).
 
     Returns (text encoder, tokenizer, 2-D UNet, held-out captions, clips, their latents)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
     t = time.time()
-    vae = AutoencoderKL.from_pretrained(base / "vae", torch_dtype=torch.float32).eval()
-    text_encoder = CLIPTextModel.from_pretrained(base / "text_encoder", torch_dtype=torch.float32).eval()
+    vae, text_encoder, unet2d = load_models(base)
+    text_encoder.eval()
     tokenizer = CLIPTokenizer.from_pretrained(base / "tokenizer")
-    unet2d = UNet2DConditionModel.from_pretrained(base / "unet", torch_dtype=torch.float32)
     held_out = motion_scenes.held_out_captions()
     motions = make_clips(cfg)
     latents = encode_clips(vae, motions, cfg.frames)
@@ -291,12 +289,13 @@ def batch_loss(cfg: MotionConfig, model, tokenizer, text_encoder, noise_sched, m
     if cfg.high_noise_share:
         high = torch.rand(len(idx), generator=gen) < cfg.high_noise_share
         tt = torch.where(high, cfg.high_noise_from + tt * (1000 - cfg.high_noise_from) // 1000, tt)
-    a = noise_sched.alphas_cumprod[tt].view(-1, 1, 1, 1, 1)
+    alphas = noise_sched.alphas_cumprod[tt]
+    a = alphas.view(-1, 1, 1, 1, 1)
     xt = (a.sqrt() * x0 + (1 - a).sqrt() * noise).to(device)
     pred = model(xt, tt.to(device), cond).sample
     prediction = noise_sched.config.prediction_type
-    target = noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0  # v = √ᾱ·ε − √(1−ᾱ)·x₀
-    snr = noise_sched.alphas_cumprod[tt] / (1 - noise_sched.alphas_cumprod[tt])
+    target = noise if prediction == "epsilon" else noise_sched.get_velocity(x0, noise, tt)
+    snr = alphas / (1 - alphas)
     weight = loss_weights(snr, prediction, cfg.min_snr_gamma, cfg.snr_floor).to(device)
     return (weight * ((pred - target.to(device)) ** 2).mean(dim=(1, 2, 3, 4))).mean()
 
