@@ -85,3 +85,6 @@ def test_the_retrain_command_writes_a_zero_terminal_snr_model_framereel_renders(
     board.write_text('[{"prompt": "a red circle on the left, day sky"}]')
     cli("frames", board, "-o", tmp_path / "film", "--model", tmp_path / "stage2", "--steps", "2", check=True)
     assert Image.open(tmp_path / "film" / "frames" / "frame_000.png").size == (64, 64)
+    bad = subprocess.run([sys.executable, "-m", "framereel.demo_model.train", "--out", str(tmp_path / "x"),
+                          "--init", str(tmp_path / "film")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not a demo model folder" in bad.stderr and "Traceback" not in bad.stderr

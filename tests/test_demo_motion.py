@@ -80,3 +80,7 @@ def test_the_retrain_command_runs_and_teaches_only_the_motion_words(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "framereel.demo_model.train_motion", "--out", str(out), "--quick",
                           "--set", "btach=2"], capture_output=True, text=True)
     assert bad.returncode == 2 and "no MotionConfig field 'btach'" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "framereel.demo_model.train_motion", "--out", str(out), "--quick",
+                          "--base", str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--base" in bad.stderr and "not a demo model folder" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -313,6 +313,9 @@ def main(argv: list[str] | None = None) -> None:
                                                   "(zero terminal SNR) only")
     parser.add_argument("--quick", action="store_true", help="a few steps only, to check the script runs")
     args = parser.parse_args(argv)
+    if args.init and not (args.init / "unet" / "config.json").is_file():
+        parser.error(f"--init {args.init}: not a demo model folder (no unet/config.json); pass the folder "
+                     "`train --out` wrote, e.g. framereel/demo_model/weights")
     cfg = TrainConfig()
     if args.quick:
         cfg = TrainConfig(n_images=256, vae_steps=3, unet_steps=3, zsnr_steps=3, zsnr_batch=4)

@@ -196,6 +196,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Motio
     parser.add_argument("--snapshot-every", type=int, default=0,
                         help="also save the adapter every N steps under DIR/snapshots/step-N")
     args = parser.parse_args(argv)
+    if not (args.base / "scheduler" / "scheduler_config.json").is_file():
+        parser.error(f"--base {args.base}: not a demo model folder (no scheduler/scheduler_config.json)")
     cfg = STAGES[args.stage]
     fields = MotionConfig.__dataclass_fields__
     for item in args.set:
