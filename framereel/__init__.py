@@ -12,6 +12,7 @@ The modules follow the data path: storyboard → backends (via runner) → manif
 
 from __future__ import annotations
 
+from . import openmp  # noqa: F401  (first: sets how OpenMP threads wait before torch loads)
 from ._version import __version__
 from .deforum import import_deforum
 from .errors import FramereelError

@@ -65,21 +65,23 @@ def batch_key(frame: Frame) -> tuple | None:
     return (frame.width, frame.height, frame.steps, frame.guidance) + ((lora,) if lora is not None else ())
 
 
-def batch_groups(frames: list[Frame], size: int) -> list[list[Frame]]:
-    """Split frames, in order, into groups of at most ``size`` consecutive frames that can share
-    a UNet call; chained frames stay alone, so a parent is always rendered before its chain."""
+def batch_groups(frames: list[Frame], size: int | Callable[[Frame], int]) -> list[list[Frame]]:
+    """Split frames, in order, into groups of at most ``size`` (a number, or one for each frame's
+    size, like :meth:`Backend.batch_for`) consecutive frames that can share a UNet call; chained
+    frames stay alone, so a parent is always rendered before its chain."""
+    rows = size if callable(size) else lambda frame: size
     groups: list[list[Frame]] = []
     for f in frames:
         key = batch_key(f)
         last = groups[-1] if groups else None
-        if key is not None and last and (len(last) < size or key[0] == "clip") and batch_key(last[0]) == key:
+        if key is not None and last and (len(last) < rows(f) or key[0] == "clip") and batch_key(last[0]) == key:
             last.append(f)
         else:
             groups.append([f])
     return groups
 
 
-def plan_jobs(todo: list[Frame], batch: int = 1) -> list[Job]:
+def plan_jobs(todo: list[Frame], batch: int | Callable[[Frame], int] = 1) -> list[Job]:
     """Group frames into jobs: a chained frame joins the job of the frame it starts from; up to
     ``batch`` consecutive independent frames that can share a UNet call make one job."""
     chains: list[list[Frame]] = []
@@ -189,7 +191,7 @@ def run_job(backend: Backend, job: Job, image_of: ImageOf, worker: str,
             images[index] = image_of(index)
         return images[index]
 
-    for group in batch_groups(job.frames, backend.batch):
+    for group in batch_groups(job.frames, backend.batch_for):
         if on_group is not None:
             on_group(group)
         t0 = time.perf_counter()

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ._version import __version__
 from .backends import Backend, create_backend
@@ -239,25 +240,37 @@ def render_planned(the_plan: Plan, out: Path, identity: RunIdentity, backend: Ba
     frames_dir.mkdir(parents=True, exist_ok=True)
     for message in backend.prompt_warnings(the_plan.todo):
         emit(WarningEvent(message))
-    batch = backend.resolve_batch()
+    batches = backend.resolve_batch(the_plan.todo)
     if not parallelism.in_process:
         backend.close()  # a model loaded here only to measure the batch: the workers load their own
-    # every worker renders in the backend's resolved dtype and batch, so its frames are the same bytes
-    pinned = {"batch": batch} if backend.takes_speed_options else {}
+    # every worker renders in the backend's resolved dtype and batches, so its frames are the same bytes
+    pinned = {"batch": backend.batch, "batch_sizes": tuple((w, h, b) for (w, h), b in sorted(batches.items()))}
+    pinned = pinned if backend.takes_speed_options else {}
     worker_settings = replace(identity.settings, dtype=backend.dtype, **pinned)
     pool = make_pool(parallelism, backend, worker_settings, frames_dir)
     t_run = time.perf_counter()
     try:
-        for outcome in drive(pool, plan_jobs(the_plan.todo, batch), emit):
+        for outcome in drive(pool, plan_jobs(the_plan.todo, backend.batch_for), emit):
             write_frame(out, identity, the_plan, manifest, outcome, result, emit)
     except KeyboardInterrupt:
         pool.close(now=True)
         raise
     finally:
         pool.close()
-        manifest.run["batch"] = batch
+        manifest.run.update(batch_record(backend, the_plan.todo, batches))
         manifest.save()
         result.seconds = time.perf_counter() - t_run
+
+
+def batch_record(backend: Backend, todo: list[Frame], batches: dict[tuple[int, int], int]) -> dict[str, Any]:
+    """run.json's ``"batch"``: frames per call for the size most frames render at, and with
+    ``--batch auto`` over several sizes, ``"batches"``: each size's (``"512x512": 4``)."""
+    if not batches:
+        return {"batch": backend.batch}
+    sizes = [(f.width, f.height) for f in todo if (f.width, f.height) in batches]
+    common = max(batches, key=sizes.count)
+    return {"batch": batches[common], **({"batches": {f"{w}x{h}": b for (w, h), b in sorted(batches.items())}}
+                                         if len(batches) > 1 else {})}
 
 
 def write_frame(out: Path, identity: RunIdentity, the_plan: Plan, manifest: Manifest, outcome: Outcome,

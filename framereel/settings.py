@@ -32,7 +32,8 @@ class RenderSettings:
     scheduler: str = "auto"  # the model family's (see ``backends.families``)
     safety_checker: bool = True
     reset_device: bool = False  # Tenstorrent: `tt-smi -r` before opening the chip
-    batch: int = 0  # frames per UNet call; 0 = auto (measured per model, size and device)
+    batch: int = 0  # frames per UNet call; 0 = auto (measured per model, size, device, dtype and threads)
+    batch_sizes: tuple[tuple[int, int, int], ...] = ()  # --batch auto as measured: (width, height, batch)
     compile: bool = False  # torch.compile the UNet (and VAE decoder)
     tiny_vae: str | None = None  # a TAESD-style AutoencoderTiny (folder or Hub id) to decode with
     step_cache: int = 0  # DeepCache-style: full UNet every N steps, shallow branch in between; 0/1 = off

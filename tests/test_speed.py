@@ -163,3 +163,35 @@ def test_compile_without_a_cxx_compiler_is_one_line(tmp_path, board, tiny_model)
     doctor = run_cli("doctor", "--json", env=env)
     checks = json.loads(doctor.stdout)
     assert checks["--compile on cpu"]["detail"] == "no C++ compiler" and "apt install g++" in checks["--compile on cpu"]["fix"]
+
+
+def test_batch_auto_is_measured_at_each_size_rendered(tmp_path, tiny_model, measurement_cache):
+    """--batch auto times the UNet at the width and height the frames render at (one probe per size,
+    cached per model, size, device, dtype and threads), not at the model's native size."""
+    board = write_storyboard(tmp_path / "b.json", [{"prompt": "a"}, {"prompt": "b", "width": 128, "height": 96},
+                                                   {"prompt": "c", "width": 128, "height": 96}])
+    cli("frames", board, "-o", tmp_path / "out", "--model", tiny_model, "--steps", "2", "--width", "80",
+        "--height", "64", check=True)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    keys = json.loads((measurement_cache / "batch.json").read_text())
+    sizes = {key.split("/")[1] for key in keys if key.startswith(run["model"]["fingerprint"])}
+    assert {"80x64", "128x96"} <= sizes
+    assert set(run["batches"]) == {"80x64", "128x96"} and run["batch"] == run["batches"]["128x96"]
+    # every frame rendered, whatever each size's batch
+    assert sorted(p.name for p in (tmp_path / "out" / "frames").glob("*.png")) == [
+        "frame_000.png", "frame_001.png", "frame_002.png"]
+
+
+def test_batch_auto_keeps_batch_1_when_a_bigger_batch_is_not_faster(monkeypatch):
+    """The measurement picks a bigger batch only when its frames/s beat batch 1's by BATCH_GAIN."""
+    from framereel.backends import diffusers_backend as db
+
+    def seconds(per_call):
+        return lambda pipe, rows, size: per_call[rows]
+
+    monkeypatch.setattr(db, "time_unet", seconds({1: 0.1, 2: 0.21, 4: 0.5}))  # batching is slower per frame
+    assert db.measure_batch(None, (128, 128))["batch"] == 1
+    monkeypatch.setattr(db, "time_unet", seconds({1: 0.1, 2: 0.19, 4: 0.36}))  # 1.11×: not enough to pad for
+    assert db.measure_batch(None, (128, 128))["batch"] == 1
+    monkeypatch.setattr(db, "time_unet", seconds({1: 0.1, 2: 0.15, 4: 0.2}))  # 2× the frames/s
+    assert db.measure_batch(None, (128, 128))["batch"] == 4

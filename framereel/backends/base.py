@@ -69,6 +69,7 @@ class Backend(ABC):
             settings = replace(settings, scheduler=self.default_scheduler)
         self.settings = settings
         self.notes: list[str] = []  # facts about how frames were made, recorded in run.json
+        self.batches: dict[tuple[int, int], int] = {}  # --batch auto, per frame size (see resolve_batch)
 
     @property
     def pixel_options(self) -> dict[str, Any]:
@@ -99,9 +100,14 @@ class Backend(ABC):
                ) -> Rendered:
         """Render one frame; a chained frame starts from ``init_image``."""
 
-    def resolve_batch(self) -> int:
-        """Settle :attr:`batch` before jobs are planned (a backend may measure it); returns it."""
-        return self.batch
+    def resolve_batch(self, frames: list[Frame]) -> dict[tuple[int, int], int]:
+        """Settle the batch size of each frame size among ``frames`` before jobs are planned (a
+        backend may measure it); returns ``{(width, height): batch}``, empty where :attr:`batch` holds."""
+        return {}
+
+    def batch_for(self, frame: Frame) -> int:
+        """Frames per call for ``frame``'s size: measured by :meth:`resolve_batch`, else :attr:`batch`."""
+        return self.batches.get((frame.width, frame.height), self.batch)
 
     def render_batch(self, frames: list[Frame], on_step: StepCallback | None = None) -> list[Rendered]:
         """Render frames that may share a call (same size, steps, guidance; never chained)."""

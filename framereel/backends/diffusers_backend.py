@@ -80,15 +80,16 @@ BATCH_GAIN = 1.25  # a batch size must give this many times the frames/s of batc
 PROBE_LIMIT_SECONDS = 1.0  # a UNet call slower than this at batch 1: batching is not probed (CPU, SD-sized)
 
 
-def time_unet(pipe, rows: int, size: int, repeats: int = 2) -> float:
-    """Seconds per UNet call for ``rows`` frames at ``size``² with classifier-free guidance (best of ``repeats``)."""
+def time_unet(pipe, rows: int, size: tuple[int, int], repeats: int = 2) -> float:
+    """Seconds per UNet call for ``rows`` frames of ``size`` (width, height) with classifier-free
+    guidance (best of ``repeats``)."""
     import time
 
     import torch
 
     unet = pipe.unet
-    latent = size // pipe.vae_scale_factor
-    sample = torch.zeros(2 * rows, unet.config.in_channels, latent, latent, dtype=unet.dtype, device=unet.device)
+    width, height = (side // pipe.vae_scale_factor for side in size)
+    sample = torch.zeros(2 * rows, unet.config.in_channels, height, width, dtype=unet.dtype, device=unet.device)
     context = torch.zeros(2 * rows, 77, unet.config.cross_attention_dim, dtype=unet.dtype, device=unet.device)
     best = math.inf
     with torch.inference_mode():
@@ -104,8 +105,9 @@ def time_unet(pipe, rows: int, size: int, repeats: int = 2) -> float:
     return best
 
 
-def measure_batch(pipe, size: int) -> dict[str, Any]:
-    """``--batch auto``: time the UNet at batch 1, 2 and 4 and pick the batch with the most frames/s,
+def measure_batch(pipe, size: tuple[int, int]) -> dict[str, Any]:
+    """``--batch auto``: time the UNet at batch 1, 2 and 4 for frames of ``size`` (width, height, as
+    rendered) and pick the batch with the most frames/s,
     if it gives at least ``BATCH_GAIN``× batch 1's (padding a short run's last call must not eat the
     gain); 1 without probing when one call already takes over a second (SD-sized models on a CPU)."""
     seconds = {1: time_unet(pipe, 1, size)}
@@ -152,14 +154,14 @@ class DiffusersBackend(Backend):
         self._source: Path | None = None
         self._single_file = False
         self._info: ModelInfo | None = None
-        self.batch = settings.batch or 1  # --batch auto: measured when the model loads (see measure_batch)
+        self.batch = settings.batch or 1  # --batch auto: measured per frame size (see resolve_batch)
+        self.batches = {(w, h): b for w, h, b in settings.batch_sizes}  # as the driver measured them
         self._pixel_options: dict[str, Any] = {}
         self._tiny_vae_dir: Path | None = None
         self._step_cache = None
         self._warmed_up: set[tuple] = set()
         self._embed = EmbeddingCache(self._encode)
         self._standalone_tokenizer = None
-        self._batch_resolved = False
         self._compiled = False
         self._img2img_pipe = None
         self._negative = EmbeddingCache(self._encode_negative)
@@ -377,27 +379,29 @@ class DiffusersBackend(Backend):
         refiner.set_progress_bar_config(disable=True)
         return refiner
 
-    def resolve_batch(self) -> int:
-        """``--batch auto``: the batch size measured for this model, size, device and dtype, once per
+    def resolve_batch(self, frames: list[Frame]) -> dict[tuple[int, int], int]:
+        """``--batch auto``: the batch size for each size the key and morph frames among ``frames``
+        render at, measured at that size for this model, device, dtype and thread count once per
         machine (see :func:`measure_batch`; the model loads to be measured the first time)."""
-        if not self.settings.batch and not self._batch_resolved:
-            self.describe()
-            if self.family.kind != "sd":  # measured for SD-shaped UNets; other families render one at a time
-                self._batch_resolved = True
-        if not self.settings.batch and not self._batch_resolved:
-            import torch
+        self.describe()
+        if self.settings.batch or self.family.kind != "sd":
+            return {}  # measured for SD-shaped UNets; other families render one at a time
+        sizes = {(f.width, f.height) for f in frames if f.kind in ("key", "morph")} - self.batches.keys()
+        for size in sorted(sizes):
+            self.batches[size] = self._measured_batch(size)
+        return dict(self.batches)
 
-            info = self.describe()
-            size = max(info.native_width, info.native_height)
-            key = f"{info.fingerprint}/{size}/{self.device}/{self.dtype}"
+    def _measured_batch(self, size: tuple[int, int]) -> int:
+        import torch
 
-            def probe() -> dict[str, Any]:
-                self._load_weights()  # measured uncompiled: compiling for every batch size would take minutes
-                return {**measure_batch(self.pipe, size), "threads": torch.get_num_threads()}
+        threads = torch.get_num_threads()
+        key = f"{self.describe().fingerprint}/{size[0]}x{size[1]}/{self.device}/{self.dtype}/{threads}"
 
-            self.batch = int(measured("batch", key, probe)["batch"])
-            self._batch_resolved = True
-        return self.batch
+        def probe() -> dict[str, Any]:
+            self._load_weights()  # measured uncompiled: compiling for every batch size would take minutes
+            return {**measure_batch(self.pipe, size), "threads": threads}
+
+        return int(measured("batch", key, probe)["batch"])
 
     def count_tokens(self, text: str) -> int:
         """CLIP tokens in ``text``; before the model loads, from the model folder's tokenizer alone."""
@@ -527,7 +531,7 @@ class DiffusersBackend(Backend):
     def render_batch(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None):
         """Render key and morph frames that share size, steps and guidance in one pipeline call.
 
-        The call always has ``self.batch`` rows (the last group is padded with copies of its first
+        The call always has ``self.batch_for(frames[0])`` rows (the last group is padded with copies of its first
         frame): a frame's pixels then do not depend on which frames share its call, so a run, a
         resumed run and ``--frames N`` give the same bytes. Returns ``[(image, facts), ...]``.
         """
@@ -545,7 +549,7 @@ class DiffusersBackend(Backend):
             return [done[i] for i in range(len(frames))]
         first = frames[0]
         self._activate(self.frame_loras(first))
-        rows = list(frames) + [first] * (self.batch - len(frames))
+        rows = list(frames) + [first] * (self.batch_for(first) - len(frames))
         cond = fam.cat_conditioning([self._prompt_embeds(f) for f in rows])
         if fam.uses_cfg(self.pipe, self.family, first.guidance):
             cond.update(fam.cat_conditioning([self._negative(f.negative_prompt or "") for f in rows]))
