@@ -381,3 +381,45 @@ def test_a_settings_file_saved_with_a_byte_order_mark_imports_and_bad_paths_are_
                           (tmp_path, "is a folder; pass the path of a Deforum settings file")]:
         proc = cli("import", "deforum", path, "-o", tmp_path / "other.json")
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+# --- expressions that would never finish, and what the importer writes ------------------------
+
+
+@pytest.mark.parametrize("text", ["0:(9**9**9)", "0:(10**10**10)", "0:(1+sin(9**9**9))", "0:(1<<(1<<40))",
+                                  '0:(1), "9**9**9":(2)', "0:('a'*10**9)", "0:((1,)*10**9)", "0:(9**99)"])
+def test_a_constant_too_large_for_a_number_is_refused_at_once(tmp_path, text):
+    # numexpr folds constants with Python's unbounded whole numbers: 9**9**9 ran at 100 % CPU until killed
+    with pytest.raises(ScheduleError) as err:
+        parse_schedule(text, name="strength")
+    assert str(err.value).startswith('"strength" schedule: keyframe ') and "\n" not in str(err.value)
+    board = write_board(tmp_path / "b.json", {"defaults": {"init": "previous", "strength": text},
+                                              "frames": [{"prompt": "a"}] * 3})
+    proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", "--dry-run")
+    assert proc.returncode == 2 and proc.stderr.startswith('error: b.json: defaults: "strength" schedule: keyframe ')
+    assert len(proc.stderr.strip().splitlines()) == 1 and "finished frames" not in proc.stderr
+    path = tmp_path / "deforum_settings.txt"
+    path.write_text(json.dumps(webui_settings(translation_x=text)))
+    proc = cli("import", "deforum", path, "-o", tmp_path / "sb.json")
+    assert proc.returncode == 2 and proc.stderr.startswith('error: deforum_settings.txt: "translation_x" schedule: ')
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "sb.json").exists()
+
+
+def write_board(path, data):
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_an_interrupt_before_anything_renders_promises_no_kept_frames(tmp_path, monkeypatch):
+    import framereel.deforum
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    settings = tmp_path / "deforum_settings.txt"
+    settings.write_text(json.dumps(webui_settings()))
+    monkeypatch.setattr(framereel.deforum, "convert", interrupted)
+    proc = cli("import", "deforum", settings, "-o", tmp_path / "sb.json")
+    assert proc.returncode == 130 and proc.stderr.strip() == "interrupted (SIGINT)"
+    proc = cli("make", settings, "-o", tmp_path / "out", "--model", "demo", "--dry-run")
+    assert proc.returncode == 130 and proc.stderr.strip() == "interrupted (SIGINT)"
