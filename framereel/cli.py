@@ -15,7 +15,8 @@ from ._version import __version__
 from .errors import FramereelError, one_line
 from .finishing.cli import beat_options, finishing_options, on_beat_storyboard
 from .finishing.cli import register as _register_finishing
-from .storyboard import DEFAULT_RUN_SEED, load_storyboard, parse_indices
+from .loader import load_storyboard
+from .storyboard import DEFAULT_RUN_SEED, parse_indices
 
 EXAMPLES = """
 \b
