@@ -7,7 +7,7 @@ The data path, one public function per stage::
     video = framereel.stitch("out/")                               # ffmpeg → out/video.mp4
 
 Importing framereel is cheap: torch and diffusers load only when a backend needs them.
-The modules follow the data path: storyboard → backends (via runner) → manifest → video.
+The modules follow the data path: loader → storyboard → backends (via runner) → manifest → video.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from . import openmp  # noqa: F401  (first: sets how OpenMP threads wait before 
 from ._version import __version__
 from .deforum import import_deforum
 from .errors import FramereelError
+from .loader import load_storyboard
 from .runner import RunResult, render
 from .settings import Parallelism, RenderSettings, StitchSettings
-from .storyboard import Frame, Storyboard, frame_seed, load_storyboard
+from .storyboard import Frame, Storyboard, frame_seed
 from .video import stitch
 
 __all__ = [

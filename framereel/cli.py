@@ -15,7 +15,8 @@ from ._version import __version__
 from .errors import FramereelError, one_line
 from .finishing.cli import beat_options, finishing_options, on_beat_storyboard
 from .finishing.cli import register as _register_finishing
-from .storyboard import DEFAULT_RUN_SEED, load_storyboard, parse_indices
+from .loader import load_storyboard
+from .storyboard import DEFAULT_RUN_SEED, parse_indices
 
 EXAMPLES = """
 \b
@@ -193,13 +194,17 @@ def _stop_on(signum: int, frame) -> None:
     raise Stopped(signum)
 
 
+UNDERWAY = "framereel.underway"  # context meta: frames are being written, so an interrupt leaves work to resume
+
+
 def _handle_errors(fn):
-    """User mistakes → one line on stderr, exit 2; Ctrl-C, SIGTERM, SIGHUP → a resume hint,
-    exit 128 + the signal's number (130, 143, 129)."""
+    """User mistakes → one line on stderr, exit 2; Ctrl-C, SIGTERM, SIGHUP → exit 128 + the signal's
+    number (130, 143, 129), with a resume hint once frames were being written."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        debug = click.get_current_context().find_root().params.get("debug") or os.environ.get("FRAMEREEL_DEBUG")
+        ctx = click.get_current_context()
+        debug = ctx.find_root().params.get("debug") or os.environ.get("FRAMEREEL_DEBUG")
         previous = {sig: signal.signal(sig, _stop_on) for sig in (signal.SIGTERM, signal.SIGHUP)}
         previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
         try:
@@ -214,8 +219,8 @@ def _handle_errors(fn):
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 signal.signal(sig, signal.SIG_IGN)  # a second signal during the clean-up changes nothing
             name = signal.Signals(signum).name
-            click.echo(f"interrupted ({name}); finished frames are kept — run the same command again to resume",
-                       err=True)
+            resume = "; finished frames are kept — run the same command again to resume" if ctx.meta.get(UNDERWAY) else ""
+            click.echo(f"interrupted ({name}){resume}", err=True)
             sys.exit(128 + signum)
         finally:
             for sig, handler in previous.items():
@@ -366,6 +371,7 @@ def _do_render(checked: tuple[Any, ...], opts: dict[str, Any], report) -> Any:
         finally:
             report.close()
     timer = _LoadTimer(_with_gallery(opts["out"], report))
+    click.get_current_context().meta[UNDERWAY] = True
     try:
         result = render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
                         parallelism=parallelism, on_event=timer)
@@ -379,6 +385,7 @@ def _do_stitch(out: Path, opts: dict[str, Any], report) -> Path:
     from .video import stitch
 
     report = _with_gallery(out, report)
+    click.get_current_context().meta[UNDERWAY] = True  # finishing stages resume too
     try:
         return stitch(out, stitch_settings(opts), on_event=report)
     finally:

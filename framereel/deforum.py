@@ -4,8 +4,9 @@ Deforum (deforum-stable-diffusion and sd-webui-deforum) saves a run as a JSON se
 (``*_settings.txt``): prompts by frame, keyframe schedules, the seed and its behaviour, and many
 switches. :func:`convert` turns the parts framereel can render into a storyboard (a dict in the
 usual ``{"defaults": …, "frames": […]}`` form) and lists everything else, one line each, in its
-``notes``. :func:`import_deforum` does the same for files on disk. ``load_storyboard`` calls
+``notes``. :func:`import_deforum` does the same for files on disk. :mod:`framereel.loader` calls
 :func:`convert` itself when it is given a settings file, so ``framereel make settings.txt`` works.
+A :class:`Conversion` holds one file's conversion: its settings, name, length, seed, notes and defaults.
 
 How Deforum's 2D animation maps (from its ``render_animation`` and ``anim_frame_warp_2d``):
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -30,7 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FramereelError
-from .schedule import Schedule, ScheduleError, parse_schedule
+from .schedule import Schedule, ScheduleError, frame_index, parse_schedule, shorten
+from .storyboard import (
+    DEFAULT_RUN_SEED,
+    MAX_DURATION,
+    MOTION_PIXELS,
+    MOTION_RANGES,
+    build_storyboard,
+    read_json,
+    read_text,
+    shown,
+)
 
 # Keys only Deforum's settings files have (a storyboard object always has "frames").
 MARKERS = {"animation_mode", "max_frames", "diffusion_cadence", "strength_schedule", "seed_behavior",
@@ -74,15 +86,11 @@ def is_deforum_settings(data: Any) -> bool:
     return isinstance(data, dict) and "frames" not in data and "defaults" not in data and bool(MARKERS & set(data))
 
 
-def _fail(name: str, key: str, problem: str) -> FramereelError:
-    return FramereelError(f'{name}: "{key}": {problem}' if key else f"{name}: {problem}")
-
-
 def _int(value: Any, default: int = 0) -> int:
     """A whole number from a settings value that may be saved as a string; ``default`` if it is none."""
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return default
 
 
@@ -93,154 +101,10 @@ def _flag(value: Any) -> bool:
     return bool(value)
 
 
-def _schedule(s: dict, name: str, key: str, frames: int, seed: int, bounds=None) -> tuple[Schedule, tuple[float, ...]]:
-    """Parse Deforum schedule ``key`` and evaluate it at every frame (errors name the key)."""
-    text = s.get(key, DEFAULTS.get(key))
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        text = f"0:({text})"
-    try:
-        sched = parse_schedule(text, name=key)
-        if bounds:
-            sched = Schedule(sched.keys, sched.name, bounds)
-        return sched, sched.series(frames, seed)
-    except ScheduleError as e:
-        raise FramereelError(f"{name}: {e}") from None
-
-
-def _frame_key(name: str, key: str, text: Any, frames: int, seed: int) -> int:
-    """A prompt's frame: a number, or an expression of ``max_f`` (and ``s``) as Deforum allows."""
-    text = str(text).strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        return int(_eval_key(text, frames, seed))
-    except ScheduleError as e:
-        raise _fail(name, key, f"frame {text!r}: {e}") from None
-
-
-def _eval_key(text: str, frames: int, seed: int) -> float:
-    import numpy as np
-
-    from .schedule import evaluate
-
-    return float(evaluate(text.strip("\"'"), {"max_f": np.int64(frames - 1), "s": np.int64(seed), "pi": np.float64(math.pi)}))
-
-
 def _split_neg(text: str) -> tuple[str, str]:
     """Deforum's ``--neg``: what follows it is the frame's negative prompt."""
     pos, _, neg = text.partition("--neg")
     return " ".join(pos.split()), " ".join(neg.replace("--neg", " ").split())
-
-
-def _prompt_series(s: dict, name: str, frames: int, seed: int, notes: list[str]) -> list[tuple[str, str]]:
-    """(prompt, negative prompt) at every frame: Deforum fills forward from each keyed prompt,
-    and backward before the first; the webui's global positive/negative prompts are added."""
-    raw = s.get("prompts", s.get("animation_prompts"))
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise _fail(name, "animation_prompts", f"not valid JSON: {e.msg}") from None
-    if isinstance(raw, list):
-        raw = {str(i): p for i, p in enumerate(raw)}
-    if not isinstance(raw, dict) or not raw:
-        raise _fail(name, "prompts", 'no prompts; Deforum keeps them as "prompts": {"0": "a prompt", "60": "another"}')
-    plus = s.get("positive_prompts", s.get("animation_prompts_positive")) or ""
-    minus = s.get("negative_prompts", s.get("animation_prompts_negative")) or ""
-    keyed: dict[int, tuple[str, str]] = {}
-    for key, text in raw.items():
-        if not isinstance(text, str):
-            raise _fail(name, f"prompts.{key}", "must be a string")
-        frame = _frame_key(name, f"prompts.{key}", key, frames, seed)
-        pos, neg = _split_neg(text)
-        if isinstance(plus, str) and plus.strip():
-            pos = f"{plus.strip()} {pos}".strip()
-        if isinstance(minus, str) and minus.strip():
-            neg = f"{neg} {minus.replace('--neg', '').strip()}".strip()
-        if not pos:
-            raise _fail(name, f"prompts.{key}", "nothing before --neg; the positive prompt is empty")
-        if not 0 <= frame < frames:
-            notes.append(f'prompt at frame {frame} ("{pos[:40]}") is outside frames 0-{frames - 1}: not used, as in Deforum')
-            continue
-        keyed[frame] = (pos, neg)
-    if not keyed:
-        raise _fail(name, "prompts", f"no prompt falls within frames 0-{frames - 1}")
-    neg_by_frame = s.get("neg_prompts") if isinstance(s.get("neg_prompts"), dict) else {}
-    out, current = [], keyed[min(keyed)]
-    negs = {_frame_key(name, f"neg_prompts.{k}", k, frames, seed): " ".join(str(v).split()) for k, v in neg_by_frame.items()}
-    current_neg = negs[min(negs)] if negs else None
-    for i in range(frames):
-        current = keyed.get(i, current)
-        current_neg = negs.get(i, current_neg)
-        pos, neg = current
-        if current_neg:
-            neg = f"{neg} {current_neg}".strip() if neg else current_neg
-        out.append((pos, neg))
-    texts = " ".join(p + " " + n for p, n in keyed.values())
-    if "`" in texts:
-        notes.append("prompt expressions in `backticks` are not evaluated: they reach the model as written")
-    if re.search(r"\(\s*[^()]+:\s*[\d.]+\s*\)|\bAND\b", texts):
-        notes.append("prompt weights like (word:1.2) and AND are A1111 syntax: they reach the model as plain text")
-    return out
-
-
-def _seeds(s: dict, name: str, frames: list[int], seed: int, schedule: tuple[float, ...] | None, notes: list[str]) -> list[int]:
-    """The seed of each diffused frame, as Deforum's ``next_seed`` steps it after every diffusion."""
-    behavior = str(s.get("seed_behavior", DEFAULTS["seed_behavior"])).lower()
-    every = max(1, _int(s.get("seed_iter_N"), 1))
-    rng = random.Random(seed)
-    out, current, internal = [], seed, 0
-    for frame in frames:
-        if behavior == "schedule":
-            value = int(schedule[frame])
-            # A1111 turns seed -1 into a random seed: draw it from the run seed so reruns match
-            current = random.Random(f"{seed}:{frame}").randrange(2**32) if value == -1 else value
-        out.append(current % 2**32)
-        if behavior == "iter":
-            current += 1 if internal % every == 0 else 0
-            internal += 1
-        elif behavior in ("ladder", "alternate"):
-            current += (2 if behavior == "ladder" else 1) if internal == 0 else -1
-            internal = 1 - internal
-        elif behavior == "fixed" or behavior == "schedule":
-            pass
-        else:
-            if behavior != "random":
-                notes.append(f'seed_behavior "{behavior}" is unknown to Deforum too; treated as random')
-                behavior = "random"
-            current = rng.randrange(2**32)
-    if behavior == "random":
-        notes.append(f"seed_behavior random: seeds drawn once from seed {seed}, so a rerun renders the same film")
-    return out
-
-
-def _size(s: dict, name: str, notes: list[str]) -> tuple[int, int]:
-    out = []
-    for key in ("W", "H"):
-        try:
-            v = int(s.get(key, DEFAULTS[key]))
-        except (TypeError, ValueError):
-            raise _fail(name, key, f"must be a whole number of pixels (got {json.dumps(s.get(key))})") from None
-        r = min(4096, max(64, v - v % 8))
-        if r != v:
-            notes.append(f"{key} {v} → {r}: framereel needs a multiple of 8 from 64 to 4096")
-        out.append(r)
-    return out[0], out[1]
-
-
-def _sampler(s: dict, notes: list[str]) -> str:
-    raw = str(s.get("sampler", DEFAULTS["sampler"]))
-    key = " ".join(raw.lower().replace("_", " ").replace("dpmpp", "dpm++").split())
-    key = {"euler ancestral": "euler a", "k euler ancestral": "euler a", "k euler": "euler", "klms": "lms"}.get(key, key)
-    if key in SAMPLERS:
-        scheduler, exact = SAMPLERS[key]
-    elif "a" in key.split() or "ancestral" in key or "sde" in key or key.endswith(" a") or "2s" in key:
-        scheduler, exact = "euler-a", False  # stochastic samplers: the nearest stochastic one
-    else:
-        scheduler, exact = "dpm++", False
-    if not exact:
-        notes.append(f'sampler "{raw}" has no exact match here: using scheduler {scheduler}')
-    return scheduler
 
 
 def _number(v: float) -> str:
@@ -260,110 +124,6 @@ def _schedule_text(sched: Schedule) -> str:
     return ", ".join(f"{k.frame}:({k.value})" for k in sched.keys)
 
 
-def _mode(s: dict, name: str) -> str:
-    """The file's ``animation_mode``, refused unless framereel can render it."""
-    mode = str(s.get("animation_mode", DEFAULTS["animation_mode"]))
-    if mode in ("Video Input",):
-        raise _fail(name, "animation_mode", f'"{mode}" renders over a video\'s frames; framereel imports 2D, 3D (as 2D) and None')
-    if mode not in ("2D", "3D", "None", "Interpolation"):
-        raise _fail(name, "animation_mode", f'"{mode}" is not a Deforum mode (2D, 3D, Video Input, Interpolation, None)')
-    return mode
-
-
-def _count(s: dict, name: str, key: str, top: int) -> int:
-    """A whole-number setting (``max_frames``, ``steps``) from 1 to ``top``."""
-    try:
-        value = int(s.get(key, DEFAULTS[key]))
-    except (TypeError, ValueError):
-        raise _fail(name, key, f"must be a whole number (got {json.dumps(s.get(key))})") from None
-    if not 1 <= value <= top:
-        raise _fail(name, key, f"must be from 1 to {top} (got {value})")
-    return value
-
-
-def _run_seed(s: dict, name: str, seed: int, notes: list[str]) -> int:
-    """The file's seed; Deforum's random seed (-1) becomes ``seed``."""
-    raw_seed = s.get("seed", DEFAULTS["seed"])
-    try:
-        run_seed = int(raw_seed)
-    except (TypeError, ValueError):
-        raise _fail(name, "seed", f"must be a whole number (got {json.dumps(raw_seed)})") from None
-    if run_seed == -1:
-        run_seed = seed
-        notes.append(f"seed -1 (random in Deforum): using seed {seed}, so a rerun renders the same film; pass --seed to choose")
-    return run_seed % 2**32
-
-
-def _fps(s: dict, name: str) -> float:
-    try:
-        fps = float(s.get("fps", DEFAULTS["fps"]))
-    except (TypeError, ValueError):
-        fps = 0.0
-    if not math.isfinite(fps) or fps <= 0:
-        raise _fail(name, "fps", f"must be a number greater than 0 (got {json.dumps(s.get('fps'))})")
-    return fps
-
-
-def _guidance(s: dict, name: str, frames: int, seed: int) -> Any:
-    """The guidance: a number, or a schedule string when ``cfg_scale_schedule`` changes over the film."""
-    if "cfg_scale_schedule" in s or "scale" not in s:
-        sched, _ = _schedule(s, name, "cfg_scale_schedule", frames, seed, bounds=(0.0, 50.0))
-        return sched.keys[0].number if sched.constant else _schedule_text(sched)
-    guidance = float(s["scale"])
-    if not 0 <= guidance <= 50:
-        raise _fail(name, "scale", f"must be from 0 to 50 (got {guidance})")
-    return guidance
-
-
-def _mode_frames(s, name, mode, prompts, frames, seed, fps, defaults, notes) -> list[dict[str, Any]]:
-    """The storyboard's frames for ``mode`` (stills, interpolation, or a 2D animation)."""
-    seed_values = None
-    if str(s.get("seed_behavior", DEFAULTS["seed_behavior"])).lower() == "schedule":
-        _, seed_values = _schedule(s, name, "seed_schedule", frames, seed)
-    if mode == "None":
-        entries = _still_frames(s, name, prompts, seed, seed_values, notes)
-        defaults.pop("duration")  # stills: paced by framereel stitch --fps
-    elif mode == "Interpolation":
-        entries = _interpolation_frames(s, name, prompts, frames, seed, seed_values, notes)
-        defaults.pop("duration")  # morph in-betweens are paced by --fps, so every frame is
-        notes.append(f"fps {fps:g}: pass --fps {fps:g} to framereel make/stitch (in-betweens are paced by --fps)")
-    else:
-        entries = _animation_frames(s, name, mode, prompts, frames, seed, seed_values, defaults, notes)
-    return entries
-
-
-def convert(settings: dict[str, Any], name: str = "settings", seed: int = 174) -> Imported:
-    """Convert a parsed Deforum settings file into a storyboard dict.
-
-    ``seed`` stands in for Deforum's random seed (``"seed": -1``) so the film is the same on every
-    run. Raises :class:`FramereelError` (naming the file, the setting and the problem) for what
-    cannot be converted at all; lists what is converted only in part, or not at all, in ``notes``.
-    """
-    s, notes = settings, []
-    mode = _mode(s, name)
-    frames = _count(s, name, "max_frames", 100_000)
-    run_seed = _run_seed(s, name, seed, notes)
-    width, height = _size(s, name, notes)
-    steps = _count(s, name, "steps", 1000)
-    fps = _fps(s, name)
-    scheduler = _sampler(s, notes)
-    guidance = _guidance(s, name, frames, run_seed)
-    prompts = _prompt_series(s, name, frames, run_seed, notes)
-    defaults: dict[str, Any] = {"seed": run_seed, "steps": steps, "guidance": guidance, "width": width,
-                                "height": height, "duration": 1 / fps}
-    steps_by_frame = None
-    if _flag(s.get("enable_steps_scheduling")):
-        _, steps_by_frame = _schedule(s, name, "steps_schedule", frames, run_seed, bounds=(1, 1000))
-    entries = _mode_frames(s, name, mode, prompts, frames, run_seed, fps, defaults, notes)
-    if steps_by_frame is not None:
-        for i, e in enumerate(entries):
-            if i < len(steps_by_frame):
-                e["steps"] = int(steps_by_frame[i])
-    _not_carried(s, mode, frames, run_seed, name, notes)
-    storyboard = {"notes": notes, "scheduler": scheduler, "defaults": defaults, "frames": entries}
-    return Imported(storyboard, notes, len(entries), mode, scheduler)
-
-
 def _entry(prompt: tuple[str, str]) -> dict[str, Any]:
     e: dict[str, Any] = {"prompt": prompt[0]}
     if prompt[1]:
@@ -371,177 +131,475 @@ def _entry(prompt: tuple[str, str]) -> dict[str, Any]:
     return e
 
 
-def _animation_frames(s, name, mode, prompts, frames, seed, seed_values, defaults, notes) -> list[dict[str, Any]]:
-    cadence = s.get("diffusion_cadence", DEFAULTS["diffusion_cadence"])
-    try:
-        cadence = max(1, int(cadence))
-    except (TypeError, ValueError):
-        raise _fail(name, "diffusion_cadence", f"must be a whole number (got {json.dumps(cadence)})") from None
-    strength_sched, kept = _schedule(s, name, "strength_schedule", frames, seed)
-    outside = [i for i, v in enumerate(kept) if not 0 <= v <= 1]
-    if outside:  # Deforum clamps strength to 0..1; a schedule string cannot, so write each frame's value
-        notes.append(f"strength_schedule leaves 0 to 1 at frames {outside[0]}-{outside[-1]}: clamped as Deforum does, "
-                     "and written per frame")
-    motion: dict[str, Any] = {}
-    for key, ours in (("zoom", "zoom"), ("angle", "angle"), ("translation_x", "translation_x"),
-                      ("translation_y", "translation_y"), ("transform_center_x", "transform_center_x"),
-                      ("transform_center_y", "transform_center_y")):
-        sched, values = _schedule(s, name, key, frames, seed)
-        if key.startswith("transform_center") and set(values) == {0.5}:
-            continue  # the default centre: leave it out
-        motion[ours] = sched.keys[0].number if sched.constant else _schedule_text(sched)
-    border = str(s.get("border", DEFAULTS["border"]))
-    if border not in ("replicate", "wrap"):
-        raise _fail(name, "border", f'must be "replicate" or "wrap" (got {json.dumps(border)})')
-    motion["border"] = border
-    strength = _strength_text(strength_sched)
-    defaults.update({"init": "previous", "strength": round(1 - strength_sched.keys[0].number, 10)
-                     if strength_sched.constant else strength, "motion": motion})
-    coherence = str(s.get("color_coherence", DEFAULTS["color_coherence"]))
-    match = coherence not in ("None", "Video Input", "Image")
-    if match:
-        defaults["color_match"] = "first-lab" if "LAB" in coherence else "first-hsv" if "HSV" in coherence else "first"
-        if "legacy_colormatch" in s and not _flag(s["legacy_colormatch"]):
-            notes.append(f'color_coherence "{coherence}": colours are matched to frame 0 before img2img only '
-                         "(sd-webui-deforum also re-matches each generated image)")
-    elif coherence != "None":
-        notes.append(f'color_coherence "{coherence}": not carried (needs a video or image to match)')
-    diffused = list(range(0, frames, cadence))
-    seeds = dict(zip(diffused, _seeds(s, name, diffused, seed, seed_values, notes)))
-    entries = []
-    for i in range(frames):
-        e = _entry(prompts[i])
-        if i in seeds:
-            e["seed"] = seeds[i]
-            if outside and i > 0:
-                e["strength"] = round(1 - min(1.0, max(0.0, kept[i])), 10)
-        else:  # a cadence in-between: the previous frame warped by this frame's motion, not diffused
-            e["strength"] = 0
-            if match:
-                e["color_match"] = None
-        entries.append(e)
-    if cadence > 1:
-        notes.append(f"diffusion_cadence {cadence}: frames between diffused frames are the previous frame warped by "
-                     "their motion; Deforum also cross-fades them toward the next diffused frame (not carried)")
-    if mode == "3D":
-        notes.append("animation_mode 3D: depth warping is not carried; rendered as a 2D animation from angle, zoom "
-                     "and translation_x/y")
-    return entries
+def convert(settings: dict[str, Any], name: str = "settings", seed: int = DEFAULT_RUN_SEED) -> Imported:
+    """Convert a parsed Deforum settings file into a storyboard dict.
+
+    ``seed`` stands in for Deforum's random seed (``"seed": -1``) so the film is the same on every
+    run. Raises :class:`FramereelError` (naming the file, the setting and the problem) for what
+    cannot be converted at all; lists what is converted only in part, or not at all, in ``notes``.
+    """
+    return Conversion(settings, name).run(seed)
 
 
-def _still_frames(s, name, prompts, seed, seed_values, notes) -> list[dict[str, Any]]:
-    """animation_mode None: one text-to-image frame per prompt (n_batch of each), seeds stepped per image."""
-    batch = max(1, _int(s.get("n_batch"), 1))
-    keyed, last = [], None
-    for p in prompts:
-        if p != last:
-            keyed.append(p)
-            last = p
-    images = [p for p in keyed for _ in range(batch)]
-    seeds = _seeds(s, name, list(range(len(images))), seed,
-                   None if seed_values is None else [seed_values[min(i, len(seed_values) - 1)] for i in range(len(images))], notes)
-    return [{**_entry(p), "seed": sd} for p, sd in zip(images, seeds)]
+class Conversion:
+    """One settings file being converted: its settings ``s``, its ``name`` (for messages), the film's
+    length in ``frames`` and its run ``seed`` (once read), the ``notes`` gathered so far and the
+    storyboard's ``defaults`` being built."""
 
+    def __init__(self, settings: dict[str, Any], name: str = "settings"):
+        self.s, self.name = settings, name
+        self.frames, self.seed = 0, 0
+        self.notes: list[str] = []
+        self.defaults: dict[str, Any] = {}
 
-def _interpolation_frames(s, name, prompts, frames, seed, seed_values, notes) -> list[dict[str, Any]]:
-    """animation_mode Interpolation: the keyed prompts as key frames, latent morphs between them."""
-    starts = [i for i in range(frames) if i == 0 or prompts[i] != prompts[i - 1]]
-    seeds = _seeds(s, name, starts, seed, seed_values, notes)
-    entries = []
-    for j, (start, sd) in enumerate(zip(starts, seeds)):
-        e = {**_entry(prompts[start]), "seed": sd}
-        stop = starts[j + 1] if j + 1 < len(starts) else frames
-        if j + 1 < len(starts) and stop - start - 1 > 0:
-            e["morph"] = stop - start - 1
-        entries.append(e)
-    notes.append("animation_mode Interpolation: key prompts become key frames with latent morphs between them "
-                 "(noise slerped, prompt embeddings interpolated)")
-    return entries
+    def fail(self, key: str, problem: str) -> FramereelError:
+        return FramereelError(f'{self.name}: "{key}": {problem}' if key else f"{self.name}: {problem}")
 
+    def shown(self, key: str) -> str:
+        """The file's value of ``key``, as JSON cut short, for a message."""
+        return shown(self.s.get(key))
 
-def _changes(s: dict, key: str, frames: int, seed: int, neutral: float) -> bool:
-    """Whether schedule ``key`` is present and moves away from ``neutral`` at some frame."""
-    if key not in s:
+    def run(self, seed: int) -> Imported:
+        """The storyboard, with ``seed`` standing in for a random seed (-1)."""
+        mode = self.mode()
+        self.frames = self.count("max_frames", 100_000)
+        self.seed = self.run_seed(seed)
+        width, height = self.size()
+        steps = self.count("steps", 1000)
+        fps = self.fps(mode)
+        scheduler = self.sampler()
+        guidance = self.guidance()
+        prompts = self.prompt_series()
+        self.defaults = {"seed": self.seed, "steps": steps, "guidance": guidance, "width": width,
+                         "height": height, "duration": 1 / fps}
+        steps_by_frame = None
+        if _flag(self.s.get("enable_steps_scheduling")):
+            _, steps_by_frame = self.schedule("steps_schedule", bounds=(1, 1000))
+        entries = self.mode_frames(mode, prompts, fps)
+        if steps_by_frame is not None:
+            for i, e in enumerate(entries):
+                if i < len(steps_by_frame):
+                    e["steps"] = int(steps_by_frame[i])
+        self.not_carried(mode)
+        storyboard = {"notes": self.notes, "scheduler": scheduler, "defaults": self.defaults, "frames": entries}
+        return Imported(storyboard, self.notes, len(entries), mode, scheduler)
+
+    # --- single settings ------------------------------------------------------------------------
+
+    def mode(self) -> str:
+        """The file's ``animation_mode``, refused unless framereel can render it."""
+        mode = str(self.s.get("animation_mode", DEFAULTS["animation_mode"]))
+        if mode in ("Video Input",):
+            raise self.fail("animation_mode", f'"{mode}" renders over a video\'s frames; framereel imports 2D, 3D (as 2D) '
+                            "and None")
+        if mode not in ("2D", "3D", "None", "Interpolation"):
+            raise self.fail("animation_mode", f'"{shorten(mode)}" is not a Deforum mode (2D, 3D, Video Input, '
+                            "Interpolation, None)")
+        return mode
+
+    def count(self, key: str, top: int) -> int:
+        """A whole-number setting (``max_frames``, ``steps``) from 1 to ``top``."""
+        try:
+            value = int(self.s.get(key, DEFAULTS[key]))
+        except (TypeError, ValueError, OverflowError):
+            raise self.fail(key, f"must be a whole number (got {self.shown(key)})") from None
+        if not 1 <= value <= top:
+            raise self.fail(key, f"must be from 1 to {top} (got {shorten(str(value))})")
+        return value
+
+    def run_seed(self, seed: int) -> int:
+        """The file's seed; Deforum's random seed (-1) becomes ``seed``."""
+        try:
+            run_seed = int(self.s.get("seed", DEFAULTS["seed"]))
+        except (TypeError, ValueError, OverflowError):
+            raise self.fail("seed", f"must be a whole number (got {self.shown('seed')})") from None
+        if run_seed == -1:
+            run_seed = seed
+            self.notes.append(f"seed -1 (random in Deforum): using seed {seed}, so a rerun renders the same film; "
+                              "pass --seed to choose")
+        return run_seed % 2**32
+
+    def size(self) -> tuple[int, int]:
+        out = []
+        for key in ("W", "H"):
+            try:
+                v = int(self.s.get(key, DEFAULTS[key]))
+            except (TypeError, ValueError, OverflowError):
+                raise self.fail(key, f"must be a whole number of pixels (got {self.shown(key)})") from None
+            r = min(4096, max(64, v - v % 8))
+            if r != v:
+                self.notes.append(f"{key} {shorten(str(v))} → {r}: framereel needs a multiple of 8 from 64 to 4096")
+            out.append(r)
+        return out[0], out[1]
+
+    def fps(self, mode: str) -> float:
+        try:
+            fps = float(self.s.get("fps", DEFAULTS["fps"]))
+        except (TypeError, ValueError, OverflowError):
+            fps = 0.0
+        if not math.isfinite(fps) or fps <= 0:
+            raise self.fail("fps", f"must be a number greater than 0 (got {self.shown('fps')})")
+        if mode in ("2D", "3D") and fps * MAX_DURATION < 1:  # each frame's duration is 1/fps
+            raise self.fail("fps", f"must be at least 1/{MAX_DURATION:g}: a frame stays on screen at most "
+                            f"{MAX_DURATION:g} s (got {self.shown('fps')})")
+        return fps
+
+    def sampler(self) -> str:
+        raw = str(self.s.get("sampler", DEFAULTS["sampler"]))
+        key = " ".join(raw.lower().replace("_", " ").replace("dpmpp", "dpm++").split())
+        key = {"euler ancestral": "euler a", "k euler ancestral": "euler a", "k euler": "euler", "klms": "lms"}.get(key, key)
+        if key in SAMPLERS:
+            scheduler, exact = SAMPLERS[key]
+        elif "a" in key.split() or "ancestral" in key or "sde" in key or key.endswith(" a") or "2s" in key:
+            scheduler, exact = "euler-a", False  # stochastic samplers: the nearest stochastic one
+        else:
+            scheduler, exact = "dpm++", False
+        if not exact:
+            self.notes.append(f'sampler "{shorten(raw)}" has no exact match here: using scheduler {scheduler}')
+        return scheduler
+
+    def guidance(self) -> Any:
+        """The guidance: a number, or a schedule string when ``cfg_scale_schedule`` changes over the film."""
+        if "cfg_scale_schedule" in self.s or "scale" not in self.s:
+            sched, _ = self.schedule("cfg_scale_schedule", bounds=(0.0, 50.0))
+            return sched.keys[0].number if sched.constant else _schedule_text(sched)
+        try:
+            guidance = float(self.s["scale"])
+        except (TypeError, ValueError, OverflowError):
+            guidance = math.nan
+        if not 0 <= guidance <= 50:
+            raise self.fail("scale", f"must be from 0 to 50 (got {self.shown('scale')})")
+        return guidance
+
+    # --- schedules and prompts ------------------------------------------------------------------
+
+    def schedule(self, key: str, bounds: tuple[float, float] | None = None) -> tuple[Schedule, tuple[float, ...]]:
+        """Parse Deforum schedule ``key`` and evaluate it at every frame (errors name the file and the key)."""
+        text = self.s.get(key, DEFAULTS.get(key))
+        if isinstance(text, (int, float)) and not isinstance(text, bool):
+            text = f"0:({text})"
+        try:
+            sched = parse_schedule(text, name=key)
+            if bounds:
+                sched = Schedule(sched.keys, sched.name, bounds)
+            return sched, sched.series(self.frames, self.seed)
+        except ScheduleError as e:
+            raise FramereelError(f"{self.name}: {e}") from None
+
+    def changes(self, key: str, neutral: float) -> bool:
+        """Whether schedule ``key`` is present and moves away from ``neutral`` at some frame."""
+        if key not in self.s:
+            return False
+        text = self.s[key] if isinstance(self.s[key], str) else f"0:({self.s[key]})"
+        try:
+            return any(abs(v - neutral) > 1e-9 for v in parse_schedule(text, name=key).series(self.frames, self.seed))
+        except (ScheduleError, TypeError):
+            return True
+
+    def frame_key(self, key: str, text: Any) -> int:
+        """A prompt's frame: a number, or an expression of ``max_f`` (and ``s``) as Deforum allows."""
+        text = str(text).strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            return frame_index(text, self.frames, self.seed)
+        except ScheduleError as e:
+            raise self.fail(key, f"frame {shorten(text)!r}: {e}") from None
+
+    def raw_prompts(self) -> dict[str, Any]:
+        """The file's prompts by frame, as written (a dict of frame → text)."""
+        raw = self.s.get("prompts", self.s.get("animation_prompts"))
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise self.fail("animation_prompts", f"not valid JSON: {e.msg}") from None
+        if isinstance(raw, list):
+            raw = {str(i): p for i, p in enumerate(raw)}
+        if not isinstance(raw, dict) or not raw:
+            raise self.fail("prompts", 'no prompts; Deforum keeps them as "prompts": {"0": "a prompt", "60": "another"}')
+        return raw
+
+    def keyed_prompts(self) -> dict[int, tuple[str, str]]:
+        """(prompt, negative prompt) at each keyed frame, with the webui's global prompts added."""
+        plus = self.s.get("positive_prompts", self.s.get("animation_prompts_positive")) or ""
+        minus = self.s.get("negative_prompts", self.s.get("animation_prompts_negative")) or ""
+        keyed: dict[int, tuple[str, str]] = {}
+        for key, text in self.raw_prompts().items():
+            where = f"prompts.{shorten(str(key))}"
+            if not isinstance(text, str):
+                raise self.fail(where, "must be a string")
+            frame = self.frame_key(where, key)
+            pos, neg = _split_neg(text)
+            if isinstance(plus, str) and plus.strip():
+                pos = f"{plus.strip()} {pos}".strip()
+            if isinstance(minus, str) and minus.strip():
+                neg = f"{neg} {minus.replace('--neg', '').strip()}".strip()
+            if not pos:
+                raise self.fail(where, "nothing before --neg; the positive prompt is empty")
+            if not 0 <= frame < self.frames:
+                self.notes.append(f'prompt at frame {frame} ("{pos[:40]}") is outside frames 0-{self.frames - 1}: '
+                                  "not used, as in Deforum")
+                continue
+            keyed[frame] = (pos, neg)
+        if not keyed:
+            raise self.fail("prompts", f"no prompt falls within frames 0-{self.frames - 1}")
+        return keyed
+
+    def prompt_series(self) -> list[tuple[str, str]]:
+        """(prompt, negative prompt) at every frame: Deforum fills forward from each keyed prompt,
+        and backward before the first."""
+        keyed = self.keyed_prompts()
+        neg_by_frame = self.s.get("neg_prompts") if isinstance(self.s.get("neg_prompts"), dict) else {}
+        out, current = [], keyed[min(keyed)]
+        negs = {self.frame_key(f"neg_prompts.{shorten(str(k))}", k): " ".join(str(v).split())
+                for k, v in neg_by_frame.items()}
+        current_neg = negs[min(negs)] if negs else None
+        for i in range(self.frames):
+            current = keyed.get(i, current)
+            current_neg = negs.get(i, current_neg)
+            pos, neg = current
+            if current_neg:
+                neg = f"{neg} {current_neg}".strip() if neg else current_neg
+            out.append((pos, neg))
+        texts = " ".join(p + " " + n for p, n in keyed.values())
+        if "`" in texts:
+            self.notes.append("prompt expressions in `backticks` are not evaluated: they reach the model as written")
+        if re.search(r"\(\s*[^()]+:\s*[\d.]+\s*\)|\bAND\b", texts):
+            self.notes.append("prompt weights like (word:1.2) and AND are A1111 syntax: they reach the model as plain text")
+        return out
+
+    def seeds(self, frames: list[int], schedule: tuple[float, ...] | None) -> list[int]:
+        """The seed of each diffused frame, as Deforum's ``next_seed`` steps it after every diffusion."""
+        behavior = str(self.s.get("seed_behavior", DEFAULTS["seed_behavior"])).lower()
+        every = max(1, _int(self.s.get("seed_iter_N"), 1))
+        rng = random.Random(self.seed)
+        out, current, internal = [], self.seed, 0
+        for frame in frames:
+            if behavior == "schedule":
+                value = int(schedule[frame])
+                # A1111 turns seed -1 into a random seed: draw it from the run seed so reruns match
+                current = random.Random(f"{self.seed}:{frame}").randrange(2**32) if value == -1 else value
+            out.append(current % 2**32)
+            if behavior == "iter":
+                current += 1 if internal % every == 0 else 0
+                internal += 1
+            elif behavior in ("ladder", "alternate"):
+                current += (2 if behavior == "ladder" else 1) if internal == 0 else -1
+                internal = 1 - internal
+            elif behavior == "fixed" or behavior == "schedule":
+                pass
+            else:
+                if behavior != "random":
+                    self.notes.append(f'seed_behavior "{shorten(behavior)}" is unknown to Deforum too; treated as random')
+                    behavior = "random"
+                current = rng.randrange(2**32)
+        if behavior == "random":
+            self.notes.append(f"seed_behavior random: seeds drawn once from seed {self.seed}, so a rerun renders the "
+                              "same film")
+        return out
+
+    # --- frames ---------------------------------------------------------------------------------
+
+    def mode_frames(self, mode: str, prompts: list[tuple[str, str]], fps: float) -> list[dict[str, Any]]:
+        """The storyboard's frames for ``mode`` (stills, interpolation, or a 2D animation)."""
+        seed_values = None
+        if str(self.s.get("seed_behavior", DEFAULTS["seed_behavior"])).lower() == "schedule":
+            _, seed_values = self.schedule("seed_schedule")
+        if mode == "None":
+            entries = self.still_frames(prompts, seed_values)
+            self.defaults.pop("duration")  # stills: paced by framereel stitch --fps
+        elif mode == "Interpolation":
+            entries = self.interpolation_frames(prompts, seed_values)
+            self.defaults.pop("duration")  # morph in-betweens are paced by --fps, so every frame is
+            self.notes.append(f"fps {fps:g}: pass --fps {fps:g} to framereel make/stitch (in-betweens are paced by --fps)")
+        else:
+            entries = self.animation_frames(mode, prompts, seed_values)
+        return entries
+
+    def cadence(self) -> int:
+        cadence = self.s.get("diffusion_cadence", DEFAULTS["diffusion_cadence"])
+        try:
+            return max(1, int(cadence))
+        except (TypeError, ValueError, OverflowError):
+            raise self.fail("diffusion_cadence", f"must be a whole number (got {self.shown('diffusion_cadence')})") from None
+
+    def strength(self) -> tuple[tuple[float, ...], bool]:
+        """Deforum's ``strength_schedule`` (kept) at every frame, and whether it leaves 0..1; sets the
+        defaults' strength (redrawn). Outside 0..1 Deforum clamps: then each chained frame carries its
+        own clamped value, and the defaults the clamped first one."""
+        sched, kept = self.schedule("strength_schedule")
+        outside = [i for i, v in enumerate(kept) if not 0 <= v <= 1]
+        if outside:
+            self.notes.append(f"strength_schedule leaves 0 to 1 at frames {outside[0]}-{outside[-1]}: clamped as Deforum "
+                              "does, and written per frame")
+            self.defaults["strength"] = round(1 - min(1.0, max(0.0, kept[0])), 10)
+        elif sched.constant:
+            self.defaults["strength"] = round(1 - sched.keys[0].number, 10)
+        else:
+            self.defaults["strength"] = _strength_text(sched)
+        return kept, bool(outside)
+
+    def motion(self) -> dict[str, Any]:
+        """The 2D motion: angle, zoom, translation and centre schedules (within the storyboard's
+        ranges; errors name the Deforum key), and the border."""
+        motion: dict[str, Any] = {}
+        for key in ("zoom", "angle", "translation_x", "translation_y", "transform_center_x", "transform_center_y"):
+            sched, values = self.schedule(key, bounds=MOTION_RANGES.get(key, MOTION_PIXELS))
+            if key.startswith("transform_center") and set(values) == {0.5}:
+                continue  # the default centre: leave it out
+            motion[key] = sched.keys[0].number if sched.constant else _schedule_text(sched)
+        border = str(self.s.get("border", DEFAULTS["border"]))
+        if border not in ("replicate", "wrap"):
+            raise self.fail("border", f'must be "replicate" or "wrap" (got {self.shown("border")})')
+        motion["border"] = border
+        return motion
+
+    def color_match(self) -> bool:
+        """Sets the defaults' ``color_match`` from ``color_coherence``; whether colours are matched."""
+        coherence = str(self.s.get("color_coherence", DEFAULTS["color_coherence"]))
+        if coherence not in ("None", "Video Input", "Image"):
+            self.defaults["color_match"] = "first-lab" if "LAB" in coherence else "first-hsv" if "HSV" in coherence else "first"
+            if "legacy_colormatch" in self.s and not _flag(self.s["legacy_colormatch"]):
+                self.notes.append(f'color_coherence "{shorten(coherence)}": colours are matched to frame 0 before img2img '
+                                  "only (sd-webui-deforum also re-matches each generated image)")
+            return True
+        if coherence != "None":
+            self.notes.append(f'color_coherence "{coherence}": not carried (needs a video or image to match)')
         return False
-    try:
-        return any(abs(v - neutral) > 1e-9 for v in parse_schedule(s[key] if isinstance(s[key], str) else f"0:({s[key]})",
-                                                                     name=key).series(frames, seed))
-    except (ScheduleError, TypeError):
-        return True
 
+    def animation_frames(self, mode: str, prompts: list[tuple[str, str]], seed_values) -> list[dict[str, Any]]:
+        cadence = self.cadence()
+        self.defaults["init"] = "previous"
+        kept, outside = self.strength()
+        self.defaults["motion"] = self.motion()
+        match = self.color_match()
+        diffused = list(range(0, self.frames, cadence))
+        seeds = dict(zip(diffused, self.seeds(diffused, seed_values)))
+        entries = []
+        for i in range(self.frames):
+            e = _entry(prompts[i])
+            if i in seeds:
+                e["seed"] = seeds[i]
+                if outside and i > 0:
+                    e["strength"] = round(1 - min(1.0, max(0.0, kept[i])), 10)
+            else:  # a cadence in-between: the previous frame warped by this frame's motion, not diffused
+                e["strength"] = 0
+                if match:
+                    e["color_match"] = None
+            entries.append(e)
+        if cadence > 1:
+            self.notes.append(f"diffusion_cadence {cadence}: frames between diffused frames are the previous frame warped "
+                              "by their motion; Deforum also cross-fades them toward the next diffused frame (not carried)")
+        if mode == "3D":
+            self.notes.append("animation_mode 3D: depth warping is not carried; rendered as a 2D animation from angle, "
+                              "zoom and translation_x/y")
+        return entries
 
-def _not_carried(s: dict, mode: str, frames: int, seed: int, name: str, notes: list[str]) -> None:
-    """One note per Deforum feature in the file that framereel does not render."""
-    present = [k for k in THREE_D_KEYS if k in s]
-    if present and mode != "3D":
-        moving = [k for k in present if k in ZERO_3D and _changes(s, k, frames, seed, 0.0)]
-        notes.append(f"3D keys ({', '.join(present)}): not carried; depth warping is for 3D mode, and Deforum ignores "
-                     f"them in {mode} mode too" + (f" ({', '.join(moving)} set)" if moving else ""))
-    elif mode == "3D":
-        notes.append(f"3D keys not carried: {', '.join(present) or 'translation_z, rotation_3d_x/y/z'}")
-    checks = [
-        (_flag(s.get("hybrid_composite")) or _flag(s.get("hybrid_motion")), "hybrid video (hybrid_composite, hybrid_motion): not carried"),
-        (_flag(s.get("use_mask")) or _flag(s.get("use_mask_video")) or _flag(s.get("use_noise_mask")), "masks (use_mask, use_mask_video, use_noise_mask): not carried"),
-        (any(_flag(v) for k, v in s.items() if re.fullmatch(r"cn_\d+_enabled", k)), "ControlNet units: not carried"),
-        (_flag(s.get("enable_checkpoint_scheduling")), "checkpoint_schedule (a model per frame range): not carried; one model renders every frame"),
-        (_flag(s.get("enable_sampler_scheduling")) or _flag(s.get("enable_schedule_samplers")), "sampler_schedule: not carried; one sampler renders every frame"),
-        (_flag(s.get("enable_clipskip_scheduling")), "clipskip_schedule: not carried"),
-        (_flag(s.get("enable_subseed_scheduling")), "subseed_schedule / subseed_strength_schedule: not carried"),
-        (_flag(s.get("enable_ddim_eta_scheduling")) or _flag(s.get("enable_ancestral_eta_scheduling")), "eta schedules: not carried"),
-        (_flag(s.get("enable_noise_multiplier_scheduling")) and _changes(s, "noise_multiplier_schedule", frames, seed, 1.0), "noise_multiplier_schedule: not carried"),
-        (_flag(s.get("enable_perspective_flip")) or _flag(s.get("flip_2d_perspective")), "perspective flip (perspective_flip_theta/phi/gamma/fv): not carried"),
-        (mode in ("2D", "3D") and _changes(s, "noise_schedule", frames, seed, 0.0), "noise_schedule: Deforum adds noise to each previous image before img2img; framereel does not"),
-        (mode in ("2D", "3D") and _changes(s, "contrast_schedule", frames, seed, 1.0), "contrast_schedule: not carried"),
-        (mode in ("2D", "3D") and _changes(s, "amount_schedule", frames, seed, 0.0), "anti-blur (amount/kernel/sigma/threshold schedules): not carried"),
-        (_flag(s.get("optical_flow_cadence")), "optical_flow_cadence: not carried"),
-        (_flag(s.get("optical_flow_redo_generation")) or _int(s.get("diffusion_redo")) > 0, "redo generation (optical_flow_redo_generation, diffusion_redo): not carried"),
-        (_flag(s.get("use_init")), "use_init (an init image for frame 0): not carried; frame 0 is text-to-image"),
-        (_flag(s.get("use_looper")), "guided images (use_looper): not carried"),
-        (bool(s.get("parseq_manifest")), "Parseq manifest: not carried"),
-        (_flag(s.get("color_force_grayscale")), "color_force_grayscale: not carried"),
-        (_flag(s.get("tiling")), "tiling: not carried"),
-        (_flag(s.get("restore_faces")), "restore_faces: not carried"),
-        (_flag(s.get("frame_interpolation_engine")), "frame interpolation (RIFE/FILM): not carried; try framereel stitch --transition smooth"),
-        (_flag(s.get("r_upscale_video")), "video upscaling: not carried"),
-        (_flag(s.get("add_soundtrack")), "soundtrack: not carried; pass --audio FILE to framereel make/stitch"),
-        (_int(s.get("n_samples"), 1) > 1, "n_samples > 1: one image per frame is rendered"),
-        (mode != "None" and _int(s.get("n_batch"), 1) > 1, "n_batch > 1: one animation is rendered"),
-        (_flag(s.get("resume_from_timestring")), "resume_from_timestring: not needed; rerunning the same command resumes"),
-    ]
-    notes.extend(line for active, line in checks if active)
+    def still_frames(self, prompts: list[tuple[str, str]], seed_values) -> list[dict[str, Any]]:
+        """animation_mode None: one text-to-image frame per prompt (n_batch of each), seeds stepped per image."""
+        batch = max(1, _int(self.s.get("n_batch"), 1))
+        keyed, last = [], None
+        for p in prompts:
+            if p != last:
+                keyed.append(p)
+                last = p
+        images = [p for p in keyed for _ in range(batch)]
+        schedule = None if seed_values is None else [seed_values[min(i, len(seed_values) - 1)] for i in range(len(images))]
+        seeds = self.seeds(list(range(len(images))), schedule)
+        return [{**_entry(p), "seed": sd} for p, sd in zip(images, seeds)]
+
+    def interpolation_frames(self, prompts: list[tuple[str, str]], seed_values) -> list[dict[str, Any]]:
+        """animation_mode Interpolation: the keyed prompts as key frames, latent morphs between them."""
+        starts = [i for i in range(self.frames) if i == 0 or prompts[i] != prompts[i - 1]]
+        seeds = self.seeds(starts, seed_values)
+        entries = []
+        for j, (start, sd) in enumerate(zip(starts, seeds)):
+            e = {**_entry(prompts[start]), "seed": sd}
+            stop = starts[j + 1] if j + 1 < len(starts) else self.frames
+            if j + 1 < len(starts) and stop - start - 1 > 0:
+                e["morph"] = stop - start - 1
+            entries.append(e)
+        self.notes.append("animation_mode Interpolation: key prompts become key frames with latent morphs between them "
+                          "(noise slerped, prompt embeddings interpolated)")
+        return entries
+
+    # --- what is not carried --------------------------------------------------------------------
+
+    def not_carried(self, mode: str) -> None:
+        """One note per Deforum feature in the file that framereel does not render."""
+        s = self.s
+        present = [k for k in THREE_D_KEYS if k in s]
+        if present and mode != "3D":
+            moving = [k for k in present if k in ZERO_3D and self.changes(k, 0.0)]
+            self.notes.append(f"3D keys ({', '.join(present)}): not carried; depth warping is for 3D mode, and Deforum "
+                              f"ignores them in {mode} mode too" + (f" ({', '.join(moving)} set)" if moving else ""))
+        elif mode == "3D":
+            self.notes.append(f"3D keys not carried: {', '.join(present) or 'translation_z, rotation_3d_x/y/z'}")
+        animated = mode in ("2D", "3D")
+        checks = [
+            (_flag(s.get("hybrid_composite")) or _flag(s.get("hybrid_motion")), "hybrid video (hybrid_composite, hybrid_motion): not carried"),
+            (_flag(s.get("use_mask")) or _flag(s.get("use_mask_video")) or _flag(s.get("use_noise_mask")), "masks (use_mask, use_mask_video, use_noise_mask): not carried"),
+            (any(_flag(v) for k, v in s.items() if re.fullmatch(r"cn_\d+_enabled", k)), "ControlNet units: not carried"),
+            (_flag(s.get("enable_checkpoint_scheduling")), "checkpoint_schedule (a model per frame range): not carried; one model renders every frame"),
+            (_flag(s.get("enable_sampler_scheduling")) or _flag(s.get("enable_schedule_samplers")), "sampler_schedule: not carried; one sampler renders every frame"),
+            (_flag(s.get("enable_clipskip_scheduling")), "clipskip_schedule: not carried"),
+            (_flag(s.get("enable_subseed_scheduling")), "subseed_schedule / subseed_strength_schedule: not carried"),
+            (_flag(s.get("enable_ddim_eta_scheduling")) or _flag(s.get("enable_ancestral_eta_scheduling")), "eta schedules: not carried"),
+            (_flag(s.get("enable_noise_multiplier_scheduling")) and self.changes("noise_multiplier_schedule", 1.0), "noise_multiplier_schedule: not carried"),
+            (_flag(s.get("enable_perspective_flip")) or _flag(s.get("flip_2d_perspective")), "perspective flip (perspective_flip_theta/phi/gamma/fv): not carried"),
+            (animated and self.changes("noise_schedule", 0.0), "noise_schedule: Deforum adds noise to each previous image before img2img; framereel does not"),
+            (animated and self.changes("contrast_schedule", 1.0), "contrast_schedule: not carried"),
+            (animated and self.changes("amount_schedule", 0.0), "anti-blur (amount/kernel/sigma/threshold schedules): not carried"),
+            (_flag(s.get("optical_flow_cadence")), "optical_flow_cadence: not carried"),
+            (_flag(s.get("optical_flow_redo_generation")) or _int(s.get("diffusion_redo")) > 0, "redo generation (optical_flow_redo_generation, diffusion_redo): not carried"),
+            (_flag(s.get("use_init")), "use_init (an init image for frame 0): not carried; frame 0 is text-to-image"),
+            (_flag(s.get("use_looper")), "guided images (use_looper): not carried"),
+            (bool(s.get("parseq_manifest")), "Parseq manifest: not carried"),
+            (_flag(s.get("color_force_grayscale")), "color_force_grayscale: not carried"),
+            (_flag(s.get("tiling")), "tiling: not carried"),
+            (_flag(s.get("restore_faces")), "restore_faces: not carried"),
+            (_flag(s.get("frame_interpolation_engine")), "frame interpolation (RIFE/FILM): not carried; try framereel stitch --transition smooth"),
+            (_flag(s.get("r_upscale_video")), "video upscaling: not carried"),
+            (_flag(s.get("add_soundtrack")), "soundtrack: not carried; pass --audio FILE to framereel make/stitch"),
+            (_int(s.get("n_samples"), 1) > 1, "n_samples > 1: one image per frame is rendered"),
+            (mode != "None" and _int(s.get("n_batch"), 1) > 1, "n_batch > 1: one animation is rendered"),
+            (_flag(s.get("resume_from_timestring")), "resume_from_timestring: not needed; rerunning the same command resumes"),
+        ]
+        self.notes.extend(line for active, line in checks if active)
 
 
 def read_settings(path: str | Path) -> dict[str, Any]:
     """Read a Deforum settings file (JSON, usually named ``*_settings.txt``)."""
-    from .storyboard import read_text
-
     path = Path(path)
-    text = read_text(path, "a Deforum settings file (deforum_settings.txt)")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FramereelError(f"{path.name}: line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    data = read_json(path, read_text(path, "a Deforum settings file (deforum_settings.txt)"))
     if not is_deforum_settings(data):
         raise FramereelError(f"{path.name}: not a Deforum settings file (no animation_mode, max_frames, prompts … keys)")
     return data
 
 
-def import_deforum(settings_path: str | Path, out: str | Path, seed: int = 174, force: bool = False) -> Imported:
-    """Convert a Deforum settings file into the storyboard ``out`` (refuses to overwrite it unless
-    ``force``), and check that the written storyboard loads. Returns what was converted."""
-    from .storyboard import load_storyboard
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
 
+
+def import_deforum(settings_path: str | Path, out: str | Path, seed: int = DEFAULT_RUN_SEED,
+                   force: bool = False) -> Imported:
+    """Convert a Deforum settings file into the storyboard ``out`` (refuses to overwrite it unless
+    ``force``, and never writes onto the settings file), and check that the storyboard loads (its
+    errors name the settings file). Returns what was converted."""
     settings_path, out = Path(settings_path), Path(out)
     imported = convert(read_settings(settings_path), settings_path.name, seed)
+    if _same_file(settings_path, out):
+        raise FramereelError(f"{out}: is the settings file being imported; choose another -o path")
     if out.exists() and not force:
         raise FramereelError(f"{out}: already exists; choose another -o path or pass --force to replace it")
+    text = json.dumps(imported.storyboard, indent=2, ensure_ascii=False) + "\n"
+    build_storyboard(json.loads(text), settings_path, text)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(imported.storyboard, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    try:
-        load_storyboard(tmp)
-    except FramereelError:
-        tmp.unlink()
-        raise
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(out)
     return imported

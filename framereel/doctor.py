@@ -237,8 +237,8 @@ def _smoke_one(kind: str, out: Path, model: str | None) -> dict[str, Any]:
     from .backends import DEFAULT_MODEL, RenderSettings, create_backend
     from .errors import FramereelError
     from .events import FrameDone, ModelLoaded
+    from .loader import load_storyboard
     from .runner import render
-    from .storyboard import load_storyboard
 
     folder = out / f"smoke-{kind}"
     folder.mkdir(parents=True, exist_ok=True)

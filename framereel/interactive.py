@@ -22,6 +22,7 @@ from typing import Any
 from .backends import Backend, create_backend
 from .errors import FramereelError
 from .identity import RunIdentity
+from .loader import load_storyboard
 from .manifest import (
     FRAMES_DIR,
     atomic_write_bytes,
@@ -32,7 +33,7 @@ from .manifest import (
 )
 from .runner import render
 from .settings import SCHEDULERS, RenderSettings
-from .storyboard import DEFAULT_RUN_SEED, Frame, load_storyboard, resolve_frame
+from .storyboard import DEFAULT_RUN_SEED, Frame, resolve_frame
 
 STORYBOARD = "storyboard.json"
 KEPT_KEYS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height")

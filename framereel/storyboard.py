@@ -9,6 +9,9 @@ Accepted forms:
 * a ``.txt`` file, one prompt per line (blank lines and lines starting with ``#`` are skipped);
 * a Deforum settings file (JSON, often ``*_settings.txt``), converted by :mod:`framereel.deforum`.
 
+:mod:`framereel.loader` reads a file, picks its form and converts other tools' files; this module
+checks the result (it knows no file format but its own).
+
 An object may also carry ``"notes"`` (a list of lines: what an import could not carry) and
 ``"scheduler"`` (used when the command line names none).
 
@@ -71,7 +74,8 @@ MOTION_KEYS = {"zoom": 1.0, "angle": 0.0, "tx": 0.0, "ty": 0.0}
 DEFORUM_MOTION_KEYS = {"translation_x": 0.0, "translation_y": 0.0, "transform_center_x": 0.5,
                        "transform_center_y": 0.5, "border": "mirror"}
 MOTION_RANGES = {"zoom": (0.1, 10.0), "angle": (-360.0, 360.0), "transform_center_x": (-10.0, 10.0),
-                 "transform_center_y": (-10.0, 10.0)}  # others: -4096 to 4096 pixels
+                 "transform_center_y": (-10.0, 10.0)}  # others: MOTION_PIXELS
+MOTION_PIXELS = (-4096.0, 4096.0)
 BORDERS = ("mirror", "wrap", "replicate")
 COLOR_MATCHES = {"first": None, "first-lab": "lab", "first-hsv": "hsv", None: None}  # → Frame.color_space
 TOP_LEVEL_KEYS = {"defaults", "frames", "notes", "scheduler"}
@@ -240,7 +244,7 @@ def _check_motion(path: Path, where: str, motion: dict) -> dict[str, Schedule | 
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise _fail(path, where, f'motion "{key}" must be a number or a schedule like "0:(1.0), 10:(1.05)"')
-        lo, hi = MOTION_RANGES.get(key, (-4096.0, 4096.0))
+        lo, hi = MOTION_RANGES.get(key, MOTION_PIXELS)
         out[key] = _check_schedule(path, where, f"motion.{key}", value if isinstance(value, str) else f"0:({value})", lo, hi)
     return out
 
@@ -274,55 +278,60 @@ def read_text(path: Path, what: str = "a prompts .json or .txt file") -> str:
         raise FramereelError(f"{path.name}: not UTF-8 text (byte {e.start + 1}); save it as UTF-8") from None
 
 
-def parse_text(path: Path, text: str, run_seed: int | None = None) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
-    """A storyboard's text → its raw frames, file defaults and extras (checked by :func:`parse_storyboard`)."""
-    if path.suffix.lower() == ".txt" and not text.lstrip().startswith("{"):
-        lines = [ln.strip() for ln in text.splitlines()]
-        return [{"prompt": ln} for ln in lines if ln and not ln.startswith("#")], {}, {}
+def prompt_lines(text: str) -> list[dict[str, str]]:
+    """A ``.txt`` storyboard: one prompt per line; blank lines and lines starting with ``#`` are skipped."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    return [{"prompt": ln} for ln in lines if ln and not ln.startswith("#")]
+
+
+def read_json(path: Path, text: str) -> Any:
+    """``text`` parsed as JSON, or one line naming where it is not JSON."""
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise _fail(path, f"line {e.lineno} column {e.colno}", f"invalid JSON: {e.msg}") from None
     except RecursionError:
         raise _fail(path, "", "invalid JSON: nested too deeply") from None
     except ValueError as e:  # e.g. an integer literal with thousands of digits
         raise _fail(path, "", f"invalid JSON: {str(e).splitlines()[0]}") from None
+
+
+def _contents(path: Path, data: Any) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """A storyboard's contents → its raw frames, file defaults and extras (checked by :func:`build_storyboard`)."""
     if isinstance(data, list):
         return data, {}, {}
-    if isinstance(data, dict):
-        from .deforum import is_deforum_settings
+    if not isinstance(data, dict):
+        raise _fail(path, "", 'expected a JSON list of {"prompt": ...} objects, or {"defaults": ..., "frames": [...]}')
+    _check_keys(path, "top level", data, TOP_LEVEL_KEYS)
+    if "frames" not in data or not isinstance(data["frames"], list):
+        raise _fail(path, "top level", '"frames" must be a list of frames')
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise _fail(path, "defaults", "must be an object")
+    extras = {}
+    notes = data.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise _fail(path, "notes", "must be a list of strings")
+    extras["notes"] = tuple(n.replace("\n", " ") for n in notes)
+    if "scheduler" in data:
+        from .settings import SCHEDULERS
 
-        if is_deforum_settings(data):  # a Deforum settings file: convert it, then read it like any storyboard
-            from .deforum import convert
-
-            data = convert(data, path.name, DEFAULT_RUN_SEED if run_seed is None else run_seed).storyboard
-        _check_keys(path, "top level", data, TOP_LEVEL_KEYS)
-        if "frames" not in data or not isinstance(data["frames"], list):
-            raise _fail(path, "top level", '"frames" must be a list of frames')
-        defaults = data.get("defaults", {})
-        if not isinstance(defaults, dict):
-            raise _fail(path, "defaults", "must be an object")
-        extras = {}
-        notes = data.get("notes", [])
-        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
-            raise _fail(path, "notes", "must be a list of strings")
-        extras["notes"] = tuple(n.replace("\n", " ") for n in notes)
-        if "scheduler" in data:
-            from .settings import SCHEDULERS
-
-            if data["scheduler"] not in SCHEDULERS:
-                raise _fail(path, "scheduler", f"must be one of {', '.join(SCHEDULERS)} (got {json.dumps(data['scheduler'])})")
-            extras["scheduler"] = data["scheduler"]
-        return data["frames"], defaults, extras
-    raise _fail(path, "", 'expected a JSON list of {"prompt": ...} objects, or {"defaults": ..., "frames": [...]}')
+        if data["scheduler"] not in SCHEDULERS:
+            raise _fail(path, "scheduler", f"must be one of {', '.join(SCHEDULERS)} (got {json.dumps(data['scheduler'])})")
+        extras["scheduler"] = data["scheduler"]
+    return data["frames"], defaults, extras
 
 
-def load_storyboard(
+def build_storyboard(
+    data: Any,
     path: str | Path,
+    text: str,
     overrides: dict[str, Any] | None = None,
     run_seed: int | None = None,
 ) -> Storyboard:
-    """Read and validate a storyboard; return every frame with its parameters resolved.
+    """Check a storyboard's contents (a list of frames, or ``{"defaults": …, "frames": […]}``) and
+    return every frame with its parameters resolved; ``text`` is the file's text (its digest names
+    the run). Files are read, and their format picked, by :mod:`framereel.loader`.
 
     ``overrides`` are run-wide settings (the CLI's flags); a frame's own keys beat them.
     ``run_seed`` derives the seed of frames that set none (see :func:`frame_seed`).
@@ -330,20 +339,7 @@ def load_storyboard(
     Raises :class:`FramereelError` naming the file, the frame and the problem.
     """
     path = Path(path)
-    return parse_storyboard(read_text(path), path, overrides, run_seed)
-
-
-def parse_storyboard(
-    text: str,
-    path: str | Path = "storyboard.json",
-    overrides: dict[str, Any] | None = None,
-    run_seed: int | None = None,
-) -> Storyboard:
-    """:func:`load_storyboard` for text already read; ``path`` names it in errors and picks the
-    form (``.txt``: one prompt per line; anything else: JSON)."""
-    path = Path(path)
-    text = text.removeprefix("\ufeff")
-    raw_frames, file_defaults, extras = parse_text(path, text, run_seed)
+    raw_frames, file_defaults, extras = _contents(path, data)
     if not raw_frames:
         raise _fail(path, "", "no frames; add at least one prompt")
     _check_keys(path, "defaults", file_defaults, DEFAULTS_KEYS | {"lora"})
@@ -356,37 +352,7 @@ def parse_storyboard(
     else:
         check_value(path, "command line", "seed", run_seed)
     base.pop("seed", None)
-    entries = []
-    for i, raw in enumerate(raw_frames):
-        where = f"frame {i}"
-        if isinstance(raw, str):
-            raw = {"prompt": raw}
-        if not isinstance(raw, dict):
-            raise _fail(path, where, 'must be an object like {"prompt": "..."}')
-        if "lora" in raw:
-            if "clip" in raw:
-                raise _fail(path, where, '"lora" of a clip: a clip renders with the run\'s LoRAs; put it in '
-                            '"defaults" (or use --lora)')
-            raw = {**raw}
-            frame_lora = frame_loras(path, where, raw.pop("lora"))
-        else:
-            frame_lora = None
-        _check_keys(path, where, raw, set(FRAME_KEYS) | {"lora"})
-        if "prompt" not in raw and isinstance(raw.get("travel"), list) and raw["travel"]:
-            raw = {**raw, "prompt": next((t.get("prompt") for t in raw["travel"] if isinstance(t, dict)
-                                          and t.get("at") == 0), None)}  # a travel list may start the clip
-            if raw["prompt"] is None:
-                raise _fail(path, where, '"travel" needs an entry with "at": 0 when the frame has no "prompt"')
-        if "prompt" not in raw:
-            raise _fail(path, where, 'missing "prompt"')
-        values = {k: check_value(path, where, k, v) for k, v in raw.items()}
-        if "init_video" in values:
-            values["init_video"] = clips.resolve_video(path, where, values["init_video"])
-        if i == 0 and values.get("init") == "previous":
-            raise _fail(path, where, '"init": "previous" needs a frame before it; the first frame has none')
-        if i == len(raw_frames) - 1 and values.get("morph"):
-            raise _fail(path, where, '"morph" needs a next frame to morph into; the last frame has none')
-        entries.append({**base, **values, **({"lora": frame_lora} if frame_lora is not None else {})})
+    entries = [{**base, **_frame_entry(path, i, raw, len(raw_frames))} for i, raw in enumerate(raw_frames)]
     for i, e in enumerate(entries):
         clips.check_clip_entry(lambda problem, i=i: _fail(path, f"frame {i}", problem), e, i, len(entries),
                                entries[i + 1] if i + 1 < len(entries) else None)
@@ -397,6 +363,39 @@ def parse_storyboard(
         raise _fail(path, "", str(e)) from None
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return Storyboard(path=path, frames=tuple(frames), run_seed=run_seed, digest=digest, loras=loras, **extras)
+
+
+def _frame_entry(path: Path, i: int, raw: Any, count: int) -> dict[str, Any]:
+    """Frame ``i`` of ``count`` as written → its checked keys (the file's defaults not yet applied)."""
+    where = f"frame {i}"
+    if isinstance(raw, str):
+        raw = {"prompt": raw}
+    if not isinstance(raw, dict):
+        raise _fail(path, where, 'must be an object like {"prompt": "..."}')
+    if "lora" in raw:
+        if "clip" in raw:
+            raise _fail(path, where, '"lora" of a clip: a clip renders with the run\'s LoRAs; put it in '
+                        '"defaults" (or use --lora)')
+        raw = {**raw}
+        frame_lora = frame_loras(path, where, raw.pop("lora"))
+    else:
+        frame_lora = None
+    _check_keys(path, where, raw, set(FRAME_KEYS) | {"lora"})
+    if "prompt" not in raw and isinstance(raw.get("travel"), list) and raw["travel"]:
+        raw = {**raw, "prompt": next((t.get("prompt") for t in raw["travel"] if isinstance(t, dict)
+                                      and t.get("at") == 0), None)}  # a travel list may start the clip
+        if raw["prompt"] is None:
+            raise _fail(path, where, '"travel" needs an entry with "at": 0 when the frame has no "prompt"')
+    if "prompt" not in raw:
+        raise _fail(path, where, 'missing "prompt"')
+    values = {k: check_value(path, where, k, v) for k, v in raw.items()}
+    if "init_video" in values:
+        values["init_video"] = clips.resolve_video(path, where, values["init_video"])
+    if i == 0 and values.get("init") == "previous":
+        raise _fail(path, where, '"init": "previous" needs a frame before it; the first frame has none')
+    if i == count - 1 and values.get("morph"):
+        raise _fail(path, where, '"morph" needs a next frame to morph into; the last frame has none')
+    return {**values, **({"lora": frame_lora} if frame_lora is not None else {})}
 
 
 def parse_lora_spec(spec: str) -> tuple[str, float]:

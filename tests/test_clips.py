@@ -17,7 +17,7 @@ from test_tt import fake_env, lines, make_tree
 from tiny_motion import build_tiny_motion_adapter
 
 from framereel.errors import FramereelError
-from framereel.storyboard import load_storyboard
+from framereel.loader import load_storyboard
 
 
 @pytest.fixture(scope="module")

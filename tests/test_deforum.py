@@ -381,3 +381,83 @@ def test_a_settings_file_saved_with_a_byte_order_mark_imports_and_bad_paths_are_
                           (tmp_path, "is a folder; pass the path of a Deforum settings file")]:
         proc = cli("import", "deforum", path, "-o", tmp_path / "other.json")
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+# --- expressions that would never finish, and what the importer writes ------------------------
+
+
+@pytest.mark.parametrize("text", ["0:(9**9**9)", "0:(10**10**10)", "0:(1+sin(9**9**9))", "0:(1<<(1<<40))",
+                                  '0:(1), "9**9**9":(2)', "0:('a'*10**9)", "0:((1,)*10**9)", "0:(9**99)"])
+def test_a_constant_too_large_for_a_number_is_refused_at_once(tmp_path, text):
+    # numexpr folds constants with Python's unbounded whole numbers: 9**9**9 ran at 100 % CPU until killed
+    with pytest.raises(ScheduleError) as err:
+        parse_schedule(text, name="strength")
+    assert str(err.value).startswith('"strength" schedule: keyframe ') and "\n" not in str(err.value)
+    board = write_board(tmp_path / "b.json", {"defaults": {"init": "previous", "strength": text},
+                                              "frames": [{"prompt": "a"}] * 3})
+    proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", "--dry-run")
+    assert proc.returncode == 2 and proc.stderr.startswith('error: b.json: defaults: "strength" schedule: keyframe ')
+    assert len(proc.stderr.strip().splitlines()) == 1 and "finished frames" not in proc.stderr
+    path = tmp_path / "deforum_settings.txt"
+    path.write_text(json.dumps(webui_settings(translation_x=text)))
+    proc = cli("import", "deforum", path, "-o", tmp_path / "sb.json")
+    assert proc.returncode == 2 and proc.stderr.startswith('error: deforum_settings.txt: "translation_x" schedule: ')
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "sb.json").exists()
+
+
+def write_board(path, data):
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_an_interrupt_before_anything_renders_promises_no_kept_frames(tmp_path, monkeypatch):
+    import framereel.deforum
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    settings = tmp_path / "deforum_settings.txt"
+    settings.write_text(json.dumps(webui_settings()))
+    monkeypatch.setattr(framereel.deforum, "convert", interrupted)
+    proc = cli("import", "deforum", settings, "-o", tmp_path / "sb.json")
+    assert proc.returncode == 130 and proc.stderr.strip() == "interrupted (SIGINT)"
+    proc = cli("make", settings, "-o", tmp_path / "out", "--model", "demo", "--dry-run")
+    assert proc.returncode == 130 and proc.stderr.strip() == "interrupted (SIGINT)"
+
+
+def test_strength_schedule_above_1_is_clamped_on_import_and_said_so(tmp_path):
+    settings = tmp_path / "deforum_settings.txt"
+    settings.write_text(json.dumps(webui_settings(strength_schedule="0: (2.5)", diffusion_cadence=1)))
+    proc = cli("import", "deforum", settings, "-o", tmp_path / "sb.json")
+    assert proc.returncode == 0, proc.stderr
+    board = json.loads((tmp_path / "sb.json").read_text())
+    assert board["defaults"]["strength"] == 0 and [f.get("strength") for f in board["frames"]] == [None] + [0.0] * 5
+    assert any(n.startswith("strength_schedule leaves 0 to 1 at frames 0-5: clamped") for n in board["notes"])
+    assert "clamped" in proc.stdout and not list(tmp_path.glob("*.tmp"))
+    assert len(load_storyboard(settings).frames) == 6  # the settings file itself renders too
+
+
+@pytest.mark.parametrize("key, text, message", [
+    ("zoom", "0:(t**t**t**t)", '"zoom" schedule: keyframe 0:(t**t**t**t): value 65536 at frame 2 is outside 0.1 to 10'),
+    ("zoom", "0:(20)", '"zoom" schedule: keyframe 0:(20): value 20 at frame 0 is outside 0.1 to 10'),
+    ("angle", "0:(t*1000)", '"angle" schedule: keyframe 0:(t*1000): value 1000 at frame 1 is outside -360 to 360'),
+    ("zoom", "0:(1+" + "t*0+" * 2500 + "0)", '"zoom" schedule: keyframe 0:(1+t*0+t*0+t*0+'),
+])
+def test_import_errors_name_the_settings_file_and_key_never_a_temporary_file(tmp_path, key, text, message):
+    settings = tmp_path / "deforum_settings.txt"
+    settings.write_text(json.dumps(webui_settings(**{key: text})))
+    proc = cli("import", "deforum", settings, "-o", tmp_path / "sb.json")
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: deforum_settings.txt: {message}"), proc.stderr
+    assert ".tmp" not in proc.stderr and len(proc.stderr) < 400 and len(proc.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("sb.json*"))
+
+
+def test_import_never_writes_onto_its_own_settings_file(tmp_path):
+    settings = tmp_path / "deforum_settings.txt"
+    settings.write_text(json.dumps(webui_settings()))
+    before = settings.read_bytes()
+    for out in (settings, tmp_path / "." / "deforum_settings.txt"):
+        proc = cli("import", "deforum", settings, "-o", out, "--force")
+        assert proc.returncode == 2 and "is the settings file being imported; choose another -o path" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    assert settings.read_bytes() == before and not list(tmp_path.glob("*.tmp"))

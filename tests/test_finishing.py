@@ -27,8 +27,8 @@ from framereel.errors import FramereelError
 from framereel.finishing.beats import cut_report, find_beats, fit_to_beats, time_storyboard
 from framereel.finishing.interpolate import INTERPOLATED_DIR, parse_interpolate
 from framereel.finishing.upscale import UPSCALED_DIR, parse_upscale, upscale
+from framereel.loader import load_storyboard
 from framereel.manifest import Manifest, atomic_write_json
-from framereel.storyboard import load_storyboard
 from framereel.video import plan_timeline, stitch
 
 COLOURS = [(230, 30, 30), (30, 200, 40), (40, 60, 220), (240, 220, 30), (200, 40, 200), (30, 210, 210),

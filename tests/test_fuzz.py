@@ -19,8 +19,9 @@ from PIL import Image
 
 from framereel import FramereelError
 from framereel.backends import Backend, ModelInfo
+from framereel.loader import parse_storyboard
 from framereel.settings import SCHEDULERS
-from framereel.storyboard import FRAME_KEYS, MOTION_KEYS, parse_indices, parse_storyboard
+from framereel.storyboard import FRAME_KEYS, MOTION_KEYS, parse_indices
 from framereel.validate import parse_size
 
 SCALE = int(os.environ.get("FRAMEREEL_FUZZ", "1") or 1)
@@ -160,7 +161,7 @@ def test_sizes(text):
 
 
 def test_undecodable_bytes_are_one_line(tmp_path):
-    from framereel.storyboard import load_storyboard
+    from framereel.loader import load_storyboard
 
     path = tmp_path / "bad.json"
     path.write_bytes(b'[{"prompt": "caf\xe9"}]')

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,38 @@ def test_parse_indices(spec, expected):
 def test_parse_indices_errors(spec):
     with pytest.raises(FramereelError):
         parse_indices(spec, 10)
+
+
+def test_the_extension_decides_the_form_so_a_txt_prompt_may_start_with_a_brace(tmp_path):
+    sb = load_storyboard(board(tmp_path, "{red|blue} circle, day sky\n{a|b} square\n", "story.txt"))
+    assert [f.prompt for f in sb.frames] == ["{red|blue} circle, day sky", "{a|b} square"]
+    # a .txt that is a JSON object is read as one (Deforum saves its settings as *_settings.txt)
+    sb = load_storyboard(board(tmp_path, {"frames": [{"prompt": "a", "seed": 3}]}, "story.txt"))
+    assert [(f.prompt, f.seed) for f in sb.frames] == [("a", 3)]
+    with pytest.raises(FramereelError, match=r"^story.json: line 1 column 2: invalid JSON"):
+        load_storyboard(board(tmp_path, "{red|blue} circle", "story.json"))  # .json is JSON, whatever it holds
+    # a name that says nothing: sniffed
+    assert [f.prompt for f in load_storyboard(board(tmp_path, "{red|blue} circle\n", "story")).frames] == ["{red|blue} circle"]
+    assert [f.prompt for f in load_storyboard(board(tmp_path, [{"prompt": "x"}], "story")).frames] == ["x"]
+
+
+def framereel_imports(module: str) -> set[str]:
+    """The framereel modules ``module`` imports, lazily (inside functions) or not."""
+    import ast
+
+    import framereel
+
+    tree = ast.parse((Path(framereel.__file__).parent / f"{module}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("framereel.")}
+    return found
+
+
+def test_formats_are_one_way_a_loader_in_front_of_the_parser():
+    assert not {"deforum", "loader"} & framereel_imports("storyboard")  # the parser knows no other format
+    assert not {"storyboard", "deforum", "loader"} & framereel_imports("schedule")
+    assert "loader" not in framereel_imports("deforum") and {"deforum", "storyboard"} <= framereel_imports("loader")

@@ -24,8 +24,8 @@ THRESHOLDS = {"colour": 0.85, "background": 0.85, "shape": 0.60, "position": 0.8
 def evaluate(model: str = "demo", out_dir: Path | None = None, seed: int = 0, steps: int | None = None) -> dict:
     """Render ``eval_prompts()`` with ``model`` at its default settings (or ``steps``); return accuracy figures."""
     from ..backends import RenderSettings
+    from ..loader import load_storyboard
     from ..runner import render
-    from ..storyboard import load_storyboard
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(out_dir or tmp)

@@ -69,8 +69,8 @@ def write_storyboards(work: Path, motions: list[motion_scenes.Motion]) -> None:
 def render_storyboards(work: Path, adapter: str, seed: int, dtype: str, model: str = "demo") -> None:
     """Render both storyboards into ``work/clips`` and ``work/morphs`` with one demo backend."""
     from ..backends import RenderSettings, create_backend
+    from ..loader import load_storyboard
     from ..runner import render
-    from ..storyboard import load_storyboard
 
     backend = create_backend(RenderSettings(model=model, motion_adapter=adapter, dtype=dtype))
     try:

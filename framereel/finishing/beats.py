@@ -117,7 +117,7 @@ def _regular(beats: np.ndarray) -> bool:
 
 def _raw_entries(path: Path) -> tuple[Any, list[dict[str, Any]]]:
     """The storyboard as written (list or object), and its list of entries as dicts."""
-    from ..storyboard import load_storyboard
+    from ..loader import load_storyboard
 
     load_storyboard(path)  # validates, with the usual one-line errors
     if path.suffix.lower() == ".txt":
