@@ -31,6 +31,7 @@ from typing import Any
 
 from .errors import FramereelError
 from .schedule import Schedule, ScheduleError, parse_schedule
+from .storyboard import MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE, SIDE_RULE
 
 # Keys only Deforum's settings files have (a storyboard object always has "frames").
 MARKERS = {"animation_mode", "max_frames", "diffusion_cadence", "strength_schedule", "seed_behavior",
@@ -221,9 +222,9 @@ def _size(s: dict, name: str, notes: list[str]) -> tuple[int, int]:
             v = int(s.get(key, DEFAULTS[key]))
         except (TypeError, ValueError):
             raise _fail(name, key, f"must be a whole number of pixels (got {json.dumps(s.get(key))})") from None
-        r = min(4096, max(64, v - v % 8))
+        r = min(MAX_SIDE, max(MIN_SIDE, v - v % SIDE_MULTIPLE))
         if r != v:
-            notes.append(f"{key} {v} → {r}: framereel needs a multiple of 8 from 64 to 4096")
+            notes.append(f"{key} {v} → {r}: framereel needs {SIDE_RULE}")
         out.append(r)
     return out[0], out[1]
 
