@@ -22,7 +22,7 @@ from ..interactive import SETTING_KEYS, STORYBOARD, Session
 from ..manifest import FRAMES_DIR, atomic_write_json, read_png_metadata
 from ..storyboard import FRAME_KEYS, MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE, Frame, check_value, load_storyboard
 from ..validate import MAX_CROSSFADE, MAX_FPS, check_number
-from ..video import TRANSITIONS, plan_timeline
+from ..video import DEFAULT_FPS, TRANSITIONS, plan_timeline
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -134,7 +134,7 @@ class Studio:
 
     def film(self) -> dict[str, Any]:
         path = self.out / FILM
-        film = {"fps": 2.0, "transition": "cut", "crossfade": 0.5}
+        film = {"fps": DEFAULT_FPS, "transition": "cut", "crossfade": 0.5}
         if path.exists():
             try:
                 film.update({k: v for k, v in json.loads(path.read_text()).items() if k in film})
