@@ -175,7 +175,7 @@ function drawBoard(d) {
   $("board").replaceChildren(...items);
   $("noboard").hidden = n > 0;
   // the film's length as stitching times it (time on screen, in-betweens, crossfades), from the server
-  const secs = d.film_seconds === null ? "" : " · " + fmt(d.film_seconds, 1) + " s";
+  const secs = d.film_seconds === null ? "" : " · " + fmt(d.film_seconds) + " s";
   $("boardinfo").textContent = n ? n + " entr" + (n === 1 ? "y" : "ies") + secs : "";
 }
 $("board").addEventListener("focusout", () => setTimeout(() => { if (boardDirty && !$("board").contains(document.activeElement)) drawBoard(S); }, 0));
