@@ -539,11 +539,15 @@ def studio(out: Path, seed: int | None, host: str, port: int, open_browser: bool
     """
     from .interactive import Session
     from .studio import check_address, serve
+    from .validate import check_model, check_output_folder, check_render_settings
 
     check_address(host, port)
     probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
     settings = render_settings(opts, batch=1)  # one image per prompt: no padded batch to wait for
-    _validate_frame_flags(probe)
+    _validate_frame_flags({**probe, **({"seed": seed} if seed is not None else {})})
+    check_render_settings(settings)
+    check_output_folder(out)
+    check_model(opts["model"])
     click.echo("loading the model…", err=True)
     session = Session(out, settings, seed=DEFAULT_RUN_SEED if seed is None else seed, params=probe)
     serve(session, host=host, port=port, open_browser=open_browser, say=lambda m: click.echo(m, err=True))

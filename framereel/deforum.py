@@ -38,6 +38,10 @@ from .storyboard import (
     MAX_DURATION,
     MOTION_PIXELS,
     MOTION_RANGES,
+    MAX_SIDE,
+    MIN_SIDE,
+    SIDE_MULTIPLE,
+    SIDE_RULE,
     build_storyboard,
     read_json,
     read_text,
@@ -226,9 +230,9 @@ class Conversion:
                 v = int(self.s.get(key, DEFAULTS[key]))
             except (TypeError, ValueError, OverflowError):
                 raise self.fail(key, f"must be a whole number of pixels (got {self.shown(key)})") from None
-            r = min(4096, max(64, v - v % 8))
+            r = min(MAX_SIDE, max(MIN_SIDE, v - v % SIDE_MULTIPLE))
             if r != v:
-                self.notes.append(f"{key} {shorten(str(v))} → {r}: framereel needs a multiple of 8 from 64 to 4096")
+                self.notes.append(f"{key} {shorten(str(v))} → {r}: framereel needs {SIDE_RULE}")
             out.append(r)
         return out[0], out[1]
 

@@ -33,16 +33,18 @@ from .manifest import (
 )
 from .runner import render
 from .settings import SCHEDULERS, RenderSettings
-from .storyboard import DEFAULT_RUN_SEED, Frame, resolve_frame
+from .storyboard import DEFAULT_RUN_SEED, SIDE_RULE, Frame, check_setting, resolve_frame
 
 STORYBOARD = "storyboard.json"
 KEPT_KEYS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height")
+PARAM_KEYS = ("steps", "guidance", "width", "height", "negative_prompt")  # Session.params: unset → the model's
+SETTING_KEYS = ("seed", "scheduler", *PARAM_KEYS)  # what Session.apply takes
 
 COMMANDS = {
     ":seed": ":seed N | :seed random — the seed of the next images",
     ":steps": ":steps N — denoising steps",
     ":guidance": ":guidance G — classifier-free guidance scale",
-    ":size": ":size WxH — image size (multiples of 8)",
+    ":size": f":size WxH — image size (each side {SIDE_RULE})",
     ":neg": ":neg TEXT — negative prompt (:neg alone clears it)",
     ":scheduler": f":scheduler NAME — one of {', '.join(SCHEDULERS)}",
     ":again": ":again — the last prompt again with the next seed",
@@ -74,10 +76,10 @@ class Session:
     last_scheduler: str | None = None  # the scheduler that made ``last``
 
     def __post_init__(self) -> None:
-        self.folder = self.out_dir / "interactive"
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = self.out_dir / "interactive"  # made with the first image: a refused start leaves nothing
         self.backend = self.backend or create_backend(self.settings)
         self.identity = RunIdentity.of(self.backend, self.settings)
+        self.settings = self.identity.settings  # "auto" resolved: the scheduler the images are made with
         self.backend.load()
 
     # ------------------------------------------------------------ the loop's one entry point
@@ -131,6 +133,7 @@ class Session:
             self.tell("cancelled")
             return None
         path = self._next_path(prompt)
+        self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, self.identity.png(image, frame, digest))
         self.last = frame
         self.last_scheduler = self.settings.scheduler
@@ -143,43 +146,94 @@ class Session:
 
     # ------------------------------------------------------------ commands
 
+    # ------------------------------------------------------------ settings: typed, for the REPL and the studio
+
+    def set_seed(self, seed: int | None) -> None:
+        """The seed of the next images (None: a random one per image)."""
+        self.apply({"seed": seed})
+
+    def set_steps(self, steps: int) -> None:
+        self.apply({"steps": steps})
+
+    def set_guidance(self, guidance: float) -> None:
+        self.apply({"guidance": guidance})
+
+    def set_size(self, width: int, height: int) -> None:
+        self.apply({"width": width, "height": height})
+
+    def set_negative_prompt(self, text: str) -> None:
+        self.apply({"negative_prompt": text})
+
+    def set_scheduler(self, name: str) -> None:
+        """Swap the loaded model's scheduler ("auto": its family's)."""
+        self.apply({"scheduler": name})
+
+    def schedulers(self) -> tuple[str, ...]:
+        """The schedulers this model takes ("auto" first); a backend without a known family keeps its own."""
+        from .backends.families import FAMILIES, schedulers_for
+
+        family = FAMILIES.get((self.identity.model.family or {}).get("family"))
+        return ("auto", *schedulers_for(family)) if family else (self.settings.scheduler,)
+
+    def current(self) -> dict[str, Any]:
+        """The settings of the next image: the seed, the scheduler and the parameters set so far."""
+        return {"seed": self.seed, "scheduler": self.settings.scheduler, **self.params}
+
+    def checked(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` (keys of ``SETTING_KEYS``) checked by the storyboard's rules, the one set of limits
+        of every interface; one line on the first refusal. Changes nothing."""
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            if key == "scheduler":
+                if value != self.settings.scheduler and value not in self.schedulers():
+                    raise FramereelError(f"scheduler {value!r}: this model takes {', '.join(self.schedulers())}")
+                out[key] = value
+            elif key in SETTING_KEYS:
+                out[key] = None if key == "seed" and value is None else check_setting(key, value)
+            else:
+                raise FramereelError(f"{key!r} is not a setting; the settings are {', '.join(SETTING_KEYS)}")
+        return out
+
+    def apply(self, values: dict[str, Any]) -> None:
+        """Set several settings at once: all of them, or none when one is refused."""
+        values = self.checked(values)
+        if "scheduler" in values and values["scheduler"] != self.settings.scheduler:
+            self.backend.set_scheduler(values["scheduler"])
+            self.settings = replace(self.settings, scheduler=self.backend.settings.scheduler)  # auto → the family's
+            self.identity = replace(self.identity, settings=self.settings)
+        if "seed" in values:
+            self.seed = values["seed"]
+        self.params.update({k: v for k, v in values.items() if k in PARAM_KEYS})
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Go back to settings taken by :meth:`current` (a parameter unset there is unset again)."""
+        self.apply(saved)
+        for key in set(PARAM_KEYS) - set(saved):
+            self.params.pop(key, None)
+
+    # ------------------------------------------------------------ commands: typed lines, parsed onto the settings
+
     def cmd_seed(self, arg: str, progress=None) -> None:
-        if arg == "random":
-            self.seed = None
-        elif arg.isdigit() and int(arg) < 2**32:
-            self.seed = int(arg)
-        else:
-            raise ValueError(f"not a seed: {arg!r}")
+        self.set_seed(None if arg == "random" else _whole(arg, "a seed"))
         self.tell(f"seed {arg}")
 
     def cmd_steps(self, arg: str, progress=None) -> None:
-        if not arg.isdigit() or not 1 <= int(arg) <= 1000:
-            raise ValueError(f"not a step count: {arg!r}")
-        self.params["steps"] = int(arg)
+        self.set_steps(_whole(arg, "a step count"))
 
     def cmd_guidance(self, arg: str, progress=None) -> None:
-        value = float(arg)
-        if not 0 <= value <= 50:
-            raise ValueError("guidance must be from 0 to 50")
-        self.params["guidance"] = value
+        self.set_guidance(float(arg))
 
     def cmd_size(self, arg: str, progress=None) -> None:
-        m = re.fullmatch(r"(\d+)x(\d+)", arg.lower())
-        if not m or int(m[1]) % 8 or int(m[2]) % 8 or min(int(m[1]), int(m[2])) < 64:
-            raise ValueError(f"not a size like 512x512 in multiples of 8: {arg!r}")
-        self.params.update(width=int(m[1]), height=int(m[2]))
+        m = re.fullmatch(r"([0-9]+)x([0-9]+)", arg.lower())
+        if not m:
+            raise ValueError(f"not a size like 512x512: {arg!r}")
+        self.set_size(int(m[1]), int(m[2]))
 
     def cmd_neg(self, arg: str, progress=None) -> None:
-        self.params["negative_prompt"] = arg
+        self.set_negative_prompt(arg)
 
     def cmd_scheduler(self, arg: str, progress=None) -> None:
-        if arg == self.settings.scheduler:
-            return
-        if arg not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {arg!r}")
-        self.backend.set_scheduler(arg)
-        self.settings = replace(self.settings, scheduler=self.backend.settings.scheduler)  # auto → the family's
-        self.identity = replace(self.identity, settings=self.settings)
+        self.set_scheduler(arg)
 
     def cmd_again(self, arg: str, progress=None) -> None:
         if self.last is None:
@@ -233,7 +287,7 @@ class Session:
         board = load_storyboard(self.out_dir / STORYBOARD)
         current = self.settings.scheduler
         if board.scheduler and board.scheduler != current:  # render with the kept images' scheduler
-            self.cmd_scheduler(board.scheduler)
+            self.set_scheduler(board.scheduler)
         events = LiveGallery(self.out_dir, on_event)
         try:
             reused = self._reuse_interactive_images(board)
@@ -242,7 +296,7 @@ class Session:
         finally:
             events.close()
             if self.settings.scheduler != current:
-                self.cmd_scheduler(current)
+                self.set_scheduler(current)
         return video, result, reused
 
     def cmd_help(self, arg: str = "", progress=None) -> None:
@@ -277,6 +331,7 @@ class Session:
         (default: the one it has, while it keeps any frame)."""
         scheduler = scheduler or (self.kept_scheduler() if frames else None)
         doc: dict[str, Any] = {"scheduler": scheduler, "frames": frames} if scheduler else {"frames": frames}
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.out_dir / STORYBOARD, doc)
 
     def _reuse_interactive_images(self, board) -> int:
@@ -293,6 +348,13 @@ class Session:
                 write_frame_file(self.out_dir, f.index, source.read_bytes())
                 reused += 1
         return reused
+
+
+def _whole(arg: str, what: str) -> int:
+    """A typed whole number (ASCII digits only), else a ValueError naming ``what``."""
+    if not (arg.isascii() and arg.isdigit()):
+        raise ValueError(f"not {what}: {arg!r}")
+    return int(arg)
 
 
 def run_interactive(session: Session, interactive_terminal: bool | None = None) -> None:
@@ -315,6 +377,7 @@ def run_interactive(session: Session, interactive_terminal: bool | None = None) 
     def spinner(frame: Frame):
         return console.status(f"rendering {frame.width}x{frame.height}, {frame.steps} steps, seed {frame.seed}…")
 
+    session.out_dir.mkdir(parents=True, exist_ok=True)  # for the history file
     prompt = PromptSession(history=FileHistory(str(session.out_dir / ".history")))
     session.tell("type a prompt, or :help for commands; q, Ctrl-D or Ctrl-C to leave")
     while True:

@@ -47,6 +47,11 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
 # Left None by load_storyboard when unset; Storyboard.resolved() fills them once the model is known.
 RESOLVED_LATER = ("negative_prompt", "steps", "guidance", "width", "height")
 
+# a frame's width and height, in pixels: every interface (storyboards, flags, interactive mode,
+# the studio, Deforum imports) takes the same sizes
+SIDE_MULTIPLE, MIN_SIDE, MAX_SIDE = 8, 64, 4096
+SIDE_RULE = f"a multiple of {SIDE_MULTIPLE} from {MIN_SIDE} to {MAX_SIDE}"
+
 # key -> (python types accepted, description used in errors)
 FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "prompt": ((str,), "a non-empty string"),
@@ -54,8 +59,8 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "seed": ((int,), "an integer from 0 to 2**32-1"),
     "steps": ((int,), "an integer from 1 to 1000"),
     "guidance": ((int, float), "a number from 0 to 50"),
-    "width": ((int,), "a multiple of 8 from 64 to 4096"),
-    "height": ((int,), "a multiple of 8 from 64 to 4096"),
+    "width": ((int,), SIDE_RULE),
+    "height": ((int,), SIDE_RULE),
     "duration": ((int, float), "a number of seconds greater than 0, at most 3600"),
     # temporal coherence: latent morphs and img2img chains
     "morph": ((int,), "a number of in-between frames from 0 to 1000"),
@@ -177,6 +182,8 @@ def resolve_frame(frame: Frame, model_defaults: dict[str, Any] | None = None) ->
 
 
 def _fail(path: Path, where: str, problem: str) -> FramereelError:
+    if where == SETTING:
+        return FramereelError(problem)
     if where == "command line":
         return FramereelError(f"command line: {problem.replace(chr(34), '--', 1).replace(chr(34), '', 1).replace('_', '-')}")
     return FramereelError(f"{path.name}: {where}: {problem}" if where else f"{path.name}: {problem}")
@@ -208,12 +215,25 @@ def check_value(path: Path, where: str, key: str, value: Any) -> Any:
     elif ok and key == "guidance":
         ok = math.isfinite(value) and 0 <= value <= 50
     elif ok and key in ("width", "height"):
-        ok = value % 8 == 0 and 64 <= value <= 4096
+        ok = value % SIDE_MULTIPLE == 0 and MIN_SIDE <= value <= MAX_SIDE
     elif ok and key == "duration":
         ok = math.isfinite(value) and 0 < value <= MAX_DURATION
     if not ok:
         raise _fail(path, where, f'"{key}" must be {want} (got {shown(value)})')
     return float(value) if key in ("guidance", "duration") else value
+
+
+SETTING = "setting"  # check_value's ``where`` for one setting on its own: the message names only the key
+
+
+def check_setting(key: str, value: Any) -> Any:
+    """One frame parameter set on its own (interactive mode, the studio), checked by the storyboard's
+    rule for ``key``: the value (``guidance`` a float), or one line naming the key and the rule.
+    A plain value only: no keyframe schedule."""
+    types, want = FRAME_KEYS[key]
+    if key in SCHEDULED and isinstance(value, str):
+        raise _fail(Path("-"), SETTING, f'"{key}" must be {want.split(" or ")[0]} (got {shown(value)})')
+    return check_value(Path("-"), SETTING, key, value)
 
 
 def shown(value: Any, limit: int = 60) -> str:

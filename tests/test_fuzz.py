@@ -207,7 +207,7 @@ def session(tmp_path_factory):
 commands = st.tuples(st.sampled_from([":seed", ":steps", ":guidance", ":size", ":neg", ":scheduler", ":again", ":keep",
                                       ":list", ":undo", ":help", ":bogus", ":", "::"]),
                      st.text(max_size=12) | st.sampled_from(["12", "-1", "nan", "1e400", "512x512", "65x64", "random",
-                                                              "euler", "4294967296", "²", "٣"]))
+                                                              "euler", "4294967296", "²", "٣", "100000x100000", "4104x64"]))
 
 
 @fuzz(600)
@@ -218,6 +218,6 @@ def test_interactive_commands(session, lines):
     assert 0 <= (session.seed or 0) < 2**32
     p = session.params
     assert 1 <= p.get("steps", 1) <= 1000 and 0 <= p.get("guidance", 0) <= 50
-    assert p.get("width", 64) % 8 == 0 and p.get("width", 64) >= 64
+    assert all(p.get(k, 64) % 8 == 0 and 64 <= p.get(k, 64) <= 4096 for k in ("width", "height"))
     names = [q.name for q in Path(session.folder).iterdir()]
     assert all(len(n) <= 64 and "/" not in n for n in names)

@@ -116,6 +116,8 @@ def test_studio_prompt_keep_reorder_render_and_reload(studio, browser, tmp_path)
     wait_until(page, "() => { const v = document.getElementById('video'); return v && v.readyState >= 2; }", timeout=120)
     assert "3 reused" in page.locator("#filmprog").inner_text()
     assert page.evaluate("document.getElementById('video').duration") == pytest.approx(1 + 0.5 + 0.5, abs=0.1)
+    assert page.locator("#boardinfo").inner_text() == "3 entries · 2 s"  # the film's length, as stitched
+    assert "flow-euler" not in page.locator("#scheduler option").all_inner_texts()  # an SD 1.x model
     page.evaluate("document.getElementById('video').play()")
     wait_until(page, "() => document.getElementById('video').currentTime > 0.2", timeout=20)
     for i, name in enumerate(sorted(p.name for p in (studio.out / "interactive").glob("*.png"))):
@@ -132,6 +134,14 @@ def test_studio_prompt_keep_reorder_render_and_reload(studio, browser, tmp_path)
     assert board_prompts(page) == order
     assert page.locator(".icard[data-name]").count() == 3
     wait_until(page, "() => { const v = document.getElementById('video'); return v && v.readyState >= 1; }")
+
+    # an edited entry keeps showing the image it was kept from, marked as edited
+    prompt_box = page.locator("#board .entry").nth(1).locator("textarea")
+    prompt_box.fill("an edited prompt")
+    prompt_box.press("Tab")
+    page.locator("#prompt").focus()
+    wait_until(page, "() => { const e = document.querySelectorAll('#board .entry')[1];"
+                     " const t = e && e.querySelector('img.thumb.edited'); return t && t.complete && t.naturalWidth > 0; }")
 
     # an untrusted prompt shows as text and runs nothing
     page.fill("#prompt", XSS)
@@ -201,3 +211,153 @@ def test_studio_on_another_host_needs_the_token(tmp_path):
     finally:
         if s.proc.poll() is None:
             s.stop()
+
+
+# ---------------------------------------------------------------- the JSON API in this process (no browser)
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, tiny_model):
+    """A studio over a real session on the tiny SD 1.x model, driven through its HTTP API in this process."""
+    from starlette.testclient import TestClient
+
+    from framereel.interactive import Session
+    from framereel.settings import RenderSettings
+    from framereel.studio.app import Studio, create_app
+
+    session = Session(tmp_path_factory.mktemp("api") / "out", RenderSettings(model=str(tiny_model), batch=1),
+                      params={"steps": 2})
+    studio = Studio(session)
+    with TestClient(create_app(studio), base_url="http://127.0.0.1") as http:
+        http.studio = studio
+        yield http
+    studio.close()
+
+
+def finished(http, response) -> dict:
+    """The job a POST queued, once it has finished (a generous limit: the machine may be busy)."""
+    import time
+
+    assert response.status_code == 200, response.text
+    job_id = response.json()["job"]["id"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        job = next(j for j in http.get("/api/state").json()["jobs"] if j["id"] == job_id)
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_api_refuses_a_size_beyond_the_storyboard_limit_before_queueing(api):
+    from framereel.storyboard import MAX_SIDE
+
+    jobs = len(api.get("/api/state").json()["jobs"])
+    for size in ({"width": 100000, "height": 100000}, {"width": MAX_SIDE + 8, "height": 64}, {"width": 64, "height": 60}):
+        r = api.post("/api/generate", json={"prompt": "huge", **size})
+        assert r.status_code == 400 and "must be a multiple of 8 from 64 to 4096" in r.json()["error"], size
+    for bad in ({"steps": "many"}, {"steps": 0}, {"guidance": "0:(1)"}, {"seed": -1}, {"scheduler": "flow-euler"}):
+        assert api.post("/api/generate", json={"prompt": "x", **bad}).status_code == 400, bad
+    assert len(api.get("/api/state").json()["jobs"]) == jobs  # nothing was queued
+
+
+def test_api_prompt_alone_renders_with_the_current_settings(api):
+    from framereel.manifest import read_png_metadata
+
+    session = api.studio.session
+    job = finished(api, api.post("/api/generate", json={"prompt": "a prompt alone"}))
+    assert job["state"] == "done", job["message"]
+    meta = read_png_metadata(session.folder / job["image"])
+    assert (meta["steps"], meta["seed"], meta["size"]) == ("2", str(session.seed), "64x64")
+    # a request's settings stay for the next image, as typing them in interactive mode would
+    job = finished(api, api.post("/api/generate", json={"prompt": "three steps", "steps": 3, "seed": 9}))
+    assert read_png_metadata(session.folder / job["image"])["steps"] == "3"
+    job = finished(api, api.post("/api/generate", json={"prompt": "still three"}))
+    assert (read_png_metadata(session.folder / job["image"])["steps"], session.seed) == ("3", 9)
+
+
+def test_api_settings_of_a_failed_job_do_not_stay(api, monkeypatch):
+    session = api.studio.session
+    before = (dict(session.params), session.seed, session.settings.scheduler)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the device went away")
+
+    monkeypatch.setattr(session.backend, "render", broken)
+    job = finished(api, api.post("/api/generate", json={"prompt": "fails", "steps": 7, "guidance": 3, "seed": 5,
+                                                        "width": 72, "height": 80, "scheduler": "euler"}))
+    assert job["state"] == "failed" and "the device went away" in job["message"]
+    assert (dict(session.params), session.seed, session.settings.scheduler) == before
+
+
+def test_api_offers_only_the_schedulers_the_model_takes(api):
+    state = api.get("/api/state").json()
+    assert "flow-euler" not in state["schedulers"] and "lcm" not in state["schedulers"]  # an SD 1.x model
+    assert {"dpm++", "euler", "pndm"} <= set(state["schedulers"]) and state["defaults"]["scheduler"] in state["schedulers"]
+    r = api.post("/api/generate", json={"prompt": "x", "scheduler": "lcm"})
+    assert r.status_code == 400 and "this model takes" in r.json()["error"]
+
+
+def test_api_film_limits_are_stitchs_and_its_length_is_the_videos(api, tmp_path):
+    from conftest import probe_video
+
+    from framereel.validate import MAX_CROSSFADE, MAX_FPS
+
+    assert api.post("/api/film", json={"fps": MAX_FPS, "crossfade": MAX_CROSSFADE}).status_code == 200
+    for bad in ({"fps": MAX_FPS + 1}, {"fps": 0}, {"crossfade": MAX_CROSSFADE + 1}, {"crossfade": True}):
+        r = api.post("/api/film", json=bad)
+        assert r.status_code == 400 and "give a number" in r.json()["error"], bad
+    assert api.get("/api/state").json()["limits"]["fps"] == MAX_FPS
+    images = [i["name"] for i in api.get("/api/state").json()["images"]][:2]
+    for name in images:
+        assert api.post("/api/keep", json={"image": name}).status_code == 200
+    assert api.post("/api/storyboard/update", json={"index": 0, "fields": {"morph": 1}}).status_code == 200
+    assert api.post("/api/film", json={"fps": 2, "transition": "crossfade", "crossfade": 0.5}).status_code == 200
+    seconds = api.get("/api/state").json()["film_seconds"]
+    assert seconds == pytest.approx(3 * 0.5 + 2 * 0.5)  # 3 frames (one in-between) of 1/fps, 2 dissolves
+    job = finished(api, api.post("/api/render", json={}))
+    assert job["state"] == "done", job["message"]
+    assert probe_video(api.studio.out / "video.mp4")["seconds"] == pytest.approx(seconds, abs=0.05)
+
+
+def test_api_an_edited_entry_keeps_its_thumbnail(api):
+    state = api.get("/api/state").json()
+    if not state["storyboard"]:
+        assert api.post("/api/keep", json={"image": state["images"][0]["name"]}).status_code == 200
+        state = api.get("/api/state").json()
+    n = len(state["storyboard"]) - 1
+    thumb = state["storyboard"][n]["thumb"]
+    assert thumb
+    r = api.post("/api/storyboard/update", json={"index": n, "fields": {"prompt": "an edited prompt", "seed": 77}})
+    assert r.status_code == 200
+    entry = api.get("/api/state").json()["storyboard"][n]
+    assert (entry["prompt"], entry["thumb"], entry["edited"]) == ("an edited prompt", thumb, True)
+    # moved, it keeps it too
+    api.post("/api/storyboard/move", json={"from": n, "to": 0})
+    assert api.get("/api/state").json()["storyboard"][0]["thumb"] == thumb
+
+
+def test_studio_refuses_a_bad_port_in_one_line_before_anything(tmp_path):
+    from conftest import cli
+
+    for port in ("99999", "-1", "65536"):
+        proc = cli("studio", "-o", tmp_path / "out", "--model", "demo", "--port", port)
+        assert proc.returncode == 2 and proc.stderr == f"error: --port {port}: give a port from 1 to 65535 " \
+                                                       "(0 picks a free one)\n", proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_studio_that_cannot_load_its_model_leaves_nothing(tmp_path, tiny_model):
+    import shutil
+
+    from conftest import cli
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    for weights in (broken / "unet").glob("*.safetensors"):
+        weights.unlink()
+    for command in ("studio", "interactive"):
+        port = ("--port", "0") if command == "studio" else ()
+        proc = cli(command, "-o", tmp_path / "out", "--model", broken, *port)
+        assert proc.returncode == 2 and "could not load the model" in proc.stderr, proc.stderr
+        assert not (tmp_path / "out").exists(), command

@@ -397,6 +397,16 @@ def frame_problems(family: Family, frames, scheduler: str) -> tuple[list[str], l
     return errors, warnings
 
 
+def schedulers_for(family: Family) -> tuple[str, ...]:
+    """The schedulers to offer for ``family``: flow-matching ones for SD 3/FLUX; the LCM scheduler
+    only for LCM models (a model not distilled for it gives a blurred image)."""
+    from ..settings import SCHEDULERS
+
+    if family.flow:
+        return FLOW_SCHEDULERS
+    return tuple(s for s in SCHEDULERS if s not in ("auto", *FLOW_SCHEDULERS) and (s != "lcm" or family.scheduler == "lcm"))
+
+
 def check_scheduler(family: Family, scheduler: str) -> None:
     if family.flow and scheduler not in FLOW_SCHEDULERS:
         raise FramereelError(f"--scheduler {scheduler}: {family.label} is a flow-matching model and takes only "

@@ -18,10 +18,11 @@ from urllib.parse import parse_qs
 
 from .. import events
 from ..errors import FramereelError
-from ..interactive import STORYBOARD, Session
-from ..manifest import atomic_write_json, read_png_metadata
-from ..storyboard import FRAME_KEYS, Frame, check_value
-from ..video import TRANSITIONS
+from ..interactive import SETTING_KEYS, STORYBOARD, Session
+from ..manifest import FRAMES_DIR, atomic_write_json, read_png_metadata
+from ..storyboard import FRAME_KEYS, MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE, Frame, check_value, load_storyboard
+from ..validate import MAX_CROSSFADE, MAX_FPS, check_number
+from ..video import DEFAULT_FPS, TRANSITIONS, plan_timeline
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -31,7 +32,10 @@ FILM = "studio.json"  # the film settings (fps, transition, crossfade) next to s
 IMAGE_NAME = re.compile(r"^\d{4}-[a-z0-9-]+\.png$")
 EDITABLE = ("prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height", "duration", "morph")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_PORT = 65535
 MAX_JOBS_SHOWN = 40
+# the page's inputs take the limits every interface takes (the storyboard's sizes, stitch's fps and crossfade)
+LIMITS = {"side": {"min": MIN_SIDE, "max": MAX_SIDE, "step": SIDE_MULTIPLE}, "fps": MAX_FPS, "crossfade": MAX_CROSSFADE}
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Job:
     id: int
     kind: str  # "image" or "film"
     request: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)  # an image's session settings, checked when queued
     state: str = "queued"  # queued → running → done | failed; queued → cancelled
     message: str = ""
     image: str | None = None
@@ -66,7 +71,8 @@ class Studio:
         self.queue: list[Job] = []
         self.wake = threading.Condition(self.lock)
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
-        self._meta: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._meta: dict[Path, tuple[int, dict[str, Any]]] = {}
+        self._was: dict[tuple, str] = {}  # an edited entry's parameters → the image it was kept from
         self.closed = False
         self.worker = threading.Thread(target=self._work, name="framereel-studio-renderer", daemon=True)
         self.worker.start()
@@ -78,28 +84,57 @@ class Studio:
         return {"seed": self.session.seed, "steps": f.steps, "guidance": f.guidance, "width": f.width,
                 "height": f.height, "negative_prompt": f.negative_prompt or "", "scheduler": self.session.settings.scheduler}
 
-    def images(self) -> list[dict[str, Any]]:
+    def images(self, folder: Path | None = None, pattern: str = "[0-9][0-9][0-9][0-9]-*.png") -> list[dict[str, Any]]:
+        """The session's images (or ``folder``'s), each with the parameters its PNG metadata records."""
+        folder = folder or self.session.folder
         out = []
-        for p in sorted(self.session.folder.glob("[0-9][0-9][0-9][0-9]-*.png")):
+        for p in sorted(folder.glob(pattern)):
             mtime = p.stat().st_mtime_ns
-            cached = self._meta.get(p.name)
+            cached = self._meta.get(p)
             if cached is None or cached[0] != mtime:
                 meta = read_png_metadata(p)
                 if meta is None:
                     continue  # being written
                 cached = (mtime, meta)
-                self._meta[p.name] = cached
+                self._meta[p] = cached
             meta = cached[1]
             w, _, h = meta.get("size", "x").partition("x")
-            out.append({"name": p.name, "url": f"/files/interactive/{p.name}?v={mtime}", "prompt": meta.get("prompt", ""),
+            url = f"/files/{p.relative_to(self.out).as_posix()}?v={mtime}"
+            out.append({"name": p.name, "url": url, "prompt": meta.get("prompt", ""),
                         "negative_prompt": meta.get("negative_prompt", ""), "seed": _int(meta.get("seed")),
                         "steps": _int(meta.get("steps")), "guidance": _float(meta.get("guidance")),
                         "width": _int(w), "height": _int(h), "scheduler": meta.get("scheduler")})
         return out
 
+    def _board(self, images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The kept entries, each with a thumbnail: an image made with its parameters (the session's,
+        else the film's frame), else the one an edit changed it from (``edited``: the film renders it anew)."""
+        film_frames = self.images(self.out / FRAMES_DIR, "frame_*.png")
+        # the session's image wins; among the film's frames, a key frame over its in-betweens (same metadata)
+        by_params = {_entry_key(i): i["url"] for i in film_frames[::-1] + images}
+        board = []
+        for e in self.session.kept():
+            key = _entry_key(e)
+            thumb = by_params.get(key)
+            board.append({**e, "thumb": thumb or self._was.get(key), "edited": thumb is None and key in self._was})
+        return board
+
+    def film_seconds(self, film: dict[str, Any]) -> float | None:
+        """How long the kept storyboard's film lasts, timed as stitching times it (each entry's time on
+        screen, morph in-betweens, crossfades); None while there is none."""
+        path = self.out / STORYBOARD
+        try:
+            frames = load_storyboard(path).frames if path.exists() else ()
+            if not frames:
+                return None
+            durations = [f.duration or 1 / film["fps"] for f in frames]
+            return round(plan_timeline(durations, film["fps"], film["transition"], film["crossfade"]).seconds, 3)
+        except FramereelError:
+            return None
+
     def film(self) -> dict[str, Any]:
         path = self.out / FILM
-        film = {"fps": 2.0, "transition": "cut", "crossfade": 0.5}
+        film = {"fps": DEFAULT_FPS, "transition": "cut", "crossfade": 0.5}
         if path.exists():
             try:
                 film.update({k: v for k, v in json.loads(path.read_text()).items() if k in film})
@@ -110,13 +145,13 @@ class Studio:
     def state(self) -> dict[str, Any]:
         with self.lock:
             images = self.images()
-            by_params = {_entry_key(i): i["url"] for i in images}
-            board = [{**e, "thumb": by_params.get(_entry_key(e))} for e in self.session.kept()]
             video = self.out / "video.mp4"
+            film = self.film()
             return {
                 "model": self.session.identity.model.id, "device": self.session.backend.device, "dtype": self.session.backend.dtype,
-                "out": str(self.out), "defaults": self.defaults(), "schedulers": _schedulers(),
-                "transitions": list(TRANSITIONS), "images": images, "storyboard": board, "film": self.film(),
+                "out": str(self.out), "defaults": self.defaults(), "schedulers": list(self.session.schedulers()),
+                "limits": LIMITS, "transitions": list(TRANSITIONS), "images": images, "storyboard": self._board(images),
+                "film": film, "film_seconds": self.film_seconds(film),
                 "video": f"/files/video.mp4?v={video.stat().st_mtime_ns}" if video.exists() else None,
                 "gallery": "/files/index.html" if (self.out / "index.html").exists() else None,
                 "jobs": [j.public() for j in self.jobs[-MAX_JOBS_SHOWN:]],
@@ -129,9 +164,9 @@ class Studio:
 
     # ------------------------------------------------------------ jobs
 
-    def submit(self, kind: str, request: dict[str, Any]) -> Job:
+    def submit(self, kind: str, request: dict[str, Any], settings: dict[str, Any] | None = None) -> Job:
         with self.lock:
-            job = Job(next(self.ids), kind, request)
+            job = Job(next(self.ids), kind, request, settings or {})
             self.jobs.append(job)
             self.queue.append(job)
             self.wake.notify()
@@ -181,19 +216,27 @@ class Studio:
         job.progress = progress
         self._changed("progress", {"id": job.id, **progress})
 
+    def request_settings(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The session settings an image request asks for, checked as the REPL's are (one set of limits):
+        a setting left out (or null, or an empty field) stays as it is; seed "random": a random one."""
+        values = {k: request[k] for k in SETTING_KEYS
+                  if request.get(k) is not None and (request[k] != "" or k == "negative_prompt")}
+        if values.get("seed") == "random":
+            values["seed"] = None
+        return self.session.checked(values)
+
     def _render_image(self, job: Job) -> None:
-        r, s = job.request, self.session
-        # the session's own commands check and apply each setting, as typing them would
-        s.cmd_seed("random" if r.get("seed") in (None, "", "random") else str(r["seed"]))
-        s.cmd_steps(str(r.get("steps", s.params.get("steps", ""))))
-        s.cmd_guidance(str(r.get("guidance")))
-        s.cmd_size(f"{r.get('width')}x{r.get('height')}")
-        s.cmd_neg(str(r.get("negative_prompt") or ""))
-        if r.get("scheduler") and r["scheduler"] != s.settings.scheduler:
-            s.cmd_scheduler(r["scheduler"])
-        path = s.render(str(r["prompt"]), on_step=lambda i, n: self._progress(job, step=i, steps=n))
-        if path is None:
-            raise FramereelError("cancelled")
+        """Render with the request's settings; they stay for the next image only if this one is made."""
+        s = self.session
+        before = s.current()
+        try:
+            s.apply(job.settings)
+            path = s.render(str(job.request["prompt"]), on_step=lambda i, n: self._progress(job, step=i, steps=n))
+            if path is None:
+                raise FramereelError("cancelled")
+        except BaseException:
+            s.restore(before)
+            raise
         job.image = path.name
 
     def _render_film(self, job: Job) -> None:
@@ -253,6 +296,7 @@ class Studio:
                 fields = body.get("fields")
                 if not isinstance(fields, dict):
                     raise FramereelError("update needs fields")
+                was = _entry_key(board[i])
                 for key, value in fields.items():
                     if key not in EDITABLE or key not in FRAME_KEYS:
                         raise FramereelError(f"{key!r} cannot be edited here")
@@ -262,28 +306,33 @@ class Studio:
                     board[i][key] = check_value(Path(STORYBOARD), f"frame {i}", key, value)
                     if key == "morph" and not board[i][key]:
                         board[i].pop(key)
+                self._remember_thumb(was, _entry_key(board[i]))
             else:
                 raise FramereelError(f"unknown storyboard edit {op!r}")
             self.session.save_kept(board)
         self._changed()
 
+    def _remember_thumb(self, was: tuple, now: tuple) -> None:
+        """An edit changed an entry's image: keep showing the image it came from until the film renders it."""
+        if was != now:
+            thumb = {_entry_key(i): i["url"] for i in self.images()}.get(was) or self._was.get(was)
+            if thumb:
+                self._was[now] = thumb
+
     def set_film(self, body: dict[str, Any]) -> None:
+        """fps, transition and crossfade, checked with the limits of `framereel stitch`."""
         film = self.film()
         if "fps" in body:
-            fps = body["fps"]
-            if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 0 < fps <= 60:
-                raise FramereelError("fps must be a number from 0 to 60")
-            film["fps"] = float(fps)
+            film["fps"] = float(check_number("fps", body["fps"], 0, MAX_FPS, above=True))
         if "transition" in body:
             if body["transition"] not in TRANSITIONS:
                 raise FramereelError(f"transition must be one of {', '.join(TRANSITIONS)}")
             film["transition"] = body["transition"]
         if "crossfade" in body:
-            c = body["crossfade"]
-            if not isinstance(c, (int, float)) or isinstance(c, bool) or not 0 < c <= 10:
-                raise FramereelError("crossfade must be from 0 to 10 seconds")
-            film["crossfade"] = float(c)
+            film["crossfade"] = float(check_number("crossfade", body["crossfade"], 0, MAX_CROSSFADE, above=True,
+                                                   unit=" seconds"))
         with self.lock:
+            self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.out / FILM, film)
         self._changed()
 
@@ -310,12 +359,6 @@ def _float(v: Any) -> float | None:
 def _entry_key(e: dict[str, Any]) -> tuple:
     return (e.get("prompt"), e.get("negative_prompt") or "", e.get("seed"), e.get("steps"),
             float(e["guidance"]) if e.get("guidance") is not None else None, e.get("width"), e.get("height"))
-
-
-def _schedulers() -> list[str]:
-    from ..backends import SCHEDULERS
-
-    return list(SCHEDULERS)
 
 
 # ---------------------------------------------------------------- HTTP
@@ -464,7 +507,8 @@ class _Api:
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise FramereelError("type a prompt first")
-        return {"job": self.studio.submit("image", {**body, "prompt": prompt.strip()}).public()}
+        settings = self.studio.request_settings(body)  # a refused setting is a 400 now, not a failed job later
+        return {"job": self.studio.submit("image", {"prompt": prompt.strip()}, settings).public()}
 
     def render_film(self, body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         if not self.studio.session.kept():
@@ -503,6 +547,8 @@ def check_address(host: str, port: int) -> None:
     """Fail in one line, before the model loads, when ``host:port`` cannot be listened on."""
     import socket
 
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= MAX_PORT:
+        raise FramereelError(f"--port {port}: give a port from 1 to {MAX_PORT} (0 picks a free one)")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:

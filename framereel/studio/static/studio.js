@@ -35,12 +35,17 @@ function saveControls() {
   localStorage.setItem("framereel.controls", JSON.stringify(c));
 }
 function initControls(d) {
+  // the server's limits (the same for every interface: storyboards, flags, interactive mode)
+  for (const id of ["width", "height"]) Object.assign($(id), {min: S.limits.side.min, max: S.limits.side.max, step: S.limits.side.step});
+  $("fps").max = S.limits.fps; $("crossfade").max = S.limits.crossfade;
+  // only the schedulers the loaded model takes
   $("scheduler").replaceChildren(...S.schedulers.map(s => el("option", {value: s, text: s})));
   $("transition").replaceChildren(...S.transitions.map(s => el("option", {value: s, text: s})));
   const saved = JSON.parse(localStorage.getItem("framereel.controls") || "null");
   const init = saved || {seed: d.seed ?? 0, random: d.seed === null, advance: true, steps: d.steps, guidance: d.guidance,
                          width: d.width, height: d.height, scheduler: d.scheduler, negative: d.negative_prompt || ""};
   for (const id of CONTROLS) { const e = $(id); if (e.type === "checkbox") e.checked = !!init[id]; else e.value = init[id]; }
+  if (!S.schedulers.includes($("scheduler").value)) $("scheduler").value = d.scheduler;  // saved for another model
   syncOutputs();
 }
 function syncOutputs() {
@@ -137,7 +142,9 @@ function drawBoard(d) {
       onchange: (ev) => save({[key]: ev.target.value === "" ? null : +ev.target.value})});
     const li = el("li", {class: "entry", draggable: "true", "data-index": i},
       el("span", {class: "handle", title: "drag to reorder", text: "⋮⋮"}),
-      e.thumb ? el("img", {class: "thumb", src: e.thumb, alt: e.prompt}) : el("div", {class: "thumb"}),
+      e.thumb ? el("img", {class: "thumb" + (e.edited ? " edited" : ""), src: e.thumb, alt: e.prompt,
+                           title: e.edited ? "the image it was kept from: the film renders the edited entry anew" : null})
+              : el("div", {class: "thumb", title: "not rendered yet: the film renders it"}),
       el("div", {class: "fields"},
         (() => { const t = el("textarea", {rows: "2", "aria-label": "prompt"}); t.value = e.prompt;
                  t.addEventListener("change", () => save({prompt: t.value})); return t; })(),
@@ -167,8 +174,9 @@ function drawBoard(d) {
   });
   $("board").replaceChildren(...items);
   $("noboard").hidden = n > 0;
-  const secs = d.storyboard.reduce((t, e) => t + (e.duration || 1 / d.film.fps) + (e.morph ? e.morph / d.film.fps : 0), 0);
-  $("boardinfo").textContent = n ? n + " entr" + (n === 1 ? "y" : "ies") + " · about " + fmt(secs, 1) + " s" : "";
+  // the film's length as stitching times it (time on screen, in-betweens, crossfades), from the server
+  const secs = d.film_seconds === null ? "" : " · " + fmt(d.film_seconds) + " s";
+  $("boardinfo").textContent = n ? n + " entr" + (n === 1 ? "y" : "ies") + secs : "";
 }
 $("board").addEventListener("focusout", () => setTimeout(() => { if (boardDirty && !$("board").contains(document.activeElement)) drawBoard(S); }, 0));
 
