@@ -13,9 +13,9 @@ import click
 
 from ._version import __version__
 from .errors import FramereelError, one_line
-from .finishing.cli import beat_options, finishing_options, on_beat_storyboard
+from .finishing.cli import beat_options, check_finishing_options, finishing_options, on_beat_storyboard
 from .finishing.cli import register as _register_finishing
-from .loader import load_storyboard
+from .loader import load_storyboard, parse_storyboard
 from .storyboard import DEFAULT_RUN_SEED, parse_indices
 
 EXAMPLES = """
@@ -317,7 +317,9 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
         overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph",
                                           "strength")}
         overrides.update(init="previous" if opts["chain"] else None, shared_noise=True if opts["shared_noise"] else None)
-        storyboard = load_storyboard(opts["storyboard"], overrides=overrides, run_seed=opts["seed"])
+        text = opts.get("storyboard_text")  # --dry-run --on-beat: the timed storyboard, not written
+        storyboard = (parse_storyboard(text, opts["storyboard"], overrides, opts["seed"]) if text is not None
+                      else load_storyboard(opts["storyboard"], overrides=overrides, run_seed=opts["seed"]))
         redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
         only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
         if not 1 <= opts["workers"] <= 256:
@@ -338,6 +340,7 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
                              smooth_fps=opts["smooth_fps"], size=opts["size"],
                              frames=opts["frame_list"] if command == "stitch" else None, zoom=opts["zoom"],
                              audio=opts["audio"])
+        check_finishing_options(opts)
     return checked
 
 

@@ -36,10 +36,10 @@ from .schedule import Schedule, ScheduleError, frame_index, parse_schedule, shor
 from .storyboard import (
     DEFAULT_RUN_SEED,
     MAX_DURATION,
-    MOTION_PIXELS,
-    MOTION_RANGES,
     MAX_SIDE,
     MIN_SIDE,
+    MOTION_PIXELS,
+    MOTION_RANGES,
     SIDE_MULTIPLE,
     SIDE_RULE,
     build_storyboard,

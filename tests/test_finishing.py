@@ -24,7 +24,7 @@ from finishing_models import build_esrgan, build_rife
 from PIL import Image
 
 from framereel.errors import FramereelError
-from framereel.finishing.beats import cut_report, find_beats, fit_to_beats, time_storyboard
+from framereel.finishing.beats import BeatGrid, cut_report, find_beats, fit_to_beats, time_storyboard
 from framereel.finishing.interpolate import INTERPOLATED_DIR, parse_interpolate
 from framereel.finishing.upscale import UPSCALED_DIR, parse_upscale, upscale
 from framereel.loader import load_storyboard
@@ -337,3 +337,166 @@ def test_make_on_beat_upscaled_and_interpolated(tmp_path, tiny_model, models):
     assert stage_done(events, "upscale")["computed"] == 0
     assert stage_done(events, "interpolate")["model_calls"] == 0
     assert not [e for e in events if e["event"] == "frame_done"]
+
+
+# ------------------------------------------------------------------ clips, early checks, one-line refusals
+
+
+def clip(clip_id: int, position: int, frames: int) -> dict:
+    return {"kind": "clip", "clip": {"id": clip_id, "position": position, "frames": frames}}
+
+
+def test_inbetweens_inside_a_clip_only(tmp_path, models):
+    """Frames of one clip are a continuous run (their records differ in "position"); the cuts into
+    and out of the clip, and between two clips, stay cuts."""
+    out = make_folder(tmp_path / "out", [{}, clip(1, 0, 3), clip(1, 1, 3), clip(1, 2, 3), clip(2, 0, 2), clip(2, 1, 2)])
+    stitch(out, fps=4, interpolate=parse_interpolate(str(models["rife"])))
+    pairs = {tuple(r["between"]) for r in Manifest.load(out).run["finishing"]["interpolate"]["frames"].values()}
+    assert pairs == {(1, 2), (2, 3), (4, 5)}
+
+
+def test_a_clip_is_one_shot_whose_cut_lands_on_a_beat(tmp_path):
+    """A clip's duration is each of its frames': the clip lasts the beats nearest its length at
+    --fps, its frames share them, and the cut after it is on a beat (one clip_group: one shot)."""
+    (tmp_path / "in.mp4").write_bytes(b"not decoded here")
+    board = write_storyboard(tmp_path / "sb.json", {"defaults": {"steps": 2}, "frames": [
+        {"prompt": "a lighthouse"},
+        {"prompt": "waves", "clip": 8, "init_video": "in.mp4"},
+        {"prompt": "a boat leaving port", "clip": 6, "clip_group": "boat"},
+        {"prompt": "a boat at sea", "clip": 4, "clip_group": "boat"},
+        {"prompt": "the end"},
+    ]})
+    grid = BeatGrid(tuple(np.arange(0.0, 30.0, 0.6)), 100.0, "--bpm", 30.0)
+    doc, report = fit_to_beats(board, grid, every=1, fps=8)
+    assert [r["entry"] for r in report] == [0, 1, 2, 4] and [r.get("clip") for r in report] == [None, 8, 10, None]
+    # 8 frames at 8 fps: 1 s, 2 beats (1.2 s); the group's 10 frames: 1.25 s, 2 beats
+    assert [r["start"] for r in report] == [0.0, 0.6, 1.8, 3.0] and report[-1]["end"] == 3.6
+    assert doc["frames"][1]["duration"] == 0.15 and doc["frames"][2]["duration"] == doc["frames"][3]["duration"] == 0.12
+    assert doc["frames"][1]["init_video"] == str((tmp_path / "in.mp4").resolve())  # the timed copy may live elsewhere
+    (tmp_path / "elsewhere").mkdir()
+    timed = tmp_path / "elsewhere" / "timed.json"
+    atomic_write_json(timed, doc)
+    frames = load_storyboard(timed).frames
+    timeline = plan_timeline([f.duration for f in frames], 8)
+    first: dict[int, float] = {}
+    for n, (a, _, _) in enumerate(timeline.frames):
+        first.setdefault(frames[a].shot, n / float(timeline.rate))
+    frame = 1 / float(timeline.rate)
+    for shot, beat in ((1, 0.6), (2, 1.8), (4, 3.0)):
+        assert abs(first[shot] - beat) <= frame, f"the cut to entry {shot} is at {first[shot]:.3f}s, not {beat}s"
+    assert abs(len(timeline.frames) * frame - 3.6) <= frame  # the film's length: 6 beats, not 8 × 1.2 s of clip
+
+
+def test_make_on_beat_with_a_clip_and_inbetweens(tmp_path, tiny_model, models):
+    """End to end: a still, an 8-frame clip, a still, timed at 120 BPM: 0.5 s + 1 s + 0.5 s, with
+    learned in-betweens between the clip's frames and none across its cuts."""
+    from tiny_motion import build_tiny_motion_adapter
+
+    adapter = build_tiny_motion_adapter(tmp_path / "adapter")
+    song = write_clicks(tmp_path / "song.wav", list(np.arange(0.5, 6, 0.5)), 6.5)
+    board = write_storyboard(tmp_path / "sb.json", [{"prompt": "a lighthouse"}, {"prompt": "waves", "clip": 8},
+                                                    {"prompt": "a boat"}])
+    out = tmp_path / "out"
+    cli("make", board, "-o", out, "--model", tiny_model, "--motion-adapter", adapter, "--dtype", "float32",
+        "--steps", "2", "--audio", song, "--on-beat", "--interpolate", models["rife"], "-q", check=True)
+    timed = json.loads((out / "timed.json").read_text())
+    assert abs(timed[1]["duration"] - 0.125) < 0.005  # each clip frame about one 1/8 s step, the clip 2 beats
+    end = sum(e["duration"] * (e.get("clip") or 1) for e in timed)
+    assert abs(end - 2.5) < 0.05  # the first entry lasts to the second beat (1.0 s), the clip 2 beats, the last 1
+    run = json.loads((out / "run.json").read_text())
+    pairs = {tuple(r["between"]) for r in run["finishing"]["interpolate"]["frames"].values()}
+    assert pairs == {(i, i + 1) for i in range(1, 8)}
+    facts = probe_video(out / "video.mp4")
+    assert abs(facts["frames"] / facts["rate"] - end) <= 1 / facts["rate"]
+
+
+@pytest.fixture(scope="module")
+def junk_models(tmp_path_factory) -> dict[str, Path]:
+    import torch
+
+    d = tmp_path_factory.mktemp("junk-models")
+    (d / "notes.pth").write_text("hello, this is a text file\n")
+    (d / "garbage.safetensors").write_bytes(bytes(range(256)) * 8)
+    torch.save([1, 2, 3], d / "list.pth")
+    return {p.stem: p for p in d.iterdir()}
+
+
+@pytest.mark.parametrize("name", ["notes", "garbage", "list"])
+def test_foreign_model_files_are_one_line(tmp_path, models, junk_models, name):
+    junk = junk_models[name]
+    out = make_folder(tmp_path / "out", FILM[:3])
+    for args in (("upscale", out, junk), ("stitch", out, "--upscale", junk)):
+        proc = cli(*args)
+        line = proc.stderr.strip()
+        assert proc.returncode == 2 and "\n" not in line and junk.name in line and "cannot read it" in line, line
+    proc = cli("stitch", out, "--interpolate", junk)
+    line = proc.stderr.strip()
+    assert proc.returncode == 2 and "\n" not in line and "RIFE" in line, line
+    reason = line.rsplit(": ", 1)[-1]
+    assert sum(c.isalpha() for c in reason) >= 4, f"no reason in words: {line}"  # not a bare "101"
+    assert not (out / "video.mp4").exists()
+
+
+def test_finishing_options_are_refused_before_anything_renders(tmp_path, tiny_model, models, junk_models):
+    board = write_storyboard(tmp_path / "sb.json", [{"prompt": "a lighthouse"}, {"prompt": "a boat"}])
+    out = tmp_path / "out"
+    base = ("make", board, "-o", out, "--model", tiny_model, "--steps", "1")
+    cases = {("--upscale", tmp_path / "nope.pth"): "no such model file",
+             ("--upscale", f"{models['x4']}:0"): "scale must be from 1 to 16",
+             ("--interpolate", f"{models['rife']}:1"): "factor from 2 to 16",
+             ("--upscale", junk_models["notes"]): "cannot read it",
+             ("--interpolate", models["x4"]): "RIFE",
+             ("--interpolate", models["rife"], "--transition", "smooth"): "choose one"}
+    for extra, message in cases.items():
+        for dry in ((), ("--dry-run",)):
+            proc = cli(*base, *extra, *dry)
+            assert proc.returncode == 2 and message in proc.stderr and "\n" not in proc.stderr.strip(), proc.stderr
+            assert not (out / "frames").exists(), f"{extra} was refused only after rendering"
+
+
+def test_flags_without_their_option_are_refused(tmp_path, tiny_model):
+    board = write_storyboard(tmp_path / "sb.json", [{"prompt": "a lighthouse"}])
+    out = make_folder(tmp_path / "out", [{}])
+    make = ("make", board, "-o", tmp_path / "new", "--model", tiny_model, "--dry-run")
+    for args, needs in (((*make, "--loop"), "--interpolate"), ((*make, "--every", "2"), "--on-beat"),
+                        ((*make, "--bpm", "120"), "--on-beat"), ((*make, "--upscale-tile", "64"), "--upscale"),
+                        (("stitch", out, "--loop"), "--interpolate"), (("stitch", out, "--upscale-tile", "0"), "--upscale"),
+                        (("stitch", out, "--upscale-overlap", "4"), "--upscale")):
+        proc = cli(*args)
+        flag = next(a for a in args if isinstance(a, str) and a.startswith("--") and a != "--dry-run"
+                    and a not in ("--model",))
+        assert proc.returncode == 2 and f"{flag} needs {needs}" in proc.stderr, (args, proc.stderr)
+    assert not (out / "video.mp4").exists()
+
+
+def test_dry_run_on_beat_writes_nothing(tmp_path, tiny_model):
+    song = write_clicks(tmp_path / "song.wav", list(np.arange(0.5, 6, 0.5)), 6.5)
+    board = write_storyboard(tmp_path / "sb.json", [{"prompt": "a lighthouse"}, {"prompt": "a boat"}])
+    out = tmp_path / "out"
+    proc = cli("make", board, "-o", out, "--model", tiny_model, "--audio", song, "--on-beat", "--dry-run", check=True)
+    assert "cut   1 at" in proc.stderr and "2 frames" in proc.stdout, proc.stdout
+    assert not out.exists() or not any(out.iterdir()), sorted(p.name for p in out.iterdir())
+
+
+def test_beats_never_overwrites_its_inputs(tmp_path):
+    song = write_clicks(tmp_path / "song.wav", list(np.arange(0.5, 6, 0.5)), 6.5)
+    board = write_storyboard(tmp_path / "sb.json", STORYBOARD[:3])
+    before = board.read_bytes()
+    (tmp_path / "sub").mkdir()
+    for target, name in ((board, "storyboard"), (tmp_path / "sub" / ".." / "sb.json", "storyboard"), (song, "song")):
+        proc = cli("beats", song, board, "-o", target)
+        assert proc.returncode == 2 and f"the {name} being timed" in proc.stderr, proc.stderr
+        assert "\n" not in proc.stderr.strip()
+    assert board.read_bytes() == before
+    (tmp_path / "out").mkdir()
+    timed = write_storyboard(tmp_path / "out" / "timed.json", STORYBOARD[:3])  # make --on-beat's own output
+    proc = cli("make", timed, "-o", tmp_path / "out", "--audio", song, "--on-beat")
+    assert proc.returncode == 2 and "without --on-beat" in proc.stderr and timed.read_bytes() == before
+
+
+def test_upscale_names_missing_frames(tmp_path, models):
+    out = make_folder(tmp_path / "out", [{}, {}, {}])
+    for frames in ("99", "1,99"):
+        proc = cli("upscale", out, models["x2"], "--frames", frames)
+        assert proc.returncode == 2 and "no frame 99" in proc.stderr and "0-2" in proc.stderr, proc.stderr
+    assert not (out / UPSCALED_DIR).exists()

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FramereelError
-from ..manifest import atomic_write_json
+from ..manifest import atomic_write_bytes
 
 SAMPLE_RATE = 22050
 HOP = 128  # ≈ 5.8 ms at 22.05 kHz
@@ -115,51 +115,82 @@ def _regular(beats: np.ndarray) -> bool:
 # ------------------------------------------------------------------ fitting a storyboard
 
 
-def _raw_entries(path: Path) -> tuple[Any, list[dict[str, Any]]]:
-    """The storyboard as written (list or object), and its list of entries as dicts."""
-    from ..loader import load_storyboard
+def _raw_entries(path: Path) -> tuple[Any, list[dict[str, Any]], Any]:
+    """The storyboard as written (list or object), its list of entries as dicts, and the storyboard
+    as loaded (its frames say which entries are clips)."""
+    from ..loader import contents, load_storyboard
 
-    load_storyboard(path)  # validates, with the usual one-line errors
-    if path.suffix.lower() == ".txt":
-        entries = [{"prompt": ln.strip()} for ln in path.read_text(encoding="utf-8").splitlines()
-                   if ln.strip() and not ln.strip().startswith("#")]
-        return entries, entries
-    data = json.loads(path.read_text(encoding="utf-8"))
+    board = load_storyboard(path)  # validates, with the usual one-line errors
+    data = contents(path, path.read_text(encoding="utf-8").removeprefix("\ufeff"))
     entries = data if isinstance(data, list) else data["frames"]
     entries = [{"prompt": e} if isinstance(e, str) else e for e in entries]
+    for e in [*entries, data.get("defaults", {}) if isinstance(data, dict) else {}]:
+        if isinstance(e.get("init_video"), str):  # the timed copy may be written to another folder
+            e["init_video"] = str((path.parent / Path(e["init_video"]).expanduser()).resolve())
     if isinstance(data, list):
-        return entries, entries
+        return entries, entries, board
     data["frames"] = entries
-    return data, entries
+    return data, entries, board
+
+
+def _shots(board: Any, count: int, fps: float) -> list[tuple[list[int], int, float]]:
+    """The storyboard's shots: (its entries, its clip's frame count or 0, the clip's own length in
+    seconds). An entry is a shot, except that the entries of one clip (a ``clip_group``) are one."""
+    clips: dict[int, list[Any]] = {}
+    for f in board.frames:
+        if f.kind == "clip":
+            clips.setdefault(f.clip.id, []).append(f)
+    in_clip = {f.shot: first for first, frames in clips.items() for f in frames}
+    shots = []
+    for k in range(count):
+        if k not in in_clip:
+            shots.append(([k], 0, 0.0))
+        elif in_clip[k] == k:  # a clip's frames play at their own duration, else at --fps
+            frames = clips[k]
+            shots.append((sorted({f.shot for f in frames}), len(frames), sum(f.duration or 1 / fps for f in frames)))
+    return shots
 
 
 def fit_to_beats(
     path: str | Path, grid: BeatGrid, every: int = 1, fps: float = 8.0
 ) -> tuple[Any, list[dict[str, Any]]]:
-    """The storyboard at ``path`` retimed to ``grid``, and the timing report (one row per entry).
+    """The storyboard at ``path`` retimed to ``grid``, and the timing report (one row per shot).
 
-    Entry k starts on beat ``j_k`` (entry 0 at 0 s; its first cut on beat ``every``); an entry
-    with its own ``duration`` keeps about that length in whole multiples of ``every`` beats.
+    Shot k starts on beat ``j_k`` (shot 0 at 0 s; its first cut on beat ``every``); an entry
+    with its own ``duration`` keeps about that length in whole multiples of ``every`` beats. A
+    clip is one shot: it lasts the whole multiple of ``every`` beats nearest its length at its
+    frames' pace (``--fps``), and its frames share that span evenly, so the cut after it is on
+    a beat too.
     """
     if every < 1:
         raise FramereelError("--every must be 1 or more beats")
     if fps <= 0:
         raise FramereelError("--fps must be greater than 0")
     path = Path(path)
-    doc, entries = _raw_entries(path)
+    doc, entries, board = _raw_entries(path)
     defaults = doc.get("defaults", {}) if isinstance(doc, dict) else {}
+    prompts: dict[int, str] = {}
+    for f in board.frames:
+        prompts.setdefault(f.shot, f.prompt)  # an entry's own, or its clip's first travel prompt
     report = []
     start, j = 0.0, 0
-    for k, entry in enumerate(entries):
+    for group, clip_frames, clip_seconds in _shots(board, len(entries), fps):
+        k = group[0]
+        entry = entries[k]
         beats = every
-        if "duration" in entry:
-            beats = max(1, round(entry["duration"] / grid.period_at(j) / every)) * every
+        length = clip_seconds if clip_frames else entry.get("duration")
+        if length is not None:
+            beats = max(1, round(length / grid.period_at(j) / every)) * every
         j += beats
         end = grid.at(j)
         span = end - start
-        row: dict[str, Any] = {"entry": k, "prompt": entry["prompt"], "start": round(start, 4)}
+        row: dict[str, Any] = {"entry": k, "prompt": prompts.get(k, ""), "start": round(start, 4)}
         morph = entry.get("morph", defaults.get("morph"))
-        if morph and k < len(entries) - 1:
+        if clip_frames:  # a clip entry's duration is each of its frames'
+            for i in group:
+                entries[i]["duration"] = round(span / clip_frames, 6)
+            row["clip"] = clip_frames
+        elif morph and k < len(entries) - 1:
             count = max(0, round(span * fps) - 1)  # the key frame keeps at least half a frame
             entry["morph"] = count
             entry["duration"] = round(span - count / fps, 6)
@@ -208,13 +239,40 @@ def time_storyboard(
 ) -> tuple[Path | None, BeatGrid, list[dict[str, Any]]]:
     """``framereel beats``: write the beat-timed storyboard to ``out`` (if given, atomically) and
     return (path, beat grid, report rows)."""
-    if every not in (1, 2, 4, 8):
-        raise FramereelError(f"--every {every}: cut every 1, 2, 4 or 8 beats")
-    grid = find_beats(song, bpm)
-    doc, report = fit_to_beats(storyboard, grid, every, fps)
+    text, grid, report = timed_text(song, storyboard, out, every=every, fps=fps, bpm=bpm)
     target = None
     if out is not None:
         target = Path(out)
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(target, doc)
+        atomic_write_bytes(target, text.encode("utf-8"))
     return target, grid, report
+
+
+def timed_text(
+    song: str | Path,
+    storyboard: str | Path,
+    out: str | Path | None = None,
+    *,
+    every: int = 1,
+    fps: float = 8.0,
+    bpm: float | None = None,
+) -> tuple[str, BeatGrid, list[dict[str, Any]]]:
+    """:func:`time_storyboard` without writing: the timed storyboard's text (as it would be written
+    to ``out``, which must not be the song or the storyboard), the beat grid and the report rows."""
+    if every not in (1, 2, 4, 8):
+        raise FramereelError(f"--every {every}: cut every 1, 2, 4 or 8 beats")
+    for name, given in (("storyboard", storyboard), ("song", song)):
+        if out is not None and same_file(Path(out), Path(given)):
+            raise FramereelError(f"{out}: that is the {name} being timed; write the timed storyboard to another "
+                                 "file (-o timed.json)")
+    grid = find_beats(song, bpm)
+    doc, report = fit_to_beats(storyboard, grid, every, fps)
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n", grid, report
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (a link or another spelling included)."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False

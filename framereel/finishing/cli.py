@@ -56,17 +56,68 @@ def beat_options(f):
 
 def on_beat_storyboard(storyboard: Path, opts: dict[str, Any], echo) -> Path:
     """``make --audio song --on-beat``: write OUT/timed.json timed to the song; returns its path.
-    Sets ``opts["fps"]`` (8 unless given) so the stitch paces in-betweens as the timing assumed."""
-    from .beats import format_report, time_storyboard
+    Sets ``opts["fps"]`` (8 unless given) so the stitch paces in-betweens as the timing assumed.
+    With ``--dry-run`` nothing is written: ``opts["storyboard_text"]`` holds what would be."""
+    from ..manifest import atomic_write_bytes
+    from .beats import format_report, same_file, timed_text
 
     if not opts.get("audio"):
         raise FramereelError("--on-beat needs the song: add --audio song.mp3")
+    check_finishing_options(opts)
+    target = Path(opts["out"]) / "timed.json"
+    if same_file(target, storyboard):
+        raise FramereelError(f"{target} is where --on-beat writes the timed storyboard; time the original "
+                             "storyboard, or render this one without --on-beat")
     opts["fps"] = opts.get("fps") or ON_BEAT_FPS
-    target, grid, report = time_storyboard(opts["audio"], storyboard, Path(opts["out"]) / "timed.json",
-                                           every=int(opts.get("every") or 1), fps=opts["fps"], bpm=opts.get("bpm"))
+    text, grid, report = timed_text(opts["audio"], storyboard, target, every=int(opts.get("every") or 1),
+                                    fps=opts["fps"], bpm=opts.get("bpm"))
     for line in format_report(report, grid, opts["fps"]):
         echo(line)
+    if opts.get("dry_run"):
+        opts["storyboard_text"] = text
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, text.encode("utf-8"))
     return target
+
+
+# flags that do something only with another option: (flag, its default, the option, what the flag does)
+NEEDS = (
+    ("upscale_tile", 256, "upscale", "the tile size of upscaling"),
+    ("upscale_overlap", 16, "upscale", "the context around upscaling tiles"),
+    ("loop", False, "interpolate", "in-betweens from the last frame back to the first"),
+    ("every", "1", "on_beat", "a cut every N beats of the song"),
+    ("bpm", None, "on_beat", "the song's tempo for the beat timing"),
+)
+
+
+def check_finishing_options(opts: dict[str, Any]) -> None:
+    """Refuse before anything renders: a flag given without the option it works with, and an
+    ``--upscale``/``--interpolate`` whose spec, file or model would fail only after the frames."""
+    from .interpolate import check_interpolator, parse_interpolate
+    from .upscale import check_upscaler, parse_upscale
+
+    for flag, default, option, does in NEEDS:
+        if flag in opts and not opts.get(option) and _given(flag, opts[flag], default):
+            raise FramereelError(f"--{flag.replace('_', '-')} needs --{option.replace('_', '-')} ({does}); "
+                                 f"add --{option.replace('_', '-')} or drop --{flag.replace('_', '-')}")
+    if opts.get("upscale"):
+        check_upscaler(parse_upscale(opts["upscale"], opts.get("upscale_tile", 256), opts.get("upscale_overlap", 16)))
+    if opts.get("interpolate"):
+        if opts.get("transition") == "smooth":
+            raise FramereelError("--interpolate and --transition smooth both make in-betweens; choose one")
+        check_interpolator(parse_interpolate(opts["interpolate"]))
+
+
+def _given(name: str, value: Any, default: Any) -> bool:
+    """Whether option ``name`` was given (on the command line or by the environment), not left at its default."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    source = ctx.get_parameter_source(name) if ctx is not None else None
+    if source is None:
+        return value != default
+    return source not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
 
 
 def register(main: click.Group, handle_errors) -> None:

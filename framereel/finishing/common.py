@@ -13,6 +13,7 @@ from ..manifest import TMP_MARK, Manifest
 STAGE_KEY = "finishing"  # run.json: {"finishing": {"upscale": {...}, "interpolate": {...}}}
 
 _fingerprints: dict[tuple[str, int, int], str] = {}
+_checked: set[tuple[str, str, int, int]] = set()
 
 
 def split_spec(text: str, option: str) -> tuple[Path, str | None]:
@@ -41,6 +42,25 @@ def model_fingerprint(path: Path) -> str:
                 h.update(block)
         _fingerprints[key] = h.hexdigest()[:16]
     return _fingerprints[key]
+
+
+def check_model_file(path: Path, kind: str, load) -> None:
+    """Load ``path`` once with ``load`` to refuse a wrong file before anything renders (remembered
+    per kind, path, size and mtime, so a run checks each file once)."""
+    st = path.stat()
+    key = (kind, str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _checked:
+        load(path)
+        _checked.add(key)
+
+
+def why(err: BaseException) -> str:
+    """An exception as a short reason in words: its first sentence, or its type's name where its
+    text says nothing by itself (a pickle's ``KeyError: 101``)."""
+    text = (str(err).strip().splitlines() or [""])[0].split(". ")[0].strip().rstrip(".")
+    if sum(c.isalpha() for c in text) < 4:
+        return type(err).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def pick_device(device: str = "auto"):

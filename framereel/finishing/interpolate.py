@@ -31,6 +31,7 @@ from ..errors import FramereelError
 from ..manifest import Manifest, atomic_write_bytes, file_digest, params_hash, png_bytes, read_png_metadata
 from .common import (
     EventHandler,
+    check_model_file,
     model_fingerprint,
     pick_device,
     record_stage,
@@ -76,6 +77,13 @@ def parse_interpolate(text: str) -> InterpolateSpec:
         ) from None
 
 
+def check_interpolator(spec: InterpolateSpec) -> None:
+    """Refuse a model file ``--interpolate`` could not use, before anything renders (loaded once, on the CPU)."""
+    from .rife import load_rife
+
+    check_model_file(spec.model, "interpolate", load_rife)
+
+
 # ------------------------------------------------------------------ which neighbours belong together
 
 
@@ -95,8 +103,13 @@ def continuous(records: dict[int, dict[str, Any]], a: int, b: int) -> bool:
         return True
     if rb.get("kind") == "chain" and db.get("parent") == a:
         return True
-    clip_a = da.get("clip", ra.get("clip"))
-    return clip_a is not None and clip_a == db.get("clip", rb.get("clip"))
+    clip_a, clip_b = _clip_id(da.get("clip", ra.get("clip"))), _clip_id(db.get("clip", rb.get("clip")))
+    return clip_a is not None and clip_a == clip_b
+
+
+def _clip_id(clip: Any) -> Any:
+    """The clip a frame belongs to: its record's ``{"id", "position", "frames"}`` names it by ``id``."""
+    return clip.get("id") if isinstance(clip, dict) else clip
 
 
 @dataclass(frozen=True)

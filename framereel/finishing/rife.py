@@ -140,12 +140,17 @@ class IFNet(nn.Module):
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A weights file (``.pkl``/``.pth``/``.pt``/``.ckpt`` as torch saves them, or ``.safetensors``)."""
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
+    from .common import why
 
-        sd = load_file(str(path))
-    else:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load and safetensors raise many kinds on a foreign file
+        raise ValueError(f"not a weights file torch or safetensors can read ({why(err)})") from None
     for key in ("state_dict", "params", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
@@ -175,11 +180,11 @@ def build_ifnet(sd: dict[str, torch.Tensor]) -> IFNet:
 
 def load_rife(path: Path) -> IFNet:
     """Load a RIFE 4.x weights file; anything else is one line naming the file."""
+    from .common import why
+
     try:
         return build_ifnet(read_state_dict(path))
-    except Exception as err:  # torch.load, safetensors and load_state_dict raise many kinds
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except Exception as err:  # a foreign file, missing or misshapen parameters
         raise FramereelError(
-            f"{path}: cannot load it as a RIFE 4.x interpolation model (e.g. Practical-RIFE's flownet.pkl): "
-            f"{reason[:160]}"
+            f"{path}: cannot load it as a RIFE 4.x interpolation model (e.g. Practical-RIFE's flownet.pkl): {why(err)}"
         ) from None

@@ -35,6 +35,7 @@ from ..manifest import (
 )
 from .common import (
     EventHandler,
+    check_model_file,
     model_fingerprint,
     pick_device,
     record_stage,
@@ -44,6 +45,7 @@ from .common import (
     stage_done,
     stage_progress,
     stage_started,
+    why,
 )
 
 UPSCALED_DIR = "upscaled"
@@ -89,7 +91,7 @@ def known_architectures() -> list[str]:
 
 
 def load_upscaler(path: Path, device: str = "auto"):
-    """Load ``path`` with spandrel; a file it cannot identify, or a model that is not
+    """Load ``path`` with spandrel; a file it cannot read or identify, or a model that is not
     image-to-image super-resolution, is one line naming the file."""
     import torch
 
@@ -97,15 +99,21 @@ def load_upscaler(path: Path, device: str = "auto"):
     from spandrel import ImageModelDescriptor, ModelLoader, UnsupportedModelError
 
     dev, dtype = pick_device(device)
+    loader = ModelLoader(device="cpu")
     try:
-        model = ModelLoader(device="cpu").load_from_file(path)
+        state = loader.load_state_dict_from_file(path)
+    except Exception as err:  # torch.load, safetensors and spandrel raise many kinds on a foreign file
+        reason = "it holds no state dict" if isinstance(err, (AttributeError, TypeError)) else why(err)
+        raise FramereelError(f"{path}: cannot read it as a model file (a .pth, .pt, .ckpt or .safetensors "
+                             f"state dict): {reason}") from None
+    try:
+        model = loader.load_from_state_dict(state)
     except UnsupportedModelError:
         raise FramereelError(
             f"{path}: spandrel cannot identify this model; it knows {', '.join(known_architectures())}"
         ) from None
-    except (ValueError, RuntimeError, OSError, KeyError, EOFError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise FramereelError(f"{path}: cannot read it as a model file ({first})") from None
+    except Exception as err:  # an architecture's loader given tensors of other shapes
+        raise FramereelError(f"{path}: cannot load it as a super-resolution model: {why(err)}") from None
     if not isinstance(model, ImageModelDescriptor) or model.purpose not in ("SR", "Restoration"):
         raise FramereelError(f"{path}: a {model.architecture.name} model ({model.purpose}), not an upscaler")
     if dtype == torch.float16 and not model.supports_half:
@@ -114,6 +122,11 @@ def load_upscaler(path: Path, device: str = "auto"):
     if dtype != torch.float32:
         model.to(dtype)
     return model, dev, dtype
+
+
+def check_upscaler(spec: UpscaleSpec) -> None:
+    """Refuse a model file ``--upscale`` could not use, before anything renders (loaded once, on the CPU)."""
+    check_model_file(spec.model, "upscale", lambda path: load_upscaler(path, "cpu"))
 
 
 def run_tiled(model, image: Any, scale: int, tile: int, overlap: int, on_tile=None) -> Any:
@@ -251,13 +264,18 @@ def _empty_gpu_cache() -> None:
 def frame_sources(out: Path, frames: str | None = None) -> list[tuple[int, Path]]:
     """The frames present in ``out/frames`` (optionally a subset like ``"0-4,7"``), in index order."""
     from ..storyboard import parse_indices
+    from ..video import _ranges
 
     frames_dir = out / FRAMES_DIR
     if not frames_dir.is_dir():
         raise FramereelError(f"{out}: no frames/ folder; render first with `framereel frames` or `framereel make`")
     present = sorted((frame_index(p), p) for p in frames_dir.glob("frame_*.png") if frame_index(p) is not None)
-    if frames:
+    if frames and present:
         pick = set(parse_indices(frames))
+        missing = sorted(pick - {i for i, _ in present})
+        if missing:
+            raise FramereelError(f"{out}: --frames {frames}: frames/ has no frame {_ranges(missing)} "
+                                 f"(it holds {_ranges([i for i, _ in present])})")
         present = [(i, p) for i, p in present if i in pick]
     if not present:
         raise FramereelError(f"{out}: no frames to upscale (frames/ has no frame_NNN.png files)")
