@@ -171,11 +171,6 @@ def prompt_at(spec: ClipSpec, position: int) -> str:
     return [p for at, p in spec.prompts if at <= position][-1]
 
 
-def travel_prompts(spec: ClipSpec) -> dict[int, str]:
-    """Diffusers' FreeNoise prompt dict ``{frame: prompt}``."""
-    return dict(spec.prompts)
-
-
 def whole_clips(frames: list, todo: list) -> list:
     """``todo`` with every clip it touches completed: a clip renders (and is written) whole, so
     one unfinished frame brings in all of its clip's frames. Sorted by index."""

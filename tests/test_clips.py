@@ -316,3 +316,20 @@ def replace_settings(settings, **changes):
     from dataclasses import replace
 
     return replace(settings, **changes)
+
+
+def test_motion_lora_weight_is_read_as_lora_weights_are(tmp_path):
+    """--motion-lora PATH[:WEIGHT] follows --lora's syntax: a weight that is not a finite number is
+    refused in one line naming the weight (it was taken as part of the path, or as an infinite weight)."""
+    from framereel.backends.animatediff import parse_motion_lora
+
+    lora = tmp_path / "zoom.safetensors"
+    lora.write_bytes(b"0" * 16)
+    assert parse_motion_lora(str(lora)) == (str(lora.resolve()), 1.0)
+    assert parse_motion_lora(f"{lora}:0.8") == (str(lora.resolve()), 0.8)
+    for weight in ("x8", "inf", "nan"):
+        with pytest.raises(FramereelError, match=r"--motion-lora .*zoom.safetensors:.*: the weight after ':' must be a") as err:
+            parse_motion_lora(f"{lora}:{weight}")
+        assert "\n" not in str(err.value)
+    with pytest.raises(FramereelError, match="no such file or folder"):
+        parse_motion_lora(f"{tmp_path / 'missing.safetensors'}:0.5")
