@@ -333,3 +333,16 @@ def test_motion_lora_weight_is_read_as_lora_weights_are(tmp_path):
         assert "\n" not in str(err.value)
     with pytest.raises(FramereelError, match="no such file or folder"):
         parse_motion_lora(f"{tmp_path / 'missing.safetensors'}:0.5")
+
+
+def test_a_windowed_clip_leaves_the_pipeline_as_it_found_it(tmp_path, backend):
+    """A clip after one denoised in context windows renders as it does alone. FreeNoise's blocks used
+    to stay in the motion modules (disabling FreeNoise missed them inside the split-inference
+    wrappers): every later clip ran through windows, and one shorter than the window failed."""
+    short = [{"prompt": "a red circle", "clip": 3, "seed": 5}]
+    alone = render_board(tmp_path, "alone", short, backend)
+    render_board(tmp_path, "windowed", [{"prompt": "waves", "clip": 6, "context_length": 4, "context_stride": 2}],
+                 backend)
+    after = render_board(tmp_path, "after", short, backend)
+    assert (after / "frames" / "frame_002.png").is_file(), "the clip after a windowed one failed"
+    assert frame_bytes(after, range(3)) == frame_bytes(alone, range(3))

@@ -212,9 +212,9 @@ class ClipRenderer:
             with torch.inference_mode():
                 out = pipe(**kwargs)
         finally:
-            if windowed:
-                pipe.disable_free_noise()
+            if windowed:  # unwrap first: disable_free_noise misses FreeNoise blocks inside split wrappers
                 unsplit(pipe.unet)
+                pipe.disable_free_noise()
         images = out.frames[0]
         return [(img, {}) for img in images]
 
