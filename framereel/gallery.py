@@ -95,16 +95,14 @@ def _params_from_png(path: Path) -> dict[str, Any]:
 def storyboard_entry(params: dict[str, Any], duration: float | None = None) -> dict[str, Any]:
     """The storyboard entry that renders this frame again: its prompt and exact parameters, and
     what makes it a clip (``clip``, ``travel``, context settings, ``init_video``), a chained frame
-    (``init``, ``strength``, ``motion``, ``color_match``) or a morph's key frame (``morph``: a
-    morph's in-betweens give their key frame's entry; it morphs into the entry after it)."""
+    (``init``, ``strength``, ``motion``, ``color_match``) or a morph (``morph``: an in-between
+    gives its key frame's entry, which morphs into the entry after it; see :func:`_mark_morph_keys`)."""
     entry = {k: params[k] for k in ENTRY_KEYS if params.get(k) not in (None, "")}
     kind, morph = params.get("kind", "key"), params.get("morph")
     if kind == "clip" and params.get("clip"):
         entry.update(_clip_keys(params["clip"]))
     elif kind == "chain":
         entry.update(_chain_keys(params))
-    elif isinstance(morph, int) and morph > 0:  # a key frame with in-betweens after it (see gallery_data)
-        entry["morph"] = morph
     elif kind == "morph" and isinstance(morph, list) and len(morph) == 3:  # (from, to, t)
         entry["morph"] = morph[1] - morph[0] - 1
     if duration:
