@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FramereelError
+from ..storyboard import parse_lora_spec
 
 DEMO_MOTION_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "motion"
-ADAPTER_FPS = 8  # the frame rate AnimateDiff's motion modules are trained at
 
 
 def resolve_motion_adapter(spec: str) -> Path:
@@ -52,18 +52,16 @@ def resolve_motion_adapter(spec: str) -> Path:
 
 
 def parse_motion_lora(spec: str) -> tuple[str, float]:
-    """``--motion-lora PATH[:WEIGHT]`` (weight 1.0 when left out)."""
-    path, sep, weight = spec.rpartition(":")
-    if not sep or not path:
-        path, weight = spec, "1"
+    """``--motion-lora PATH[:WEIGHT]`` (weight 1.0 when left out), read as ``--lora`` reads its
+    specs: a weight that is not a finite number is refused, not taken as part of the path."""
     try:
-        value = float(weight)
-    except ValueError:
-        path, value = spec, 1.0
+        path, weight = parse_lora_spec(spec)
+    except ValueError as err:
+        raise FramereelError(f"--motion-lora {spec}: {err}") from None
     p = Path(path).expanduser()
     if not p.exists():
         raise FramereelError(f"--motion-lora {spec}: no such file or folder; pass PATH:WEIGHT, e.g. zoom.safetensors:0.8")
-    return str(p.resolve()), value
+    return str(p.resolve()), weight
 
 
 def check_adapter_fits(adapter_dir: Path, unet_config: dict[str, Any], model_id: str, spec: str) -> None:
@@ -214,9 +212,9 @@ class ClipRenderer:
             with torch.inference_mode():
                 out = pipe(**kwargs)
         finally:
-            if windowed:
-                pipe.disable_free_noise()
+            if windowed:  # unwrap first: disable_free_noise misses FreeNoise blocks inside split wrappers
                 unsplit(pipe.unet)
+                pipe.disable_free_noise()
         images = out.frames[0]
         return [(img, {}) for img in images]
 
