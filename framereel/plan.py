@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import create_backend
+from .events import EVENTS_VERSION
 from .identity import RunIdentity
 from .manifest import (
     FRAMES_DIR,
@@ -40,7 +41,7 @@ class RunPlan:
         return None if self.seconds_per_frame is None else self.seconds_per_frame * len(self.todo)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"event": "plan", "total": self.total, "done": self.done, "todo": self.todo,
+        return {"event": "plan", "v": EVENTS_VERSION, "total": self.total, "done": self.done, "todo": self.todo,
                 "seconds_per_frame": self.seconds_per_frame, "estimate_seconds": self.estimate_seconds,
                 "device": self.device, "model": self.model, "notes": self.notes}
 

@@ -71,6 +71,7 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "color_match": ((str, type(None)), '"first" (RGB), "first-lab", "first-hsv" or null'),
     **clips.CLIP_KEYS,  # native video: see framereel.clips
 }
+ENTRY_KEYS = (*FRAME_KEYS, "lora")  # every key a frame entry takes ("lora" is checked on its own)
 DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
 MAX_DURATION = 3600.0  # seconds one frame stays on screen
 MAX_FRAMES = 100_000  # frame numbers in --frames/--redo lists
@@ -400,7 +401,7 @@ def _frame_entry(path: Path, i: int, raw: Any, count: int) -> dict[str, Any]:
         frame_lora = frame_loras(path, where, raw.pop("lora"))
     else:
         frame_lora = None
-    _check_keys(path, where, raw, set(FRAME_KEYS) | {"lora"})
+    _check_keys(path, where, raw, set(ENTRY_KEYS))
     if "prompt" not in raw and isinstance(raw.get("travel"), list) and raw["travel"]:
         raw = {**raw, "prompt": next((t.get("prompt") for t in raw["travel"] if isinstance(t, dict)
                                       and t.get("at") == 0), None)}  # a travel list may start the clip
