@@ -19,8 +19,9 @@ from urllib.parse import parse_qs
 from .. import events
 from ..errors import FramereelError
 from ..interactive import SETTING_KEYS, STORYBOARD, Session
+from ..loader import load_storyboard
 from ..manifest import FRAMES_DIR, atomic_write_json, read_png_metadata
-from ..storyboard import FRAME_KEYS, MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE, Frame, check_value, load_storyboard
+from ..storyboard import FRAME_KEYS, MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE, Frame, check_value
 from ..validate import MAX_CROSSFADE, MAX_FPS, check_number
 from ..video import DEFAULT_FPS, TRANSITIONS, plan_timeline
 
