@@ -60,7 +60,7 @@ def _batch(ctx, param, value: str) -> int:
 def _model_default(key: str) -> str:
     """The ``[default: …]`` of ``--steps``/``--guidance``: SD 1.x's and the demo model's own values."""
     sd1, demo = FAMILIES["sd1"].defaults()[key], recommended_settings(DEMO_MODEL_DIR).get(key)
-    return f"[default: the model's: {sd1:g} for SD 1.x, {demo:g} for the demo model]"
+    return f"[default: the model's: {sd1:g} for SD 1.x" + (f", {demo:g} for the demo model]" if demo else "]")
 
 
 def _apply(options):
