@@ -64,14 +64,21 @@ def parse_motion_lora(spec: str) -> tuple[str, float]:
     return str(p.resolve()), weight
 
 
-def check_adapter_fits(adapter_dir: Path, unet_config: dict[str, Any], model_id: str, spec: str) -> None:
-    """Refuse, in one line, an adapter made for another UNet (AnimateDiff adapters fit SD 1.x-family models)."""
+def adapter_config(adapter_dir: Path, spec: str) -> dict[str, Any]:
+    """A motion adapter folder's ``config.json``; unreadable, or not a ``MotionAdapter``: one line."""
     try:
         adapter = json.loads((adapter_dir / "config.json").read_text())
     except (OSError, ValueError) as err:
         raise FramereelError(f"--motion-adapter {spec}: unreadable config.json ({err})") from err
-    if adapter.get("_class_name") not in (None, "MotionAdapter"):
-        raise FramereelError(f"--motion-adapter {spec}: holds a {adapter.get('_class_name')}, not a MotionAdapter")
+    if not isinstance(adapter, dict) or adapter.get("_class_name") not in (None, "MotionAdapter"):
+        name = adapter.get("_class_name") if isinstance(adapter, dict) else type(adapter).__name__
+        raise FramereelError(f"--motion-adapter {spec}: holds a {name}, not a MotionAdapter")
+    return adapter
+
+
+def check_adapter_fits(adapter_dir: Path, unet_config: dict[str, Any], model_id: str, spec: str) -> None:
+    """Refuse, in one line, an adapter made for another UNet (AnimateDiff adapters fit SD 1.x-family models)."""
+    adapter = adapter_config(adapter_dir, spec)
     if unet_config.get("addition_embed_type") == "text_time":
         raise FramereelError(f"--motion-adapter {spec}: {model_id} is an SDXL-family model; AnimateDiff motion adapters "
                              "here run on SD 1.x-family models (--model demo, or an SD 1.5 checkpoint)")
