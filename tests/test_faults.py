@@ -443,3 +443,24 @@ def test_hostile_prompts_go_unchanged_into_metadata_and_never_leak_the_token(tmp
     for p in out.rglob("*"):
         if p.is_file():
             assert MARKER.encode() not in p.read_bytes(), p
+
+
+@pytest.mark.parametrize("moment", ["start", "frame_start", "frame_done"])
+def test_ctrl_c_is_honoured_at_any_moment(tmp_path, tiny_model, moment):
+    """Ctrl-C while the model loads, in the middle of a frame and between frames: the run stops
+    there (the frame rendering at the signal, 1000 steps long, never finishes) and says how to resume."""
+    board = write_storyboard(tmp_path / "b.json", [{"prompt": "shot 0", "steps": 2}, {"prompt": "shot 1"},
+                                                   {"prompt": "shot 2"}])
+    proc = subprocess.Popen([sys.executable, "-m", "framereel", "frames", str(board), "-o", str(tmp_path / "out"),
+                             "--model", str(tiny_model), "--steps", "1000", "--batch", "1", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
+    index = {"start": None, "frame_start": 1, "frame_done": 0}[moment]
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["event"] == moment and event.get("index") == index:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=600)
+    assert proc.returncode == 130 and "interrupted (SIGINT)" in err and "Traceback" not in err, err
+    later = [json.loads(line) for line in rest.splitlines()]
+    assert not [e for e in later if e["event"] == "frame_done" and e["index"] >= (index or 0) + (moment != "frame_start")]
