@@ -309,9 +309,12 @@ def test_api_film_limits_are_stitchs_and_its_length_is_the_videos(api, tmp_path)
         r = api.post("/api/film", json=bad)
         assert r.status_code == 400 and "give a number" in r.json()["error"], bad
     assert api.get("/api/state").json()["limits"]["fps"] == MAX_FPS
-    images = [i["name"] for i in api.get("/api/state").json()["images"]][:2]
-    for name in images:
-        assert api.post("/api/keep", json={"image": name}).status_code == 200
+    before = len(api.get("/api/state").json()["storyboard"])
+    for prompt in ("a red circle", "a blue square"):  # its own images: the test runs alone too
+        job = finished(api, api.post("/api/generate", json={"prompt": prompt}))
+        assert api.post("/api/keep", json={"image": job["image"]}).status_code == 200
+    for _ in range(before):  # only this test's two entries in the film
+        assert api.post("/api/storyboard/delete", json={"index": 0}).status_code == 200
     assert api.post("/api/storyboard/update", json={"index": 0, "fields": {"morph": 1}}).status_code == 200
     assert api.post("/api/film", json={"fps": 2, "transition": "crossfade", "crossfade": 0.5}).status_code == 200
     seconds = api.get("/api/state").json()["film_seconds"]
