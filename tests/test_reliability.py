@@ -120,6 +120,8 @@ def test_stitch_of_a_missing_or_system_folder_creates_nothing(tmp_path):
 
 @pytest.mark.parametrize("args, needle", [
     (["--frames", "0"], "--frames 0"), (["--steps", "0"], "--steps 0"), (["--size", "100000"], "--size 100000"),
+    (["--batches", "0"], "--batches 0: each batch size is a whole number from 1"),
+    (["--batches", "1,-2"], "--batches 1,-2"), (["--batches", "1,x"], "--batches 1,x: give whole numbers"),
 ])
 def test_bench_refuses_bad_counts(args, needle):
     one_line_error(cli("bench", *args), needle)
