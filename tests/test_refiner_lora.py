@@ -4,6 +4,7 @@ diffusers' own pipelines called directly with the same seeds."""
 
 import io
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -107,12 +108,21 @@ def test_sdxl_refiner_matches_diffusers_base_plus_refiner_resumes_and_is_in_the_
 def test_refiner_refusals_are_one_line_before_anything_renders(sdxl, tiny_model, tmp_path):
     base_dir, refiner_dir = sdxl
     board = write_storyboard(tmp_path / "board.json", [{"prompt": "a red circle"}])
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    (listed / "model_index.json").write_text("[]")
+    partial = tmp_path / "partial"
+    shutil.copytree(refiner_dir, partial)
+    for weights in (partial / "unet").glob("*.safetensors"):
+        weights.unlink()
     cases = [
         (("--model", tiny_model, "--refiner", refiner_dir), "a refiner finishes an SDXL base model's frames; "
                                                              "this model is SD 1.x"),
         (("--model", base_dir, "--refiner", tiny_model), "model_index.json says StableDiffusionPipeline, not an SDXL "
                                                          "refiner"),
         (("--model", base_dir, "--refiner", tmp_path / "nowhere"), "no such folder or file"),
+        (("--model", base_dir, "--refiner", listed), "model_index.json holds a JSON list, not the object"),
+        (("--model", base_dir, "--refiner", partial), "incomplete model folder, unet/ weights missing"),
         (("--model", base_dir, "--refiner", refiner_dir, "--refiner-switch", "1.5"), "give a fraction between 0 and 1"),
         (("--model", base_dir, "--refiner-switch", "0.7"), "--refiner-switch needs --refiner"),
         (("--model", refiner_dir), f"pass it as --refiner {refiner_dir} with an SDXL base as --model"),

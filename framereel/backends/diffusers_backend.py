@@ -286,6 +286,7 @@ class DiffusersBackend(Backend):
                 )
             self._source = path
             self.family = fam.detect_folder(path)
+            fam.check_complete(path, f"--model {model}")
             n = fam.native_size(path, self.family)
             return ModelInfo(str(path.resolve()), files_fingerprint(path), n, n, recommended_settings(path))
         if path.suffix in SINGLE_FILE_SUFFIXES:
@@ -309,6 +310,7 @@ class DiffusersBackend(Backend):
             raise _hub_error(repo_id, err) from err
         self._source = folder
         self.family = fam.detect_folder(folder, repo_id)
+        fam.check_complete(folder, f"--model {repo_id}")
         n = fam.native_size(folder, self.family)
         return ModelInfo(repo_id, folder.name, n, n, recommended_settings(folder))
 
