@@ -255,6 +255,57 @@ def test_frame_lora_refusals_are_one_line_naming_the_frame(tiny_model, tmp_path)
         assert not list((tmp_path / f"out{i}").glob("frames/*.png"))
 
 
+def test_a_lora_that_is_not_one_or_not_in_the_cache_is_named_so_by_the_dry_run_and_the_run(tiny_model, tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_text("not a LoRA")
+    whole = next((tiny_model / "unet").glob("*.safetensors"))  # a model's weights: no LoRA layer in it
+    board = write_storyboard(tmp_path / "board.json", [{"prompt": "a red circle"}])
+    own = write_storyboard(tmp_path / "own.json", [{"prompt": "a"}, {"prompt": "b", "lora": str(junk)}])
+    cases = [
+        (board, ("--lora", junk), f"--lora {junk}: not a LoRA file (junk.safetensors can't be read as safetensors"),
+        (board, ("--lora", whole), f"--lora {whole}: not a LoRA: none of its"),
+        (own, (), f'frame 1: "lora" {junk}: not a LoRA file'),
+        (board, ("--lora", "some/hub-lora"), "--lora some/hub-lora: not in the local Hugging Face cache and "
+                                             "HF_HUB_OFFLINE is set"),
+    ]
+    for storyboard, extra, message in cases:
+        for dry_run in (("--dry-run",), ()):
+            proc = cli("make", storyboard, "-o", tmp_path / "out", "--model", tiny_model, "--steps", 2,
+                       "--device", "cpu", *extra, *dry_run)
+            assert proc.returncode == 2, proc.stderr
+            assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr, proc.stderr
+            assert "another base model" not in proc.stderr
+            assert not (tmp_path / "out").exists()  # refused before anything was made
+
+
+def test_a_hub_lora_the_hub_cannot_be_reached_for_is_one_line(tiny_model, tmp_path, monkeypatch):
+    import diffusers.loaders.lora_base
+    import httpx2
+    import huggingface_hub
+
+    def unreachable(*args, **kwargs):
+        raise httpx2.ConnectError("[Errno -2] Name or service not known")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # online, but the network is down
+    monkeypatch.setattr(diffusers.loaders.lora_base, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(diffusers.loaders.lora_base, "model_info", unreachable)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    board = write_storyboard(tmp_path / "board.json", [{"prompt": "a red circle"}])
+    proc = cli("frames", board, "-o", tmp_path / "out", "--model", tiny_model, "--steps", 2, "--lora", "some/hub-lora")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert ("--lora some/hub-lora: not in the local Hugging Face cache and the Hub can't be reached; go online "
+            "to download, or pass a local LoRA .safetensors file instead") in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_lora_that_does_not_fit_leaves_no_new_folder_behind(tiny_model, tmp_path):
+    wrong = build_tiny_lora(tmp_path / "xl-style", cross_attention_dim=64)
+    board = write_storyboard(tmp_path / "board.json", [{"prompt": "a red circle"}])
+    proc = cli("make", board, "-o", tmp_path / "out", "--model", tiny_model, "--steps", 2, "--lora", wrong)
+    assert proc.returncode == 2 and "does not fit this SD 1.x model" in proc.stderr  # found when the model loads
+    assert not (tmp_path / "out").exists()  # no frames/, index.html, run.json or lock left
+
+
 def test_a_single_file_refiner_is_recognised_from_its_keys(tmp_path):
     import torch
     from safetensors.torch import save_file
