@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import FramereelError
 from .settings import RenderSettings
 from .storyboard import Frame
 
@@ -186,6 +187,21 @@ class BenchOptions:
     tiny_vae: str | None = None
     memory_steps: int = 2
     safety_checker: bool = False  # sd-shaped: add SD 1.4's safety checker and run it in the memory figure
+
+
+MAX_BENCH_BATCH = 64
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    """``--batches 1,2,4``: the batch sizes to measure, each a whole number from 1 to 64."""
+    try:
+        sizes = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        raise FramereelError(f"--batches {text}: give whole numbers, e.g. 1,2,4") from None
+    if not all(1 <= b <= MAX_BENCH_BATCH for b in sizes):
+        raise FramereelError(f"--batches {text}: each batch size is a whole number from 1 to {MAX_BENCH_BATCH}, "
+                             "e.g. 1,2,4")
+    return tuple(dict.fromkeys(sizes))
 
 
 @dataclass

@@ -604,7 +604,7 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
     framereel bench --model sd-shaped --size 256 --steps 5 --frames 2
     framereel bench --model sd-shaped --size 512 --only memory --safety-checker   # SD 1.4's RAM at 512²
     """
-    from .bench import FIGURES, BenchOptions, run_bench
+    from .bench import FIGURES, BenchOptions, parse_batches, run_bench
 
     for name, value, lo in (("--frames", frames, 1), ("--steps", steps, 1), ("--size", size, 64)):
         if value is not None and not lo <= value <= 4096:
@@ -613,12 +613,8 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
     unknown = [x for x in figures if x not in FIGURES]
     if unknown:
         raise FramereelError(f"--only: unknown figure {unknown[0]!r}; choose from {', '.join(FIGURES)}")
-    try:
-        sizes = tuple(int(b) for b in batches.split(","))
-    except ValueError:
-        raise FramereelError(f"--batches {batches}: give whole numbers, e.g. 1,2,4") from None
-    options = BenchOptions(model, size, steps, frames, dtype, batches=sizes, only=figures, compile=compile_,
-                           tiny_vae=tiny_vae, safety_checker=safety_checker)
+    options = BenchOptions(model, size, steps, frames, dtype, batches=parse_batches(batches), only=figures,
+                           compile=compile_, tiny_vae=tiny_vae, safety_checker=safety_checker)
     run_bench(options, out=json_out, log=lambda m: click.echo(m))
 
 

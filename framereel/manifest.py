@@ -317,6 +317,38 @@ def check_same_storyboard(manifest: Manifest, storyboard: Any, out: Path) -> Non
     )
 
 
+# ------------------------------------------------------------------ a new folder, as it was
+
+
+def missing_folders(out_dir: Path) -> list[Path]:
+    """The folders of ``out_dir``'s path that don't exist yet, ``out_dir`` first: what
+    :func:`folder_lock` makes, and :func:`undo_new_folder` may remove again."""
+    missing, path = [], Path(out_dir)
+    while not os.path.lexists(path) and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def undo_new_folder(made: list[Path], also: tuple[str, ...] = ()) -> None:
+    """After a run that stopped before writing a frame into a folder it made (``made``, from
+    :func:`missing_folders`): remove what it wrote there (the lock, ``run.json``, ``also``), its
+    empty ``frames/`` and ``superseded/``, then each folder it made that is empty, so the path is as
+    it was. A folder holding a frame, or anything else, is left as it is."""
+    if not made:
+        return
+    out = made[0]
+    frames = out / FRAMES_DIR
+    if frames.is_dir() and any(frames.iterdir()):
+        return  # frames were written: they, and the run record naming them, stay
+    for name in (MANIFEST, *also, LOCK_FILE):
+        with contextlib.suppress(OSError):
+            (out / name).unlink()
+    for folder in (frames, out / SUPERSEDED_DIR, *made):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only an empty folder goes
+
+
 # ------------------------------------------------------------------ lock
 
 

@@ -72,8 +72,9 @@ def look_at_output_folder(out: Path) -> OnDisk:
 def plan_run(storyboard: Storyboard, out_dir: str | Path, settings: RenderSettings | None = None, *,
              redo: Iterable[int] = (), force: bool = False, only: Iterable[int] | None = None) -> RunPlan:
     """What :func:`~framereel.runner.render` would do with these arguments — its own planning
-    stage on what is on disk — found without loading weights or writing a byte (the model is only
-    described: its config and its files' hashes)."""
+    stage on what is on disk, and the backend's :meth:`~framereel.backends.base.Backend.check` of
+    the frames to render, so what the run would refuse is refused here — found without loading
+    weights or writing a byte (the model is only described: its config and its files' hashes)."""
     settings = with_storyboard_loras(settings or RenderSettings(), storyboard)  # as render() does
     out = Path(out_dir)
     backend = create_backend(settings)
@@ -83,9 +84,10 @@ def plan_run(storyboard: Storyboard, out_dir: str | Path, settings: RenderSettin
         on_disk = look_at_output_folder(out)
         check_same_storyboard(on_disk.manifest, storyboard, out)
         the_plan = plan(frames, on_disk, identity, redo=set(redo), force=force, only=only)
+        warnings = backend.check(the_plan.todo) if the_plan.todo else []  # what the run would refuse
         result = RunPlan(total=len(the_plan.todo) + len(the_plan.skipped), done=sorted(the_plan.skipped),
                          todo=[f.index for f in the_plan.todo], device=backend.device, model=identity.model.id,
-                         notes=list(on_disk.manifest.warnings))
+                         notes=list(on_disk.manifest.warnings) + warnings)
         times = [r["seconds"] for r in on_disk.manifest.frames.values()
                  if isinstance(r.get("seconds"), (int, float)) and r.get("status") == "done"]
         if times and (on_disk.manifest.run.get("model") or {}).get("fingerprint") == identity.model.fingerprint:

@@ -3,7 +3,8 @@
 It reads like a diffusers pipeline's ``__call__``: numbered stages, each a function below, called
 in order from :func:`render`:
 
-1. lock the output folder (:func:`~framereel.manifest.folder_lock`);
+1. lock the output folder (:func:`~framereel.manifest.folder_lock`); a run refused before its first
+   frame takes away again a folder it made (:func:`refusal_undoes`);
 2. read what is on disk (:func:`read_output_folder`): run.json and each frame's PNG hash;
 3. resolve every frame's parameters against the model (:class:`~framereel.identity.RunIdentity`);
 4. :func:`plan` — which frames are finished, which to render (pure, unit-tested on its own);
@@ -16,7 +17,8 @@ in order from :func:`render`:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from .errors import FramereelError
 from .events import EventHandler, FrameDone, FrameFailed, FrameSkipped, RunStarted, ignore
 from .events import Warning as WarningEvent
 from .executors import make_pool
+from .gallery import DATA, PAGE
 from .identity import RunIdentity
 from .jobs import Outcome, drive, plan_jobs
 from .manifest import (
@@ -39,9 +42,11 @@ from .manifest import (
     folder_lock,
     frame_index,
     frame_name,
+    missing_folders,
     move_aside,
     read_png_hash,
     remove_stale_temp_files,
+    undo_new_folder,
     write_frame_file,
 )
 from .settings import Parallelism, RenderSettings
@@ -108,7 +113,8 @@ def render(
     parallelism = (parallelism or Parallelism()).check()
     emit = on_event or ignore
     out = Path(out_dir)
-    with folder_lock(out):                                                      # 1
+    made = missing_folders(out)  # a run refused before its first frame leaves no folder behind
+    with folder_lock(out), refusal_undoes(made):                                # 1
         on_disk = read_output_folder(out, force)                                # 2
         check_same_storyboard(on_disk.manifest, storyboard, out)
         for message in on_disk.manifest.warnings:  # e.g. a damaged run.json rebuilt from the frames
@@ -135,6 +141,18 @@ def render(
         finally:
             if owned:                                                           # 7
                 backend.close()
+
+
+@contextmanager
+def refusal_undoes(made: list[Path]) -> Iterator[None]:
+    """Stage 1: a run that stops before writing a frame (a refusal, a model that doesn't load)
+    takes away again what it wrote into folders it made (run.json, the gallery page, the lock),
+    and those folders, while it still holds the lock."""
+    try:
+        yield
+    except Exception:
+        undo_new_folder(made, also=(PAGE, DATA))
+        raise
 
 
 def read_output_folder(out: Path, force: bool = False) -> OnDisk:

@@ -234,6 +234,36 @@ def test_refused_up_front(tmp_path, tiny_model, adapter):
     assert not list((tmp_path / "o4").glob("frames/*.png"))
 
 
+def test_the_dry_run_refuses_what_the_run_refuses_and_a_refused_run_leaves_no_folder(tmp_path, tiny_model, adapter):
+    from conftest import cli
+
+    (tmp_path / "notes.mp4").write_text("a text file, not a video")
+    no_motion = write_storyboard(tmp_path / "clip.json", [{"prompt": "a", "clip": 8}])
+    text_video = write_storyboard(tmp_path / "v2v.json", [{"prompt": "a", "clip": 8, "init_video": "notes.mp4",
+                                                           "strength": 0.5}])
+    cases = [
+        (no_motion, (), 'frame 0: "clip" needs --motion-adapter'),
+        (text_video, ("--motion-adapter", adapter), f"frame 0: init_video {tmp_path / 'notes.mp4'}: can't decode it "
+                                                    "as a video (Invalid data found when processing input)"),
+    ]
+    for board, extra, message in cases:
+        for dry_run in (("--dry-run",), ()):
+            proc = cli("make", board, "-o", tmp_path / "out", "--model", tiny_model, "--steps", 2, *extra, *dry_run)
+            assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+            assert message in proc.stderr
+            assert not (tmp_path / "out").exists()  # not even OUT/.framereel.lock
+
+
+def test_a_motion_adapter_not_in_the_cache_points_at_local_or_demo_adapters(tmp_path, tiny_model):
+    from conftest import cli
+
+    board = write_storyboard(tmp_path / "clip.json", [{"prompt": "a", "clip": 8}])
+    proc = cli("make", board, "-o", tmp_path / "out", "--model", tiny_model, "--motion-adapter", "someone/motion",
+               "--dry-run")
+    assert proc.returncode == 2 and "--motion-adapter someone/motion: not in the local Hugging Face cache" in proc.stderr
+    assert "try --motion-adapter demo" in proc.stderr and "try --model demo" not in proc.stderr
+
+
 # ------------------------------------------------------------------ video-to-video and motion LoRAs
 
 

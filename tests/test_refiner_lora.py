@@ -4,6 +4,7 @@ diffusers' own pipelines called directly with the same seeds."""
 
 import io
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -107,12 +108,21 @@ def test_sdxl_refiner_matches_diffusers_base_plus_refiner_resumes_and_is_in_the_
 def test_refiner_refusals_are_one_line_before_anything_renders(sdxl, tiny_model, tmp_path):
     base_dir, refiner_dir = sdxl
     board = write_storyboard(tmp_path / "board.json", [{"prompt": "a red circle"}])
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    (listed / "model_index.json").write_text("[]")
+    partial = tmp_path / "partial"
+    shutil.copytree(refiner_dir, partial)
+    for weights in (partial / "unet").glob("*.safetensors"):
+        weights.unlink()
     cases = [
         (("--model", tiny_model, "--refiner", refiner_dir), "a refiner finishes an SDXL base model's frames; "
                                                              "this model is SD 1.x"),
         (("--model", base_dir, "--refiner", tiny_model), "model_index.json says StableDiffusionPipeline, not an SDXL "
                                                          "refiner"),
         (("--model", base_dir, "--refiner", tmp_path / "nowhere"), "no such folder or file"),
+        (("--model", base_dir, "--refiner", listed), "model_index.json holds a JSON list, not the object"),
+        (("--model", base_dir, "--refiner", partial), "incomplete model folder, unet/ weights missing"),
         (("--model", base_dir, "--refiner", refiner_dir, "--refiner-switch", "1.5"), "give a fraction between 0 and 1"),
         (("--model", base_dir, "--refiner-switch", "0.7"), "--refiner-switch needs --refiner"),
         (("--model", refiner_dir), f"pass it as --refiner {refiner_dir} with an SDXL base as --model"),
@@ -243,6 +253,57 @@ def test_frame_lora_refusals_are_one_line_naming_the_frame(tiny_model, tmp_path)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and message in errors[0], proc.stderr  # a wrong base shows when the model loads
         assert not list((tmp_path / f"out{i}").glob("frames/*.png"))
+
+
+def test_a_lora_that_is_not_one_or_not_in_the_cache_is_named_so_by_the_dry_run_and_the_run(tiny_model, tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_text("not a LoRA")
+    whole = next((tiny_model / "unet").glob("*.safetensors"))  # a model's weights: no LoRA layer in it
+    board = write_storyboard(tmp_path / "board.json", [{"prompt": "a red circle"}])
+    own = write_storyboard(tmp_path / "own.json", [{"prompt": "a"}, {"prompt": "b", "lora": str(junk)}])
+    cases = [
+        (board, ("--lora", junk), f"--lora {junk}: not a LoRA file (junk.safetensors can't be read as safetensors"),
+        (board, ("--lora", whole), f"--lora {whole}: not a LoRA: none of its"),
+        (own, (), f'frame 1: "lora" {junk}: not a LoRA file'),
+        (board, ("--lora", "some/hub-lora"), "--lora some/hub-lora: not in the local Hugging Face cache and "
+                                             "HF_HUB_OFFLINE is set"),
+    ]
+    for storyboard, extra, message in cases:
+        for dry_run in (("--dry-run",), ()):
+            proc = cli("make", storyboard, "-o", tmp_path / "out", "--model", tiny_model, "--steps", 2,
+                       "--device", "cpu", *extra, *dry_run)
+            assert proc.returncode == 2, proc.stderr
+            assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr, proc.stderr
+            assert "another base model" not in proc.stderr
+            assert not (tmp_path / "out").exists()  # refused before anything was made
+
+
+def test_a_hub_lora_the_hub_cannot_be_reached_for_is_one_line(tiny_model, tmp_path, monkeypatch):
+    import diffusers.loaders.lora_base
+    import httpx2
+    import huggingface_hub
+
+    def unreachable(*args, **kwargs):
+        raise httpx2.ConnectError("[Errno -2] Name or service not known")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # online, but the network is down
+    monkeypatch.setattr(diffusers.loaders.lora_base, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(diffusers.loaders.lora_base, "model_info", unreachable)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    board = write_storyboard(tmp_path / "board.json", [{"prompt": "a red circle"}])
+    proc = cli("frames", board, "-o", tmp_path / "out", "--model", tiny_model, "--steps", 2, "--lora", "some/hub-lora")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert ("--lora some/hub-lora: not in the local Hugging Face cache and the Hub can't be reached; go online "
+            "to download, or pass a local LoRA .safetensors file instead") in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_lora_that_does_not_fit_leaves_no_new_folder_behind(tiny_model, tmp_path):
+    wrong = build_tiny_lora(tmp_path / "xl-style", cross_attention_dim=64)
+    board = write_storyboard(tmp_path / "board.json", [{"prompt": "a red circle"}])
+    proc = cli("make", board, "-o", tmp_path / "out", "--model", tiny_model, "--steps", 2, "--lora", wrong)
+    assert proc.returncode == 2 and "does not fit this SD 1.x model" in proc.stderr  # found when the model loads
+    assert not (tmp_path / "out").exists()  # no frames/, index.html, run.json or lock left
 
 
 def test_a_single_file_refiner_is_recognised_from_its_keys(tmp_path):

@@ -91,6 +91,80 @@ def test_a_fake_checkpoint_is_one_line(tmp_path, board):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("index, needle", [
+    ("[]", "model_index.json holds a JSON list, not the object naming the pipeline"),
+    ('"StableDiffusionPipeline"', "model_index.json holds a JSON string"),
+    ("{not json", "model_index.json is not valid JSON"),
+    ('{"unet": ["diffusers", "UNet2DConditionModel"]}', 'model_index.json names no pipeline (no "_class_name")'),
+])
+def test_a_broken_model_index_is_named_by_the_dry_run_the_run_and_doctor(tmp_path, board, index, needle):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(index)
+    for command in (("make", board, "--dry-run"), ("frames", board)):
+        one_line_error(cli(*command, "-o", tmp_path / "out", "--model", folder), f"{folder}: {needle}")
+        assert not (tmp_path / "out").exists()
+    doctor = json.loads(cli("doctor", "--json", "--model", folder).stdout)
+    assert doctor["model"]["ok"] is False and needle in doctor["model"]["detail"]
+
+
+def test_a_model_folder_without_its_weights_says_what_is_missing(tmp_path, board, tiny_model):
+    only_index = tmp_path / "only-index"
+    only_index.mkdir()
+    shutil.copy(tiny_model / "model_index.json", only_index)
+    no_unet = tmp_path / "no-unet"
+    shutil.copytree(tiny_model, no_unet)
+    for weights in (no_unet / "unet").glob("*.safetensors"):
+        weights.unlink()
+    for folder, needle in ((only_index, "unet/, vae/, text_encoder/, tokenizer/, scheduler/ missing"),
+                           (no_unet, "incomplete model folder, unet/ weights missing")):
+        for command in (("make", board, "--dry-run"), ("frames", board)):
+            one_line_error(cli(*command, "-o", tmp_path / "out", "--model", folder), f"--model {folder}", needle)
+            assert not (tmp_path / "out").exists()
+        doctor = json.loads(cli("doctor", "--json", "--model", folder).stdout)
+        assert doctor["model"]["ok"] is False and needle in doctor["model"]["detail"]
+        assert "gpu memory" not in doctor  # no "weights 0.0 GiB" for a model that has none
+
+
+def test_a_run_refused_before_its_first_frame_leaves_a_new_folder_as_it_found_it(tmp_path, board, tiny_model):
+    broken = tmp_path / "broken"  # complete on disk, but its UNet's weights don't load
+    shutil.copytree(tiny_model, broken)
+    for weights in (broken / "unet").glob("*.safetensors"):
+        weights.write_bytes(b"not weights")
+
+    def refused(out):
+        result = cli("make", board, "-o", out, "--model", broken, "--steps", 2)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert result.stderr.strip().splitlines()[-1].startswith("error: could not load the model"), result.stderr
+
+    refused(tmp_path / "new" / "out")
+    assert not (tmp_path / "new").exists()  # no lock, run.json, frames/ or gallery page; not even the parent
+    kept = tmp_path / "kept"  # a folder that was there keeps what it held
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    refused(kept)
+    assert (kept / "notes.txt").read_text() == "mine"
+
+
+def test_undoing_a_new_folder_keeps_frames_and_what_the_run_did_not_write(tmp_path):
+    from framereel.manifest import missing_folders, undo_new_folder
+
+    out = tmp_path / "a" / "b"
+    made = missing_folders(out)
+    assert made == [out, tmp_path / "a"]
+    frames_folder(out, sizes=((64, 64),))
+    (out / "run.json").write_text("{}")
+    undo_new_folder(made)
+    assert (out / "frames" / "frame_000.png").exists() and (out / "run.json").exists()  # a frame: all stays
+    (out / "frames" / "frame_000.png").unlink()
+    (out / "other.txt").write_text("not the run's")
+    undo_new_folder(made)
+    assert not (out / "run.json").exists() and not (out / "frames").exists() and (out / "other.txt").exists()
+    (out / "other.txt").unlink()
+    undo_new_folder(made)
+    assert not (tmp_path / "a").exists() and tmp_path.is_dir()
+
+
 def test_huge_duration_is_refused_in_the_storyboard(tmp_path):
     path = write_storyboard(tmp_path / "big.json", [{"prompt": "a", "duration": 1e9}])
     with pytest.raises(FramereelError, match='frame 0: "duration" must be a number of seconds greater than 0, at most 3600'):
@@ -120,6 +194,8 @@ def test_stitch_of_a_missing_or_system_folder_creates_nothing(tmp_path):
 
 @pytest.mark.parametrize("args, needle", [
     (["--frames", "0"], "--frames 0"), (["--steps", "0"], "--steps 0"), (["--size", "100000"], "--size 100000"),
+    (["--batches", "0"], "--batches 0: each batch size is a whole number from 1"),
+    (["--batches", "1,-2"], "--batches 1,-2"), (["--batches", "1,x"], "--batches 1,x: give whole numbers"),
 ])
 def test_bench_refuses_bad_counts(args, needle):
     one_line_error(cli("bench", *args), needle)

@@ -48,7 +48,7 @@ def resolve_motion_adapter(spec: str) -> Path:
     try:
         return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors"]))
     except Exception as err:  # the Hub raises many kinds; each becomes one line for the user
-        raise _hub_error(spec, err) from err
+        raise _hub_error(spec, err, "--motion-adapter") from err
 
 
 def parse_motion_lora(spec: str) -> tuple[str, float]:
@@ -111,19 +111,41 @@ def files_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def read_video(path: str, frames: int, width: int, height: int):
-    """``frames`` frames of the video at ``path`` (decoded with PyAV), evenly spaced over it,
-    scaled and centre-cropped to ``width``×``height``."""
+def _decode(path: str, label: str, first_only: bool = False) -> list:
+    """The frames of the video at ``path`` as images (only the first with ``first_only``); a file PyAV
+    can't open or that holds no video frame is a one-line error."""
     import av
-    from PIL import Image, ImageOps
 
     try:
         with av.open(path) as container:
-            decoded = [f.to_image() for f in container.decode(video=0)]
-    except (av.error.FFmpegError, IndexError, ValueError) as err:
-        raise FramereelError(f"init_video {path}: can't decode it ({str(err).splitlines()[0]})") from err
+            if not container.streams.video:
+                raise FramereelError(f"{label} {path}: the file has no video stream; give a video file "
+                                     "(mp4, webm, mov, gif …)")
+            decoded = []
+            for frame in container.decode(video=0):
+                decoded.append(frame.to_image())
+                if first_only:
+                    break
+    except (av.error.FFmpegError, IndexError, ValueError, UnicodeDecodeError) as err:
+        why = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
+        raise FramereelError(f"{label} {path}: can't decode it as a video ({why}); give a video file "
+                             "(mp4, webm, mov, gif …)") from err
     if not decoded:
-        raise FramereelError(f"init_video {path}: the file has no video frames")
+        raise FramereelError(f"{label} {path}: the file has no video frames")
+    return decoded
+
+
+def check_video(path: str, label: str = "init_video") -> None:
+    """``init_video`` must be a video PyAV decodes (its first frame is decoded; nothing else is read)."""
+    _decode(path, label, first_only=True)
+
+
+def read_video(path: str, frames: int, width: int, height: int):
+    """``frames`` frames of the video at ``path`` (decoded with PyAV), evenly spaced over it,
+    scaled and centre-cropped to ``width``×``height``."""
+    from PIL import Image, ImageOps
+
+    decoded = _decode(path, "init_video")
     picks = [round(i * (len(decoded) - 1) / max(1, frames - 1)) for i in range(frames)]
     return [ImageOps.fit(decoded[i].convert("RGB"), (width, height), Image.Resampling.LANCZOS) for i in picks]
 

@@ -120,8 +120,14 @@ class Backend(ABC):
                              "use --backend diffusers")
 
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
-        """Check the frames to render before any device opens; raise FramereelError to refuse,
-        return warnings to show."""
+        """Check the frames to render before any device opens (:meth:`check`, and what only a run
+        needs); raise FramereelError to refuse, return warnings to show."""
+        return self.check(frames)
+
+    def check(self, frames: list[Frame]) -> list[str]:
+        """Refuse what this backend would refuse of ``frames`` later in the run, without loading
+        weights, opening a device or writing anything: ``--dry-run`` and the run both call it, so a
+        dry run passes only what the run renders. Returns warnings to show."""
         for f in frames:
             if f.kind not in self.kinds:
                 raise FramereelError(f"frame {f.index}: the {self.name} backend can't render {f.kind} frames; "

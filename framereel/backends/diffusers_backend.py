@@ -31,7 +31,7 @@ from .common import (
     seeded_noise,
     slerp,
 )
-from .lora import Lora, blend, load_lora, local_path, parse_lora, text_encoder_adapters
+from .lora import Lora, blend, load_lora, parse_lora, text_encoder_adapters, weights_file
 from .lora import fingerprint as lora_fingerprint
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "weights"
@@ -120,21 +120,33 @@ def measure_batch(pipe, size: tuple[int, int]) -> dict[str, Any]:
     return {"batch": batch, "seconds_per_call": {str(k): round(v, 4) for k, v in seconds.items()}}
 
 
-def _hub_error(model: str, err: Exception) -> FramereelError:
+HUB_FIXES = {  # what to pass instead of a Hub id the Hub can't give, per option
+    "--model": "pass --model PATH to a local diffusers folder or .safetensors file, or try --model demo "
+               "(offline demo model)",
+    "--motion-adapter": "pass --motion-adapter PATH to a local MotionAdapter folder, or try --motion-adapter demo "
+                        "(with --model demo)",
+    "--refiner": "pass --refiner PATH to a local SDXL refiner folder or .safetensors file",
+    "--tiny-vae": "pass --tiny-vae PATH to a local AutoencoderTiny folder",
+    "--lora": "pass a local LoRA .safetensors file instead",
+}
+
+
+def _hub_error(spec: str, err: Exception, flag: str = "--model") -> FramereelError:
+    """One line for a Hub id the Hub could not give (``flag``: the option, or a frame's ``"lora"``, that
+    named it): what went wrong and what to pass instead."""
     name = type(err).__name__
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     if "Gated" in name or "401" in str(err) or "403" in str(err):
-        why = f"{model} needs a Hugging Face login: run `hf auth login` (or set HF_TOKEN) and accept its licence on the Hub"
+        why = "needs a Hugging Face login: run `hf auth login` (or set HF_TOKEN) and accept its licence on the Hub"
     elif "RepositoryNotFound" in name:
-        why = f"{model} is not a model on the Hugging Face Hub nor a local folder or file"
-    elif offline or "LocalEntryNotFound" in name or "Offline" in name:
-        why = f"{model} is not in the local Hugging Face cache and the Hub can't be reached"
+        why = "not a repository on the Hugging Face Hub, nor a local folder or file"
+    elif offline or "LocalEntryNotFound" in name or "Offline" in name or "Connect" in name:
+        why = ("not in the local Hugging Face cache and HF_HUB_OFFLINE is set; unset it to download" if offline
+               else "not in the local Hugging Face cache and the Hub can't be reached; go online to download")
     else:
-        why = f"could not fetch {model} from the Hugging Face Hub ({name})"
-    return FramereelError(
-        f"{why}; go online (unset HF_HUB_OFFLINE), pass --model PATH to a local diffusers folder "
-        "or .safetensors file, or try --model demo (offline demo model)"
-    )
+        why = f"could not fetch it from the Hugging Face Hub ({name}); try again online"
+    fix = HUB_FIXES.get(flag) or HUB_FIXES["--lora" if "lora" in flag else "--model"]
+    return FramereelError(f"{flag} {spec}: {why}, or {fix}")
 
 
 class DiffusersBackend(Backend):
@@ -175,6 +187,7 @@ class DiffusersBackend(Backend):
         self._frame_loras: dict[str, tuple[Lora, str]] = {}  # frames' own LoRAs to load: source → (LoRA, label)
         self._active_loras: tuple | None = None  # the adapters and weights set now
         self._lora_fingerprints: dict[str, str] = {}
+        self._lora_files: dict[str, Path] = {}  # a LoRA's source → its checked weights file
         self._refiner_pipe = None
         self._refiner_embed = EmbeddingCache(self._encode_for_refiner)
         self._refiner_negative = EmbeddingCache(self._encode_negative_for_refiner)
@@ -257,7 +270,7 @@ class DiffusersBackend(Backend):
             try:
                 source = Path(DiffusionPipeline.download(spec))
             except Exception as err:  # the Hub raises many kinds; each becomes one line for the user
-                raise _hub_error(spec, err) from err
+                raise _hub_error(spec, err, "--refiner") from err
             name = spec
         fam.check_refiner(spec, source, None if self._single_file else self._source)
         self._refiner_source = source
@@ -286,6 +299,7 @@ class DiffusersBackend(Backend):
                 )
             self._source = path
             self.family = fam.detect_folder(path)
+            fam.check_complete(path, f"--model {model}")
             n = fam.native_size(path, self.family)
             return ModelInfo(str(path.resolve()), files_fingerprint(path), n, n, recommended_settings(path))
         if path.suffix in SINGLE_FILE_SUFFIXES:
@@ -309,6 +323,7 @@ class DiffusersBackend(Backend):
             raise _hub_error(repo_id, err) from err
         self._source = folder
         self.family = fam.detect_folder(folder, repo_id)
+        fam.check_complete(folder, f"--model {repo_id}")
         n = fam.native_size(folder, self.family)
         return ModelInfo(repo_id, folder.name, n, n, recommended_settings(folder))
 
@@ -456,7 +471,7 @@ class DiffusersBackend(Backend):
         """Load a LoRA once, as its own PEFT adapter; returns the adapter's name."""
         if lora.source not in self._adapters:
             name = f"lora{len(self._adapters)}"
-            load_lora(pipe, lora, name, self.family.label, label)
+            load_lora(pipe, lora, name, self.family.label, label, self._lora_file(lora, label))
             self._adapters[lora.source] = name
         return self._adapters[lora.source]
 
@@ -668,26 +683,43 @@ class DiffusersBackend(Backend):
                 out = self._refine([frame], out.images, [generator], step_end)
         return out.images[0], _facts(out, 0)
 
-    def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
-        warnings = super().prepare(frames, out_dir)
+    def check(self, frames: list[Frame]) -> list[str]:
+        """Everything the run would refuse of ``frames`` before it renders one, without loading
+        weights: a clip without a motion model or with an ``init_video`` that is no video, a LoRA
+        that is missing or not a LoRA (a Hub LoRA is fetched), and what this model family can't do
+        with these frames, in one line naming the frame; what it can but should not (a Turbo model
+        at 50 steps): warnings."""
+        warnings = super().check(frames)
+        self.describe()
         clip = next((f for f in frames if f.kind == "clip"), None)
-        if clip is not None and self.describe() and self._clips is None:
+        if clip is not None and self._clips is None:
             raise FramereelError(f'frame {clip.index}: "clip" needs --motion-adapter PATH_OR_ID (an AnimateDiff '
                                  "MotionAdapter; --motion-adapter demo with --model demo)")
-        # what this model family can't do with these frames: refused in one line naming the frame,
-        # before any weights load; what it can but shouldn't (a Turbo model at 50 steps): warnings
-        self.describe()
-        self._prepare_frame_loras(frames)
+        from .animatediff import check_video
+
+        for f in frames:
+            if f.kind == "clip" and f.clip_pos == 0 and f.clip.init_video:
+                check_video(f.clip.init_video, f"frame {f.index}: init_video")
+        for lora in self.loras:
+            self._lora_file(lora, "--lora")
+        self._check_frame_loras(frames)
         errors, more = fam.frame_problems(self.family, frames, self.scheduler)
         if errors:
             raise FramereelError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
         return warnings + more
 
-    def _prepare_frame_loras(self, frames: list[Frame]) -> None:
-        """Frames' own LoRAs: a missing file or an LCM-LoRA (it sets the whole run's scheduler) is
-        refused in one line naming the frame; the others load with the model (each one once), or
-        now if it is loaded already, so one that does not fit the model stops the run before
-        any frame renders."""
+    def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
+        warnings = super().prepare(frames, out_dir)
+        if self.pipe is not None:  # a loaded model (interactive) takes the frames' own LoRAs now
+            for lora, label in self._frame_loras.values():
+                self._load_adapter(self.pipe, lora, label)
+        return warnings
+
+    def _check_frame_loras(self, frames: list[Frame]) -> None:
+        """Frames' own LoRAs: a missing file, a file that is not a LoRA or an LCM-LoRA (it sets the
+        whole run's scheduler) is refused in one line naming the frame; the others load with the
+        model (each one once), or in :meth:`prepare` if it is loaded already, so one that does not
+        fit the model stops the run before any frame renders."""
         for f in frames:
             for specs in (f.lora, f.morph_lora if f.kind == "morph" else None):
                 for source, weight in specs or ():
@@ -695,11 +727,14 @@ class DiffusersBackend(Backend):
                     if lora.is_lcm:
                         raise FramereelError(f"{label} {source}: an LCM-LoRA sets the scheduler and steps of the "
                                              'whole run; put it in the storyboard\'s "defaults" (or use --lora)')
-                    local_path(lora, label)
+                    self._lora_file(lora, label)
                     self._frame_loras.setdefault(source, (lora, label))
-        if self.pipe is not None:
-            for lora, label in self._frame_loras.values():
-                self._load_adapter(self.pipe, lora, label)
+
+    def _lora_file(self, lora: Lora, label: str) -> Path:
+        """A LoRA's weights file, found (a Hub LoRA fetched) and checked once per run."""
+        if lora.source not in self._lora_files:
+            self._lora_files[lora.source] = weights_file(lora, label)
+        return self._lora_files[lora.source]
 
     def render_clip(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None):
         """Render one whole clip with AnimateDiff (see :mod:`framereel.backends.animatediff`)."""
@@ -759,7 +794,7 @@ def resolve_tiny_vae(spec: str) -> Path:
     try:
         return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors"]))
     except Exception as err:  # the Hub raises many kinds; each becomes one line for the user
-        raise _hub_error(spec, err) from err
+        raise _hub_error(spec, err, "--tiny-vae") from err
 
 
 def load_tiny_vae(folder: Path, dtype, pipe):

@@ -100,22 +100,84 @@ FAST_LORA = {"sd1": "latent-consistency/lcm-lora-sdv1-5", "sdxl": "latent-consis
 
 
 def _config(path: Path) -> dict[str, Any]:
+    """A component's JSON config; {} when it is missing, unreadable or not a JSON object."""
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return config if isinstance(config, dict) else {}
+
+
+def model_index(folder: Path) -> dict[str, Any]:
+    """A diffusers folder's ``model_index.json``; ValueError saying what is wrong with it (missing,
+    not JSON, not an object, no ``_class_name``)."""
+    path = folder / "model_index.json"
+    if not path.is_file():
+        raise ValueError("not a diffusers model folder (no model_index.json)")
+    try:
+        index = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise ValueError("model_index.json is not text") from None
+    except ValueError as err:
+        raise ValueError(f"model_index.json is not valid JSON ({str(err).splitlines()[0][:80]})") from None
+    except OSError as err:
+        raise ValueError(f"model_index.json can't be read ({err.strerror or err})") from None
+    if not isinstance(index, dict):
+        raise ValueError(f"model_index.json holds a JSON {_json_kind(index)}, not the object naming the pipeline "
+                         "and its parts")
+    if not isinstance(index.get("_class_name"), str):
+        raise ValueError('model_index.json names no pipeline (no "_class_name")')
+    return index
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
+
+
+WEIGHTED_PARTS = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
+OTHER_PARTS = ("tokenizer", "tokenizer_2", "tokenizer_3", "scheduler")
+
+
+def missing_parts(folder: Path, index: dict[str, Any]) -> list[str]:
+    """The parts ``model_index.json`` names that the folder lacks: a denoiser, VAE or text encoder
+    with no weights file, a tokenizer or scheduler with no folder (an interrupted download or copy)."""
+    from .common import WEIGHT_SUFFIXES
+
+    missing = []
+    for part in (*WEIGHTED_PARTS, *OTHER_PARTS):
+        entry = index.get(part)
+        if not isinstance(entry, list) or None in entry:
+            continue  # not in this pipeline, or left out on purpose ([null, null])
+        sub = folder / part
+        if not sub.is_dir():
+            missing.append(f"{part}/")
+        elif part in WEIGHTED_PARTS and not any(p.name.endswith(WEIGHT_SUFFIXES) for p in sub.iterdir()):
+            missing.append(f"{part}/ weights")
+    return missing
+
+
+def check_complete(folder: Path, label: str) -> None:
+    """A diffusers folder must hold every part its ``model_index.json`` names; else one line naming them."""
+    missing = missing_parts(folder, model_index(folder))
+    if missing:
+        raise FramereelError(f"{label}: incomplete model folder, {', '.join(missing)} missing (model_index.json "
+                             "names them); download or copy the whole model again")
 
 
 def detect_folder(folder: Path, name: str = "") -> Family:
     """The family of a diffusers folder, from its ``model_index.json`` and component configs."""
-    index = _config(folder / "model_index.json")
+    try:
+        index = model_index(folder)
+    except ValueError as err:
+        raise FramereelError(f"{folder}: {err}; pass a diffusers folder saved with save_pretrained "
+                             "(download it again if it came from the Hub)") from None
     override = _config(folder / "framereel.json").get("family")
     if override:
         if override not in FAMILIES:
             raise FramereelError(f"{folder / 'framereel.json'}: unknown \"family\" {override!r}; "
                                  f"choose one of {', '.join(FAMILIES)}")
         return FAMILIES[override]
-    cls = index.get("_class_name", "?")
+    cls = index["_class_name"]
     kind = PIPELINE_KINDS.get(cls)
     if kind is None and cls == "StableDiffusionXLImg2ImgPipeline":
         raise FramereelError(f"{folder}: an SDXL refiner (model_index.json says {cls}) is not a model on its own; "
@@ -232,15 +294,17 @@ def check_refiner(spec: str, refiner: Path, base: Path | None) -> None:
             raise FramereelError(f"--refiner {spec}: its weights look like a {model_type} checkpoint, not an SDXL "
                                  f"refiner; pass an SDXL refiner file, folder or Hub id like {REFINER_EXAMPLE}")
         return
-    index = _config(refiner / "model_index.json")
-    if not index:
-        raise FramereelError(f"--refiner {spec}: not a diffusers model folder (no model_index.json); pass an SDXL "
-                             f"refiner folder, .safetensors file or Hub id like {REFINER_EXAMPLE}")
-    cls = index.get("_class_name", "?")
+    try:
+        index = model_index(refiner)
+    except ValueError as err:
+        raise FramereelError(f"--refiner {spec}: {err}; pass an SDXL refiner folder, .safetensors file or Hub id "
+                             f"like {REFINER_EXAMPLE}") from None
+    cls = index["_class_name"]
     unet = _config(refiner / "unet" / "config.json")
     if cls not in REFINER_CLASSES or unet.get("addition_embed_type") != "text_time":
         raise FramereelError(f"--refiner {spec}: model_index.json says {cls}, not an SDXL refiner "
                              f"(StableDiffusionXLImg2ImgPipeline, like {REFINER_EXAMPLE})")
+    check_complete(refiner, f"--refiner {spec}")
     mine, theirs = _config(refiner / "text_encoder_2" / "config.json"), \
         _config(base / "text_encoder_2" / "config.json") if base is not None else {}
     keys = ("hidden_size", "projection_dim")

@@ -73,19 +73,100 @@ def fingerprint(lora: Lora, label: str = "--lora") -> str:
     return h.hexdigest()[:16]
 
 
-def load_lora(pipe, lora: Lora, name: str, family_label: str, label: str = "--lora") -> None:
-    """Load one LoRA as the PEFT adapter ``name``; a LoRA made for another base model (its layers
-    don't exist or have other shapes here) is a one-line error."""
+LORA_FILE = "pytorch_lora_weights"  # + .safetensors or .bin: the name save_lora_weights gives
+LORA_KEY_MARKS = ("lora", "hada_", "lokr_")  # a LoRA's (or LyCORIS') layer names have one of these
+
+
+def weights_file(lora: Lora, label: str = "--lora") -> Path:
+    """The file a LoRA loads from: the file given, the one a folder holds (picked as diffusers picks
+    it), or a Hub id's (from the Hugging Face cache, downloaded if need be); checked to hold LoRA
+    layers. A LoRA that can't be found or read, or a file that is not a LoRA, is a one-line error."""
     path = local_path(lora, label)
-    kwargs = {}
-    if path is not None and path.is_file():
-        kwargs = {"weight_name": path.name}
-        source = str(path.parent)
-    else:
-        source = str(path) if path is not None else lora.source
+    if path is None:
+        path = _hub_file(lora, label)
+    elif path.is_dir():
+        path = _pick_file(path, lora, label)
+    check_lora_file(path, lora, label)
+    return path
+
+
+def _pick_name(names: list[str]) -> str | None:
+    """The weights file diffusers loads among a folder's or repository's top-level ``names``."""
+    for ext in (".safetensors", ".bin"):
+        found = sorted(n for n in names if n.endswith(ext) and "/" not in n
+                       and not any(w in n for w in ("scheduler", "optimizer", "checkpoint")))
+        if found:
+            return next((n for n in found if n == LORA_FILE + ext), found[0])
+    return None
+
+
+def _pick_file(folder: Path, lora: Lora, label: str) -> Path:
+    name = _pick_name([p.name for p in folder.iterdir() if p.is_file()])
+    if name is None:
+        raise FramereelError(f"{label} {lora.source}: no .safetensors or .bin LoRA weights in that folder")
+    return folder / name
+
+
+def _hub_file(lora: Lora, label: str) -> Path:
+    """A Hub LoRA's weights file: ``pytorch_lora_weights.safetensors``, else the one file diffusers
+    would pick; from the cache when offline."""
+    from huggingface_hub import hf_hub_download, list_repo_files, snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    from .common import quiet_libraries
+    from .diffusers_backend import _hub_error
+
+    quiet_libraries()
+    repo, folder, names = lora.source, None, []
+    try:
+        try:
+            return Path(hf_hub_download(repo, LORA_FILE + ".safetensors"))
+        except LocalEntryNotFoundError:  # the Hub can't be reached: another file of it may be cached
+            folder = Path(snapshot_download(repo, local_files_only=True))
+            names = [p.name for p in folder.iterdir() if p.is_file()]
+        except EntryNotFoundError:  # the repository names its weights otherwise
+            names = list_repo_files(repo)
+        name = _pick_name(names)
+        if name is not None:
+            return folder / name if folder is not None else Path(hf_hub_download(repo, name))
+    except Exception as err:  # the Hub raises many kinds (offline, connection, not found): one line
+        raise _hub_error(repo, err, label) from err
+    raise FramereelError(f"{label} {repo}: that Hub repository holds no .safetensors or .bin LoRA weights")
+
+
+def check_lora_file(path: Path, lora: Lora, label: str = "--lora") -> None:
+    """``path`` must be a safetensors (or PyTorch) file of LoRA layers; else one line saying what it is."""
+    fix = "pass a LoRA .safetensors file (as diffusers' save_lora_weights or kohya's scripts write it)"
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                keys = list(f.keys())
+        else:
+            import torch
+
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            keys = [str(k) for k in state] if isinstance(state, dict) else []
+    except Exception as err:  # a text file, a damaged or foreign file: what it is not, not a traceback
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch weights"
+        raise FramereelError(f"{label} {lora.source}: not a LoRA file ({path.name} can't be read as "
+                             f"{kind}: {why}); {fix}") from err
+    if not any(mark in k.lower() for k in keys for mark in LORA_KEY_MARKS):
+        raise FramereelError(f"{label} {lora.source}: not a LoRA: none of its {len(keys)} tensors is a LoRA layer "
+                             f"(lora_A/lora_B, lora_down/lora_up); a whole model goes in --model; {fix}")
+
+
+def load_lora(pipe, lora: Lora, name: str, family_label: str, label: str = "--lora",
+              path: Path | None = None) -> None:
+    """Load one LoRA as the PEFT adapter ``name`` from its weights file ``path`` (found with
+    :func:`weights_file` when not given); a LoRA made for another base model (its layers don't
+    exist or have other shapes here) is a one-line error."""
+    path = path or weights_file(lora, label)
     before = _adapter_names(pipe)
     try:
-        pipe.load_lora_weights(source, adapter_name=name, **kwargs)
+        pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=name)
     except ImportError as err:
         raise FramereelError(f"LoRAs need the peft package: pip install peft ({err})") from err
     except (RuntimeError, ValueError, KeyError, OSError) as err:
