@@ -206,7 +206,7 @@ def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str
     """Every check, in the order ``framereel doctor`` prints them (``model``: also that model's
     family, defaults and memory needs; ``refiner``: whether that SDXL refiner fits it)."""
     from .backends import RenderSettings
-    from .backends.tt import tenstorrent_present
+    from .backends.tt_chips import tenstorrent_present
 
     checks = _python_checks() + _gpu_checks()
     if tenstorrent_present():
