@@ -6,6 +6,7 @@ import functools
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from .errors import FramereelError, one_line
 from .finishing.cli import beat_options, check_finishing_options, finishing_options, on_beat_storyboard
 from .finishing.cli import register as _register_finishing
 from .loader import load_storyboard, parse_storyboard
-from .storyboard import DEFAULT_RUN_SEED, parse_indices
+from .settings import TRANSITIONS
+from .storyboard import DEFAULT_RUN_SEED
+from .validate import parse_indices
 
 EXAMPLES = """
 \b
@@ -156,7 +159,7 @@ def _stitch_options(f):
         click.option("--codec", default=None, help="Video codec (default: libx264 for .mp4/.mov, libvpx-vp9 for .webm)."),
         click.option("--video", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Video path; its extension picks the format: .mp4 .mov .webm .gif .webp.  [default: OUT/video.mp4]"),
-        click.option("--transition", type=click.Choice(["cut", "crossfade", "smooth"]), default="cut", show_default=True,
+        click.option("--transition", type=click.Choice(TRANSITIONS), default="cut", show_default=True,
                      help="cut: back to back; crossfade: a dissolve between shots (adds its length per cut); "
                           "smooth: motion-interpolated in-betweens (minterpolate)."),
         click.option("--crossfade", type=float, default=0.5, show_default=True, help="Seconds per dissolve."),
@@ -309,8 +312,9 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
     from click.core import ParameterSource
 
     from .backends import expand_devices
+    from .backends.checks import check_render_settings
     from .settings import Parallelism
-    from .validate import check_model, check_output_folder, check_render_settings, check_stitch_options
+    from .validate import check_model, check_output_folder
 
     checked: tuple[Any, ...] = (None,) * 5
     if command in ("make", "frames"):
@@ -335,11 +339,8 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
         check_model(opts["model"])
         checked = (storyboard, redo, only, settings, parallelism)
     if command in ("make", "stitch"):
-        check_stitch_options(opts["out"], opts["video"], fps=opts["fps"], crf=opts["crf"], codec=opts["codec"],
-                             transition=opts["transition"], crossfade=opts["crossfade"],
-                             smooth_fps=opts["smooth_fps"], size=opts["size"],
-                             frames=opts["frame_list"] if command == "stitch" else None, zoom=opts["zoom"],
-                             audio=opts["audio"])
+        frames = opts["frame_list"] if command == "stitch" else None  # make's --frames picks frames to render
+        replace(stitch_settings(opts), frames=frames).check(opts["out"])
         check_finishing_options(opts)
     return checked
 
@@ -511,8 +512,9 @@ def interactive(out: Path, seed: int | None, **opts: Any) -> None:
     \b
       printf 'a lighthouse at dusk\\n:keep\\n:make\\nq\\n' | framereel interactive -o out
     """
+    from .backends.checks import check_render_settings
     from .interactive import Session, run_interactive
-    from .validate import check_model, check_output_folder, check_render_settings
+    from .validate import check_model, check_output_folder
 
     probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
     settings = render_settings(opts, batch=1)  # one image per prompt: no padded batch to wait for
@@ -540,9 +542,10 @@ def studio(out: Path, seed: int | None, host: str, port: int, open_browser: bool
     \b
       framereel studio -o out --model demo      # then open the printed http://127.0.0.1:8188/
     """
+    from .backends.checks import check_render_settings
     from .interactive import Session
     from .studio import check_address, serve
-    from .validate import check_model, check_output_folder, check_render_settings
+    from .validate import check_model, check_output_folder
 
     check_address(host, port)
     probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}

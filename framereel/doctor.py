@@ -145,7 +145,7 @@ def _hf_checks() -> list[Check]:
 
 def _ffmpeg_checks() -> list[Check]:
     from .errors import FramereelError
-    from .video import find_ffmpeg
+    from .ffmpeg import find_ffmpeg
 
     try:
         ffmpeg = find_ffmpeg()
