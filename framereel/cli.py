@@ -345,21 +345,6 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
     return checked
 
 
-class _LoadTimer:
-    """Passes events on, noting how long loading the model took (left out of s/frame)."""
-
-    def __init__(self, report):
-        self.report, self.load_seconds = report, 0.0
-
-    def __call__(self, event) -> None:
-        if event.name == "model_loaded" and event.seconds:
-            self.load_seconds += event.seconds
-        self.report(event)
-
-    def close(self) -> None:
-        self.report.close()
-
-
 def _do_render(checked: tuple[Any, ...], opts: dict[str, Any], report) -> Any:
     from .events import Warning as WarningEvent
     from .runner import render
@@ -374,15 +359,13 @@ def _do_render(checked: tuple[Any, ...], opts: dict[str, Any], report) -> Any:
             return plan_run(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only)
         finally:
             report.close()
-    timer = _LoadTimer(_with_gallery(opts["out"], report))
+    report = _with_gallery(opts["out"], report)
     click.get_current_context().meta[UNDERWAY] = True
     try:
-        result = render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
-                        parallelism=parallelism, on_event=timer)
-        result.load_seconds = timer.load_seconds
-        return result
+        return render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
+                      parallelism=parallelism, on_event=report)
     finally:
-        timer.close()
+        report.close()
 
 
 def _do_stitch(out: Path, opts: dict[str, Any], report) -> Path:
@@ -411,7 +394,7 @@ def _summary(result, video: Path | None, json_lines: bool, quiet: bool) -> None:
         parts.append(f"{len(result.failed)} failed ({', '.join(map(str, result.failed))})")
     line = ", ".join(parts) + f" of {result.total} frames"
     if result.rendered:
-        load = getattr(result, "load_seconds", 0.0)
+        load = result.load_seconds
         per_frame = max(result.seconds - load, 0.0) / len(result.rendered)
         line += f" in {result.seconds:.1f}s ({per_frame:.2f}s/frame"
         line += f", after {load:.1f}s loading the model)" if load else ")"

@@ -46,7 +46,7 @@ def _gpu_checks() -> list[Check]:
         return [Check("cuda", False, "torch missing", "pip install torch")]
     cuda = torch.cuda.is_available()
     detail = f"{torch.cuda.device_count()} GPU(s): {torch.cuda.get_device_name(0)}" if cuda else "no CUDA GPU visible"
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    mps = torch.backends.mps.is_available()
     from .backends.diffusers_backend import cpu_supports_bf16, cxx_compiler
 
     cxx = cxx_compiler()

@@ -36,7 +36,7 @@ def check_render_settings(settings, executor: str = "local", ray_address: str | 
                 raise FramereelError(f"--device {settings.device}: " + (
                     "no CUDA GPU is visible to PyTorch; use --device cpu or auto" if not count
                     else f"PyTorch sees {count} CUDA GPU(s): cuda:0 to cuda:{count - 1}"))
-        elif not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        elif not torch.backends.mps.is_available():
             raise FramereelError("--device mps: Apple's MPS is not available here; use --device cpu or auto")
     if settings.step_cache > 1000 or settings.batch > 64:
         raise FramereelError("--step-cache takes at most 1000 and --batch at most 64")
