@@ -13,12 +13,15 @@ from typing import Any
 import click
 
 from ._version import __version__
+from .backends.common import recommended_settings
+from .backends.diffusers_backend import DEMO_MODEL_DIR
+from .backends.families import FAMILIES
 from .errors import FramereelError, one_line
 from .finishing.cli import beat_options, check_finishing_options, finishing_options, on_beat_storyboard
 from .finishing.cli import register as _register_finishing
 from .loader import load_storyboard, parse_storyboard
 from .settings import TRANSITIONS
-from .storyboard import DEFAULT_RUN_SEED
+from .storyboard import DEFAULT_RUN_SEED, ENTRY_KEYS, TOP_LEVEL_KEYS
 from .validate import parse_indices
 
 EXAMPLES = """
@@ -57,6 +60,12 @@ def _batch(ctx, param, value: str) -> int:
     return int(value)
 
 
+def _model_default(key: str) -> str:
+    """The ``[default: …]`` of ``--steps``/``--guidance``: SD 1.x's and the demo model's own values."""
+    sd1, demo = FAMILIES["sd1"].defaults()[key], recommended_settings(DEMO_MODEL_DIR).get(key)
+    return f"[default: the model's: {sd1:g} for SD 1.x" + (f", {demo:g} for the demo model]" if demo else "]")
+
+
 def _apply(options):
     """A decorator adding click ``options`` in the order listed."""
 
@@ -86,9 +95,9 @@ MODEL_OPTIONS = [
 ]
 FRAME_OPTIONS = [
     click.option("--steps", type=int, default=None,
-                 help="Denoising steps per frame.  [default: the model's: 25 for SD 1.x, 15 for the demo model]"),
+                 help="Denoising steps per frame.  " + _model_default("steps")),
     click.option("--guidance", type=float, default=None,
-                 help="Classifier-free guidance scale.  [default: the model's: 7.5 for SD 1.x, 4 for the demo model]"),
+                 help="Classifier-free guidance scale.  " + _model_default("guidance")),
     click.option("--seed", type=int, default=None,
                  help=f"Run seed; frame i without its own seed uses run seed + i.  [default: {DEFAULT_RUN_SEED}]"),
     click.option("--width", type=int, default=None, help="Frame width, a multiple of 8.  [default: the model's native size]"),
@@ -259,22 +268,26 @@ class OneLineErrors(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-@click.group(cls=OneLineErrors, epilog=EXAMPLES,
+MAIN_HELP = f"""Turn a storyboard of text prompts into a video: one Stable Diffusion frame per prompt,
+    stitched with ffmpeg.
+
+    A storyboard is a JSON list like [{{"prompt": "..."}}, ...], an object
+    {{"defaults": {{...}}, "frames": [...]}} (top-level keys: {", ".join(sorted(TOP_LEVEL_KEYS))}), or a .txt
+    file with one prompt per line. Frame keys (see the README's Storyboards, morphs and chains, and
+    native video sections): {", ".join(ENTRY_KEYS)}. A frame's own key wins over the command-line
+    flags, which win over the file's defaults. In a .txt storyboard, blank lines and lines starting
+    with # (comments) are skipped.
+
+    Runs are resumable: rerunning a command renders only missing or changed frames.
+    """
+
+
+@click.group(cls=OneLineErrors, epilog=EXAMPLES, help=MAIN_HELP,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="framereel")
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
 def main(debug: bool) -> None:
-    """Turn a storyboard of text prompts into a video: one Stable Diffusion frame per prompt,
-    stitched with ffmpeg.
-
-    A storyboard is a JSON list like [{"prompt": "..."}, ...], an object
-    {"defaults": {...}, "frames": [...]}, or a .txt file with one prompt per line. Frame keys:
-    prompt, negative_prompt, seed, steps, guidance, width, height, duration (seconds on screen).
-    A frame's own key wins over the command-line flags, which win over the file's defaults.
-    In a .txt storyboard, blank lines and lines starting with # (comments) are skipped.
-
-    Runs are resumable: rerunning a command renders only missing or changed frames.
-    """
+    """The ``framereel`` command group (its help is :data:`MAIN_HELP`)."""
 
 
 def render_settings(opts: dict[str, Any], **fixed: Any) -> Any:
@@ -606,8 +619,11 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
               "the model for --smoke.  [default for --smoke: CompVis/stable-diffusion-v1-4]")
 @click.option("--refiner", default=None, metavar="PATH_OR_ID",
               help="With --model (SDXL): also check this refiner fits it and name it.")
+@click.option("--motion-adapter", default=None, metavar="PATH|HUB_ID|demo",
+              help="Also find this motion module as make would, say what it is and (with --model) check it fits.")
 @_handle_errors
-def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str | None, refiner: str | None) -> None:
+def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str | None, refiner: str | None,
+           motion_adapter: str | None) -> None:
     """Check what this machine can render with: versions, devices, Tenstorrent set-up, Hugging Face,
     ffmpeg and disk. Every problem line ends with its fix."""
     import json
@@ -631,7 +647,7 @@ def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str 
         if not all(report[k]["ok"] for k in ("tt", "tt-demo") if k in report):
             sys.exit(1)
         return
-    checks = diagnose(out, model=model, refiner=refiner)
+    checks = diagnose(out, model=model, refiner=refiner, motion_adapter=motion_adapter)
     if json_out:
         click.echo(json.dumps({c.name: c.as_dict() for c in checks}, indent=2))
         return

@@ -9,7 +9,8 @@ and to expand clip entries into frames.
 * ``"clip_group": "name"`` joins consecutive clip entries into one clip; each entry's prompt starts
   at its own first frame and the prompt travels between them.
 * ``"context_length"`` / ``"context_stride"``: clips longer than the context length are denoised
-  in overlapping windows (FreeNoise); memory follows the window, not the clip.
+  in overlapping windows (FreeNoise), blended with pyramid weights; the stride is lowered where
+  needed so that the last window ends on the clip's last frame; memory follows the window.
 * ``"init_video": "in.mp4"`` with ``"strength"``: video-to-video from that file's frames.
 
 A clip is atomic: all its frames share one :class:`ClipSpec` (part of every frame's hash) and are
@@ -158,22 +159,27 @@ def clip_spec(entries: list[dict[str, Any]], group: list[int]) -> ClipSpec:
     strength = first.get("strength", DEFAULT_VIDEO_STRENGTH) if video else None
     if hasattr(strength, "at"):  # a keyframe schedule: a clip takes one strength, its value at the start
         strength = strength.at(0)
+    length = first.get("context_length", DEFAULT_CONTEXT_LENGTH)
     return ClipSpec(
         id=group[0], frames=offset, prompts=tuple(sorted(prompts.items())),
-        context_length=first.get("context_length", DEFAULT_CONTEXT_LENGTH),
-        context_stride=first.get("context_stride", DEFAULT_CONTEXT_STRIDE),
+        context_length=length,
+        context_stride=window_stride(offset, length, first.get("context_stride", DEFAULT_CONTEXT_STRIDE)),
         init_video=video, strength=float(strength) if strength is not None else None,
     )
+
+
+def window_stride(frames: int, length: int, stride: int) -> int:
+    """The largest stride up to ``stride`` whose windows of ``length`` frames end on the clip's
+    last frame. Otherwise diffusers' FreeNoise adds a partial last window and normalises its frames
+    with one weight for all: the last frame's motion features came out divided by the frames left over."""
+    if frames <= length:
+        return stride
+    return next(s for s in range(stride, 0, -1) if (frames - length) % s == 0)
 
 
 def prompt_at(spec: ClipSpec, position: int) -> str:
     """The prompt a clip frame shows in its metadata: the last travel key at or before it."""
     return [p for at, p in spec.prompts if at <= position][-1]
-
-
-def travel_prompts(spec: ClipSpec) -> dict[int, str]:
-    """Diffusers' FreeNoise prompt dict ``{frame: prompt}``."""
-    return dict(spec.prompts)
 
 
 def whole_clips(frames: list, todo: list) -> list:

@@ -39,6 +39,66 @@ def _python_checks() -> list[Check]:
     return out
 
 
+# the packages that enable one feature each: (name, distribution, what it enables, the fix when it is missing)
+FEATURE_PACKAGES = (
+    ("spandrel", "spandrel", "--upscale and `framereel upscale`", "pip install 'framereel[finishing]'"),
+    ("librosa", "librosa", "`framereel beats` and --on-beat", "pip install 'framereel[finishing]'"),
+    ("uvicorn", "uvicorn", "`framereel studio`", "pip install uvicorn"),
+    ("PyAV", "av", 'a clip\'s "init_video" (video-to-video)', "pip install av"),
+    ("peft", "peft", '--lora, --fast, a storyboard\'s "lora" and --motion-lora', "pip install peft"),
+    ("ray", "ray", "--executor ray", "pip install 'framereel[ray]'"),
+)
+
+
+def _feature_checks() -> list[Check]:
+    """Each feature package: its version, or that it is missing and the feature it would enable."""
+    out = []
+    for name, package, feature, fix in FEATURE_PACKAGES:
+        v = _version(package)
+        out.append(Check(name, True if v else None, f"{v}: {feature}" if v else f"not installed: needed for {feature}",
+                         "" if v else fix))
+    return out
+
+
+def _motion_checks(spec: str, model: str | None) -> list[Check]:
+    """``doctor --motion-adapter``: found as ``make`` finds it, what it is, and (with ``--model``)
+    whether it fits that model, checked as ``make`` checks it."""
+    from .backends.animatediff import adapter_config, resolve_motion_adapter
+    from .backends.common import WEIGHT_SUFFIXES
+    from .errors import FramereelError
+
+    try:
+        folder = resolve_motion_adapter(spec)
+        config = adapter_config(folder, spec)
+    except FramereelError as err:
+        return [Check("motion adapter", False, str(err))]
+    weights = sum(p.stat().st_size for p in folder.rglob("*") if p.suffix in WEIGHT_SUFFIXES) / 2**20
+    channels = "/".join(str(c) for c in config.get("block_out_channels", [])) or "?"
+    what = (f"MotionAdapter at {folder}: UNet block channels {channels}, {config.get('motion_layers_per_block', 2)} "
+            f"motion layer(s) per block, windows up to {config.get('motion_max_seq_length', 32)} frames, "
+            f"weights {weights:.1f} MiB")
+    if not weights:
+        return [Check("motion adapter", False, what, "the folder holds no weights: pass a folder saved with "
+                      "MotionAdapter.save_pretrained, or a Hub id")]
+    if not model:
+        return [Check("motion adapter", True, what),
+                Check("motion adapter fit", None, "not checked", "add --model M to check it fits that model")]
+    return [Check("motion adapter", True, what), _motion_fit(spec, model)]
+
+
+def _motion_fit(spec: str, model: str) -> Check:
+    """Whether the motion adapter fits ``model``: the check ``make`` makes before loading weights."""
+    from .backends import RenderSettings
+    from .backends.diffusers_backend import DiffusersBackend
+    from .errors import FramereelError
+
+    try:
+        info = DiffusersBackend(RenderSettings(model=model, device="cpu", motion_adapter=spec)).describe()
+    except FramereelError as err:
+        return Check("motion adapter fit", False, str(err))
+    return Check("motion adapter fit", True, f"fits {info.id} ({(info.family or {}).get('label')})")
+
+
 def _gpu_checks() -> list[Check]:
     try:
         import torch
@@ -202,13 +262,15 @@ def _model_checks(model: str, refiner: str | None = None) -> list[Check]:
     return out
 
 
-def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str | None = None) -> list[Check]:
+def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str | None = None,
+             motion_adapter: str | None = None) -> list[Check]:
     """Every check, in the order ``framereel doctor`` prints them (``model``: also that model's
-    family, defaults and memory needs; ``refiner``: whether that SDXL refiner fits it)."""
+    family, defaults and memory needs; ``refiner``: whether that SDXL refiner fits it;
+    ``motion_adapter``: what that motion module is, and whether it fits ``model``)."""
     from .backends import RenderSettings
     from .backends.tt_chips import tenstorrent_present
 
-    checks = _python_checks() + _gpu_checks()
+    checks = _python_checks() + _feature_checks() + _gpu_checks()
     if tenstorrent_present():
         auto = Check("auto picks", None, "backend tt (a Tenstorrent board is present)")
     else:
@@ -220,6 +282,7 @@ def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str
         except ImportError:
             auto = Check("auto picks", False, "no backend: torch is missing", "pip install torch")
     extra = _model_checks(model, refiner) if model else []
+    extra += _motion_checks(motion_adapter, model) if motion_adapter else []
     return checks + [auto] + extra + _tt_checks() + _hf_checks() + _ffmpeg_checks() + [_disk_check(out_dir)]
 
 

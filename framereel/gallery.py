@@ -35,6 +35,7 @@ from .manifest import (
     frame_index,
     read_png_metadata,
 )
+from .storyboard import COLOR_MATCHES, DEFORUM_MOTION_KEYS, MOTION_KEYS
 
 PAGE = "index.html"
 DATA = "run.js"
@@ -92,11 +93,47 @@ def _params_from_png(path: Path) -> dict[str, Any]:
 
 
 def storyboard_entry(params: dict[str, Any], duration: float | None = None) -> dict[str, Any]:
-    """A storyboard entry that renders this frame again: its prompt and exact parameters."""
+    """The storyboard entry that renders this frame again: its prompt and exact parameters, and
+    what makes it a clip (``clip``, ``travel``, context settings, ``init_video``), a chained frame
+    (``init``, ``strength``, ``motion``, ``color_match``) or a morph (``morph``: an in-between
+    gives its key frame's entry, which morphs into the entry after it; see :func:`_mark_morph_keys`)."""
     entry = {k: params[k] for k in ENTRY_KEYS if params.get(k) not in (None, "")}
+    kind, morph = params.get("kind", "key"), params.get("morph")
+    if kind == "clip" and params.get("clip"):
+        entry.update(_clip_keys(params["clip"]))
+    elif kind == "chain":
+        entry.update(_chain_keys(params))
+    elif kind == "morph" and isinstance(morph, list) and len(morph) == 3:  # (from, to, t)
+        entry["morph"] = morph[1] - morph[0] - 1
     if duration:
         entry["duration"] = duration
     return entry
+
+
+def _clip_keys(clip: dict[str, Any]) -> dict[str, Any]:
+    """A clip's keys, from the clip spec in its frames' parameters (a clip group becomes one
+    entry whose travel starts each of the group's prompts at its frame: the same clip)."""
+    (_, first), *rest = clip["prompts"]
+    keys: dict[str, Any] = {"prompt": first, "clip": clip["frames"]}
+    if rest:
+        keys["travel"] = [{"at": at, "prompt": prompt} for at, prompt in rest]
+    keys["context_length"], keys["context_stride"] = clip["context_length"], clip["context_stride"]
+    if clip.get("init_video"):
+        keys["init_video"], keys["strength"] = clip["init_video"], clip["strength"]
+    return keys
+
+
+def _chain_keys(params: dict[str, Any]) -> dict[str, Any]:
+    """A chained frame's keys: img2img from the previous frame, its strength, motion and colour match."""
+    keys: dict[str, Any] = {"init": "previous", "strength": params.get("strength")}
+    motion = params.get("motion")
+    if motion:
+        names = [*MOTION_KEYS, *DEFORUM_MOTION_KEYS] if len(motion) > len(MOTION_KEYS) else list(MOTION_KEYS)
+        keys["motion"] = dict(zip(names, motion))
+    if params.get("color_ref") is not None:
+        space = params.get("color_space")
+        keys["color_match"] = next(k for k, v in COLOR_MATCHES.items() if k and v == space)
+    return keys
 
 
 def _superseded(out: Path) -> dict[int, list[Path]]:
@@ -139,6 +176,17 @@ def _frame_data(index: int, record: dict[str, Any], path: Path, on_disk: bool, f
             for p in superseded
         ],
     }
+
+
+def _mark_morph_keys(frames: list[dict[str, Any]]) -> None:
+    """A morph's key frame gets ``"morph": N`` in its entry, and its in-betweens that entry."""
+    by_index = {f["index"]: f for f in frames}
+    for f in frames:
+        if f["kind"] == "morph" and "morph" in f["entry"]:
+            key = by_index.get(f["params"]["morph"][0])
+            if key is not None and key["kind"] != "morph":
+                key["entry"]["morph"] = f["entry"]["morph"]
+                f["entry"] = key["entry"]
 
 
 def _run_data(run: dict[str, Any]) -> dict[str, Any]:
@@ -186,6 +234,7 @@ def gallery_data(out_dir: str | Path, rendering: bool = False) -> dict[str, Any]
                     fps, superseded.get(index, []))
         for index in sorted(set(manifest.frames) | set(present))
     ]
+    _mark_morph_keys(frames)
     data = {
         "title": out.resolve().name,
         "rendering": rendering,

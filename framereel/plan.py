@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .backends import create_backend
+from .backends.lora import with_storyboard_loras
+from .events import EVENTS_VERSION
 from .identity import RunIdentity
 from .manifest import (
     FRAMES_DIR,
@@ -40,7 +42,7 @@ class RunPlan:
         return None if self.seconds_per_frame is None else self.seconds_per_frame * len(self.todo)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"event": "plan", "total": self.total, "done": self.done, "todo": self.todo,
+        return {"event": "plan", "v": EVENTS_VERSION, "total": self.total, "done": self.done, "todo": self.todo,
                 "seconds_per_frame": self.seconds_per_frame, "estimate_seconds": self.estimate_seconds,
                 "device": self.device, "model": self.model, "notes": self.notes}
 
@@ -72,7 +74,7 @@ def plan_run(storyboard: Storyboard, out_dir: str | Path, settings: RenderSettin
     """What :func:`~framereel.runner.render` would do with these arguments — its own planning
     stage on what is on disk — found without loading weights or writing a byte (the model is only
     described: its config and its files' hashes)."""
-    settings = settings or RenderSettings()
+    settings = with_storyboard_loras(settings or RenderSettings(), storyboard)  # as render() does
     out = Path(out_dir)
     backend = create_backend(settings)
     try:

@@ -71,6 +71,7 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "color_match": ((str, type(None)), '"first" (RGB), "first-lab", "first-hsv" or null'),
     **clips.CLIP_KEYS,  # native video: see framereel.clips
 }
+ENTRY_KEYS = (*FRAME_KEYS, "lora")  # every key a frame entry takes ("lora" is checked on its own)
 DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
 MAX_DURATION = 3600.0  # seconds one frame stays on screen
 MOTION_KEYS = {"zoom": 1.0, "angle": 0.0, "tx": 0.0, "ty": 0.0}
@@ -377,7 +378,7 @@ def build_storyboard(
                                entries[i + 1] if i + 1 < len(entries) else None)
     groups = clips.group_clips(entries, lambda i, problem: _fail(path, f"frame {i}", problem))
     try:
-        frames = _expand(entries, run_seed, groups)
+        frames = _expand(entries, run_seed, groups, in_between=base.get("duration"))
     except ScheduleError as e:
         raise _fail(path, "", str(e)) from None
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
@@ -399,7 +400,7 @@ def _frame_entry(path: Path, i: int, raw: Any, count: int) -> dict[str, Any]:
         frame_lora = frame_loras(path, where, raw.pop("lora"))
     else:
         frame_lora = None
-    _check_keys(path, where, raw, set(FRAME_KEYS) | {"lora"})
+    _check_keys(path, where, raw, set(ENTRY_KEYS))
     if "prompt" not in raw and isinstance(raw.get("travel"), list) and raw["travel"]:
         raw = {**raw, "prompt": next((t.get("prompt") for t in raw["travel"] if isinstance(t, dict)
                                       and t.get("at") == 0), None)}  # a travel list may start the clip
@@ -475,11 +476,14 @@ def _motion_at(motion: dict[str, Any], index: int, count: int, seed: int) -> tup
     return tuple(_value_at(motion.get(k, default), index, count, seed) for k, default in keys.items())
 
 
-def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]] | None = None) -> list[Frame]:
+def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]] | None = None,
+            in_between: float | None = None) -> list[Frame]:
     """Storyboard entries → output frames: key frames, chained frames, morph in-betweens and clips.
 
     Indices are consecutive; a morph's in-betweens sit between its two key frames; a clip's
-    frames follow each other (``groups`` from :func:`framereel.clips.group_clips`).
+    frames follow each other (``groups`` from :func:`framereel.clips.group_clips`). In-betweens
+    last ``in_between`` seconds (the defaults' ``duration``; None: 1 / fps when stitching), not
+    their key frame's own ``duration``.
     """
     frames: list[Frame] = []
     chain_start = 0
@@ -503,7 +507,7 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
             target = a.index + count + 1
             for j in range(count):
                 frames.append(replace(
-                    a, index=a.index + 1 + j, kind="morph", duration=None, morph=(a.index, target, (j + 1) / (count + 1)),
+                    a, index=a.index + 1 + j, kind="morph", duration=in_between, morph=(a.index, target, (j + 1) / (count + 1)),
                     morph_prompt=prompt, morph_seed=seed, parent=None, strength=None, motion=None, color_ref=None, color_space=None,
                     morph_lora=e.get("lora"),
                 ))

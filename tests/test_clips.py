@@ -316,3 +316,60 @@ def replace_settings(settings, **changes):
     from dataclasses import replace
 
     return replace(settings, **changes)
+
+
+def test_motion_lora_weight_is_read_as_lora_weights_are(tmp_path):
+    """--motion-lora PATH[:WEIGHT] follows --lora's syntax: a weight that is not a finite number is
+    refused in one line naming the weight (it was taken as part of the path, or as an infinite weight)."""
+    from framereel.backends.animatediff import parse_motion_lora
+
+    lora = tmp_path / "zoom.safetensors"
+    lora.write_bytes(b"0" * 16)
+    assert parse_motion_lora(str(lora)) == (str(lora.resolve()), 1.0)
+    assert parse_motion_lora(f"{lora}:0.8") == (str(lora.resolve()), 0.8)
+    for weight in ("x8", "inf", "nan"):
+        with pytest.raises(FramereelError, match=r"--motion-lora .*zoom.safetensors:.*: the weight after ':' must be a") as err:
+            parse_motion_lora(f"{lora}:{weight}")
+        assert "\n" not in str(err.value)
+    with pytest.raises(FramereelError, match="no such file or folder"):
+        parse_motion_lora(f"{tmp_path / 'missing.safetensors'}:0.5")
+
+
+def test_a_windowed_clip_leaves_the_pipeline_as_it_found_it(tmp_path, backend):
+    """A clip after one denoised in context windows renders as it does alone. FreeNoise's blocks used
+    to stay in the motion modules (disabling FreeNoise missed them inside the split-inference
+    wrappers): every later clip ran through windows, and one shorter than the window failed."""
+    short = [{"prompt": "a red circle", "clip": 3, "seed": 5}]
+    alone = render_board(tmp_path, "alone", short, backend)
+    render_board(tmp_path, "windowed", [{"prompt": "waves", "clip": 6, "context_length": 4, "context_stride": 2}],
+                 backend)
+    after = render_board(tmp_path, "after", short, backend)
+    assert (after / "frames" / "frame_002.png").is_file(), "the clip after a windowed one failed"
+    assert frame_bytes(after, range(3)) == frame_bytes(alone, range(3))
+
+
+def test_context_windows_end_on_the_last_frame(tmp_path, backend, monkeypatch):
+    """A clip whose length the stride does not tile (7 frames, windows of 4 every 2) is denoised in
+    whole windows that end on its last frame. diffusers' FreeNoise otherwise adds a partial last
+    window and weighs its frames with one weight: the last frame's motion features were halved."""
+    from diffusers.models.attention import FreeNoiseTransformerBlock
+
+    assert load_storyboard(write_storyboard(tmp_path / "s.json", [
+        {"prompt": "a", "clip": 7, "context_length": 4, "context_stride": 2},
+        {"prompt": "a", "clip": 24, "context_length": 16, "context_stride": 4},
+        {"prompt": "a", "clip": 25, "context_length": 16, "context_stride": 4}])).frames[-1].clip.context_stride == 3
+    windows = []
+    forward = FreeNoiseTransformerBlock.forward
+
+    def spy(self, hidden_states, *args, **kwargs):
+        frames = hidden_states.size(1)
+        windows.append((frames, self.context_length, self._get_frame_indices(frames)))
+        return forward(self, hidden_states, *args, **kwargs)
+
+    monkeypatch.setattr(FreeNoiseTransformerBlock, "forward", spy)
+    out = render_board(tmp_path, "odd", [{"prompt": "waves", "clip": 7, "context_length": 4, "context_stride": 2}],
+                       backend)
+    assert (out / "frames" / "frame_006.png").is_file() and windows
+    for frames, length, indices in windows:
+        assert frames == 7 and indices[-1][1] == frames, indices  # the last window ends on the last frame
+        assert all(end - start == length for start, end in indices)

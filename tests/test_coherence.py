@@ -42,6 +42,21 @@ def test_morph_inbetweens_sit_between_key_frames_which_are_unchanged(tmp_path, b
     assert not np.array_equal(mids[0], mids[1]) and not np.array_equal(mids[1], pixels(tmp_path / "m", 0))
 
 
+def test_morph_inbetweens_last_the_defaults_duration_not_their_key_frames(tmp_path, backend):
+    from conftest import probe_video
+
+    from framereel import stitch
+
+    board = tmp_path / "d.json"
+    board.write_text(json.dumps({"defaults": {"duration": 0.5}, "frames": [
+        {"prompt": "red circle", "morph": 2, "duration": 1}, {"prompt": "blue circle"}]}))
+    run(board, tmp_path / "d", backend)
+    records = json.loads((tmp_path / "d" / "run.json").read_text())["frames"]
+    assert [r.get("duration") for r in records] == [1.0, 0.5, 0.5, 0.5]
+    video = stitch(tmp_path / "d", fps=4)  # --fps paces only frames without a duration: none here
+    assert probe_video(video)["seconds"] == pytest.approx(2.5, abs=0.05)
+
+
 def test_slerp_midpoint_matches_the_formula():
     import torch
 

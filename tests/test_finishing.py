@@ -387,6 +387,20 @@ def test_a_clip_is_one_shot_whose_cut_lands_on_a_beat(tmp_path):
     assert abs(len(timeline.frames) * frame - 3.6) <= frame  # the film's length: 6 beats, not 8 × 1.2 s of clip
 
 
+def test_morph_inbetweens_keep_their_beats_when_the_defaults_set_a_duration(tmp_path):
+    """In-betweens last the defaults' duration; the timed copy drops it (every entry gets its own),
+    so the in-betweens a beat holds at --fps end on that beat."""
+    board = write_storyboard(tmp_path / "sb.json", {"defaults": {"duration": 0.3}, "frames": [
+        {"prompt": "a lighthouse", "morph": 2}, {"prompt": "a storm"}, {"prompt": "the end"}]})
+    grid = BeatGrid(tuple(np.arange(0.0, 30.0, 0.6)), 100.0, "--bpm", 30.0)
+    doc, report = fit_to_beats(board, grid, every=1, fps=8)
+    assert report[0]["morph"] == 4 and "duration" not in doc["defaults"]
+    atomic_write_json(tmp_path / "timed.json", doc)
+    frames = load_storyboard(tmp_path / "timed.json").frames
+    starts = np.cumsum([0.0] + [f.duration or 1 / 8 for f in frames])
+    assert [round(starts[i], 6) for i, f in enumerate(frames) if f.kind == "key"] == [0.0, 0.6, 1.2]
+
+
 def test_make_on_beat_with_a_clip_and_inbetweens(tmp_path, tiny_model, models):
     """End to end: a still, an 8-frame clip, a still, timed at 120 BPM: 0.5 s + 1 s + 0.5 s, with
     learned in-betweens between the clip's frames and none across its cuts."""

@@ -102,4 +102,52 @@ def test_gallery_command_and_page_safety(tmp_path):
 
     html = page_html()
     assert "script-src 'self' 'sha256-" in html and "unsafe-inline' " not in html.split("script-src")[1].split(";")[0]
+    # the legend names every kind of frame the cards show
+    legend = html.split('class="legend"')[1].split("</div>")[0]
+    assert [k for k in ("key", "morph", "chain", "clip") if f'>{k}</span>' in legend] == ["key", "morph", "chain", "clip"]
     assert "</script>" not in script_json({"prompt": "</script><script>alert(1)</script>"})
+
+
+# a key frame morphing into the next, a chain with motion and colour match, a clip with travel and its
+# own context settings, then a clip group (two entries, one clip) and a key frame after it
+EVERY_KIND = {"defaults": {"steps": 3, "width": 64, "height": 64}, "frames": [
+    {"prompt": "a red circle on a day sky", "morph": 2, "guidance": 3.5},
+    {"prompt": "a blue square on grass", "negative_prompt": "blurry", "duration": 0.5},
+    {"prompt": "the square, closer", "init": "previous", "strength": "0:(0.4), 5:(0.6)",
+     "motion": {"zoom": 1.05, "angle": "0:(2*t)", "tx": 1, "ty": 0}, "color_match": "first-lab"},
+    {"prompt": "a day sky", "clip": 6, "travel": [{"at": 3, "prompt": "a night sky"}], "context_length": 4,
+     "context_stride": 2, "seed": 9},
+    {"prompt": "a boat leaving port", "clip": 3, "clip_group": "boat"},
+    {"prompt": "a boat on the open sea", "clip": 2, "clip_group": "boat"},
+    {"prompt": "a yellow star at night"},
+]}
+
+
+def test_copied_entries_render_the_same_frames(tmp_path):
+    """Every frame's "copy as storyboard entry" (the entry the page embeds in run.js) gives, pasted
+    back in place of the entries, a storyboard whose frames have the same identity, hash included:
+    clips keep clip/travel/context, chains init/strength/motion/colour match, morphs their morph."""
+    from framereel.backends.base import ModelInfo
+    from framereel.gallery import gallery_data
+    from framereel.identity import RunIdentity
+    from framereel.settings import RenderSettings
+    from framereel.storyboard import load_storyboard
+
+    identity = RunIdentity(RenderSettings(model="demo"), ModelInfo("demo", "f00d", 64, 64), "diffusers", "float32")
+    frames = load_storyboard(write_storyboard(tmp_path / "board.json", EVERY_KIND)).resolved().frames
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"frames": [identity.record(f, str(f.index)) for f in frames]}))
+
+    data = gallery_data(out)["frames"]
+    assert [f["kind"] for f in data] == ["key", "morph", "morph", "key", "chain", *["clip"] * 11, "key"]
+    assert data[1]["entry"] == data[0]["entry"] and data[0]["entry"]["morph"] == 2  # an in-between: its key's entry
+    assert data[4]["entry"]["init"] == "previous" and data[4]["entry"]["motion"]["zoom"] == 1.05
+    assert data[5]["entry"]["travel"] == [{"at": 3, "prompt": "a night sky"}] and data[5]["entry"]["clip"] == 6
+    starts = [f["entry"] for f in data if f["kind"] not in ("morph", "clip") or
+              (f["kind"] == "clip" and f["params"]["clip_pos"] == 0)]
+    pasted = load_storyboard(write_storyboard(tmp_path / "pasted.json", starts)).resolved().frames
+    assert len(pasted) == len(frames)
+    for a, b in zip(frames, pasted):
+        assert identity.params(b) == identity.params(a), f"frame {a.index} ({a.kind})"
+        assert b.duration == a.duration

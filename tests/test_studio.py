@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -361,3 +362,25 @@ def test_studio_that_cannot_load_its_model_leaves_nothing(tmp_path, tiny_model):
         proc = cli(command, "-o", tmp_path / "out", "--model", broken, *port)
         assert proc.returncode == 2 and "could not load the model" in proc.stderr, proc.stderr
         assert not (tmp_path / "out").exists(), command
+
+
+def test_ctrl_c_during_a_render_stops_the_studio_cleanly(tmp_path):
+    """Ctrl-C while an image renders: the render stops at its next step and the studio exits 0
+    (it used to exit while torch ran in the render thread: SIGABRT, "terminate called …")."""
+    s = Studio(tmp_path / "out")
+    try:
+        with httpx.Client(base_url=s.base, timeout=60) as http:
+            job = http.post("/api/generate", json={"prompt": "a slow red circle", "steps": 1000}).json()["job"]
+            deadline = time.monotonic() + 300  # a generous limit: the render is 1000 steps long
+            while time.monotonic() < deadline:
+                state = next(j for j in http.get("/api/state").json()["jobs"] if j["id"] == job["id"])
+                if state["progress"].get("step", 0) >= 1:
+                    break
+                time.sleep(0.05)
+            assert state["state"] == "running", state
+        assert s.stop(signal.SIGINT) == 0
+        said = "".join(s.lines)
+        assert "studio stopped" in s.lines[-1] and "terminate called" not in said and "Traceback" not in said
+    finally:
+        if s.proc.poll() is None:
+            s.stop()

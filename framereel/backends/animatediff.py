@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FramereelError
+from ..storyboard import parse_lora_spec
 
 DEMO_MOTION_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "motion"
-ADAPTER_FPS = 8  # the frame rate AnimateDiff's motion modules are trained at
 
 
 def resolve_motion_adapter(spec: str) -> Path:
@@ -52,28 +52,33 @@ def resolve_motion_adapter(spec: str) -> Path:
 
 
 def parse_motion_lora(spec: str) -> tuple[str, float]:
-    """``--motion-lora PATH[:WEIGHT]`` (weight 1.0 when left out)."""
-    path, sep, weight = spec.rpartition(":")
-    if not sep or not path:
-        path, weight = spec, "1"
+    """``--motion-lora PATH[:WEIGHT]`` (weight 1.0 when left out), read as ``--lora`` reads its
+    specs: a weight that is not a finite number is refused, not taken as part of the path."""
     try:
-        value = float(weight)
-    except ValueError:
-        path, value = spec, 1.0
+        path, weight = parse_lora_spec(spec)
+    except ValueError as err:
+        raise FramereelError(f"--motion-lora {spec}: {err}") from None
     p = Path(path).expanduser()
     if not p.exists():
         raise FramereelError(f"--motion-lora {spec}: no such file or folder; pass PATH:WEIGHT, e.g. zoom.safetensors:0.8")
-    return str(p.resolve()), value
+    return str(p.resolve()), weight
 
 
-def check_adapter_fits(adapter_dir: Path, unet_config: dict[str, Any], model_id: str, spec: str) -> None:
-    """Refuse, in one line, an adapter made for another UNet (AnimateDiff adapters fit SD 1.x-family models)."""
+def adapter_config(adapter_dir: Path, spec: str) -> dict[str, Any]:
+    """A motion adapter folder's ``config.json``; unreadable, or not a ``MotionAdapter``: one line."""
     try:
         adapter = json.loads((adapter_dir / "config.json").read_text())
     except (OSError, ValueError) as err:
         raise FramereelError(f"--motion-adapter {spec}: unreadable config.json ({err})") from err
-    if adapter.get("_class_name") not in (None, "MotionAdapter"):
-        raise FramereelError(f"--motion-adapter {spec}: holds a {adapter.get('_class_name')}, not a MotionAdapter")
+    if not isinstance(adapter, dict) or adapter.get("_class_name") not in (None, "MotionAdapter"):
+        name = adapter.get("_class_name") if isinstance(adapter, dict) else type(adapter).__name__
+        raise FramereelError(f"--motion-adapter {spec}: holds a {name}, not a MotionAdapter")
+    return adapter
+
+
+def check_adapter_fits(adapter_dir: Path, unet_config: dict[str, Any], model_id: str, spec: str) -> None:
+    """Refuse, in one line, an adapter made for another UNet (AnimateDiff adapters fit SD 1.x-family models)."""
+    adapter = adapter_config(adapter_dir, spec)
     if unet_config.get("addition_embed_type") == "text_time":
         raise FramereelError(f"--motion-adapter {spec}: {model_id} is an SDXL-family model; AnimateDiff motion adapters "
                              "here run on SD 1.x-family models (--model demo, or an SD 1.5 checkpoint)")
@@ -214,9 +219,9 @@ class ClipRenderer:
             with torch.inference_mode():
                 out = pipe(**kwargs)
         finally:
-            if windowed:
-                pipe.disable_free_noise()
+            if windowed:  # unwrap first: disable_free_noise misses FreeNoise blocks inside split wrappers
                 unsplit(pipe.unet)
+                pipe.disable_free_noise()
         images = out.frames[0]
         return [(img, {}) for img in images]
 

@@ -127,6 +127,12 @@ def with_storyboard_loras(settings, storyboard, backend=None):
     extra = tuple(spec for spec in storyboard.loras if spec not in settings.loras)
     if not extra:
         return settings
+    label = f'{storyboard.path.name}: defaults: "lora"'
+    for spec in extra:  # a bad weight or a missing file names the storyboard, not --lora
+        try:
+            local_path(Lora(*parse_lora_spec(spec)), label)
+        except ValueError as err:
+            raise FramereelError(f"{label} {spec}: {err}") from None
     if backend is not None and tuple(backend.settings.loras) != settings.loras + extra:
         raise FramereelError(f'{storyboard.path.name}: its "lora" needs the model loaded with that LoRA; '
                              "run it in a new session (or with --lora)")

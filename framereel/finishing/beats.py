@@ -169,6 +169,7 @@ def fit_to_beats(
     path = Path(path)
     doc, entries, board = _raw_entries(path)
     defaults = doc.get("defaults", {}) if isinstance(doc, dict) else {}
+    defaults.pop("duration", None)  # every entry gets its own; morph in-betweens stay at 1/--fps
     prompts: dict[int, str] = {}
     for f in board.frames:
         prompts.setdefault(f.shot, f.prompt)  # an entry's own, or its clip's first travel prompt

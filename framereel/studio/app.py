@@ -19,8 +19,9 @@ from urllib.parse import parse_qs
 from .. import events
 from ..errors import FramereelError
 from ..interactive import SETTING_KEYS, STORYBOARD, Session
+from ..loader import load_storyboard
 from ..manifest import FRAMES_DIR, atomic_write_json, read_png_metadata
-from ..storyboard import FRAME_KEYS, MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE, Frame, check_value, load_storyboard
+from ..storyboard import FRAME_KEYS, MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE, Frame, check_value
 from ..validate import MAX_CROSSFADE, MAX_FPS, check_number
 from ..video import DEFAULT_FPS, TRANSITIONS, plan_timeline
 
@@ -213,6 +214,8 @@ class Studio:
             self._changed()
 
     def _progress(self, job: Job, **progress: Any) -> None:
+        if self.closed:  # heard at every step: the studio is stopping, the render stops here
+            raise FramereelError("the studio stopped")
         job.progress = progress
         self._changed("progress", {"id": job.id, **progress})
 
@@ -336,10 +339,15 @@ class Studio:
             atomic_write_json(self.out / FILM, film)
         self._changed()
 
-    def close(self) -> None:
+    def close(self, wait: float = 120.0) -> None:
+        """Stop: no queued job starts, a running render stops at its next step, and the worker
+        thread ends before this returns (an interpreter that exits while torch runs in a thread
+        aborts the process: "terminate called without an active exception", exit 134)."""
         with self.lock:
             self.closed = True
             self.wake.notify_all()
+        if self.worker.is_alive() and self.worker is not threading.current_thread():
+            self.worker.join(wait)
 
 
 def _int(v: Any) -> int | None:
