@@ -99,6 +99,7 @@ class TtBackend(TtBase):
         self.trace = None
         self._embeds: dict[str, Any] = {}
         self._compiled_for: tuple[int, float] | None = None
+        self._set_env: dict[str, str] = {}  # what opening the chip set in os.environ, not the user's
         self._numbers()
 
     def _numbers(self, ttnn=None) -> None:
@@ -280,7 +281,7 @@ class TtBackend(TtBase):
             self._compiled_for = None
 
     def close(self) -> None:
-        for key in getattr(self, "_set_env", {}):  # what load() set for its chip, not the user's
+        for key in self._set_env:
             os.environ.pop(key, None)
         if self.tt_device is None:
             return
