@@ -59,7 +59,7 @@ def pick_device(requested: str) -> tuple[str, str]:
         return requested, "asked for"
     if torch.cuda.is_available():
         return "cuda", f"CUDA GPU found ({torch.cuda.get_device_name(0)})"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+    if torch.backends.mps.is_available():
         return "mps", "Apple GPU (MPS) found"
     return "cpu", "no CUDA or MPS GPU found"
 

@@ -178,15 +178,6 @@ def load_lora(pipe, lora: Lora, name: str, family_label: str, label: str = "--lo
                              "it was made for another base model")
 
 
-def load_loras(pipe, loras: list[Lora], family_label: str) -> None:
-    """Load each LoRA as its own adapter and activate them all with their weights."""
-    names = [f"lora{i}" for i in range(len(loras))]
-    for lora, name in zip(loras, names, strict=True):
-        load_lora(pipe, lora, name, family_label)
-    if names:
-        pipe.set_adapters(names, adapter_weights=[lora.weight for lora in loras])
-
-
 def blend(a: list[Lora], b: list[Lora], t: float) -> list[Lora]:
     """A morph in-between's LoRAs at ``t`` from ``a``'s to ``b``'s: every LoRA of either, its weight
     interpolated linearly (a LoRA one end lacks has weight 0 there)."""

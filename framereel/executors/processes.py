@@ -28,7 +28,7 @@ from ..events import EventHandler, WorkersStarted
 from ..jobs import Job, JobFailed, Message, WorkerDied, WorkerPool, WorkerReady, run_job
 from ..manifest import read_frame_image
 from ..settings import RenderSettings
-from . import cpu_threads, worker_labels
+from .shares import cpu_threads, worker_labels
 
 
 def _worker_main(label: str, settings: RenderSettings, threads: int, frames_dir: str, inbox, outbox) -> None:
