@@ -130,8 +130,8 @@ def test_copied_entries_render_the_same_frames(tmp_path):
     from framereel.backends.base import ModelInfo
     from framereel.gallery import gallery_data
     from framereel.identity import RunIdentity
+    from framereel.loader import load_storyboard
     from framereel.settings import RenderSettings
-    from framereel.storyboard import load_storyboard
 
     identity = RunIdentity(RenderSettings(model="demo"), ModelInfo("demo", "f00d", 64, 64), "diffusers", "float32")
     frames = load_storyboard(write_storyboard(tmp_path / "board.json", EVERY_KIND)).resolved().frames

@@ -277,7 +277,7 @@ def test_sheet_fills_large_cells_writes_the_asked_format_and_draws_accents(tmp_p
 def test_help_does_not_claim_sd_defaults_for_every_model():
     text = " ".join(cli("make", "--help").output.split())
     assert "[default: 25]" not in text and "[default: 7.5]" not in text
-    assert "15 for the demo model" in text and "4 for the demo model" in text
+    assert "15 for the demo model" in text and "2 for the demo model" in text
 
 
 def test_seed_minus_one_is_refused_on_the_command_line_as_in_the_file(tmp_path, board):

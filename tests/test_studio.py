@@ -359,7 +359,7 @@ def test_studio_that_cannot_load_its_model_leaves_nothing(tmp_path, tiny_model):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model, broken)
     for weights in (broken / "unet").glob("*.safetensors"):
-        weights.unlink()
+        weights.write_bytes(b"not safetensors")  # there, so the folder looks whole, but it does not load
     for command in ("studio", "interactive"):
         port = ("--port", "0") if command == "studio" else ()
         proc = cli(command, "-o", tmp_path / "out", "--model", broken, *port)
