@@ -41,7 +41,7 @@ class RunIdentity:
         if settings.scheduler == "auto":  # the model family's scheduler
             settings = replace(settings, scheduler=model.scheduler)
         return cls(settings, model, backend.name, backend.dtype, dict(backend.pixel_options),
-                   dict(backend.clip_options), getattr(backend, "frame_options", None))
+                   dict(backend.clip_options), backend.frame_options)
 
     def params(self, frame: Frame) -> dict[str, Any]:
         """Everything that decides a frame's pixels."""

@@ -46,7 +46,7 @@ class DiffusersBackend(Backend):
         self.device, self.device_reason, self.dtype = self.model.device, self.model.device_reason, self.model.dtype
         self.batch = settings.batch or 1  # --batch auto: measured per frame size (see resolve_batch)
         self.batches = {(w, h): b for w, h, b in settings.batch_sizes}  # as the driver measured them
-        self.loras = LoraSet(self.model.loras, self.model.family.label)
+        self.loras = LoraSet(self.model.loras, self.model.family.label, self.model.lora_files)
         self.refiner = Refiner(self.model.refiner, self.family, self._execution_device) if self.model.refiner else None
         self.clips = ClipRenderer(self, self.model.motion) if self.model.motion else None
         self.pipe = None

@@ -205,13 +205,13 @@ class LoraSet:
     ``--fast`` LCM-LoRA), the frames' own, the adapters loaded (each LoRA once), the ones active
     now, and each LoRA's checked weights file and fingerprint (found once)."""
 
-    def __init__(self, loras: tuple[Lora, ...], family_label: str):
+    def __init__(self, loras: tuple[Lora, ...], family_label: str, files: dict[str, Path] | None = None):
         self.run = loras
         self.family_label = family_label
         self.adapters: dict[str, str] = {}  # a loaded LoRA's source → its adapter name
         self.frame_loras: dict[str, tuple[Lora, str]] = {}  # frames' own LoRAs to load: source → (LoRA, label)
         self.active: tuple | None = None  # the adapters and weights set now
-        self._files: dict[str, Path] = {}  # a LoRA's source → its checked weights file
+        self._files: dict[str, Path] = dict(files or {})  # a LoRA's source → its checked weights file
         self._fingerprints: dict[str, str] = {}
 
     # ---------------------------------------------------------- which LoRAs a frame renders with
@@ -246,11 +246,11 @@ class LoraSet:
     # ---------------------------------------------------------- checked before anything renders
 
     def check(self, frames) -> None:
-        """The run's LoRAs and the frames' own: a missing file, a file that is not a LoRA or a frame's
-        LCM-LoRA (it sets the whole run's scheduler) is refused in one line naming where it was
-        asked for; the frames' LoRAs are kept to load with the model (each one once)."""
+        """The frames' own LoRAs (the run's were checked when the model was resolved): a missing
+        file, a file that is not a LoRA or an LCM-LoRA (it sets the whole run's scheduler) is
+        refused in one line naming the frame; the others are kept to load with the model (each once)."""
         for lora in self.run:
-            self.file(lora, "--lora")
+            self.file(lora, "--lora")  # found when the model was resolved
         for f in frames:
             for specs in (f.lora, f.morph_lora if f.kind == "morph" else None):
                 for source, weight in specs or ():

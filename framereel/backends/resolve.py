@@ -30,7 +30,7 @@ from .common import (
     resolve_source,
 )
 from .device import pick_device, pick_dtype
-from .lora import Lora, parse_lora
+from .lora import Lora, parse_lora, weights_file
 from .lora import fingerprint as lora_fingerprint
 from .refiner import RefinerSource, resolve_refiner
 
@@ -62,6 +62,7 @@ class ResolvedModel:
     family: fam.Family  # with an LCM-LoRA: the LCM family
     scheduler: str  # the run's (``--scheduler auto``: the family's)
     loras: tuple[Lora, ...]  # the run's LoRAs (``--lora``, the storyboard defaults', ``--fast``'s LCM-LoRA)
+    lora_files: dict[str, Path]  # each run LoRA's source → its checked weights file (a Hub LoRA: fetched)
     device: str
     device_reason: str
     dtype: str
@@ -99,6 +100,7 @@ def resolve_model(settings: RenderSettings) -> ResolvedModel:
     check_options(settings, family, device)
     if loras:
         pixel["lora"] = [[lora_fingerprint(lora), lora.weight] for lora in loras]
+    lora_files = {lora.source: weights_file(lora, "--lora") for lora in loras}
     if settings.vae_tiling:
         pixel["vae_tiling"] = True
     described = {**family.describe(), "scheduler": auto,
@@ -111,8 +113,8 @@ def resolve_model(settings: RenderSettings) -> ResolvedModel:
         described["refiner"] = refiner.described()
     info = replace(info, recommended=recommended, scheduler=auto, family=described)
     motion, clip_options = resolve_motion(settings, folder, info.id)
-    return ResolvedModel(info, source, family, scheduler, loras, device, device_reason, dtype, refiner,
-                         tiny_vae, motion, pixel, clip_options)
+    return ResolvedModel(info, source, family, scheduler, loras, lora_files, device, device_reason, dtype,
+                         refiner, tiny_vae, motion, pixel, clip_options)
 
 
 def resolve_weights(model: str) -> tuple[Source, fam.Family, ModelInfo]:
