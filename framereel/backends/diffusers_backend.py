@@ -238,28 +238,36 @@ class DiffusersBackend(Backend):
         import torch
 
         self.load()
-        split = self._split_by_loras(frames, on_step)  # 1. check: frames with other LoRAs never share a call
+        # 1. check: frames with other LoRAs never share a call
+        split = self._split_by_loras(frames, on_step)
         if split is not None:
             return split
         first = frames[0]
-        self._activate(self.loras.for_frame(first))  # 2. the call's LoRAs, padded to the batch size
+        self._activate(self.loras.for_frame(first))
+        # 2. pad the call to the batch size
         rows = list(frames) + [first] * (self.batch_for(first) - len(frames))
-        cond = self._conditioning(rows, first.guidance)  # 3. encode the prompts (once per text)
-        latents, generators = self._starting_latents(rows, cond["prompt_embeds"].dtype)  # 4. prepare latents
+        # 3. encode the prompts (once per distinct text), and the negatives for guidance
+        cond = self._conditioning(rows, first.guidance)
+        # 4. prepare the seeded starting latents
+        latents, generators = self._starting_latents(rows, cond["prompt_embeds"].dtype)
+        # 5. compiled graphs warmed up, the step cache reset
         compile_seconds = self._warm_up(len(rows), first) if self.settings.compile else None
         if self._step_cache is not None:
             self._step_cache.reset()
+        # 6. denoise and decode: the family's pipeline itself (with a refiner, up to its switch point)
         step_end = _step_callback(on_step, first.steps)
         handover = self.refiner.handover() if self.refiner is not None else {}
-        with torch.inference_mode():  # 5. denoise and decode: the family's pipeline itself
+        with torch.inference_mode():
             out = self.pipe(
                 **cond, latents=latents, **fam.call_kwargs(self.family),
                 generator=generators, num_inference_steps=first.steps, guidance_scale=first.guidance,
                 width=first.width, height=first.height, callback_on_step_end=step_end, **handover,
             )
-            if handover:  # 6. the refiner finishes past the switch point, and decodes
+            # 7. the refiner denoises the rest and decodes
+            if handover:
                 out = self.refiner(rows, out.images, generators, step_end)
-        results = [(out.images[i], _facts(out, i)) for i in range(len(frames))]  # 7. the frames, no padding
+        # 8. the frames' images, without the padding
+        results = [(out.images[i], _facts(out, i)) for i in range(len(frames))]
         if compile_seconds is not None:
             results[0][1]["compile_seconds"] = round(compile_seconds, 1)
         return results
