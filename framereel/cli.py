@@ -6,6 +6,7 @@ import functools
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from .errors import FramereelError, one_line
 from .finishing.cli import beat_options, check_finishing_options, finishing_options, on_beat_storyboard
 from .finishing.cli import register as _register_finishing
 from .loader import load_storyboard, parse_storyboard
-from .storyboard import DEFAULT_RUN_SEED, ENTRY_KEYS, TOP_LEVEL_KEYS, parse_indices
+from .settings import TRANSITIONS
+from .storyboard import DEFAULT_RUN_SEED, ENTRY_KEYS, TOP_LEVEL_KEYS
+from .validate import parse_indices
 
 EXAMPLES = """
 \b
@@ -165,7 +168,7 @@ def _stitch_options(f):
         click.option("--codec", default=None, help="Video codec (default: libx264 for .mp4/.mov, libvpx-vp9 for .webm)."),
         click.option("--video", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Video path; its extension picks the format: .mp4 .mov .webm .gif .webp.  [default: OUT/video.mp4]"),
-        click.option("--transition", type=click.Choice(["cut", "crossfade", "smooth"]), default="cut", show_default=True,
+        click.option("--transition", type=click.Choice(TRANSITIONS), default="cut", show_default=True,
                      help="cut: back to back; crossfade: a dissolve between shots (adds its length per cut); "
                           "smooth: motion-interpolated in-betweens (minterpolate)."),
         click.option("--crossfade", type=float, default=0.5, show_default=True, help="Seconds per dissolve."),
@@ -322,8 +325,9 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
     from click.core import ParameterSource
 
     from .backends import expand_devices
+    from .backends.checks import check_render_settings
     from .settings import Parallelism
-    from .validate import check_model, check_output_folder, check_render_settings, check_stitch_options
+    from .validate import check_model, check_output_folder
 
     checked: tuple[Any, ...] = (None,) * 5
     if command in ("make", "frames"):
@@ -348,28 +352,10 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
         check_model(opts["model"])
         checked = (storyboard, redo, only, settings, parallelism)
     if command in ("make", "stitch"):
-        check_stitch_options(opts["out"], opts["video"], fps=opts["fps"], crf=opts["crf"], codec=opts["codec"],
-                             transition=opts["transition"], crossfade=opts["crossfade"],
-                             smooth_fps=opts["smooth_fps"], size=opts["size"],
-                             frames=opts["frame_list"] if command == "stitch" else None, zoom=opts["zoom"],
-                             audio=opts["audio"])
+        frames = opts["frame_list"] if command == "stitch" else None  # make's --frames picks frames to render
+        replace(stitch_settings(opts), frames=frames).check(opts["out"])
         check_finishing_options(opts)
     return checked
-
-
-class _LoadTimer:
-    """Passes events on, noting how long loading the model took (left out of s/frame)."""
-
-    def __init__(self, report):
-        self.report, self.load_seconds = report, 0.0
-
-    def __call__(self, event) -> None:
-        if event.name == "model_loaded" and event.seconds:
-            self.load_seconds += event.seconds
-        self.report(event)
-
-    def close(self) -> None:
-        self.report.close()
 
 
 def _do_render(checked: tuple[Any, ...], opts: dict[str, Any], report) -> Any:
@@ -386,15 +372,13 @@ def _do_render(checked: tuple[Any, ...], opts: dict[str, Any], report) -> Any:
             return plan_run(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only)
         finally:
             report.close()
-    timer = _LoadTimer(_with_gallery(opts["out"], report))
+    report = _with_gallery(opts["out"], report)
     click.get_current_context().meta[UNDERWAY] = True
     try:
-        result = render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
-                        parallelism=parallelism, on_event=timer)
-        result.load_seconds = timer.load_seconds
-        return result
+        return render(storyboard, opts["out"], settings, redo=redo, force=opts["force"], only=only,
+                      parallelism=parallelism, on_event=report)
     finally:
-        timer.close()
+        report.close()
 
 
 def _do_stitch(out: Path, opts: dict[str, Any], report) -> Path:
@@ -423,7 +407,7 @@ def _summary(result, video: Path | None, json_lines: bool, quiet: bool) -> None:
         parts.append(f"{len(result.failed)} failed ({', '.join(map(str, result.failed))})")
     line = ", ".join(parts) + f" of {result.total} frames"
     if result.rendered:
-        load = getattr(result, "load_seconds", 0.0)
+        load = result.load_seconds
         per_frame = max(result.seconds - load, 0.0) / len(result.rendered)
         line += f" in {result.seconds:.1f}s ({per_frame:.2f}s/frame"
         line += f", after {load:.1f}s loading the model)" if load else ")"
@@ -524,8 +508,9 @@ def interactive(out: Path, seed: int | None, **opts: Any) -> None:
     \b
       printf 'a lighthouse at dusk\\n:keep\\n:make\\nq\\n' | framereel interactive -o out
     """
+    from .backends.checks import check_render_settings
     from .interactive import Session, run_interactive
-    from .validate import check_model, check_output_folder, check_render_settings
+    from .validate import check_model, check_output_folder
 
     probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
     settings = render_settings(opts, batch=1)  # one image per prompt: no padded batch to wait for
@@ -553,9 +538,10 @@ def studio(out: Path, seed: int | None, host: str, port: int, open_browser: bool
     \b
       framereel studio -o out --model demo      # then open the printed http://127.0.0.1:8188/
     """
+    from .backends.checks import check_render_settings
     from .interactive import Session
     from .studio import check_address, serve
-    from .validate import check_model, check_output_folder, check_render_settings
+    from .validate import check_model, check_output_folder
 
     check_address(host, port)
     probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}

@@ -205,7 +205,7 @@ def _hf_checks() -> list[Check]:
 
 def _ffmpeg_checks() -> list[Check]:
     from .errors import FramereelError
-    from .video import find_ffmpeg
+    from .ffmpeg import find_ffmpeg
 
     try:
         ffmpeg = find_ffmpeg()
@@ -268,7 +268,7 @@ def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str
     family, defaults and memory needs; ``refiner``: whether that SDXL refiner fits it;
     ``motion_adapter``: what that motion module is, and whether it fits ``model``)."""
     from .backends import RenderSettings
-    from .backends.tt import tenstorrent_present
+    from .backends.tt_chips import tenstorrent_present
 
     checks = _python_checks() + _feature_checks() + _gpu_checks()
     if tenstorrent_present():

@@ -88,13 +88,8 @@ class RunIdentity:
             "software": f"framereel {__version__}",
             HASH_KEY: digest,
         }
-        if frame.kind == "morph":
-            meta["morph"] = (f"frame {frame.morph[0]} → frame {frame.morph[1]} at t={frame.morph[2]:.4f}: "
-                             f"{frame.morph_prompt}")
-        elif frame.kind == "chain":
-            meta["init"] = f"frame {frame.parent}, strength {frame.strength:g}"
-        elif frame.kind == "clip":
-            meta["clip"] = f"clip {frame.clip.id}, frame {frame.clip_pos + 1} of {frame.clip.frames}"
+        if frame.kind in DERIVED:
+            meta.update(DERIVED[frame.kind](frame)[0])
         return meta
 
     def png(self, image: Image.Image, frame: Frame, digest: str) -> bytes:
@@ -113,10 +108,30 @@ class RunIdentity:
             "duration": frame.duration,
             "seconds": None,
         }
-        if frame.kind == "morph":
-            record["derived_from"] = {"morph": [frame.morph[0], frame.morph[1]], "t": round(frame.morph[2], 6)}
-        elif frame.kind == "chain":
-            record["derived_from"] = {"parent": frame.parent, "strength": frame.strength}
-        elif frame.kind == "clip":
-            record["clip"] = {"id": frame.clip.id, "position": frame.clip_pos, "frames": frame.clip.frames}
+        if frame.kind in DERIVED:
+            record.update(DERIVED[frame.kind](frame)[1])
         return record
+
+
+Facts = tuple[dict[str, str], dict[str, Any]]  # (PNG text chunks, run.json entries)
+
+
+def _morph(f: Frame) -> Facts:
+    a, b, t = f.morph
+    return ({"morph": f"frame {a} → frame {b} at t={t:.4f}: {f.morph_prompt}"},
+            {"derived_from": {"morph": [a, b], "t": round(t, 6)}})
+
+
+def _chain(f: Frame) -> Facts:
+    return ({"init": f"frame {f.parent}, strength {f.strength:g}"},
+            {"derived_from": {"parent": f.parent, "strength": f.strength}})
+
+
+def _clip(f: Frame) -> Facts:
+    return ({"clip": f"clip {f.clip.id}, frame {f.clip_pos + 1} of {f.clip.frames}"},
+            {"clip": {"id": f.clip.id, "position": f.clip_pos, "frames": f.clip.frames}})
+
+
+# what a frame that is not a plain key frame says about where it comes from, by kind: one table
+# for its PNG's metadata and its run.json record
+DERIVED: dict[str, Callable[[Frame], Facts]] = {"morph": _morph, "chain": _chain, "clip": _clip}

@@ -55,14 +55,21 @@ class Job:
 
 def batch_key(frame: Frame) -> tuple | None:
     """Frames with equal keys can share one UNet call; ``None``: this frame renders alone (img2img)."""
-    if frame.kind == "chain":
-        return None
-    if frame.kind == "clip":  # a clip renders whole, in one call, whatever the batch size
-        return ("clip", frame.clip)
-    lora = frame.lora  # the LoRAs are set per call: frames with other ones never share it
-    if frame.kind == "morph" and frame.morph_lora != frame.lora:
-        lora = (frame.lora, frame.morph_lora, frame.morph[2])  # blended weights: this in-between's own
+    return BATCH_KEYS[frame.kind](frame)
+
+
+def _call_key(frame: Frame, lora: Any) -> tuple:
+    """Frames sharing a call share its size, steps and guidance, and its LoRAs (set per call)."""
     return (frame.width, frame.height, frame.steps, frame.guidance) + ((lora,) if lora is not None else ())
+
+
+BATCH_KEYS: dict[str, Callable[[Frame], tuple | None]] = {
+    "key": lambda f: _call_key(f, f.lora),
+    # blended LoRA weights are this in-between's own
+    "morph": lambda f: _call_key(f, f.lora if f.morph_lora == f.lora else (f.lora, f.morph_lora, f.morph[2])),
+    "chain": lambda f: None,  # img2img from its parent
+    "clip": lambda f: ("clip", f.clip),  # a clip renders whole, in one call, whatever the batch size
+}
 
 
 def batch_groups(frames: list[Frame], size: int | Callable[[Frame], int]) -> list[list[Frame]]:

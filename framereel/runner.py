@@ -28,7 +28,7 @@ from .backends import Backend, create_backend
 from .backends.lora import with_storyboard_loras
 from .clips import whole_clips
 from .errors import FramereelError
-from .events import EventHandler, FrameDone, FrameFailed, FrameSkipped, RunStarted, ignore
+from .events import EventHandler, FrameDone, FrameFailed, FrameSkipped, ModelLoaded, RunStarted, ignore
 from .events import Warning as WarningEvent
 from .executors import make_pool
 from .gallery import DATA, PAGE
@@ -62,6 +62,7 @@ class RunResult:
     failed: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
     devices: dict[str, int] = field(default_factory=dict)  # frames rendered per device
+    load_seconds: float = 0.0  # of ``seconds``, loading the model (workers don't time theirs)
 
     @property
     def seconds_per_frame(self) -> float | None:
@@ -267,8 +268,14 @@ def render_planned(the_plan: Plan, out: Path, identity: RunIdentity, backend: Ba
     worker_settings = replace(identity.settings, dtype=backend.dtype, **pinned)
     pool = make_pool(parallelism, backend, worker_settings, frames_dir)
     t_run = time.perf_counter()
+
+    def noting_load(event) -> None:
+        if isinstance(event, ModelLoaded) and event.seconds:
+            result.load_seconds += event.seconds
+        emit(event)
+
     try:
-        for outcome in drive(pool, plan_jobs(the_plan.todo, backend.batch_for), emit):
+        for outcome in drive(pool, plan_jobs(the_plan.todo, backend.batch_for), noting_load):
             write_frame(out, identity, the_plan, manifest, outcome, result, emit)
     except KeyboardInterrupt:
         pool.close(now=True)

@@ -15,10 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FramereelError
+from .ffmpeg import find_ffmpeg, has_encoder
+from .validate import (
+    CRF_RANGE,
+    DEFAULT_CODEC,
+    MAX_CROSSFADE,
+    MAX_FPS,
+    MAX_SMOOTH_FPS,
+    check_audio,
+    check_number,
+    check_video_path,
+    parse_indices,
+    parse_size,
+)
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
 SCHEDULERS = ("auto", "dpm++", "pndm", "ddim", "euler", "euler-a", "heun", "unipc", "lcm", "flow-euler")
 EXECUTORS = ("local", "ray")
+TRANSITIONS = ("cut", "crossfade", "smooth")  # how one shot gives way to the next
 
 
 @dataclass(frozen=True)
@@ -125,3 +139,38 @@ class StitchSettings:
     interpolate: Any = None  # "MODEL[:FACTOR|FPSfps]" or an InterpolateSpec: RIFE in-betweens inside runs
     loop: bool = False  # in-betweens across the loop seam too
     finish_device: str = "auto"  # device for upscaling and interpolation
+
+    def check(self, out: str | Path, ffmpeg: str | None = None) -> str:
+        """Every option but finishing, checked without reading a frame (``out``: the run folder, where
+        the video goes by default); returns the video's format. ``ffmpeg`` is found if a codec or
+        soundtrack needs asking it."""
+        fmt = check_video_path(Path(self.video) if self.video else Path(out) / "video.mp4")
+        check_number("--fps", self.fps, 0, MAX_FPS, above=True)
+        if self.transition not in TRANSITIONS:
+            raise FramereelError(f"--transition {self.transition}: choose one of {', '.join(TRANSITIONS)}")
+        check_number("--crossfade", self.crossfade, 0, MAX_CROSSFADE, above=True, unit=" seconds")
+        smooth_fps = self.smooth_fps
+        if isinstance(smooth_fps, bool) or not isinstance(smooth_fps, int) or not 1 <= smooth_fps <= MAX_SMOOTH_FPS:
+            raise FramereelError(f"--smooth-fps {smooth_fps}: give a whole number from 1 to {MAX_SMOOTH_FPS}")
+        check_number("--zoom", self.zoom, 0, 1)
+        if self.size:
+            parse_size(self.size)
+        if self.frames:
+            parse_indices(self.frames)
+        if fmt in (".gif", ".webp") and self.codec:
+            raise FramereelError(f"--codec: {fmt} files have one encoder; drop --codec or write .mp4, .mov or .webm")
+        name = self.codec or DEFAULT_CODEC.get(fmt)
+        lo, hi = CRF_RANGE.get(name, (0, 63))
+        crf = self.crf
+        if isinstance(crf, bool) or not isinstance(crf, int) or not lo <= crf <= hi:
+            raise FramereelError(f"--crf {crf}: {name or fmt} takes {lo} (best) to {hi} (smallest); 18 looks near lossless")
+        if self.audio is not None and fmt in (".gif", ".webp"):
+            raise FramereelError(f"--audio: {fmt} files have no sound; write .mp4, .mov or .webm")
+        if name or self.audio is not None:
+            ffmpeg = ffmpeg or find_ffmpeg()
+            if name and not has_encoder(ffmpeg, name):
+                hint = {".webp": "; write .gif or .webm instead"}.get(fmt, "; list them with `ffmpeg -encoders`")
+                raise FramereelError(f"--codec {name}: this ffmpeg ({Path(ffmpeg).name}) has no such video encoder{hint}")
+            if self.audio is not None:
+                check_audio(Path(self.audio), ffmpeg)
+        return fmt

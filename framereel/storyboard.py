@@ -74,7 +74,6 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 ENTRY_KEYS = (*FRAME_KEYS, "lora")  # every key a frame entry takes ("lora" is checked on its own)
 DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
 MAX_DURATION = 3600.0  # seconds one frame stays on screen
-MAX_FRAMES = 100_000  # frame numbers in --frames/--redo lists
 MOTION_KEYS = {"zoom": 1.0, "angle": 0.0, "tx": 0.0, "ty": 0.0}
 # Deforum's 2D transform beyond the four above: a shift before zoom/rotation, the centre, the border
 DEFORUM_MOTION_KEYS = {"translation_x": 0.0, "translation_y": 0.0, "transform_center_x": 0.5,
@@ -549,26 +548,3 @@ def _clip_frames(entries: list[dict[str, Any]], group: list[int], run_seed: int,
               shot=shot_of[j], kind="clip", clip=spec, clip_pos=j)
         for j in range(spec.frames)
     ]
-
-
-def parse_indices(spec: str, count: int | None = None) -> list[int]:
-    """Parse ``"3,5-7"`` into ``[3, 5, 6, 7]``; check against ``count`` frames if given."""
-    out: list[int] = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-            else:
-                lo = hi = int(part)
-        except ValueError:
-            raise FramereelError(f'"{spec}": "{part}" is not a frame number or range like 5-7') from None
-        if lo > hi or lo < 0:
-            raise FramereelError(f'"{spec}": "{part}" is not a valid range (write low-high, from 0)')
-        if count is not None and hi >= count:
-            raise FramereelError(f'"{spec}": frame {hi} does not exist (frames are 0-{count - 1})')
-        if hi >= MAX_FRAMES:
-            raise FramereelError(f'"{spec}": frame {hi} is past the largest frame number ({MAX_FRAMES - 1})')
-        out.extend(range(lo, hi + 1))
-    return sorted(set(out))

@@ -2,8 +2,10 @@
 created and no frame is rendered until the whole command line is known to be usable.
 
 Each check raises :class:`~framereel.errors.FramereelError` with one line naming the option, the
-value and what would work. The CLI calls :func:`check_run` once; ``stitch()`` and
-``contact_sheet()`` call the parts they need, so library callers get the same answers.
+value and what would work. These are the parts: the CLI checks a whole command line with them (and
+:meth:`~framereel.settings.StitchSettings.check`, :func:`~framereel.backends.checks.check_render_settings`)
+before it starts; ``stitch()`` and ``contact_sheet()`` call the ones they need, so library callers get the
+same answers.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ VIDEO_FORMATS = (".mp4", ".mov", ".webm", ".gif", ".webp")
 CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libvpx": (4, 63), "libaom-av1": (0, 63),
              "libsvtav1": (0, 63)}
 DEFAULT_CODEC = {".mp4": "libx264", ".mov": "libx264", ".webm": "libvpx-vp9", ".webp": "libwebp"}
+MAX_FRAMES = 100_000  # frame numbers in --frames/--redo lists
 SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
@@ -55,6 +58,41 @@ def parse_size(text: str, option: str = "--size", multiple: int = 2, lo: int = 2
     return w, h
 
 
+def parse_indices(spec: str, count: int | None = None) -> list[int]:
+    """Parse ``"3,5-7"`` into ``[3, 5, 6, 7]``; check against ``count`` frames if given."""
+    out: list[int] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+            else:
+                lo = hi = int(part)
+        except ValueError:
+            raise FramereelError(f'"{spec}": "{part}" is not a frame number or range like 5-7') from None
+        if lo > hi or lo < 0:
+            raise FramereelError(f'"{spec}": "{part}" is not a valid range (write low-high, from 0)')
+        if count is not None and hi >= count:
+            raise FramereelError(f'"{spec}": frame {hi} does not exist (frames are 0-{count - 1})')
+        if hi >= MAX_FRAMES:
+            raise FramereelError(f'"{spec}": frame {hi} is past the largest frame number ({MAX_FRAMES - 1})')
+        out.extend(range(lo, hi + 1))
+    return sorted(set(out))
+
+
+def format_indices(indices: list[int]) -> str:
+    """``[3, 5, 6, 7]`` → ``"3,5-7"`` (sorted indices; the inverse of :func:`parse_indices`)."""
+    parts, start = [], None
+    for i, v in enumerate(indices):
+        if start is None:
+            start = v
+        if i == len(indices) - 1 or indices[i + 1] != v + 1:
+            parts.append(str(start) if start == v else f"{start}-{v}")
+            start = None
+    return ",".join(parts)
+
+
 def check_video_path(video: Path) -> str:
     """The format (extension) of a video path, refused if framereel can't write it."""
     fmt = video.suffix.lower()
@@ -65,68 +103,6 @@ def check_video_path(video: Path) -> str:
         raise FramereelError(f"--video {video}: is a folder; give a file name like {video / 'video.mp4'}")
     check_output_folder(video.parent, "--video")
     return fmt
-
-
-def check_stitch_options(
-    out: Path,
-    video: Path | None = None,
-    *,
-    fps: float | None = None,
-    crf: int = 18,
-    codec: str | None = None,
-    transition: str = "cut",
-    crossfade: float = 0.5,
-    smooth_fps: int = 24,
-    size: str | None = None,
-    frames: str | None = None,
-    zoom: float = 0.0,
-    audio: Path | None = None,
-    ffmpeg: str | None = None,
-) -> str:
-    """Every ``stitch`` option, checked without reading a frame; returns the video's format."""
-    from .storyboard import parse_indices
-
-    target = Path(video) if video else Path(out) / "video.mp4"
-    fmt = check_video_path(target)
-    check_number("--fps", fps, 0, MAX_FPS, above=True)
-    if transition not in ("cut", "crossfade", "smooth"):
-        raise FramereelError(f"--transition {transition}: choose one of cut, crossfade, smooth")
-    check_number("--crossfade", crossfade, 0, MAX_CROSSFADE, above=True, unit=" seconds")
-    if isinstance(smooth_fps, bool) or not isinstance(smooth_fps, int) or not 1 <= smooth_fps <= MAX_SMOOTH_FPS:
-        raise FramereelError(f"--smooth-fps {smooth_fps}: give a whole number from 1 to {MAX_SMOOTH_FPS}")
-    check_number("--zoom", zoom, 0, 1)
-    if size:
-        parse_size(size)
-    if frames:
-        parse_indices(frames)
-    if fmt in (".gif", ".webp") and codec:
-        raise FramereelError(f"--codec: {fmt} files have one encoder; drop --codec or write .mp4, .mov or .webm")
-    name = codec or DEFAULT_CODEC.get(fmt)
-    lo, hi = CRF_RANGE.get(name, (0, 63))
-    if isinstance(crf, bool) or not isinstance(crf, int) or not lo <= crf <= hi:
-        raise FramereelError(f"--crf {crf}: {name or fmt} takes {lo} (best) to {hi} (smallest); 18 looks near lossless")
-    if audio is not None and fmt in (".gif", ".webp"):
-        raise FramereelError(f"--audio: {fmt} files have no sound; write .mp4, .mov or .webm")
-    if name or audio is not None:
-        from .video import find_ffmpeg
-
-        ffmpeg = ffmpeg or find_ffmpeg()
-        if name and not has_encoder(ffmpeg, name):
-            hint = {".webp": "; write .gif or .webm instead"}.get(fmt, "; list them with `ffmpeg -encoders`")
-            raise FramereelError(f"--codec {name}: this ffmpeg ({Path(ffmpeg).name}) has no such video encoder{hint}")
-        if audio is not None:
-            check_audio(Path(audio), ffmpeg)
-    return fmt
-
-
-def has_encoder(ffmpeg: str, name: str) -> bool:
-    """Whether ``ffmpeg -encoders`` lists a video encoder called ``name``."""
-    listing = subprocess.run([ffmpeg, "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
-    for line in listing.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].startswith("V") and parts[1] == name:
-            return True
-    return False
 
 
 def check_audio(audio: Path, ffmpeg: str) -> Path:
@@ -245,52 +221,3 @@ def _looks_like_checkpoint(path: Path) -> bool:
     if path.suffix == ".safetensors":
         return len(head) == 9 and 2 <= int.from_bytes(head[:8], "little") <= 100_000_000 and head[8:9] == b"{"
     return head[:2] == b"PK" or head[:1] == b"\x80"
-
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def check_render_settings(settings, executor: str = "local", ray_address: str | None = None) -> None:
-    """The rendering options of a :class:`~framereel.settings.RenderSettings`, checked before the
-    output folder is made: by spelling, by the backend registry, and whether the device exists
-    (no model is resolved, nothing is loaded)."""
-    import re
-
-    from .backends import backend_class
-
-    settings.check()
-    if settings.backend != "auto":
-        cls = backend_class(settings.backend)
-        flags = settings.speed_flags()
-        if flags and not cls.takes_speed_options:
-            raise FramereelError(f"{', '.join(flags)}: {cls.speed_refusal}; drop them or use --backend diffusers")
-    if settings.dtype not in DTYPES:
-        raise FramereelError(f"--dtype {settings.dtype}: choose float32, bfloat16, float16 or auto")
-    if not re.fullmatch(r"auto|cpu|mps|cuda|cuda:\d{1,3}|tt|tt:\d{1,3}", settings.device):
-        raise FramereelError(f"--device {settings.device}: use auto, cpu, cuda, cuda:N or mps")
-    if settings.device.startswith("cuda") or settings.device == "mps":
-        import torch  # rendering imports it anyway; asking now keeps a refused run from making its folder
-
-        if settings.device.startswith("cuda"):
-            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-            index = int(settings.device.partition(":")[2] or 0)
-            if index >= count:
-                raise FramereelError(f"--device {settings.device}: " + (
-                    "no CUDA GPU is visible to PyTorch; use --device cpu or auto" if not count
-                    else f"PyTorch sees {count} CUDA GPU(s): cuda:0 to cuda:{count - 1}"))
-        elif not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise FramereelError("--device mps: Apple's MPS is not available here; use --device cpu or auto")
-    if settings.step_cache > 1000 or settings.batch > 64:
-        raise FramereelError("--step-cache takes at most 1000 and --batch at most 64")
-    vae = settings.tiny_vae
-    if vae:
-        path = Path(vae).expanduser()
-        if path.is_dir() and not (path / "config.json").is_file():
-            raise FramereelError(f"--tiny-vae {vae}: no config.json there; pass a folder saved with "
-                                 "AutoencoderTiny.save_pretrained, or a Hub id like madebyollin/taesd")
-        if not path.is_dir() and (vae.startswith((".", "/", "~")) or vae.count("/") != 1):
-            raise FramereelError(f"--tiny-vae {vae}: no such folder; pass a local folder or a Hub id like "
-                                 "madebyollin/taesd")
-    if executor == "ray" and ray_address is not None and not re.fullmatch(
-            r"auto|local|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", ray_address):
-        raise FramereelError(f"--ray-address {ray_address}: give auto, HOST:PORT or ray://HOST:PORT")

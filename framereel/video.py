@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, replace
@@ -31,15 +30,13 @@ from PIL import Image
 
 from .errors import FramereelError
 from .events import Encoding, EventHandler, VideoWritten, Warning, ignore
+from .ffmpeg import find_ffmpeg
 from .manifest import FRAMES_DIR, MANIFEST, TMP_MARK, Manifest, disk_full_error, folder_lock, frame_index
-from .settings import StitchSettings
-from .storyboard import parse_indices
-from .validate import MAX_VIDEO_SECONDS, check_stitch_options, parse_size
+from .settings import TRANSITIONS, StitchSettings
+from .validate import MAX_VIDEO_SECONDS, format_indices, parse_indices, parse_size
 
 DEFAULT_FPS = 2.0
 DEFAULT_CRF = 18
-TRANSITIONS = ("cut", "crossfade", "smooth")
-FORMATS = (".mp4", ".mov", ".webm", ".gif", ".webp")
 BLEND_FPS = 24  # output rate when crossfading or when durations are not whole frames at --fps
 AUDIO_FADE = 1.0  # seconds of fade-out at the end of a soundtrack
 MIN_SHORT_SIDE = 256  # tiny frames (the demo model's 64×64) are scaled up by a whole factor to at least this
@@ -60,19 +57,6 @@ class Timeline:
     @property
     def seconds(self) -> float:
         return len(self.frames) / float(self.rate)
-
-
-def find_ffmpeg() -> str:
-    """The ffmpeg on PATH if there is one, else the static binary shipped by ``imageio-ffmpeg``."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError):
-        raise FramereelError("ffmpeg not found; install it (apt install ffmpeg) or `pip install imageio-ffmpeg`") from None
 
 
 def collect_shots(
@@ -286,10 +270,7 @@ def stitch(
 
 def _check_settings(out: Path, s: StitchSettings, ffmpeg: str) -> str:
     """The video's format (its extension) once ``s`` and the folder ``out`` are checked."""
-    fmt = check_stitch_options(out, Path(s.video) if s.video else None, fps=s.fps, crf=s.crf, codec=s.codec,
-                               transition=s.transition, crossfade=s.crossfade, smooth_fps=s.smooth_fps,
-                               size=s.size, frames=s.frames, zoom=s.zoom,
-                               audio=Path(s.audio) if s.audio is not None else None, ffmpeg=ffmpeg)
+    fmt = s.check(out, ffmpeg)
     if not out.is_dir():
         raise FramereelError(f"{out}: no such folder, so no frames/ folder to stitch; render first with `framereel frames` or `framereel make`")
     return fmt
@@ -302,10 +283,10 @@ def _shots_to_stitch(out: Path, fps: float, frames: str | None, manifest: Manife
     shots, missing = collect_shots(out, fps, frames, manifest.frames if manifest else {}, unreadable)
     if unreadable:
         emit(Warning(f"frames that do not decode as images, stitched without them: "
-                     f"{_ranges(sorted(unreadable))} (render them again with --redo)"))
+                     f"{format_indices(sorted(unreadable))} (render them again with --redo)"))
     missing = [i for i in missing if i not in unreadable]
     if missing:
-        emit(Warning(f"frames missing, stitched without them: {_ranges(missing)}"))
+        emit(Warning(f"frames missing, stitched without them: {format_indices(missing)}"))
     return shots
 
 
@@ -317,7 +298,7 @@ def _frame_dims(shots: list[Shot], size: str | None, emit: EventHandler) -> tupl
     odd = _odd_sizes(shots, first_size)
     if odd:
         emit(Warning(
-            f"frames {_ranges(sorted(odd))} are not {first_size[0]}x{first_size[1]} like frame {shots[0].index} "
+            f"frames {format_indices(sorted(odd))} are not {first_size[0]}x{first_size[1]} like frame {shots[0].index} "
             f"(e.g. frame {min(odd)} is {odd[min(odd)][0]}x{odd[min(odd)][1]}); fitted inside the video "
             "without stretching, with dark bars"))
     return dims
@@ -480,15 +461,3 @@ def _run_ffmpeg(cmd: list[str], shots: list[Shot], timeline: Timeline, dims: tup
 def _estimate_video_bytes(timeline: Timeline, dims: tuple[int, int]) -> int:
     """A generous guess at an H.264 video's size: 0.2 bits per pixel per frame."""
     return int(len(timeline.frames) * dims[0] * dims[1] * 0.2 / 8) + 1_000_000
-
-
-def _ranges(indices: list[int]) -> str:
-    parts, start = [], None
-    for i, v in enumerate(indices):
-        if start is None:
-            start = v
-        if i == len(indices) - 1 or indices[i + 1] != v + 1:
-            parts.append(str(start) if start == v else f"{start}-{v}")
-            start = None
-    return ",".join(parts)
-

@@ -21,8 +21,8 @@ from framereel import FramereelError
 from framereel.backends import Backend, ModelInfo
 from framereel.loader import parse_storyboard
 from framereel.settings import SCHEDULERS
-from framereel.storyboard import FRAME_KEYS, MOTION_KEYS, parse_indices
-from framereel.validate import parse_size
+from framereel.storyboard import FRAME_KEYS, MOTION_KEYS
+from framereel.validate import parse_indices, parse_size
 
 SCALE = int(os.environ.get("FRAMEREEL_FUZZ", "1") or 1)
 

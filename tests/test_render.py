@@ -50,6 +50,11 @@ def test_render_twice_is_byte_identical_and_second_run_renders_nothing(tmp_path,
     assert not np.array_equal(images[0], images[1])  # frames get different seeds
 
 
+def test_the_run_result_says_how_long_loading_the_model_took(tmp_path, board, tiny_model):
+    result = render(quick(board), tmp_path / "out", RenderSettings(model=str(tiny_model), batch=1))  # loads its model
+    assert 0 < result.load_seconds <= result.seconds
+
+
 def test_a_frame_alone_equals_the_same_frame_of_the_full_run(tmp_path, board, tiny_model, backend):
     render(quick(board), tmp_path / "full", settings(tiny_model), backend=backend)
     alone = render(quick(board), tmp_path / "alone", settings(tiny_model), backend=backend, only=[3])

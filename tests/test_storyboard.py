@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from framereel import FramereelError, frame_seed, load_storyboard
-from framereel.storyboard import DEFAULT_RUN_SEED, parse_indices
+from framereel.storyboard import DEFAULT_RUN_SEED
+from framereel.validate import parse_indices
 
 
 def board(tmp_path, data, name="prompts.json"):

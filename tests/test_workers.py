@@ -34,6 +34,17 @@ def test_a_crashed_worker_gives_its_frame_back(tmp_path, tiny_model):
     assert frames_bytes(tmp_path / "out") == frames_bytes(reference)
 
 
+def test_a_worker_that_dies_mid_message_breaks_only_its_own_pipe(tmp_path, tiny_model):
+    """A worker killed halfway through sending (a torn message on its pipe): the other worker's
+    messages still arrive, the torn job goes back to the queue, and every frame is rendered."""
+    board = write_storyboard(tmp_path / "b.json", [{"prompt": f"shot {i}"} for i in range(5)])
+    proc = run_cli("frames", board, "-o", tmp_path / "out", "--model", tiny_model, "--steps", "2", "--workers", "2",
+                   "--batch", "1", env={**ONE_THREAD, "FRAMEREEL_FAULT": "torn:2"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "frame 2 goes back to the queue" in proc.stderr and "died" in proc.stderr
+    assert sorted(frames_bytes(tmp_path / "out")) == [f"frame_{i:03d}.png" for i in range(5)]
+
+
 def test_subprocesses_share_the_test_sessions_batch_measurement(tmp_path, tiny_model, measurement_cache):
     """A ONE_THREAD subprocess reads --batch auto from the session's measurement cache, as the test
     process does, so both render in the same batches (bf16 bytes depend on the batch); it never

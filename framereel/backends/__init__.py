@@ -68,7 +68,7 @@ def create_backend(settings: RenderSettings) -> Backend:
     settings.check()
     name = settings.backend
     if name == "auto":
-        from .tt import tenstorrent_present
+        from .tt_chips import tenstorrent_present
 
         name = "tt" if tenstorrent_present() else "diffusers"
     cls = backend_class(name)
@@ -88,7 +88,7 @@ def expand_devices(spec: str | None) -> tuple[str, ...] | None:
     if spec.strip() == "all":
         import torch
 
-        from .tt import usable_devices
+        from .tt_chips import usable_devices
 
         chips, _why = usable_devices()  # only chips tt-metal can open alone (not an N300's remote chip)
         if chips:
@@ -101,7 +101,7 @@ def expand_devices(spec: str | None) -> tuple[str, ...] | None:
             raise FramereelError(
                 f"--devices: unknown device {d!r}; use cpu, mps, cuda, cuda:N or tt:N, comma-separated, or all")
     if any(d.startswith("tt:") for d in devices):
-        from .tt import check_devices
+        from .tt_chips import check_devices
 
         check_devices(list(devices))  # a chip tt-metal can't open alone is refused here, in one line
     return devices

@@ -16,25 +16,21 @@ either of its layouts (see :mod:`.tt_tree`):
 Several chips: one process per chip that can be opened alone, each restricted to it with
 ``TT_METAL_VISIBLE_DEVICES``. tt-metal has no multi-chip SD 1.4 pipeline.
 
+Modules: :mod:`.tt_chips` (the environment and which chips open alone), :mod:`.tt_tree` (the
+checkout's layout and device numbers), :mod:`.tt_base` (what both backends share), this one
+(``tt``) and :mod:`.tt_demo` (``tt-demo``); both classes are importable from here.
+
 NOTE: this code has been tested against fakes of ttnn, tt-metal and tt-smi only; it has not yet
 run on Tenstorrent hardware.
 """
 
 from __future__ import annotations
 
-import ast
 import atexit
 import importlib
-import importlib.util
-import json
 import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,123 +39,18 @@ from PIL import Image
 from ..errors import FramereelError
 from ..settings import RenderSettings
 from ..storyboard import Frame
-from .base import Backend, ModelInfo
+from .base import ModelInfo
 from .common import files_fingerprint, native_size, slerp
-from .tt_tree import (
-    BLACKHOLE,
-    WORMHOLE,
-    ChipPlan,
-    SdDemo,
-    check_chips,
-    chip_plan,
-    describe_params,
-    device_numbers,
-    find_sd_demo,
-    open_params,
-    pytest_timeout_present,
-)
+from .tt_base import SD_MODEL, TtBase
+from .tt_chips import check_ttnn, explain_open_failure, import_ttnn, reset_device
+from .tt_demo import TtDemoBackend
+from .tt_tree import describe_params, device_numbers, open_params
 
-SD_MODEL = "CompVis/stable-diffusion-v1-4"
+__all__ = ["TtBackend", "TtDemoBackend"]
+
 CLIP_MODEL = "openai/clip-vit-large-patch14"
 TRACE_TOKENS = 96  # the trace's text-embedding input is padded from 77 to 96 tokens
 MIN_STEPS = 4  # PNDM
-THROTTLE = "5"  # what tt-metal's SD demo sets on Wormhole "until di/dt issues are resolved"
-
-
-# ------------------------------------------------------------------ environment
-
-
-def tt_metal_home() -> Path:
-    """The tt-metal checkout from ``TT_METAL_HOME``."""
-    home = os.environ.get("TT_METAL_HOME")
-    if not home:
-        raise FramereelError(
-            "TT_METAL_HOME is not set; point it at your tt-metal checkout (export TT_METAL_HOME=~/tt-metal)"
-        )
-    return Path(home).expanduser()
-
-
-def board_info() -> list[str]:
-    """Board types from ``tt-smi -s`` (e.g. ``["n300 L", "n300 R"]``); empty when tt-smi is missing or fails."""
-    return [c.board_type for c in chip_plan().chips]
-
-
-def tenstorrent_present() -> bool:
-    """True when a tt-metal checkout is configured and tt-smi sees at least one chip."""
-    return bool(os.environ.get("TT_METAL_HOME")) and bool(board_info())
-
-
-def usable_devices() -> tuple[list[str], str]:
-    """``--devices all`` on Tenstorrent: ``tt:N`` for each chip that can be opened alone, and why."""
-    plan = chip_plan()
-    return plan.usable, plan.reason()
-
-
-def check_devices(devices: list[str]) -> None:
-    """Refuse, in one line, a ``tt:N`` this host can't open alone."""
-    if any(d.startswith("tt:") for d in devices):
-        check_chips(devices)
-
-
-def prepare_environment(home: Path) -> dict[str, str]:
-    """Put tt-metal on ``sys.path`` and ``PYTHONPATH`` (as its setup does); returns what it set."""
-    changed: dict[str, str] = {}
-    if str(home) not in sys.path:
-        sys.path.insert(0, str(home))
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if str(home) not in paths:
-        os.environ["PYTHONPATH"] = changed["PYTHONPATH"] = os.pathsep.join([str(home), *paths])
-    os.environ.setdefault("TT_METAL_HOME", str(home))
-    return changed
-
-
-def check_ttnn() -> None:
-    """Fail early, without importing it, when ttnn isn't there (importing it can take the chips)."""
-    if importlib.util.find_spec("ttnn") is None:
-        raise FramereelError(
-            "ttnn is not importable here; activate tt-metal's environment "
-            "(source $TT_METAL_HOME/python_env/bin/activate) and install framereel into it"
-        )
-
-
-def import_ttnn():
-    try:
-        import ttnn
-    except ImportError as err:
-        raise FramereelError(
-            f"ttnn is not importable here ({err}); activate tt-metal's environment "
-            "(source $TT_METAL_HOME/python_env/bin/activate) and install framereel into it"
-        ) from None
-    return ttnn
-
-
-def reset_device(on_event: Callable[[str], None] | None = None) -> None:
-    """Run ``tt-smi -r`` once (``--reset-device``)."""
-    smi = shutil.which("tt-smi")
-    if not smi:
-        raise FramereelError("--reset-device needs tt-smi on PATH; install tt-smi (pip install tt-smi)")
-    proc = subprocess.run([smi, "-r"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise FramereelError(f"tt-smi -r failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
-
-
-def explain_open_failure(err: Exception) -> FramereelError:
-    text = str(err)
-    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    if "non-mmio" in text.lower():
-        return FramereelError(f"this chip can't be opened alone ({first}); pick a PCIe chip (framereel doctor lists them)")
-    if any(k in text.lower() for k in ("no devices", "no tenstorrent", "device not found", "0 devices")):
-        return FramereelError(f"no Tenstorrent chip found ({first}); check `tt-smi -s` and the driver")
-    return FramereelError(
-        f"could not open the Tenstorrent chip ({first}); "
-        "a killed run can leave it in a bad state: run `tt-smi -r` (or pass --reset-device) and try again"
-    )
-
-
-def chip_index(spec: str) -> int:
-    """``tt:N`` → N (``auto``/``tt`` → 0)."""
-    tail = spec.split(":")[-1]
-    return int(tail) if spec.startswith("tt:") and tail.isdigit() else 0
 
 
 def check_frames(frames: list[Frame], scheduler: str, size: int, max_steps: int | None) -> None:
@@ -187,87 +78,8 @@ def check_frames(frames: list[Frame], scheduler: str, size: int, max_steps: int 
         )
 
 
-class _TtBase(Backend):
-    """What both backends share: the checkout, its demo, the chips, and every decision made (the
-    decisions are the run's ``notes`` in run.json)."""
 
-    dtype = "bfloat16"
-    speed_refusal = "the Tenstorrent backends render one traced frame at a time and don't take these"
-
-    def __init__(self, settings: RenderSettings):
-        self._notes: list[str] = []
-        self.decisions: dict[str, Any] = {}
-        super().__init__(settings)
-        self.home = tt_metal_home()
-        self.demo: SdDemo = find_sd_demo(self.home)
-        prepare_environment(self.home)
-        self.chip = chip_index(settings.device)
-        self.reset_first = settings.reset_device
-        self._plan: ChipPlan | None = None
-        self.user_visible = os.environ.get("TT_METAL_VISIBLE_DEVICES")
-        self.decisions.update({
-            "tt_metal": str(self.home), "commit": self.demo.commit, "layout": f"{self.demo.folder} ({self.demo.layout})",
-        })
-
-    @property
-    def plan(self) -> ChipPlan:
-        if self._plan is None:
-            self._plan = chip_plan()
-        return self._plan
-
-    def _arch(self, ttnn=None) -> tuple[str, str]:
-        if self.plan.arch:
-            return self.plan.arch, f"tt-smi: {self.plan.boards}"
-        name = getattr(ttnn, "get_arch_name", None) if ttnn is not None else None
-        if name is not None:
-            arch = str(name())
-            return (BLACKHOLE if "blackhole" in arch else WORMHOLE), f"ttnn.get_arch_name() = {arch}"
-        return WORMHOLE, "assumed: tt-smi lists no chip"
-
-    def _visible_env(self) -> dict[str, str]:
-        """``TT_METAL_VISIBLE_DEVICES`` restricting this process to its chip (left alone if the user set it)."""
-        if self.user_visible is not None:
-            self.decisions["chip"] = f"tt:{self.chip} within TT_METAL_VISIBLE_DEVICES={self.user_visible} (yours)"
-            return {}
-        self.decisions["chip"] = f"tt:{self.chip} (TT_METAL_VISIBLE_DEVICES={self.chip}, opened as device 0)"
-        return {"TT_METAL_VISIBLE_DEVICES": str(self.chip)}
-
-    def _check_chip(self) -> None:
-        if self.settings.device.startswith("tt:"):
-            check_chips([self.settings.device], self.plan)
-        if self.plan.chips:
-            self.decisions["chips"] = self.plan.reason()
-
-    def _chip_warning(self) -> list[str]:
-        """Said once per run where some chips can't be used: how many are, and why."""
-        if len(self.plan.usable) < len(self.plan.chips):
-            return [f"{self.plan.reason()}; --devices all uses {', '.join(self.plan.usable)}"]
-        return []
-
-    def _throttle(self, arch: str) -> None:
-        if "TT_MM_THROTTLE_PERF" in self.decisions:
-            return
-        if arch != WORMHOLE:
-            self.decisions["TT_MM_THROTTLE_PERF"] = "not set (Blackhole)"
-        elif "TT_MM_THROTTLE_PERF" in os.environ:
-            self.decisions["TT_MM_THROTTLE_PERF"] = f"{os.environ['TT_MM_THROTTLE_PERF']} (yours)"
-        else:
-            os.environ["TT_MM_THROTTLE_PERF"] = THROTTLE
-            self.decisions["TT_MM_THROTTLE_PERF"] = f"{THROTTLE} (Wormhole, as tt-metal's SD demo sets it)"
-
-    @property
-    def notes(self) -> list[str]:
-        return [*self._notes, *(f"{k}: {v}" for k, v in self.decisions.items())]
-
-    @notes.setter
-    def notes(self, value: list[str]) -> None:
-        self._notes = list(value)
-
-
-# ------------------------------------------------------------------ in-process: one chip, one trace
-
-
-class TtBackend(_TtBase):
+class TtBackend(TtBase):
     """SD 1.4 on one Tenstorrent chip, through tt-metal's demo modules and a compiled trace."""
 
     name = "tt"
@@ -287,6 +99,7 @@ class TtBackend(_TtBase):
         self.trace = None
         self._embeds: dict[str, Any] = {}
         self._compiled_for: tuple[int, float] | None = None
+        self._set_env: dict[str, str] = {}  # what opening the chip set in os.environ, not the user's
         self._numbers()
 
     def _numbers(self, ttnn=None) -> None:
@@ -468,7 +281,7 @@ class TtBackend(_TtBase):
             self._compiled_for = None
 
     def close(self) -> None:
-        for key in getattr(self, "_set_env", {}):  # what load() set for its chip, not the user's
+        for key in self._set_env:
             os.environ.pop(key, None)
         if self.tt_device is None:
             return
@@ -478,148 +291,3 @@ class TtBackend(_TtBase):
             self.ttnn.close_device(self.tt_device)
             self.tt_device = None
 
-
-# ------------------------------------------------------------------ the unmodified demo, num_prompts at a time
-
-PROMPT_LOG = re.compile(r"input prompt : (\[.*\])\s*$")  # run_demo_inference: logger.info(f"input prompt : {input_prompt}")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def logged_prompts(log: str) -> list[str]:
-    """The prompts the demo says it rendered, in order, from its log."""
-    out = []
-    for line in ANSI.sub("", log).splitlines():
-        m = PROMPT_LOG.search(line)
-        if m:
-            try:
-                value = ast.literal_eval(m.group(1))
-            except (ValueError, SyntaxError):
-                continue
-            out.extend(str(v) for v in value)
-    return out
-
-
-class TtDemoBackend(_TtBase):
-    """Runs tt-metal's own ``test_demo`` with pytest, ``num_prompts`` prompts a run, and maps its files to frames."""
-
-    name = "tt-demo"
-    kinds = ("key",)
-
-    def __init__(self, settings: RenderSettings):
-        super().__init__(settings)
-        self.device = f"tt:{self.chip}"
-        self.input_path = self.demo.input_path  # refuses a demo whose prompts framereel can't hand over
-        self.batch = self.demo.num_prompts  # the runner groups frames by this: one pytest run each
-        self.work_dir: Path | None = None  # out/.tt-demo once prepared; a temporary folder in a worker process
-        w, h = self.demo.image_size
-        self.fixed = {"seed_used": self.demo.body.get("seed"), "steps_used": self.demo.steps,
-                      "guidance_used": self.demo.body.get("guidance")}
-        self.decisions.update(
-            input_path=f"{self.input_path} (relative to pytest's working folder, from test_demo's parametrize)",
-            prompts_per_run=str(self.batch),
-            pytest_timeout="--timeout=0" if pytest_timeout_present() else "pytest-timeout not installed",
-            fixed=f"the unmodified demo ignores per-frame seeds, steps and guidance: every frame uses seed "
-                  f"{self.fixed['seed_used']}, PNDM {self.fixed['steps_used']} steps, guidance "
-                  f"{self.fixed['guidance_used']}, {w}x{h}",
-        )
-
-    @property
-    def pixel_options(self) -> dict[str, Any]:
-        return {"tt_demo": self.fixed}
-
-    def describe(self) -> ModelInfo:
-        w, h = self.demo.image_size
-        return ModelInfo(SD_MODEL, f"tt-metal:{self.demo.commit}", w, h,
-                         {"steps": self.demo.steps or 50, "guidance": self.demo.body.get("guidance", 7.5)})
-
-    def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
-        """Validate before any demo runs; returns warnings for the user."""
-        super().prepare(frames, out_dir)
-        w, h = self.demo.image_size
-        for f in frames:
-            if f.kind != "key":
-                raise FramereelError(f"frame {f.index}: --backend tt-demo renders plain text-to-image frames only")
-            if (f.width, f.height) != (w, h):
-                raise FramereelError(f"frame {f.index}: --backend tt-demo renders {w}x{h} only; got {f.width}x{f.height}")
-        self._check_chip()
-        self.work_dir = out_dir / ".tt-demo"
-        return ([self.decisions["fixed"]] + self._chip_warning()) if frames else []
-
-    def count_tokens(self, text: str) -> int:
-        return 0
-
-    def load(self) -> None:
-        self._check_chip()
-        if self.reset_first:
-            reset_device()
-            self.reset_first = False
-
-    def render(self, frame: Frame, on_step=None, init_image=None):
-        return self.render_batch([frame], on_step=on_step)[0]
-
-    def render_batch(self, frames: list[Frame], on_step=None) -> list[tuple[Image.Image, dict[str, Any]]]:
-        """One run of the demo for up to ``num_prompts`` frames (the rest of its prompts repeat the last)."""
-        if len(frames) > self.batch:
-            return [r for i in range(0, len(frames), self.batch) for r in self.render_batch(frames[i:i + self.batch], on_step)]
-        images = self._run_demo([f.prompt for f in frames], f"frames_{frames[0].index:05d}", on_step)
-        return [(images[i], dict(self.fixed)) for i in range(len(frames))]
-
-    def _run_demo(self, prompts: list[str], name: str, on_step) -> list[Image.Image]:
-        folder = (self.work_dir / name if self.work_dir
-                  else Path(tempfile.gettempdir()) / "framereel-tt-demo" / f"{name}-{os.getpid()}")  # a worker process
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        padded = prompts + [prompts[-1]] * (self.batch - len(prompts))  # the demo indexes exactly num_prompts
-        target = folder / self.input_path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps([{"prompt": p} for p in padded], indent=1, ensure_ascii=False))
-        env = {**os.environ, "TT_METAL_HOME": str(self.home)}
-        env.update(self._visible_env())
-        cmd = [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", f"--rootdir={self.home}",
-               *(["--timeout=0"] if pytest_timeout_present() else []),
-               *([f"--device-id={self.chip}"] if self.user_visible is not None and self.chip else []), self.demo.test_node]
-        self._throttle_for_env(env)
-        log_path = folder / "demo.log"
-        w, h = self.demo.image_size
-        names = [folder / f"input_data_{i}_{h}x{w}_ttnn.png" for i in range(1, self.batch + 1)]
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
-            seen = 0
-            try:
-                while proc.poll() is None:
-                    now = sum(1 for p in names[:len(prompts)] if p.exists())
-                    if now != seen and on_step is not None:
-                        on_step(now, len(prompts))
-                    seen = now
-                    time.sleep(0.2)
-            except BaseException:
-                proc.terminate()
-                proc.wait(timeout=30)
-                raise
-        text = log_path.read_text(errors="replace")
-        if proc.returncode != 0:
-            tail = [ln for ln in text.strip().splitlines() if ln.strip()][-1:] or ["no output"]
-            raise FramereelError(f"the tt-metal demo failed (exit {proc.returncode}): {tail[0]}; full log: {log_path}")
-        said = logged_prompts(text)
-        if said[:len(padded)] != padded:
-            why = next((f"its prompt {i + 1} was {s!r}, not {p!r}" for i, (s, p) in enumerate(zip(said, padded)) if s != p),
-                       f"its log names {len(said)} of the {len(padded)} prompts")
-            raise FramereelError(
-                f"the tt-metal demo did not render framereel's prompts ({why}); no frame of this run was kept; "
-                f"full log: {log_path}")
-        images = []
-        for path in names[:len(prompts)]:
-            with Image.open(path) as im:
-                images.append(im.convert("RGB"))
-        shutil.rmtree(folder, ignore_errors=True)  # the frames hold the images now; a failed run's folder stays
-        return images
-
-    def _throttle_for_env(self, env: dict[str, str]) -> None:
-        arch, _ = self._arch()
-        self.decisions["arch"] = arch
-        if arch == WORMHOLE and "TT_MM_THROTTLE_PERF" not in env:
-            env["TT_MM_THROTTLE_PERF"] = THROTTLE  # the demo sets it too; this covers demos from before it did
-
-    def close(self) -> None:
-        pass

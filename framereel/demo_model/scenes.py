@@ -196,11 +196,6 @@ def parse_caption(text: str) -> dict[str, str]:
 _BG_REFERENCE = {name: np.asarray(_background(name, 0), dtype=np.float32) for name in BACKGROUNDS}
 
 
-def _ring(a: np.ndarray) -> np.ndarray:
-    m = MARGIN - 1
-    return np.concatenate([a[:m].reshape(-1, 3), a[-m:].reshape(-1, 3), a[:, :m].reshape(-1, 3), a[:, -m:].reshape(-1, 3)])
-
-
 def classify_background(img: Image.Image) -> str:
     """The background whose reference is nearest on the outer ring (median per row)."""
     a = np.asarray(img.convert("RGB").resize((SIZE, SIZE)), dtype=np.float32)

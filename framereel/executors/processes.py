@@ -4,16 +4,22 @@ Each worker loads the model once and renders the jobs the driver hands it, sendi
 only the driver writes files and ``run.json``. Seeds come from the frames themselves, never from
 worker state, so the frames are the same as a single process renders.
 
-``FRAMEREEL_FAULT=crash:N`` makes a worker die on its first try at frame N (for the tests).
+Each worker writes to its own pipe, read only by the driver: a worker that dies mid-message (a
+segfault, an OOM kill) can break only its own pipe. (With one queue shared by every worker, a
+worker killed while its queue thread held the queue's lock blocked the others' messages for good.)
+
+``FRAMEREEL_FAULT=crash:N`` makes a worker die on its first try at frame N, ``torn:N`` die halfway
+through writing a message (for the tests).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import queue
+import struct
 import time
 from dataclasses import replace
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,7 @@ from ..events import EventHandler, WorkersStarted
 from ..jobs import Job, JobFailed, Message, WorkerDied, WorkerPool, WorkerReady, run_job
 from ..manifest import read_frame_image
 from ..settings import RenderSettings
-from . import cpu_threads, worker_labels
+from .shares import cpu_threads, worker_labels
 
 
 def _worker_main(label: str, settings: RenderSettings, threads: int, frames_dir: str, inbox, outbox) -> None:
@@ -39,7 +45,7 @@ def _worker_main(label: str, settings: RenderSettings, threads: int, frames_dir:
     fault = os.environ.get("FRAMEREEL_FAULT", "")
     backend = create_backend(settings)
     backend.load()
-    outbox.put(WorkerReady(label))
+    outbox.send(WorkerReady(label))
     try:
         _serve(label, backend, frames_dir, fault, inbox, outbox)
     finally:
@@ -48,13 +54,16 @@ def _worker_main(label: str, settings: RenderSettings, threads: int, frames_dir:
 
 def _serve(label: str, backend, frames_dir: str, fault: str, inbox, outbox) -> None:
     while (job := inbox.get()) is not None:
-        if job.attempts == 0 and fault.startswith("crash:") and int(fault[6:]) in {f.index for f in job.frames}:
+        kind, _, frame = fault.partition(":")
+        if job.attempts == 0 and kind in ("crash", "torn") and int(frame) in {f.index for f in job.frames}:
+            if kind == "torn":  # a message's length header and a few of its bytes, then nothing
+                os.write(outbox.fileno(), struct.pack("!i", 4096) + b"torn")
             os._exit(3)  # fault injection for tests: die mid-job, as a segfault or an OOM kill would
         try:
             for msg in run_job(backend, job, lambda i: read_frame_image(Path(frames_dir), i), label):
-                outbox.put(msg)
+                outbox.send(msg)
         except FramereelError as err:
-            outbox.put(JobFailed(label, job.id, job.frames[0].index, str(err)))
+            outbox.send(JobFailed(label, job.id, job.frames[0].index, str(err)))
 
 
 class ProcessPool(WorkerPool):
@@ -65,32 +74,41 @@ class ProcessPool(WorkerPool):
         self.devices = devices
         self.frames_dir = frames_dir
         self.workers: dict[str, tuple[Any, Any]] = {}
-        self.outbox = None
+        self.outboxes: dict[str, Connection] = {}  # each worker's pipe to the driver
 
     def start(self, emit: EventHandler) -> None:
         ctx = mp.get_context("spawn")
         threads = cpu_threads(self.devices)
-        self.outbox = ctx.Queue()
         for label, device in zip(worker_labels(self.devices), self.devices):
             inbox = ctx.Queue()
+            reader, writer = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_worker_main, daemon=True, args=(
-                label, replace(self.settings, device=device), threads, str(self.frames_dir), inbox, self.outbox))
+                label, replace(self.settings, device=device), threads, str(self.frames_dir), inbox, writer))
             proc.start()
+            writer.close()  # the worker holds the only writer: its pipe ends when it does
             self.workers[label] = (proc, inbox)
+            self.outboxes[label] = reader
         emit(WorkersStarted(list(self.workers), threads))
 
     def submit(self, worker: str, job: Job) -> None:
         self.workers[worker][1].put(job)
 
     def poll(self, timeout: float) -> list[Message]:
-        try:
-            return [self.outbox.get(timeout=timeout)]
-        except queue.Empty:
-            pass
+        labels = {conn: label for label, conn in self.outboxes.items()}
+        messages: list[Message] = []
+        for conn in wait(list(labels), timeout):
+            try:
+                messages.append(conn.recv())
+            except (EOFError, OSError):  # the worker is gone, mid-message or after its last one
+                del self.outboxes[labels[conn]]
+        if messages:
+            return messages
         dead = []
         for label, (proc, _) in list(self.workers.items()):
-            if not proc.is_alive():
+            if label not in self.outboxes or not proc.is_alive():
+                proc.join(timeout=5)
                 del self.workers[label]
+                self.outboxes.pop(label, None)
                 dead.append(WorkerDied(label, f"worker {label} died (exit code {proc.exitcode})"))
         return dead
 
@@ -108,3 +126,5 @@ class ProcessPool(WorkerPool):
             proc.join(timeout=max(0.1, deadline - time.time()))
             if proc.is_alive():
                 proc.terminate()
+        for conn in self.outboxes.values():
+            conn.close()

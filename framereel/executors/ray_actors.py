@@ -20,7 +20,7 @@ from ..events import EventHandler, WorkersStarted
 from ..jobs import Job, Message, WorkerDied, WorkerPool, WorkerReady, run_job
 from ..manifest import frame_name
 from ..settings import RenderSettings
-from . import cpu_threads, worker_labels
+from .shares import cpu_threads, worker_labels
 
 
 class RenderActor:

@@ -56,7 +56,7 @@ class BeatGrid:
 
 def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The song as mono float32 samples, decoded by ffmpeg."""
-    from ..video import find_ffmpeg
+    from ..ffmpeg import find_ffmpeg
 
     if not path.is_file():
         raise FramereelError(f"{path}: no such audio file")

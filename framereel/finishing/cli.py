@@ -14,8 +14,6 @@ import click
 
 from ..errors import FramereelError
 
-FINISHING_KEYS = ("upscale", "upscale_tile", "upscale_overlap", "interpolate", "loop", "finish_device")
-BEAT_KEYS = ("on_beat", "every", "bpm")
 ON_BEAT_FPS = 8.0
 
 

@@ -263,8 +263,7 @@ def _empty_gpu_cache() -> None:
 
 def frame_sources(out: Path, frames: str | None = None) -> list[tuple[int, Path]]:
     """The frames present in ``out/frames`` (optionally a subset like ``"0-4,7"``), in index order."""
-    from ..storyboard import parse_indices
-    from ..video import _ranges
+    from ..validate import format_indices, parse_indices
 
     frames_dir = out / FRAMES_DIR
     if not frames_dir.is_dir():
@@ -274,8 +273,8 @@ def frame_sources(out: Path, frames: str | None = None) -> list[tuple[int, Path]
         pick = set(parse_indices(frames))
         missing = sorted(pick - {i for i, _ in present})
         if missing:
-            raise FramereelError(f"{out}: --frames {frames}: frames/ has no frame {_ranges(missing)} "
-                                 f"(it holds {_ranges([i for i, _ in present])})")
+            raise FramereelError(f"{out}: --frames {frames}: frames/ has no frame {format_indices(missing)} "
+                                 f"(it holds {format_indices([i for i, _ in present])})")
         present = [(i, p) for i, p in present if i in pick]
     if not present:
         raise FramereelError(f"{out}: no frames to upscale (frames/ has no frame_NNN.png files)")

@@ -1,0 +1,91 @@
+"""What both Tenstorrent backends share: the checkout, its SD demo, the chips, and every decision made."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..settings import RenderSettings
+from .base import Backend
+from .tt_chips import THROTTLE, chip_index, prepare_environment, tt_metal_home
+from .tt_tree import BLACKHOLE, WORMHOLE, ChipPlan, SdDemo, check_chips, chip_plan, find_sd_demo
+
+SD_MODEL = "CompVis/stable-diffusion-v1-4"
+
+
+class TtBase(Backend):
+    """What both backends share: the checkout, its demo, the chips, and every decision made (the
+    decisions are the run's ``notes`` in run.json)."""
+
+    dtype = "bfloat16"
+    speed_refusal = "the Tenstorrent backends render one traced frame at a time and don't take these"
+
+    def __init__(self, settings: RenderSettings):
+        self._notes: list[str] = []
+        self.decisions: dict[str, Any] = {}
+        super().__init__(settings)
+        self.home = tt_metal_home()
+        self.demo: SdDemo = find_sd_demo(self.home)
+        prepare_environment(self.home)
+        self.chip = chip_index(settings.device)
+        self.reset_first = settings.reset_device
+        self._plan: ChipPlan | None = None
+        self.user_visible = os.environ.get("TT_METAL_VISIBLE_DEVICES")
+        self.decisions.update({
+            "tt_metal": str(self.home), "commit": self.demo.commit, "layout": f"{self.demo.folder} ({self.demo.layout})",
+        })
+
+    @property
+    def plan(self) -> ChipPlan:
+        if self._plan is None:
+            self._plan = chip_plan()
+        return self._plan
+
+    def _arch(self, ttnn=None) -> tuple[str, str]:
+        if self.plan.arch:
+            return self.plan.arch, f"tt-smi: {self.plan.boards}"
+        name = getattr(ttnn, "get_arch_name", None) if ttnn is not None else None
+        if name is not None:
+            arch = str(name())
+            return (BLACKHOLE if "blackhole" in arch else WORMHOLE), f"ttnn.get_arch_name() = {arch}"
+        return WORMHOLE, "assumed: tt-smi lists no chip"
+
+    def _visible_env(self) -> dict[str, str]:
+        """``TT_METAL_VISIBLE_DEVICES`` restricting this process to its chip (left alone if the user set it)."""
+        if self.user_visible is not None:
+            self.decisions["chip"] = f"tt:{self.chip} within TT_METAL_VISIBLE_DEVICES={self.user_visible} (yours)"
+            return {}
+        self.decisions["chip"] = f"tt:{self.chip} (TT_METAL_VISIBLE_DEVICES={self.chip}, opened as device 0)"
+        return {"TT_METAL_VISIBLE_DEVICES": str(self.chip)}
+
+    def _check_chip(self) -> None:
+        if self.settings.device.startswith("tt:"):
+            check_chips([self.settings.device], self.plan)
+        if self.plan.chips:
+            self.decisions["chips"] = self.plan.reason()
+
+    def _chip_warning(self) -> list[str]:
+        """Said once per run where some chips can't be used: how many are, and why."""
+        if len(self.plan.usable) < len(self.plan.chips):
+            return [f"{self.plan.reason()}; --devices all uses {', '.join(self.plan.usable)}"]
+        return []
+
+    def _throttle(self, arch: str) -> None:
+        if "TT_MM_THROTTLE_PERF" in self.decisions:
+            return
+        if arch != WORMHOLE:
+            self.decisions["TT_MM_THROTTLE_PERF"] = "not set (Blackhole)"
+        elif "TT_MM_THROTTLE_PERF" in os.environ:
+            self.decisions["TT_MM_THROTTLE_PERF"] = f"{os.environ['TT_MM_THROTTLE_PERF']} (yours)"
+        else:
+            os.environ["TT_MM_THROTTLE_PERF"] = THROTTLE
+            self.decisions["TT_MM_THROTTLE_PERF"] = f"{THROTTLE} (Wormhole, as tt-metal's SD demo sets it)"
+
+    @property
+    def notes(self) -> list[str]:
+        return [*self._notes, *(f"{k}: {v}" for k, v in self.decisions.items())]
+
+    @notes.setter
+    def notes(self, value: list[str]) -> None:
+        self._notes = list(value)
+
