@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from framereel.backends.diffusers_backend import DEMO_MODEL_DIR
+from framereel.backends.resolve import DEMO_MODEL_DIR
 from framereel.bench import build_sd_shaped, machine
 
 

@@ -89,7 +89,7 @@ def main() -> None:
     from spandrel.architectures.Compact.__arch.SRVGG import SRVGGNetCompact
     from spandrel.architectures.ESRGAN.__arch.RRDB import RRDBNet
 
-    from framereel.backends.diffusers_backend import cpu_supports_bf16
+    from framereel.backends.device import cpu_supports_bf16
     from framereel.bench import machine
     from framereel.finishing.beats import find_beats
     from framereel.finishing.rife import IFNet

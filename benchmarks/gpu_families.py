@@ -136,7 +136,7 @@ def build_sdxl(folder: Path, tiny: bool) -> None:
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    from framereel.backends.diffusers_backend import DEMO_MODEL_DIR
+    from framereel.backends.resolve import DEMO_MODEL_DIR
 
     torch.manual_seed(0)
     clip = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,

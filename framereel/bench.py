@@ -47,7 +47,7 @@ PROMPTS = ["a large red circle on the left, night sky", "a small blue square at 
 def machine() -> dict[str, Any]:
     import torch
 
-    from .backends.diffusers_backend import cpu_supports_bf16
+    from .backends.device import cpu_supports_bf16
 
     return {"cpu": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count(),
             "bf16": cpu_supports_bf16(), "torch": torch.__version__, "threads": torch.get_num_threads()}
@@ -60,7 +60,7 @@ def build_sd_shaped(folder: Path, safety_checker: bool = False) -> Path:
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from .backends.diffusers_backend import DEMO_MODEL_DIR
+    from .backends.resolve import DEMO_MODEL_DIR
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8,
@@ -310,7 +310,7 @@ def figure_schedulers(bench: Bench) -> dict[str, Any]:
     """3. DPM-Solver++ 25 vs PNDM 50, each against its own scheduler at 100 steps; a DPM++ step sweep."""
     from diffusers import StableDiffusionPipeline
 
-    from .backends.diffusers_backend import make_scheduler
+    from .backends.common import make_scheduler
 
     pipe = StableDiffusionPipeline(**bench.backend.pipe.components)  # the plain side: its own scheduler
     pipe.set_progress_bar_config(disable=True)

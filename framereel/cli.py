@@ -14,8 +14,8 @@ import click
 
 from ._version import __version__
 from .backends.common import recommended_settings
-from .backends.diffusers_backend import DEMO_MODEL_DIR
 from .backends.families import FAMILIES
+from .backends.resolve import DEMO_MODEL_DIR
 from .errors import FramereelError, one_line
 from .finishing.cli import beat_options, check_finishing_options, finishing_options, on_beat_storyboard
 from .finishing.cli import register as _register_finishing

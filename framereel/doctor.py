@@ -89,11 +89,11 @@ def _motion_checks(spec: str, model: str | None) -> list[Check]:
 def _motion_fit(spec: str, model: str) -> Check:
     """Whether the motion adapter fits ``model``: the check ``make`` makes before loading weights."""
     from .backends import RenderSettings
-    from .backends.diffusers_backend import DiffusersBackend
+    from .backends.resolve import resolve_model
     from .errors import FramereelError
 
     try:
-        info = DiffusersBackend(RenderSettings(model=model, device="cpu", motion_adapter=spec)).describe()
+        info = resolve_model(RenderSettings(model=model, device="cpu", motion_adapter=spec)).info
     except FramereelError as err:
         return Check("motion adapter fit", False, str(err))
     return Check("motion adapter fit", True, f"fits {info.id} ({(info.family or {}).get('label')})")
@@ -107,7 +107,7 @@ def _gpu_checks() -> list[Check]:
     cuda = torch.cuda.is_available()
     detail = f"{torch.cuda.device_count()} GPU(s): {torch.cuda.get_device_name(0)}" if cuda else "no CUDA GPU visible"
     mps = torch.backends.mps.is_available()
-    from .backends.diffusers_backend import cpu_supports_bf16, cxx_compiler
+    from .backends.device import cpu_supports_bf16, cxx_compiler
 
     cxx = cxx_compiler()
     return [
@@ -232,15 +232,15 @@ def _model_checks(model: str, refiner: str | None = None) -> list[Check]:
     """``doctor --model``: the model's family, the defaults it brings, and the memory options a
     GPU here would need for it; with ``refiner``, whether that SDXL refiner fits it."""
     from .backends import RenderSettings
-    from .backends.diffusers_backend import DiffusersBackend
     from .backends.families import component_bytes, memory_advice
+    from .backends.resolve import resolve_model
     from .errors import FramereelError
 
-    backend = DiffusersBackend(RenderSettings(model=model, device="cpu", refiner=refiner))
     try:
-        info = backend.describe()
+        resolved = resolve_model(RenderSettings(model=model, device="cpu", refiner=refiner))
     except FramereelError as err:
         return [Check("model", False, str(err))]
+    info = resolved.info
     fam = info.family or {}
     out = [Check("model family", True, f"{fam.get('label')} ({fam.get('family')}) at {info.id}"),
            *([Check("refiner", True, f"{fam['refiner']['id']}: the base denoises the first "
@@ -248,8 +248,8 @@ def _model_checks(model: str, refiner: str | None = None) -> list[Check]:
            Check("model defaults", None, f"{info.native_width}x{info.native_height}, {fam.get('steps')} steps, "
                  f"guidance {fam.get('guidance'):g}, scheduler {fam.get('scheduler')}"
                  + (f" (made for {fam['steps_range'][0]}–{fam['steps_range'][1]} steps)" if fam.get("steps_range") else ""))]
-    source = backend._source
-    if source is not None and source.is_dir():
+    source = resolved.folder
+    if source is not None:
         import torch
 
         free = torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
@@ -275,7 +275,7 @@ def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str
         auto = Check("auto picks", None, "backend tt (a Tenstorrent board is present)")
     else:
         try:
-            from .backends.diffusers_backend import pick_device, pick_dtype
+            from .backends.device import pick_device, pick_dtype
 
             device, why = pick_device(RenderSettings().device)
             auto = Check("auto picks", None, f"backend diffusers on {device} ({why}), {pick_dtype('auto', device)}")

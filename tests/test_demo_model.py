@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from framereel import RenderSettings, load_storyboard, render
-from framereel.backends.diffusers_backend import DEMO_MODEL_DIR
+from framereel.backends.resolve import DEMO_MODEL_DIR
 from framereel.demo_model import scenes
 from framereel.demo_model.evaluate import THRESHOLDS, evaluate
 from framereel.demo_model.train import eval_prompts

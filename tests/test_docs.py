@@ -10,7 +10,7 @@ from conftest import cli
 
 from framereel import events
 from framereel.backends.common import recommended_settings
-from framereel.backends.diffusers_backend import DEMO_MODEL_DIR
+from framereel.backends.resolve import DEMO_MODEL_DIR
 from framereel.plan import RunPlan
 from framereel.storyboard import ENTRY_KEYS, FRAME_KEYS, TOP_LEVEL_KEYS
 

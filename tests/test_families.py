@@ -40,7 +40,7 @@ def test_family_renders_morphs_chains_resumes_and_matches_its_own_pipeline(famil
     import torch
     from diffusers import DiffusionPipeline
 
-    from framereel.backends.diffusers_backend import make_scheduler
+    from framereel.backends.common import make_scheduler
 
     folder = family_model(family)
     settings = RenderSettings(model=str(folder), dtype="float32", batch=1)

@@ -12,9 +12,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "framereel"
 
-# removed by the resolve-stage change (animatediff borrows helpers from diffusers_backend, which
-# builds animatediff's pipelines); drop this entry once that change has landed
-KNOWN_CYCLES = {frozenset({"framereel.backends.animatediff", "framereel.backends.diffusers_backend"})}
+KNOWN_CYCLES: set[frozenset[str]] = set()  # pairs of modules allowed to import each other (none)
 
 
 def module_name(path: Path) -> str:

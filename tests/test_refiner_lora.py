@@ -35,7 +35,7 @@ def diffusers_base_and_refiner(base_dir, refiner_dir, scheduler):
     import torch
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
-    from framereel.backends.diffusers_backend import make_scheduler
+    from framereel.backends.common import make_scheduler
 
     base = StableDiffusionXLPipeline.from_pretrained(str(base_dir), torch_dtype=torch.float32)
     refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
@@ -146,7 +146,7 @@ def diffusers_sd(model_dir, scheduler, lora=None, weight=1.0):
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from framereel.backends.diffusers_backend import make_scheduler
+    from framereel.backends.common import make_scheduler
 
     pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), torch_dtype=torch.float32, safety_checker=None,
                                                    requires_safety_checker=False)

@@ -184,7 +184,7 @@ def test_batch_auto_is_measured_at_each_size_rendered(tmp_path, tiny_model, meas
 
 def test_batch_auto_keeps_batch_1_when_a_bigger_batch_is_not_faster(monkeypatch):
     """The measurement picks a bigger batch only when its frames/s beat batch 1's by BATCH_GAIN."""
-    from framereel.backends import diffusers_backend as db
+    from framereel.backends import device as db
 
     def seconds(per_call):
         return lambda pipe, rows, size: per_call[rows]

@@ -14,41 +14,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import FramereelError
 from ..storyboard import parse_lora_spec
+from .common import SourceKind, contents_fingerprint, make_scheduler, resolve_source
 
 DEMO_MOTION_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "motion"
 
 
+MOTION_ADAPTER = SourceKind(
+    "--motion-adapter", "config.json",
+    not_a_folder="--motion-adapter {spec}: no config.json there; pass a folder saved with "
+                 "MotionAdapter.save_pretrained, or a Hub id like guoyww/animatediff-motion-adapter-v1-5-2",
+    missing="--motion-adapter {spec}: no such folder; pass a local MotionAdapter folder or a Hub id "
+            "like guoyww/animatediff-motion-adapter-v1-5-2",
+    demo=DEMO_MOTION_DIR,
+    no_demo="the demo motion module is missing from this install; train it with "
+            "`python -m framereel.demo_model.train_motion --out DIR` and pass --motion-adapter DIR")
+
+
 def resolve_motion_adapter(spec: str) -> Path:
     """``--motion-adapter``: ``demo``, a local MotionAdapter folder, or a Hub id (fetched to the cache)."""
-    if spec == "demo":
-        if not (DEMO_MOTION_DIR / "config.json").is_file():
-            raise FramereelError("the demo motion module is missing from this install; train it with "
-                                 "`python -m framereel.demo_model.train_motion --out DIR` and pass --motion-adapter DIR")
-        return DEMO_MOTION_DIR
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise FramereelError(f"--motion-adapter {spec}: no config.json there; pass a folder saved with "
-                                 "MotionAdapter.save_pretrained, or a Hub id like guoyww/animatediff-motion-adapter-v1-5-2")
-        return path
-    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
-        raise FramereelError(f"--motion-adapter {spec}: no such folder; pass a local MotionAdapter folder or a Hub id "
-                             "like guoyww/animatediff-motion-adapter-v1-5-2")
-    from huggingface_hub import snapshot_download
-
-    from .common import quiet_libraries
-    from .diffusers_backend import _hub_error
-
-    quiet_libraries()
-    try:
-        return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors"]))
-    except Exception as err:  # the Hub raises many kinds; each becomes one line for the user
-        raise _hub_error(spec, err, "--motion-adapter") from err
+    return resolve_source(spec, MOTION_ADAPTER).path
 
 
 def parse_motion_lora(spec: str) -> tuple[str, float]:
@@ -93,24 +83,6 @@ def check_adapter_fits(adapter_dir: Path, unet_config: dict[str, Any], model_id:
             "(SD 1.5 adapters for SD 1.x models, --motion-adapter demo for --model demo)")
 
 
-def files_fingerprint(path: Path) -> str:
-    """A hash of an adapter's or LoRA's contents (config and weights: a retrained adapter of the
-    same size must re-render its clips)."""
-    import hashlib
-
-    from .common import WEIGHT_SUFFIXES
-    from .common import file_sha256 as _file_sha256
-
-    if not path.is_dir():
-        return _file_sha256(path)
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        if p.is_file() and not p.name.startswith(".") and p.suffix in (".json", *WEIGHT_SUFFIXES):
-            h.update(p.relative_to(path).as_posix().encode())
-            h.update(_file_sha256(p).encode())
-    return h.hexdigest()[:16]
-
-
 def _decode(path: str, label: str, first_only: bool = False) -> list:
     """The frames of the video at ``path`` as images (only the first with ``first_only``); a file PyAV
     can't open or that holds no video frame is a one-line error."""
@@ -150,13 +122,21 @@ def read_video(path: str, frames: int, width: int, height: int):
     return [ImageOps.fit(decoded[i].convert("RGB"), (width, height), Image.Resampling.LANCZOS) for i in picks]
 
 
+@dataclass(frozen=True)
+class MotionSource:
+    """A resolved ``--motion-adapter`` and its ``--motion-lora`` files and weights."""
+
+    adapter_dir: Path
+    loras: tuple[tuple[str, float], ...] = ()
+
+
 class ClipRenderer:
     """Renders whole clips for a :class:`~framereel.backends.diffusers_backend.DiffusersBackend`."""
 
-    def __init__(self, backend, adapter_dir: Path, loras: list[tuple[str, float]]):
+    def __init__(self, backend, motion: MotionSource):
         self.backend = backend
-        self.adapter_dir = adapter_dir
-        self.loras = loras
+        self.adapter_dir = motion.adapter_dir
+        self.loras = motion.loras
         self._t2v = None
         self._v2v = None
 
@@ -165,8 +145,6 @@ class ClipRenderer:
             return self._t2v
         import torch
         from diffusers import AnimateDiffPipeline, MotionAdapter, UNetMotionModel
-
-        from .diffusers_backend import make_scheduler
 
         be = self.backend
         be.load()
@@ -268,20 +246,20 @@ def _step_callback(on_step, steps: int):
     return step_end
 
 
-def clip_renderer(backend, model_dir: Path | None, model_id: str) -> tuple[ClipRenderer | None, dict[str, Any]]:
-    """Resolve ``--motion-adapter`` / ``--motion-lora`` for ``backend`` (before any weights load):
-    the clip renderer, and what goes into every clip frame's hash (the adapter's and LoRAs'
-    fingerprints, the LoRA weights). ``(None, {})`` without a motion adapter."""
-    settings = backend.settings
+def resolve_motion(settings, model_dir: Path | None, model_id: str) -> tuple[MotionSource | None, dict[str, Any]]:
+    """Resolve ``--motion-adapter`` / ``--motion-lora`` (before any weights load): the adapter and
+    LoRAs, checked to fit the model in ``model_dir`` (None: a single file, not checked here), and
+    what goes into every clip frame's hash (the adapter's and LoRAs' fingerprints, the LoRA
+    weights). ``(None, {})`` without a motion adapter."""
     if not settings.motion_adapter:
         return None, {}
     adapter_dir = resolve_motion_adapter(settings.motion_adapter)
     if model_dir is not None and (model_dir / "unet" / "config.json").is_file():
         unet_config = json.loads((model_dir / "unet" / "config.json").read_text())
         check_adapter_fits(adapter_dir, unet_config, model_id, settings.motion_adapter)
-    loras = [parse_motion_lora(s) for s in settings.motion_loras]
+    loras = tuple(parse_motion_lora(s) for s in settings.motion_loras)
     options = {
-        "motion_adapter": files_fingerprint(adapter_dir),
-        **({"motion_loras": [[files_fingerprint(Path(p)), w] for p, w in loras]} if loras else {}),
+        "motion_adapter": contents_fingerprint(adapter_dir),
+        **({"motion_loras": [[contents_fingerprint(Path(p)), w] for p, w in loras]} if loras else {}),
     }
-    return ClipRenderer(backend, adapter_dir, loras), options
+    return MotionSource(adapter_dir, loras), options

@@ -1,4 +1,6 @@
-"""Helpers every backend shares: model-folder inspection, seeded noise, slerp, a prompt-embedding cache."""
+"""Helpers every backend shares: finding a model, adapter or VAE (a folder, a single file or a Hub
+id: :func:`resolve_source`), model-folder inspection, schedulers by name, seeded noise, slerp, a
+prompt-embedding cache."""
 
 from __future__ import annotations
 
@@ -7,11 +9,15 @@ import json
 import os
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import FramereelError
+
 SD1_NATIVE = 512
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx")
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 
 
 def quiet_libraries() -> None:
@@ -26,6 +32,135 @@ def quiet_libraries() -> None:
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
+
+
+# ------------------------------------------------------------------ finding a model: folder, single file or Hub id
+
+
+HUB_FIXES = {  # what to pass instead of a Hub id the Hub can't give, per option
+    "--model": "pass --model PATH to a local diffusers folder or .safetensors file, or try --model demo "
+               "(offline demo model)",
+    "--motion-adapter": "pass --motion-adapter PATH to a local MotionAdapter folder, or try --motion-adapter demo "
+                        "(with --model demo)",
+    "--refiner": "pass --refiner PATH to a local SDXL refiner folder or .safetensors file",
+    "--tiny-vae": "pass --tiny-vae PATH to a local AutoencoderTiny folder",
+    "--lora": "pass a local LoRA .safetensors file instead",
+}
+
+
+def hub_error(spec: str, err: Exception, flag: str = "--model") -> FramereelError:
+    """One line for a Hub id the Hub could not give (``flag``: the option, or a frame's ``"lora"``, that
+    named it): what went wrong and what to pass instead."""
+    name = type(err).__name__
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if "Gated" in name or "401" in str(err) or "403" in str(err):
+        why = "needs a Hugging Face login: run `hf auth login` (or set HF_TOKEN) and accept its licence on the Hub"
+    elif "RepositoryNotFound" in name:
+        why = "not a repository on the Hugging Face Hub, nor a local folder or file"
+    elif offline or "LocalEntryNotFound" in name or "Offline" in name or "Connect" in name:
+        why = ("not in the local Hugging Face cache and HF_HUB_OFFLINE is set; unset it to download" if offline
+               else "not in the local Hugging Face cache and the Hub can't be reached; go online to download")
+    else:
+        why = f"could not fetch it from the Hugging Face Hub ({name}); try again online"
+    fix = HUB_FIXES.get(flag) or HUB_FIXES["--lora" if "lora" in flag else "--model"]
+    return FramereelError(f"{flag} {spec}: {why}, or {fix}")
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """What one option names (a model, a motion adapter, a tiny VAE, a refiner) and how it is found.
+    Messages are format strings of ``spec`` (as given) and ``path`` (expanded)."""
+
+    flag: str  # e.g. "--tiny-vae"
+    marker: str | None  # the file a folder of this kind holds (None: any existing path is taken)
+    not_a_folder: str  # a folder without ``marker``
+    missing: str  # a local path that is not there
+    missing_file: str = ""  # a single file (``.safetensors``/``.ckpt``) that is not there ("" : ``missing``)
+    files: bool = False  # single ``.safetensors``/``.ckpt`` files are taken
+    bare_names_on_hub: bool = False  # a name without "/" is a Hub id (else it must be owner/name)
+    whole_pipeline: bool = False  # a Hub id downloads as a whole diffusers pipeline (else *.json, *.safetensors)
+    demo: Path | None = None  # where ``demo`` points
+    demo_part: str = ""  # what the demo folder must hold ("": ``marker``)
+    no_demo: str = ""  # the demo's files are missing
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a resolved model, adapter or VAE lies: a local folder or single file (a Hub id: its
+    folder in the Hugging Face cache)."""
+
+    path: Path
+    single_file: bool = False
+    hub_id: str | None = None  # the Hub id it was fetched as
+    demo: bool = False  # the demo files shipped with framereel
+
+    @property
+    def name(self) -> str:
+        """How run.json and doctor name it: ``demo``, the Hub id, else the absolute path."""
+        return "demo" if self.demo else self.hub_id or str(self.path.resolve())
+
+
+def resolve_source(spec: str, kind: SourceKind) -> Source:
+    """Find what ``spec`` names: ``demo``, a local folder (holding ``kind.marker``), a single file,
+    or a Hub id fetched into the Hugging Face cache (the only step that may reach the network).
+    Anything else is a one-line error naming ``kind.flag``."""
+    if spec == "demo" and kind.demo is not None:
+        if not (kind.demo / (kind.demo_part or kind.marker or "")).exists():
+            raise FramereelError(kind.no_demo)
+        return Source(kind.demo, demo=True)
+    path = Path(spec).expanduser()
+    if path.is_dir() or (kind.marker is None and path.exists()):
+        if kind.marker is not None and not (path / kind.marker).is_file():
+            raise FramereelError(kind.not_a_folder.format(spec=spec, path=path))
+        return Source(path, single_file=path.is_file())
+    if kind.files and path.suffix in SINGLE_FILE_SUFFIXES:
+        if not path.is_file():
+            raise FramereelError((kind.missing_file or kind.missing).format(spec=spec, path=path))
+        return Source(path, single_file=True)
+    if not _hub_like(spec, kind.bare_names_on_hub):
+        raise FramereelError(kind.missing.format(spec=spec, path=path))
+    return Source(_download(spec, kind), hub_id=spec)
+
+
+def _hub_like(spec: str, bare_names: bool) -> bool:
+    if spec.startswith((".", "/", "~")):
+        return False
+    if bare_names:
+        return os.sep not in spec.strip("/").replace("/", "", 1)
+    return spec.count("/") == 1
+
+
+def _download(spec: str, kind: SourceKind) -> Path:
+    quiet_libraries()
+    try:
+        if kind.whole_pipeline:
+            from diffusers import DiffusionPipeline
+
+            return Path(DiffusionPipeline.download(spec))
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors"]))
+    except Exception as err:  # the Hub raises many kinds; each becomes one line for the user
+        raise hub_error(spec, err, kind.flag) from err
+
+
+def make_scheduler(name: str, config: Any):
+    """A diffusers scheduler by framereel's short name, built from the model's scheduler config."""
+    import diffusers
+
+    table = {
+        "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+        "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+        "ddim": ("DDIMScheduler", {}),
+        "euler": ("EulerDiscreteScheduler", {}),
+        "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+        "heun": ("HeunDiscreteScheduler", {}),
+        "unipc": ("UniPCMultistepScheduler", {}),
+        "lcm": ("LCMScheduler", {}),
+        "flow-euler": ("FlowMatchEulerDiscreteScheduler", {}),
+    }
+    cls_name, kwargs = table[name]
+    return getattr(diffusers, cls_name).from_config(config, **kwargs)
 
 
 # ------------------------------------------------------------------ model folders
@@ -53,6 +188,19 @@ def file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+    return h.hexdigest()[:16]
+
+
+def contents_fingerprint(path: Path) -> str:
+    """A hash of a file's, or a folder's config and weight files', bytes (a retrained adapter of
+    the same size must re-render its frames)."""
+    if not path.is_dir():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file() and not p.name.startswith(".") and p.suffix in (".json", *WEIGHT_SUFFIXES):
+            h.update(p.relative_to(path).as_posix().encode())
+            h.update(file_sha256(p).encode())
     return h.hexdigest()[:16]
 
 

@@ -18,7 +18,7 @@ and morphs interpolate every one of those tensors.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -397,6 +397,15 @@ def lerp_conditioning(a: dict[str, Any], b: dict[str, Any], t: float) -> dict[st
     import torch
 
     return {k: torch.lerp(a[k], b[k], t) for k in a}
+
+
+def frame_conditioning(frame, embed: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """A frame's conditioning from ``embed(prompt)``; a morph's has every tensor lerped between its
+    two prompts' (SDXL's size and crop time ids need nothing: both ends of a morph share one size)."""
+    cond = embed(frame.prompt)
+    if frame.kind == "morph":
+        cond = lerp_conditioning(cond, embed(frame.morph_prompt), frame.morph[2])
+    return cond
 
 
 def cat_conditioning(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ LoRAs for that frame (the run's LCM-LoRA stays). Each distinct LoRA loads once a
 adapter; before each pipeline call the backend sets the call's adapters and weights
 (``set_adapters``), or ``disable_lora`` for none, so a frame without LoRAs is exactly the plain
 model's. Morph in-betweens blend the weights of the key frames on either side (:func:`blend`).
+:class:`LoraSet` keeps all of this for one run.
 """
 
 from __future__ import annotations
@@ -113,8 +114,7 @@ def _hub_file(lora: Lora, label: str) -> Path:
     from huggingface_hub import hf_hub_download, list_repo_files, snapshot_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    from .common import quiet_libraries
-    from .diffusers_backend import _hub_error
+    from .common import hub_error, quiet_libraries
 
     quiet_libraries()
     repo, folder, names = lora.source, None, []
@@ -130,7 +130,7 @@ def _hub_file(lora: Lora, label: str) -> Path:
         if name is not None:
             return folder / name if folder is not None else Path(hf_hub_download(repo, name))
     except Exception as err:  # the Hub raises many kinds (offline, connection, not found): one line
-        raise _hub_error(repo, err, label) from err
+        raise hub_error(repo, err, label) from err
     raise FramereelError(f"{label} {repo}: that Hub repository holds no .safetensors or .bin LoRA weights")
 
 
@@ -198,6 +198,121 @@ def _adapter_names(pipe) -> set[str]:
         return {n for names in pipe.get_list_adapters().values() for n in names}
     except (AttributeError, ValueError):
         return set()
+
+
+class LoraSet:
+    """The LoRAs of one run on one pipeline: the run's (``--lora``, the storyboard defaults', an
+    ``--fast`` LCM-LoRA), the frames' own, the adapters loaded (each LoRA once), the ones active
+    now, and each LoRA's checked weights file and fingerprint (found once)."""
+
+    def __init__(self, loras: tuple[Lora, ...], family_label: str, files: dict[str, Path] | None = None):
+        self.run = loras
+        self.family_label = family_label
+        self.adapters: dict[str, str] = {}  # a loaded LoRA's source → its adapter name
+        self.frame_loras: dict[str, tuple[Lora, str]] = {}  # frames' own LoRAs to load: source → (LoRA, label)
+        self.active: tuple | None = None  # the adapters and weights set now
+        self._files: dict[str, Path] = dict(files or {})  # a LoRA's source → its checked weights file
+        self._fingerprints: dict[str, str] = {}
+
+    # ---------------------------------------------------------- which LoRAs a frame renders with
+
+    def for_frame(self, frame) -> list[Lora]:
+        """The LoRAs and weights ``frame`` renders with: its own ``"lora"`` list in place of the run's
+        (an LCM-LoRA of the run stays: it set the run's scheduler and steps), else the run's. A
+        morph's in-betweens blend the weights of the key frames on either side (:func:`blend`)."""
+        own = self._list(frame.lora)
+        if frame.kind != "morph" or frame.lora == frame.morph_lora:
+            return own
+        return blend(own, self._list(frame.morph_lora), frame.morph[2])
+
+    def _list(self, specs: tuple[tuple[str, float], ...] | None) -> list[Lora]:
+        if specs is None:
+            return list(self.run)
+        return [lora for lora in self.run if lora.is_lcm] + [Lora(source, weight) for source, weight in specs]
+
+    def frame_options(self, frame) -> dict:
+        """A frame with its own LoRAs: them, by file contents and weights, in its hash (in place of
+        the run's ``"lora"``; ``None`` for none, which hashes like a run without LoRAs)."""
+        if frame.lora is None and (frame.kind != "morph" or frame.morph_lora is None):
+            return {}
+        label = f'frame {frame.index}: "lora"'
+        return {"lora": [[self.fingerprint(lora, label), lora.weight] for lora in self.for_frame(frame)] or None}
+
+    def fingerprint(self, lora: Lora, label: str) -> str:
+        if lora.source not in self._fingerprints:
+            self._fingerprints[lora.source] = fingerprint(lora, label)
+        return self._fingerprints[lora.source]
+
+    # ---------------------------------------------------------- checked before anything renders
+
+    def check(self, frames) -> None:
+        """The frames' own LoRAs (the run's were checked when the model was resolved): a missing
+        file, a file that is not a LoRA or an LCM-LoRA (it sets the whole run's scheduler) is
+        refused in one line naming the frame; the others are kept to load with the model (each once)."""
+        for lora in self.run:
+            self.file(lora, "--lora")  # found when the model was resolved
+        for f in frames:
+            for specs in (f.lora, f.morph_lora if f.kind == "morph" else None):
+                for source, weight in specs or ():
+                    lora, label = Lora(source, weight), f'frame {f.index}: "lora"'
+                    if lora.is_lcm:
+                        raise FramereelError(f"{label} {source}: an LCM-LoRA sets the scheduler and steps of the "
+                                             'whole run; put it in the storyboard\'s "defaults" (or use --lora)')
+                    self.file(lora, label)
+                    self.frame_loras.setdefault(source, (lora, label))
+
+    def file(self, lora: Lora, label: str) -> Path:
+        """A LoRA's weights file, found (a Hub LoRA fetched) and checked once per run."""
+        if lora.source not in self._files:
+            self._files[lora.source] = weights_file(lora, label)
+        return self._files[lora.source]
+
+    # ---------------------------------------------------------- on the pipeline
+
+    def load_all(self, pipe) -> None:
+        """Load the run's and the frames' LoRAs into a freshly loaded ``pipe`` and activate the run's."""
+        for lora in self.run:
+            self.load(pipe, lora, "--lora")
+        self.load_frames(pipe)
+        self.active = None
+        self.activate(pipe, list(self.run))
+
+    def load_frames(self, pipe) -> None:
+        for lora, label in self.frame_loras.values():
+            self.load(pipe, lora, label)
+
+    def load(self, pipe, lora: Lora, label: str) -> str:
+        """Load a LoRA once, as its own PEFT adapter; returns the adapter's name."""
+        if lora.source not in self.adapters:
+            name = f"lora{len(self.adapters)}"
+            load_lora(pipe, lora, name, self.family_label, label, self.file(lora, label))
+            self.adapters[lora.source] = name
+        return self.adapters[lora.source]
+
+    def activate(self, pipe, loras: list[Lora]) -> bool:
+        """Set the LoRAs (and weights) the next pipeline call renders with: ``set_adapters``, or
+        ``disable_lora`` for none (the model exactly as it is without LoRAs). A frame's LoRA not
+        loaded yet (a worker process) is loaded now. Returns True when prompt embeddings made with
+        the LoRAs active before must be dropped (a LoRA touches a text encoder)."""
+        names = [self.load(pipe, lora, '"lora"') for lora in loras]
+        key = tuple(zip(names, (lora.weight for lora in loras), strict=True))
+        if key == self.active:
+            return False
+        stale = False
+        if self.adapters:
+            if names:
+                pipe.enable_lora()
+                pipe.set_adapters(names, adapter_weights=[lora.weight for lora in loras])
+            else:
+                pipe.disable_lora()
+            stale = self.active is not None and text_encoder_adapters(pipe)
+        self.active = key
+        return stale
+
+    def unload(self) -> None:
+        """The pipeline is gone: nothing is loaded or active."""
+        self.adapters.clear()
+        self.active = None
 
 
 def with_storyboard_loras(settings, storyboard, backend=None):
