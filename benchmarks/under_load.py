@@ -14,7 +14,7 @@ make it an order of magnitude slower. Variants:
 
 Prints and writes benchmarks/results/under-load.json (machine, settings, seconds, ratios).
 
-    python benchmarks/under_load.py [--frames 8] [--rounds 1]
+    python benchmarks/under_load.py [--frames 24] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def render_seconds(board: Path, out: Path, env: dict[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     seconds: dict[str, dict[str, float]] = {}

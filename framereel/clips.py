@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FramereelError
+from .schedule import Schedule
 
 CLIP_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "clip": ((int,), "a number of frames from 1 to 1000"),
@@ -157,7 +158,7 @@ def clip_spec(entries: list[dict[str, Any]], group: list[int]) -> ClipSpec:
     first = entries[group[0]]
     video = first.get("init_video")
     strength = first.get("strength", DEFAULT_VIDEO_STRENGTH) if video else None
-    if hasattr(strength, "at"):  # a keyframe schedule: a clip takes one strength, its value at the start
+    if isinstance(strength, Schedule):  # a keyframe schedule: a clip takes one strength, its value at the start
         strength = strength.at(0)
     length = first.get("context_length", DEFAULT_CONTEXT_LENGTH)
     return ClipSpec(

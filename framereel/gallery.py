@@ -21,7 +21,7 @@ import re
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -36,6 +36,13 @@ from .manifest import (
     read_png_metadata,
 )
 from .storyboard import COLOR_MATCHES, DEFORUM_MOTION_KEYS, MOTION_KEYS
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """A progress report that holds a terminal display to close (a plain event handler holds none)."""
+
+    def close(self) -> None: ...
 
 PAGE = "index.html"
 DATA = "run.js"
@@ -295,7 +302,7 @@ class LiveGallery:
 
     def close(self) -> None:
         try:
-            if self.report is not None and hasattr(self.report, "close"):
+            if isinstance(self.report, Closable):
                 self.report.close()
         finally:
             self._write(rendering=False)

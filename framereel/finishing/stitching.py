@@ -61,10 +61,9 @@ def blend_rate(rate: float) -> int:
 def options_used(upscale: Any, interpolate: Any, loop: bool) -> dict[str, Any]:
     """What run.json's ``video`` record says about finishing."""
     facts: dict[str, Any] = {}
-    if upscale is not None:
-        facts["upscale"] = str(upscale.model) if hasattr(upscale, "model") else str(upscale)
-    if interpolate is not None:
-        facts["interpolate"] = str(interpolate.model) if hasattr(interpolate, "model") else str(interpolate)
+    for key, spec in (("upscale", upscale), ("interpolate", interpolate)):  # a spec string or a parsed spec
+        if spec is not None:
+            facts[key] = spec if isinstance(spec, str) else str(spec.model)
     if loop:
         facts["loop"] = True
     return facts
