@@ -4,9 +4,9 @@ torch's CPU kernels run on OpenMP threads (libgomp) that spin at every barrier f
 default. On a quiet machine that is the fastest way to wait. When another process keeps one of the
 cores busy, the thread sharing that core runs only in the scheduler's time slices and every other
 thread spins through each slice waiting for it: a render gets several times slower, not just its
-share (``benchmarks/under_load.py``: the demo model 3.5× slower with a busy loop on one of 2 cores,
-2.5 GHz AMD EPYC; passive waits: 1.7×). Passive waits cost on a quiet machine (the demo model's
-small kernels: 2× slower), so framereel chooses them only when, as it starts, other processes are
+share (``benchmarks/under_load.py``: the demo model 4.6× slower with a busy loop on one of 2 cores;
+passive waits: 1.8×). Passive waits cost on a quiet machine (the demo model's small kernels: 2.2×
+slower), so framereel chooses them only when, as it starts, other processes are
 using at least half a core. The thread count is not changed: bytes depend on it.
 """
 
