@@ -55,7 +55,8 @@ def render_seconds(board: Path, out: Path, env: dict[str, str]) -> float:
     loading left out: they are the same for every variant and would hide the difference)."""
     cmd = [sys.executable, "-m", "framereel", "frames", str(board), "-o", str(out), "--model", "demo",
            "--dtype", "float32", "--batch", "4", "--json", "--force"]
-    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    clean = {k: v for k, v in os.environ.items()  # this process's own choice (framereel is imported) left out
+             if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "FRAMEREEL_KEEP_OMP_WAIT_POLICY")}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**clean, **env})
     loaded = last = None
     for line in proc.stdout:

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import MutableMapping
 
-KEEP = "FRAMEREEL_KEEP_OMP_WAIT_POLICY"  # set: leave libgomp's own default (for benchmarks/under_load.py)
+KEEP = "FRAMEREEL_KEEP_OMP_WAIT_POLICY"  # set: leave libgomp's own default (set by the choice; benchmarks)
 BUSY_CORES = 0.5  # other processes using this much CPU (in cores) as framereel starts: passive waits
 SAMPLE_SECONDS = 0.05
 
@@ -48,6 +48,8 @@ def choose_wait_policy(environ: MutableMapping[str, str] = os.environ, busy: flo
         return
     if (cpu_busy_cores() if busy is None else busy) >= BUSY_CORES:
         environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    else:  # worker processes inherit the choice: they would see their siblings busy and sample again
+        environ[KEEP] = "1"
 
 
 choose_wait_policy()  # on import: framereel/__init__.py imports this module before anything loads torch

@@ -9,7 +9,8 @@ def test_passive_waits_only_when_others_keep_a_core_busy():
     assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
     env = {}
     choose_wait_policy(env, busy=0.1)
-    assert env == {}  # a quiet machine: spinning is the fastest wait
+    assert "OMP_WAIT_POLICY" not in env  # a quiet machine: spinning is the fastest wait
+    assert env == {"FRAMEREEL_KEEP_OMP_WAIT_POLICY": "1"}  # and worker processes keep that choice
 
 
 def test_the_users_own_setting_wins():
