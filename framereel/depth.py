@@ -1,0 +1,70 @@
+"""Depth maps of frames, through transformers' depth-estimation models (Depth Anything V2, DPT,
+MiDaS-style checkpoints: a Hub id or a local folder holding ``config.json`` and
+``preprocessor_config.json``).
+
+One loaded model per (model, device) is kept for the run. :func:`estimate_depth` gives the model's own
+prediction at the picture's size: these models predict *relative inverse depth* (larger = nearer),
+which is what Deforum's 3D warp and a ControlNet's depth map start from; callers turn it into the
+depth they need.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from .backends.common import HUB_FIXES, SourceKind, quiet_libraries, resolve_source
+from .errors import FramereelError
+
+HUB_FIXES.setdefault("--depth-model", "pass --depth-model PATH to a local depth-estimation model folder "
+                                      "(config.json, preprocessor_config.json and its weights)")
+
+DEPTH_MODEL = SourceKind(
+    flag="--depth-model",
+    marker="config.json",
+    not_a_folder="--depth-model {spec}: {path} has no config.json; pass a transformers depth-estimation model folder",
+    missing="--depth-model {spec}: no such folder; pass a local depth-estimation model folder or a Hub id "
+            "(owner/name)",
+)
+_LOCK = threading.Lock()
+
+
+def depth_model_name(spec: str) -> str:
+    """How run.json and frame hashes name the depth model (a Hub id, or the folder's absolute path)."""
+    return resolve_source(spec, DEPTH_MODEL).name
+
+
+@lru_cache(maxsize=4)
+def load_depth_model(spec: str, device: str = "cpu") -> Any:
+    """transformers' ``depth-estimation`` pipeline of ``spec`` on ``device`` (kept for the run)."""
+    source = resolve_source(spec, DEPTH_MODEL)
+    quiet_libraries()
+    from transformers import pipeline
+
+    try:
+        return pipeline("depth-estimation", model=str(source.path), device=device)
+    except (OSError, ValueError, KeyError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FramereelError(f"--depth-model {spec}: not a depth-estimation model transformers can load "
+                             f"({reason}); pass a Depth Anything / DPT folder") from err
+
+
+def estimate_depth(image: Any, spec: str, device: str = "cpu") -> np.ndarray:
+    """The model's relative inverse depth (larger = nearer) of a PIL ``image``, float32 of shape
+    (height, width) at the picture's own size."""
+    estimator = load_depth_model(spec, device)
+    import torch
+
+    with _LOCK, torch.inference_mode():
+        out = estimator(image.convert("RGB"))
+    depth = out["predicted_depth"].float().cpu().numpy()
+    if depth.ndim == 3:
+        depth = depth[0]
+    if depth.shape != (image.height, image.width):  # older transformers give the model's own size
+        t = torch.from_numpy(depth)[None, None]
+        depth = torch.nn.functional.interpolate(t, size=(image.height, image.width), mode="bicubic",
+                                                align_corners=False)[0, 0].numpy()
+    return depth.astype(np.float32)
