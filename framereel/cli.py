@@ -112,6 +112,10 @@ RENDER_OPTIONS = [
     click.option("--strength", default=None, metavar="S", callback=_strength,
                  help='img2img strength for chained frames, 0..1 or a schedule "0:(0.65), 10:(0.45)".  [default: 0.65]'),
     click.option("--shared-noise", is_flag=True, help="Every frame starts from the same noise (similar compositions)."),
+    click.option("--control", "control", multiple=True, metavar="JSON",
+                 help='A ControlNet for every frame, as a storyboard\'s "control" entry: \'{"model": "PATH_OR_ID", '
+                      '"image": "edges.png", "preprocess": "canny", "weight": 0.8}\'; repeatable (multi-ControlNet). '
+                      'A frame\'s own "control" replaces these (see README, Control).'),
     click.option("--batch", default="auto", show_default=True, metavar="auto|N", callback=_batch,
                  help="Frames per UNet call. auto: measured once per model, size and device (the demo model on a "
                       "CPU: 4; SD-sized models on a CPU: 1)."),
@@ -333,7 +337,8 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
     if command in ("make", "frames"):
         overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph",
                                           "strength")}
-        overrides.update(init="previous" if opts["chain"] else None, shared_noise=True if opts["shared_noise"] else None)
+        overrides.update(init="previous" if opts["chain"] else None, shared_noise=True if opts["shared_noise"] else None,
+                         control=_control_flags(opts["control"]))
         text = opts.get("storyboard_text")  # --dry-run --on-beat: the timed storyboard, not written
         storyboard = (parse_storyboard(text, opts["storyboard"], overrides, opts["seed"]) if text is not None
                       else load_storyboard(opts["storyboard"], overrides=overrides, run_seed=opts["seed"]))
@@ -356,6 +361,21 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
         replace(stitch_settings(opts), frames=frames).check(opts["out"])
         check_finishing_options(opts)
     return checked
+
+
+def _control_flags(values: tuple[str, ...]) -> list[Any] | None:
+    """``--control JSON`` (repeatable) → the entries of one ``"control"`` list; None when not given."""
+    import json
+
+    entries: list[Any] = []
+    for text in values:
+        try:
+            value = json.loads(text)
+        except ValueError as err:
+            raise FramereelError(f"--control {text}: not JSON ({err}); give an object like "
+                                 '\'{"model": "PATH_OR_ID", "image": "edges.png", "preprocess": "canny"}\'') from None
+        entries += value if isinstance(value, list) else [value]
+    return entries or None
 
 
 def _do_render(checked: tuple[Any, ...], opts: dict[str, Any], report) -> Any:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ._version import __version__
 from .backends.base import Backend, ModelInfo
+from .control import ControlSpec
 from .manifest import FRAMES_DIR, HASH_KEY, file_digest, frame_name, params_hash, png_bytes
 from .settings import RenderSettings
 from .storyboard import Frame
@@ -72,6 +73,9 @@ class RunIdentity:
                 params[key] = image_digest(ref) if image_digest else file_digest(frames_dir / frame_name(ref))
         if frame.kind == "clip" and frame.clip.init_video:  # video-to-video: the input video's bytes
             params["init_video_file"] = file_digest(Path(frame.clip.init_video))
+        if frame.control:  # each control image by its bytes (a video's, with the time; the previous frame's)
+            params["control_images"] = [_control_image_digest(c, frame.index, frames_dir, image_digest)
+                                        for c in frame.control]
         return params_hash(params)
 
     def metadata(self, frame: Frame, digest: str) -> dict[str, str]:
@@ -111,6 +115,16 @@ class RunIdentity:
         if frame.kind in DERIVED:
             record.update(DERIVED[frame.kind](frame)[1])
         return record
+
+
+def _control_image_digest(spec: ControlSpec, index: int, frames_dir: Path | None,
+                          image_digest: Callable[[int], str | None] | None) -> str | None:
+    if spec.source == "previous":
+        return image_digest(index - 1) if image_digest else file_digest(frames_dir / frame_name(index - 1))
+    if spec.source == "video":
+        path, seconds = spec.video
+        return f"{file_digest(Path(path))}@{seconds:g}"
+    return file_digest(Path(spec.image))
 
 
 Facts = tuple[dict[str, str], dict[str, Any]]  # (PNG text chunks, run.json entries)

@@ -59,8 +59,10 @@ def batch_key(frame: Frame) -> tuple | None:
 
 
 def _call_key(frame: Frame, lora: Any) -> tuple:
-    """Frames sharing a call share its size, steps and guidance, and its LoRAs (set per call)."""
-    return (frame.width, frame.height, frame.steps, frame.guidance) + ((lora,) if lora is not None else ())
+    """Frames sharing a call share its size, steps and guidance, their LoRAs (set per call) and their
+    ControlNets with their weights (each row brings its own control image)."""
+    key = (frame.width, frame.height, frame.steps, frame.guidance) + ((lora,) if lora is not None else ())
+    return key + (("control", tuple(c.set() for c in frame.control)),) if frame.control else key
 
 
 BATCH_KEYS: dict[str, Callable[[Frame], tuple | None]] = {

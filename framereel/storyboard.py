@@ -31,8 +31,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import clips
+from . import clips, control
 from .clips import ClipSpec
+from .control import ControlSpec
 from .errors import FramereelError
 from .schedule import Schedule, ScheduleError, parse_schedule
 
@@ -70,6 +71,7 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "shared_noise": ((bool,), "true or false"),
     "color_match": ((str, type(None)), '"first" (RGB), "first-lab", "first-hsv" or null'),
     **clips.CLIP_KEYS,  # native video: see framereel.clips
+    "control": ((dict, list, type(None)), control.SHAPE),  # ControlNets: see framereel.control
 }
 ENTRY_KEYS = (*FRAME_KEYS, "lora")  # every key a frame entry takes ("lora" is checked on its own)
 DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
@@ -127,12 +129,13 @@ class Frame:
     # a morph's in-betweens also carry the next key frame's, and blend the weights of both
     lora: tuple[tuple[str, float], ...] | None = None
     morph_lora: tuple[tuple[str, float], ...] | None = None
+    control: tuple[ControlSpec, ...] | None = None  # ControlNets steering this frame (see framereel.control)
 
     def render_params(self) -> dict[str, Any]:
         """The parameters that decide the image (not ``index``, ``shot`` or ``duration``; a frame's
-        own LoRAs enter its hash as the backend resolves them: by their files' contents)."""
+        own LoRAs and ControlNets enter its hash as the backend resolves them: by their files' contents)."""
         d = asdict(self)
-        for key in ("index", "shot", "duration", "lora", "morph_lora"):
+        for key in ("index", "shot", "duration", "lora", "morph_lora", "control"):
             del d[key]
         if self.color_space is None:  # RGB, as before colour spaces existed: hashes stay the same
             del d["color_space"]
@@ -192,6 +195,11 @@ def _fail(path: Path, where: str, problem: str) -> FramereelError:
 def check_value(path: Path, where: str, key: str, value: Any) -> Any:
     if key in clips.CLIP_KEYS:
         return clips.check_clip_value(lambda problem: _fail(path, where, problem), key, value)
+    if key == "control":  # images and models: relative to the storyboard's folder (the command line's: here)
+        if where == "command line":
+            return control.check_control(lambda problem: FramereelError(f"command line: {problem}"), Path.cwd(),
+                                         value, name="--control")
+        return control.check_control(lambda problem: _fail(path, where, problem), path.parent, value)
     types, want = FRAME_KEYS[key]
     if key in SCHEDULED and isinstance(value, str):
         return _check_schedule(path, where, key, value, 0.0, 1.0 if key == "strength" else 50.0)
@@ -376,6 +384,10 @@ def build_storyboard(
     for i, e in enumerate(entries):
         clips.check_clip_entry(lambda problem, i=i: _fail(path, f"frame {i}", problem), e, i, len(entries),
                                entries[i + 1] if i + 1 < len(entries) else None)
+    for i, e in enumerate(entries):
+        if "clip" in e and e.get("control"):
+            raise _fail(path, f"frame {i}", '"control" in a clip: ControlNets steer still frames only; drop '
+                        '"control" from this entry (or from "defaults" / --control)')
     groups = clips.group_clips(entries, lambda i, problem: _fail(path, f"frame {i}", problem))
     try:
         frames = _expand(entries, run_seed, groups, in_between=base.get("duration"))
@@ -411,6 +423,8 @@ def _frame_entry(path: Path, i: int, raw: Any, count: int) -> dict[str, Any]:
     values = {k: check_value(path, where, k, v) for k, v in raw.items()}
     if "init_video" in values:
         values["init_video"] = clips.resolve_video(path, where, values["init_video"])
+    if i == 0 and any(c["image"] == control.PREVIOUS for c in values.get("control") or ()):
+        raise _fail(path, where, '"control" image "previous" needs a frame before it; the first frame has none')
     if i == 0 and values.get("init") == "previous":
         raise _fail(path, where, '"init": "previous" needs a frame before it; the first frame has none')
     if i == count - 1 and values.get("morph"):
@@ -516,6 +530,8 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
             index=index, shot=shot, prompt=prompt, negative_prompt=e.get("negative_prompt"), seed=seed,
             steps=e.get("steps"), guidance=_value_at(e.get("guidance"), index, count, run_seed), width=e.get("width"),
             height=e.get("height"), duration=e.get("duration"), lora=e.get("lora"),
+            control=control.resolve_control(e["control"], lambda v, i=index, n=count: _value_at(v, i, n, run_seed))
+            or None if e.get("control") else None,
         )
         if shot > 0 and e.get("init") == "previous":
             motion = e.get("motion")

@@ -54,6 +54,8 @@ class Backend(ABC):
     batch: int = 1
     #: frame kinds this backend renders ("key", "morph", "chain", …)
     kinds: tuple[str, ...] = ("key", "morph", "chain")
+    #: whether frames may carry "control" (ControlNets)
+    takes_control: bool = False
     #: whether --batch N, --compile, --tiny-vae and --step-cache apply (refused up front if not)
     takes_speed_options: bool = False
     #: why not, in the refusal: "<flags>: <this>; drop them or use --backend diffusers"
@@ -134,6 +136,9 @@ class Backend(ABC):
                                      "use --backend diffusers")
             if (f.lora or f.morph_lora) and not self.takes_speed_options:
                 raise FramereelError(f'frame {f.index}: "lora": the {self.name} backend takes no LoRAs; '
+                                     "drop it or use --backend diffusers")
+            if f.control and not self.takes_control:
+                raise FramereelError(f'frame {f.index}: "control": the {self.name} backend takes no ControlNets; '
                                      "drop it or use --backend diffusers")
         return []
 

@@ -24,6 +24,7 @@ from . import families as fam
 from .animatediff import ClipRenderer, check_video
 from .base import Backend, ModelInfo
 from .common import EmbeddingCache, make_scheduler, measured, quiet_libraries, seeded_noise, slerp
+from .controlnet import ControlNets
 from .device import compile_pipeline, measure_batch, place_pipeline
 from .lora import Lora, LoraSet
 from .refiner import Refiner
@@ -38,6 +39,7 @@ class DiffusersBackend(Backend):
     takes_speed_options = True
     default_scheduler = "auto"  # the model family's, settled by resolve_model
     kinds = ("key", "morph", "chain", "clip")  # clips: with --motion-adapter (framereel.backends.animatediff)
+    takes_control = True  # a frame's "control": framereel.backends.controlnet
 
     def __init__(self, settings: RenderSettings, model: ResolvedModel | None = None):
         super().__init__(settings)
@@ -49,6 +51,7 @@ class DiffusersBackend(Backend):
         self.loras = LoraSet(self.model.loras, self.model.family.label, self.model.lora_files)
         self.refiner = Refiner(self.model.refiner, self.family, self._execution_device) if self.model.refiner else None
         self.clips = ClipRenderer(self, self.model.motion) if self.model.motion else None
+        self.controlnets = ControlNets(self.family, _unet_config(self.model.folder), self.device)
         self.pipe = None
         self._img2img_pipe = None
         self._compiled = False
@@ -162,10 +165,22 @@ class DiffusersBackend(Backend):
             if f.kind == "clip" and f.clip_pos == 0 and f.clip.init_video:
                 check_video(f.clip.init_video, f"frame {f.index}: init_video")
         self.loras.check(frames)  # the frames' own LoRAs load with the model, or in prepare() if it is loaded
+        self._check_control(frames)
         errors, more = fam.frame_problems(self.family, frames, self.scheduler)
         if errors:
             raise FramereelError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
         return warnings + more
+
+    def _check_control(self, frames: list[Frame]) -> None:
+        """ControlNets found and fitting the model; the options they don't combine with refused."""
+        controlled = next((f for f in frames if f.control), None)
+        if controlled is None:
+            return
+        for flag, on in (("--refiner", self.refiner is not None), ("--step-cache", self.settings.step_cache > 1)):
+            if on:
+                raise FramereelError(f'frame {controlled.index}: "control" and {flag} don\'t combine (the ControlNet '
+                                     f"pipelines take neither); drop {flag} or the frame's \"control\"")
+        self.controlnets.check(frames)
 
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
         warnings = super().prepare(frames, out_dir)
@@ -174,7 +189,7 @@ class DiffusersBackend(Backend):
         return warnings
 
     def frame_options(self, frame: Frame) -> dict[str, Any]:
-        return self.loras.frame_options(frame)
+        return {**self.loras.frame_options(frame), **self.controlnets.options(frame)}
 
     def set_scheduler(self, name: str) -> None:
         """Swap the scheduler of a loaded model (interactive ``:scheduler``; ``auto``: the family's)."""
@@ -257,9 +272,13 @@ class DiffusersBackend(Backend):
         # 6. denoise and decode: the family's pipeline itself (with a refiner, up to its switch point)
         step_end = _step_callback(on_step, first.steps)
         handover = self.refiner.handover() if self.refiner is not None else {}
+        pipe, control = self.pipe, {}
+        if first.control:  # the family's ControlNet pipeline, with each row's maps
+            pipe = self.controlnets.pipeline(self.pipe, first, False, self._execution_device())
+            control = self.controlnets.call_kwargs(rows)
         with torch.inference_mode():
-            out = self.pipe(
-                **cond, latents=latents, **fam.call_kwargs(self.family),
+            out = pipe(
+                **cond, latents=latents, **fam.call_kwargs(self.family), **control,
                 generator=generators, num_inference_steps=first.steps, guidance_scale=first.guidance,
                 width=first.width, height=first.height, callback_on_step_end=step_end, **handover,
             )
@@ -359,9 +378,13 @@ class DiffusersBackend(Backend):
                     out = self.refiner([frame], image, [generator], step_end, strength=frame.strength)
                 return out.images[0], _facts(out, 0)
             handover = self.refiner.handover()
+        img2img, control = self._img2img(), {}
+        if frame.control:  # the family's ControlNet img2img pipeline, with the frame's maps
+            img2img = self.controlnets.pipeline(self.pipe, frame, True, self._execution_device())
+            control = self.controlnets.call_kwargs([frame], img2img=True)
         with torch.inference_mode():
-            out = self._img2img()(
-                **cond, **fam.call_kwargs(self.family),
+            out = img2img(
+                **cond, **fam.call_kwargs(self.family), **control,
                 image=image, strength=frame.strength, num_inference_steps=frame.steps,
                 guidance_scale=frame.guidance, generator=generator, callback_on_step_end=step_end, **handover,
             )
@@ -394,7 +417,19 @@ class DiffusersBackend(Backend):
         self._embed.clear()
         if self.clips is not None:
             self.clips.close()
+        self.controlnets.close()
         self._negative.clear()
+
+
+def _unet_config(folder: Path | None) -> dict[str, Any]:
+    """The model folder's UNet config ({} for a single file or a transformer model)."""
+    import json
+
+    try:
+        config = json.loads((folder / "unet" / "config.json").read_text()) if folder is not None else {}
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def load_pipeline(model: ResolvedModel, dtype, safety_checker: bool):

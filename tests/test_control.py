@@ -1,0 +1,185 @@
+"""ControlNets per frame ("control" in a storyboard, --control): tiny random ControlNets built here,
+rendered through the tiny SD model and compared with diffusers' ControlNet pipelines called directly."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import cli, write_storyboard
+from PIL import Image, ImageDraw
+from tiny_controlnet import build_tiny_controlnet
+from tiny_depth import build_tiny_depth
+
+from framereel import FramereelError, RenderSettings, load_storyboard, render
+from framereel.jobs import batch_groups
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory):
+    """Two tiny ControlNets for the tiny model, one made for another text encoder, a tiny depth model,
+    two control images and a one-second video."""
+    root = tmp_path_factory.mktemp("control")
+    build_tiny_controlnet(root / "cn")
+    build_tiny_controlnet(root / "cn2", seed=1)
+    build_tiny_controlnet(root / "wide", cross_attention_dim=64)
+    build_tiny_depth(root / "depth")
+    for name, box in (("a.png", (10, 10, 40, 50)), ("b.png", (30, 5, 60, 30))):
+        image = Image.new("RGB", (64, 64), "black")
+        ImageDraw.Draw(image).rectangle(box, fill="white")
+        image.save(root / name)
+    _write_video(root / "walk.mp4", seconds=1, fps=4)
+    return root
+
+
+def _write_video(path, seconds: int, fps: int) -> None:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for i in range(seconds * fps):
+            image = Image.new("RGB", (64, 64), "black")
+            ImageDraw.Draw(image).ellipse((4 * i, 8, 4 * i + 24, 40), fill="white")
+            for packet in stream.encode(av.VideoFrame.from_image(image)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model):
+    from framereel.backends import create_backend
+
+    return create_backend(RenderSettings(model=str(tiny_model), dtype="float32", batch=1))
+
+
+def _board(kit, frames, defaults=None):
+    data = {"defaults": {"steps": 3, **(defaults or {})}, "frames": frames}
+    return write_storyboard(kit / f"board{abs(hash(json.dumps(data)))}.json", data)
+
+
+def _pixels(out, index):
+    return np.asarray(Image.open(out / "frames" / f"frame_{index:03d}.png"))
+
+
+def _canny(path):
+    import cv2
+
+    edges = cv2.Canny(np.asarray(Image.open(path).convert("RGB")), 100, 200)
+    return Image.fromarray(np.stack([edges] * 3, axis=-1))
+
+
+def test_frames_are_what_the_controlnet_pipelines_give_one_or_several(kit, tiny_model, backend, tmp_path):
+    import torch
+    from diffusers import ControlNetModel, DPMSolverMultistepScheduler, StableDiffusionControlNetPipeline
+
+    board = _board(kit, [
+        {"prompt": "a red circle", "control": {"model": "cn", "image": "a.png", "preprocess": "canny", "weight": 0.8}},
+        {"prompt": "a blue square", "control": [
+            {"model": "cn", "image": "a.png", "end": 0.5}, {"model": "cn2", "image": "b.png", "weight": 1.3}]},
+    ])
+    render(load_storyboard(board), tmp_path / "out", backend=backend)
+    nets = [ControlNetModel.from_pretrained(str(kit / name)) for name in ("cn", "cn2")]
+    expected = []
+    for i, (prompt, controlnet, call) in enumerate((
+        ("a red circle", nets[0], dict(image=_canny(kit / "a.png"), controlnet_conditioning_scale=0.8)),
+        ("a blue square", nets, dict(image=[Image.open(kit / "a.png").convert("RGB"),
+                                            Image.open(kit / "b.png").convert("RGB")],
+                                     controlnet_conditioning_scale=[1.0, 1.3], control_guidance_end=[0.5, 1.0])),
+    )):
+        pipe = StableDiffusionControlNetPipeline.from_pretrained(str(tiny_model), controlnet=controlnet,
+                                                                 safety_checker=None)
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type="dpmsolver++")
+        expected.append(pipe(prompt, num_inference_steps=3, guidance_scale=7.5, width=64, height=64,
+                             generator=torch.Generator().manual_seed(174 + i), **call).images[0])
+    for i in range(2):
+        assert np.array_equal(_pixels(tmp_path / "out", i), np.asarray(expected[i]))
+
+
+def test_control_images_change_frames_resume_is_exact_and_a_new_image_rerenders_only_its_frame(
+        kit, backend, tmp_path):
+    (tmp_path / "edges.png").write_bytes((kit / "a.png").read_bytes())
+    frames = [
+        {"prompt": "x", "seed": 1},
+        {"prompt": "x", "seed": 1, "control": {"model": str(kit / "cn"), "image": "edges.png"}},
+        {"prompt": "x", "seed": 1, "control": {"model": str(kit / "cn"), "image": str(kit / "b.png")}},
+        {"prompt": "x", "seed": 1, "control": {"model": str(kit / "cn"), "image": str(kit / "b.png"),
+                                               "preprocess": "depth", "depth_model": str(kit / "depth")}},
+        {"prompt": "x", "seed": 1, "control": {"model": str(kit / "cn"), "image": f"video:{kit / 'walk.mp4'}@0.5"}},
+    ]
+    board = write_storyboard(tmp_path / "board.json", {"defaults": {"steps": 3}, "frames": frames})
+    out = tmp_path / "out"
+    render(load_storyboard(board), out, backend=backend)
+    images = [_pixels(out, i) for i in range(5)]
+    assert all(not np.array_equal(images[i], images[j]) for i in range(5) for j in range(i))
+    before = {p.name: p.read_bytes() for p in (out / "frames").glob("*.png")}
+    assert render(load_storyboard(board), out, backend=backend).rendered == []
+    (tmp_path / "edges.png").write_bytes((kit / "b.png").read_bytes())
+    again = render(load_storyboard(board), out, backend=backend)
+    assert again.rendered == [1]
+    assert np.array_equal(_pixels(out, 1), images[2])  # the same image gives the same frame
+    assert all((out / "frames" / name).read_bytes() == data for name, data in before.items() if name != "frame_001.png")
+
+
+def test_frames_share_a_call_only_with_the_same_controlnets_and_weights(kit, tiny_model, tmp_path):
+    cn = {"model": str(kit / "cn"), "image": str(kit / "a.png")}
+    frames = [{"prompt": "x", "control": cn}, {"prompt": "y", "control": {**cn, "image": str(kit / "b.png")}},
+              {"prompt": "z", "control": {**cn, "weight": 0.5}}, {"prompt": "w"}, {"prompt": "v"}]
+    board = write_storyboard(tmp_path / "board.json", {"defaults": {"steps": 3, "width": 64, "height": 64},
+                                                       "frames": frames})
+    storyboard = load_storyboard(board)
+    assert [[f.index for f in g] for g in batch_groups(list(storyboard.frames), 4)] == [[0, 1], [2], [3, 4]]
+    settings = RenderSettings(model=str(tiny_model), dtype="float32", batch=2)
+    render(storyboard, tmp_path / "all", settings)
+    render(storyboard, tmp_path / "one", settings, only=[1])
+    assert (tmp_path / "one" / "frames" / "frame_001.png").read_bytes() == (
+        tmp_path / "all" / "frames" / "frame_001.png").read_bytes()
+
+
+def test_storyboard_control_keys(kit):
+    board = _board(kit, ["a", {"prompt": "b", "control": []}, "c"],
+                   {"control": {"model": "owner/canny", "image": "a.png", "weight": "0:(1.0), 2:(0.5)"}})
+    frames = load_storyboard(board).frames
+    assert [f.control[0].weight if f.control else None for f in frames] == [1.0, None, 0.5]
+    assert frames[0].control[0].image == str(kit / "a.png") and frames[0].control[0].model == "owner/canny"
+
+
+@pytest.mark.parametrize("control, message", [
+    ({"model": "cn", "image": "missing.png"}, 'frame 1: "control": "image": missing.png: no such file'),
+    ({"model": "cn", "image": "a.png", "preprocess": "openpose"}, "make the openpose map yourself"),
+    ({"model": "cn", "image": "a.png", "wieght": 1}, 'did you mean "weight"'),
+    ({"model": "cn", "image": "a.png", "start": 0.6, "end": 0.5}, '"start" (0.6) must be before "end" (0.5)'),
+    ({"model": "cn", "image": "video:walk.mp4"}, 'write a video frame as "video:PATH@SECONDS"'),
+])
+def test_storyboard_refusals(kit, control, message):
+    with pytest.raises(FramereelError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_storyboard(_board(kit, ["a", {"prompt": "b", "control": control}]))
+
+
+@pytest.mark.parametrize("frames, message", [
+    ([{"prompt": "a", "control": {"model": "wide", "image": "a.png"}}],
+     'frame 0: "control" model .*wide: a ControlNet made for a 64-wide text encoder, but the model is SD 1.x'),
+    (["a", "b", {"prompt": "c", "control": {"model": "cn", "image": "video:walk.mp4@1.5"}}],
+     r'frame 2: "control" image: walk.mp4 is 1s long, shorter than the film: no frame at 1.5s'),
+])
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_run_refusals_are_one_line_also_in_a_dry_run(kit, tiny_model, tmp_path, frames, message, dry_run):
+    board = _board(kit, frames)
+    result = cli("frames", board, "--model", tiny_model, "-o", tmp_path / "out", *(["--dry-run"] if dry_run else []))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    import re
+
+    assert re.search(message, result.stderr), result.stderr
+    assert not (tmp_path / "out" / "frames").exists() or not list((tmp_path / "out" / "frames").iterdir())
+
+
+def test_control_flag_steers_every_frame_a_frames_own_wins(kit, tiny_model, tmp_path):
+    board = _board(kit, ["a", {"prompt": "b", "control": []}])
+    flag = json.dumps({"model": str(kit / "cn"), "image": str(kit / "a.png"), "preprocess": "canny"})
+    result = cli("frames", board, "--model", tiny_model, "-o", tmp_path / "out", "--control", flag, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    frames = load_storyboard(board, overrides={"control": json.loads(f"[{flag}]")}).frames
+    assert frames[0].control[0].preprocess == "canny" and frames[1].control is None
+    bad = cli("frames", board, "--model", tiny_model, "--control", "{model", "--dry-run")
+    assert bad.returncode == 2 and "--control {model: not JSON" in bad.stderr
