@@ -116,6 +116,10 @@ RENDER_OPTIONS = [
                  help='A ControlNet for every frame, as a storyboard\'s "control" entry: \'{"model": "PATH_OR_ID", '
                       '"image": "edges.png", "preprocess": "canny", "weight": 0.8}\'; repeatable (multi-ControlNet). '
                       'A frame\'s own "control" replaces these (see README, Control).'),
+    click.option("--control-video", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
+                 help="A source video driving the --control entries that give no \"image\": each frame takes the "
+                      "video's frame at its time in the film (frames without a duration last 1/--fps; 2 fps for "
+                      "`frames`). Keep its sound with --audio PATH (make)."),
     click.option("--batch", default="auto", show_default=True, metavar="auto|N", callback=_batch,
                  help="Frames per UNet call. auto: measured once per model, size and device (the demo model on a "
                       "CPU: 4; SD-sized models on a CPU: 1)."),
@@ -338,10 +342,11 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
         overrides = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt", "morph",
                                           "strength")}
         overrides.update(init="previous" if opts["chain"] else None, shared_noise=True if opts["shared_noise"] else None,
-                         control=_control_flags(opts["control"]))
+                         control=_control_flags(opts["control"], opts["control_video"]))
+        fps = opts.get("fps")  # make's: control videos are sampled at the film's pace
         text = opts.get("storyboard_text")  # --dry-run --on-beat: the timed storyboard, not written
-        storyboard = (parse_storyboard(text, opts["storyboard"], overrides, opts["seed"]) if text is not None
-                      else load_storyboard(opts["storyboard"], overrides=overrides, run_seed=opts["seed"]))
+        storyboard = (parse_storyboard(text, opts["storyboard"], overrides, opts["seed"], fps) if text is not None
+                      else load_storyboard(opts["storyboard"], overrides=overrides, run_seed=opts["seed"], fps=fps))
         redo = parse_indices(opts["redo"], len(storyboard)) if opts["redo"] else ()
         only = parse_indices(opts["frame_list"], len(storyboard)) if opts["frame_list"] else None
         if not 1 <= opts["workers"] <= 256:
@@ -363,10 +368,14 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
     return checked
 
 
-def _control_flags(values: tuple[str, ...]) -> list[Any] | None:
-    """``--control JSON`` (repeatable) → the entries of one ``"control"`` list; None when not given."""
+def _control_flags(values: tuple[str, ...], video: Path | None) -> list[Any] | None:
+    """``--control JSON`` (repeatable) → the entries of one ``"control"`` list; None when not given.
+    Entries without an ``"image"`` take ``--control-video``'s frames, at each frame's time in the film."""
     import json
 
+    if video is not None and not values:
+        raise FramereelError(f"--control-video {video}: needs --control with the ControlNet it drives, like "
+                             '--control \'{"model": "PATH_OR_ID", "preprocess": "canny"}\'')
     entries: list[Any] = []
     for text in values:
         try:
@@ -375,6 +384,8 @@ def _control_flags(values: tuple[str, ...]) -> list[Any] | None:
             raise FramereelError(f"--control {text}: not JSON ({err}); give an object like "
                                  '\'{"model": "PATH_OR_ID", "image": "edges.png", "preprocess": "canny"}\'') from None
         entries += value if isinstance(value, list) else [value]
+    if video is not None:
+        entries = [{"image": f"video:{video.resolve()}", **e} if isinstance(e, dict) else e for e in entries]
     return entries or None
 
 

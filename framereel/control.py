@@ -5,7 +5,9 @@ key (in a frame, in ``defaults`` or from ``--control``). Each entry is an object
 
 * ``"model"``: a ControlNet (a local folder or a Hub id), for the run model's family;
 * ``"image"``: the control image: a file (relative to the storyboard's folder), ``"previous"``
-  (the frame before this one, as rendered) or ``"video:PATH@SECONDS"`` (that video's frame at that time);
+  (the frame before this one, as rendered), ``"video:PATH@SECONDS"`` (that video's frame at that
+  time) or ``"video:PATH"`` (the video's frame at this frame's time in the film: a source video
+  driving the film frame by frame, sampled at the film's fps);
 * ``"preprocess"``: what turns the image into the ControlNet's map: ``canny`` (OpenCV edges),
   ``depth`` (a depth-estimation model: ``"depth_model"``), ``tile`` and ``none`` (the image as it is);
   ``openpose`` and ``lineart`` need annotator weights framereel does not fetch, and are refused;
@@ -30,6 +32,7 @@ PREPROCESSORS = ("canny", "depth", "tile", "none", "openpose", "lineart")
 NEEDS_ANNOTATOR = ("openpose", "lineart")  # controlnet_aux annotators: their weights come from the Hub
 ENTRY_KEYS = ("model", "image", "preprocess", "weight", "start", "end", "depth_model")
 PREVIOUS, VIDEO = "previous", "video:"
+FILM_TIME = "@film"  # a "video:PATH" image before its frame's time in the film is known
 MAX_WEIGHT = 5.0
 SHAPE = 'an object like {"model": "PATH_OR_ID", "image": "pose.png", "preprocess": "canny"} or a list of them'
 
@@ -152,8 +155,11 @@ def _image(fail: Fail, base: Path, name: str, image: str) -> str:
             t = float(seconds)
         except ValueError:
             t = -1.0
-        if not at or not path or not (math.isfinite(t) and t >= 0):
-            raise fail(f'{name}: "image" {image!r}: write a video frame as "video:PATH@SECONDS", like "video:walk.mp4@1.5"')
+        if not at:  # sampled at the film's rate
+            return f"{VIDEO}{_existing(fail, base, name, seconds)}{FILM_TIME}"
+        if not path or not (math.isfinite(t) and t >= 0):
+            raise fail(f'{name}: "image" {image!r}: write a video frame as "video:PATH@SECONDS", like '
+                       '"video:walk.mp4@1.5" (or "video:PATH" for the frame at each frame\'s time in the film)')
         return f"{VIDEO}{_existing(fail, base, name, path)}@{t:g}"
     return _existing(fail, base, name, image)
 
@@ -166,7 +172,25 @@ def _existing(fail: Fail, base: Path, name: str, value: str) -> str:
     return str(p.resolve())
 
 
-def resolve_control(entries: tuple[dict[str, Any], ...], at: Callable[[Any], Any]) -> tuple[ControlSpec, ...]:
-    """A frame's control: its checked entries with scheduled weights taken at the frame (``at``)."""
-    return tuple(ControlSpec(**{**e, "weight": float(at(e["weight"]))}) for e in entries)
+def resolve_control(entries: tuple[dict[str, Any], ...], at: Callable[[Any], Any], seconds: float
+                    ) -> tuple[ControlSpec, ...]:
+    """A frame's control: its checked entries with scheduled weights taken at the frame (``at``) and
+    ``"video:PATH"`` images at its time in the film (``seconds``)."""
+    def image(value: str) -> str:
+        return value[: -len(FILM_TIME)] + f"@{round(seconds, 6):g}" if value.endswith(FILM_TIME) else value
+
+    return tuple(ControlSpec(**{**e, "weight": float(at(e["weight"])), "image": image(e["image"])}) for e in entries)
+
+
+def morph_control(a: tuple[ControlSpec, ...] | None, b: tuple[ControlSpec, ...] | None, t: float
+                  ) -> tuple[ControlSpec, ...] | None:
+    """A morph in-between's ControlNets at ``t`` from key frame ``a`` to ``b``: each of ``a``'s, its
+    weight moved towards what ``b`` gives the same ControlNet (0 if nothing), and ``b``'s others faded in."""
+    from dataclasses import replace
+
+    weights_a = {c.model: c.weight for c in a or ()}
+    weights_b = {c.model: c.weight for c in b or ()}
+    out = [replace(c, weight=round((1 - t) * c.weight + t * weights_b.get(c.model, 0.0), 6)) for c in a or ()]
+    out += [replace(c, weight=round(t * c.weight, 6)) for c in b or () if c.model not in weights_a]
+    return tuple(out) or None
 

@@ -41,7 +41,7 @@ class Job:
     @property
     def kind(self) -> str:
         """``chain`` (frames that start from each other), ``batch`` (frames sharing a call) or ``frame``."""
-        if any(f.parent is not None for f in self.frames):
+        if any(f.depends_on is not None for f in self.frames):
             return "chain"
         if self.frames and self.frames[0].kind == "clip":
             return "clip"
@@ -50,12 +50,13 @@ class Job:
     def refs(self) -> set[int]:
         """Frames outside the job whose images it starts from (a chain's first parent, colour references)."""
         inside = {f.index for f in self.frames}
-        return {r for f in self.frames for r in (f.parent, f.color_ref) if r is not None and r not in inside}
+        return {r for f in self.frames for r in (f.depends_on, f.color_ref) if r is not None and r not in inside}
 
 
 def batch_key(frame: Frame) -> tuple | None:
-    """Frames with equal keys can share one UNet call; ``None``: this frame renders alone (img2img)."""
-    return BATCH_KEYS[frame.kind](frame)
+    """Frames with equal keys can share one UNet call; ``None``: this frame renders alone (img2img, or a
+    control image from the frame before)."""
+    return None if frame.depends_on is not None else BATCH_KEYS[frame.kind](frame)
 
 
 def _call_key(frame: Frame, lora: Any) -> tuple:
@@ -96,7 +97,7 @@ def plan_jobs(todo: list[Frame], batch: int | Callable[[Frame], int] = 1) -> lis
     chains: list[list[Frame]] = []
     chain_of: dict[int, list[Frame]] = {}
     for f in todo:
-        chain = chain_of.get(f.parent) if f.parent is not None else None
+        chain = chain_of.get(f.depends_on) if f.depends_on is not None else None
         if chain is None:
             chain = []
             chains.append(chain)
@@ -105,7 +106,7 @@ def plan_jobs(todo: list[Frame], batch: int | Callable[[Frame], int] = 1) -> lis
     groups: list[list[Frame]] = []
     independent: list[Frame] = []
     for chain in chains:
-        if len(chain) == 1 and chain[0].parent is None:
+        if len(chain) == 1 and chain[0].depends_on is None:
             independent.append(chain[0])
             continue
         groups += batch_groups(independent, batch)
@@ -134,9 +135,12 @@ def render_group(backend: Backend, group: list[Frame], image_of: ImageOf,
     f = group[0]
     if f.kind == "clip":
         return backend.render_clip(group, on_step=on_step)
-    if f.parent is None:
+    if f.depends_on is None:
         return backend.render_batch(group, on_step=on_step)
-    return [backend.render(f, on_step=on_step, init_image=chain_init_image(f, image_of))]
+    if f.parent is None:  # a control image from the frame before: the backend takes its images
+        return backend.render_batch(group, on_step=on_step, image_of=image_of)
+    extra = {"image_of": image_of} if f.control else {}  # only backends that take "control" get one
+    return [backend.render(f, on_step=on_step, init_image=chain_init_image(f, image_of), **extra)]
 
 
 def per_frame_seconds(elapsed: float, results: list[Rendered]) -> float:
@@ -285,8 +289,8 @@ class JobQueue:
         failed: set[int] = set()
         outcomes = []
         for f in rest:
-            if f.parent in failed:
-                error = f"its parent frame {f.parent} failed"
+            if f.depends_on in failed:
+                error = f"its parent frame {f.depends_on} failed"
             else:
                 error = f"failed {MAX_ATTEMPTS} times; last: {why}"
             failed.add(f.index)

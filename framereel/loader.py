@@ -28,6 +28,7 @@ def load_storyboard(
     path: str | Path,
     overrides: dict[str, Any] | None = None,
     run_seed: int | None = None,
+    fps: float | None = None,
 ) -> Storyboard:
     """Read and validate a storyboard; return every frame with its parameters resolved.
 
@@ -37,7 +38,7 @@ def load_storyboard(
     :meth:`Storyboard.resolved`. Raises :class:`FramereelError` naming the file, the frame and the problem.
     """
     path = Path(path)
-    return parse_storyboard(read_text(path), path, overrides, run_seed)
+    return parse_storyboard(read_text(path), path, overrides, run_seed, fps)
 
 
 def parse_storyboard(
@@ -45,11 +46,13 @@ def parse_storyboard(
     path: str | Path = "storyboard.json",
     overrides: dict[str, Any] | None = None,
     run_seed: int | None = None,
+    fps: float | None = None,
 ) -> Storyboard:
-    """:func:`load_storyboard` for text already read; ``path`` names it in errors and picks the form."""
+    """:func:`load_storyboard` for text already read; ``path`` names it in errors and picks the form.
+    ``fps`` paces frames without a duration, for control videos sampled at the film's rate (default 2)."""
     path = Path(path)
     text = text.removeprefix("\ufeff")
-    return build_storyboard(contents(path, text, run_seed), path, text, overrides, run_seed)
+    return build_storyboard(contents(path, text, run_seed), path, text, overrides, run_seed, fps)
 
 
 def contents(path: Path, text: str, run_seed: int | None = None) -> Any:

@@ -188,7 +188,7 @@ def plan(frames: list[Frame], on_disk: OnDisk, identity: RunIdentity, *, redo: s
     todo_set: set[int] = set()
     skipped: list[int] = []
     for f in frames:
-        stale_parent = f.parent is not None and f.parent in todo_set
+        stale_parent = f.depends_on is not None and f.depends_on in todo_set
         digests[f.index] = "" if stale_parent else identity.digest(f, image_digest=on_disk.files.get)
         if not stale_parent and on_disk.hashes.get(f.index) == digests[f.index]:
             finished.add(f.index)
@@ -197,9 +197,9 @@ def plan(frames: list[Frame], on_disk: OnDisk, identity: RunIdentity, *, redo: s
         if f.index in finished and not force and f.index not in redo:
             skipped.append(f.index)
             continue
-        if f.parent is not None and f.parent not in finished and f.parent not in todo_set:
+        if f.depends_on is not None and f.depends_on not in finished and f.depends_on not in todo_set:
             raise FramereelError(
-                f"frame {f.index} chains from frame {f.parent}, which is not rendered; include it in --frames")
+                f"frame {f.index} chains from frame {f.depends_on}, which is not rendered; include it in --frames")
         todo.append(f)
         todo_set.add(f.index)
     todo = whole_clips(frames, todo)  # a clip renders whole: one unfinished frame brings in its clip

@@ -88,6 +88,7 @@ COLOR_MATCHES = {"first": None, "first-lab": "lab", "first-hsv": "hsv", None: No
 TOP_LEVEL_KEYS = {"defaults", "frames", "notes", "scheduler"}
 SCHEDULED = ("guidance", "strength")  # keys that also take a keyframe schedule string
 DEFAULT_STRENGTH = 0.65
+FILM_FPS = 2.0  # stitch's pace for frames without a duration when nothing else says: control videos sample at it
 
 
 def frame_seed(run_seed: int, index: int) -> int:
@@ -130,6 +131,16 @@ class Frame:
     lora: tuple[tuple[str, float], ...] | None = None
     morph_lora: tuple[tuple[str, float], ...] | None = None
     control: tuple[ControlSpec, ...] | None = None  # ControlNets steering this frame (see framereel.control)
+
+    @property
+    def depends_on(self) -> int | None:
+        """The frame whose image this one starts from, rendered first: a chain's parent, or the frame
+        before when a control image is ``"previous"``."""
+        if self.parent is not None:
+            return self.parent
+        if self.control and any(c.source == "previous" for c in self.control):
+            return self.index - 1
+        return None
 
     def render_params(self) -> dict[str, Any]:
         """The parameters that decide the image (not ``index``, ``shot`` or ``duration``; a frame's
@@ -356,6 +367,7 @@ def build_storyboard(
     text: str,
     overrides: dict[str, Any] | None = None,
     run_seed: int | None = None,
+    fps: float | None = None,
 ) -> Storyboard:
     """Check a storyboard's contents (a list of frames, or ``{"defaults": …, "frames": […]}``) and
     return every frame with its parameters resolved; ``text`` is the file's text (its digest names
@@ -363,6 +375,7 @@ def build_storyboard(
 
     ``overrides`` are run-wide settings (the CLI's flags); a frame's own keys beat them.
     ``run_seed`` derives the seed of frames that set none (see :func:`frame_seed`).
+    ``fps``: the film's pace for frames without a duration (control videos are sampled at it; default 2).
     Parameters nobody set stay ``None`` until :meth:`Storyboard.resolved`.
     Raises :class:`FramereelError` naming the file, the frame and the problem.
     """
@@ -390,7 +403,7 @@ def build_storyboard(
                         '"control" from this entry (or from "defaults" / --control)')
     groups = clips.group_clips(entries, lambda i, problem: _fail(path, f"frame {i}", problem))
     try:
-        frames = _expand(entries, run_seed, groups, in_between=base.get("duration"))
+        frames = _expand(entries, run_seed, groups, in_between=base.get("duration"), fps=fps or FILM_FPS)
     except ScheduleError as e:
         raise _fail(path, "", str(e)) from None
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
@@ -490,14 +503,28 @@ def _motion_at(motion: dict[str, Any], index: int, count: int, seed: int) -> tup
     return tuple(_value_at(motion.get(k, default), index, count, seed) for k, default in keys.items())
 
 
+def _frame_control(entry: dict[str, Any], index: int, count: int, run_seed: int, seconds: float
+                   ) -> tuple[ControlSpec, ...] | None:
+    """A frame's ControlNets: weights at this frame, source-video images at its time in the film."""
+    if not entry.get("control"):
+        return None
+    return control.resolve_control(entry["control"], lambda v: _value_at(v, index, count, run_seed), seconds)
+
+
+def _film_seconds(frames: list[Frame], fps: float) -> float:
+    """When the next frame starts in the film: the earlier frames' durations (1 / ``fps`` where unset)."""
+    return sum(f.duration or 1.0 / fps for f in frames)
+
+
 def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]] | None = None,
-            in_between: float | None = None) -> list[Frame]:
+            in_between: float | None = None, fps: float = FILM_FPS) -> list[Frame]:
     """Storyboard entries → output frames: key frames, chained frames, morph in-betweens and clips.
 
     Indices are consecutive; a morph's in-betweens sit between its two key frames; a clip's
     frames follow each other (``groups`` from :func:`framereel.clips.group_clips`). In-betweens
     last ``in_between`` seconds (the defaults' ``duration``; None: 1 / fps when stitching), not
-    their key frame's own ``duration``.
+    their key frame's own ``duration``. ``fps`` paces frames without a duration, for control
+    images sampled from a source video at each frame's time in the film.
     """
     frames: list[Frame] = []
     chain_start = 0
@@ -519,19 +546,21 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
             a = frames[-1]
             count = entries[shot - 1]["morph"]
             target = a.index + count + 1
+            b_control = _frame_control(e, target, count, run_seed, _film_seconds(frames, fps)
+                                       + count * (in_between or 1 / fps)) if a.control or e.get("control") else None
             for j in range(count):
+                t = (j + 1) / (count + 1)
                 frames.append(replace(
-                    a, index=a.index + 1 + j, kind="morph", duration=in_between, morph=(a.index, target, (j + 1) / (count + 1)),
+                    a, index=a.index + 1 + j, kind="morph", duration=in_between, morph=(a.index, target, t),
                     morph_prompt=prompt, morph_seed=seed, parent=None, strength=None, motion=None, color_ref=None, color_space=None,
-                    morph_lora=e.get("lora"),
+                    morph_lora=e.get("lora"), control=control.morph_control(a.control, b_control, t),
                 ))
         index = len(frames)
         common = dict(
             index=index, shot=shot, prompt=prompt, negative_prompt=e.get("negative_prompt"), seed=seed,
             steps=e.get("steps"), guidance=_value_at(e.get("guidance"), index, count, run_seed), width=e.get("width"),
             height=e.get("height"), duration=e.get("duration"), lora=e.get("lora"),
-            control=control.resolve_control(e["control"], lambda v, i=index, n=count: _value_at(v, i, n, run_seed))
-            or None if e.get("control") else None,
+            control=_frame_control(e, index, count, run_seed, _film_seconds(frames, fps) if e.get("control") else 0.0),
         )
         if shot > 0 and e.get("init") == "previous":
             motion = e.get("motion")

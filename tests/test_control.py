@@ -150,7 +150,8 @@ def test_storyboard_control_keys(kit):
     ({"model": "cn", "image": "a.png", "preprocess": "openpose"}, "make the openpose map yourself"),
     ({"model": "cn", "image": "a.png", "wieght": 1}, 'did you mean "weight"'),
     ({"model": "cn", "image": "a.png", "start": 0.6, "end": 0.5}, '"start" (0.6) must be before "end" (0.5)'),
-    ({"model": "cn", "image": "video:walk.mp4"}, 'write a video frame as "video:PATH@SECONDS"'),
+    ({"model": "cn", "image": "video:walk.mp4@soon"}, 'write a video frame as "video:PATH@SECONDS"'),
+    ({"model": "cn", "image": "a.png", "preprocess": "depth"}, '"preprocess": "depth" needs "depth_model"'),
 ])
 def test_storyboard_refusals(kit, control, message):
     with pytest.raises(FramereelError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -183,3 +184,45 @@ def test_control_flag_steers_every_frame_a_frames_own_wins(kit, tiny_model, tmp_
     assert frames[0].control[0].preprocess == "canny" and frames[1].control is None
     bad = cli("frames", board, "--model", tiny_model, "--control", "{model", "--dry-run")
     assert bad.returncode == 2 and "--control {model: not JSON" in bad.stderr
+
+
+def test_previous_frames_chains_morphs_and_a_source_video(kit, tiny_model, backend, tmp_path):
+    import torch
+    from diffusers import ControlNetModel, DPMSolverMultistepScheduler, StableDiffusionControlNetImg2ImgPipeline
+
+    cn = str(kit / "cn")
+    board = write_storyboard(tmp_path / "board.json", {"defaults": {"steps": 3}, "frames": [
+        {"prompt": "a", "morph": 1, "control": {"model": cn, "image": str(kit / "a.png")}},
+        {"prompt": "b", "control": {"model": cn, "image": str(kit / "a.png"), "weight": 0.5}},
+        {"prompt": "c", "control": {"model": cn, "image": "previous", "preprocess": "canny"}},
+        {"prompt": "d", "init": "previous", "strength": 0.6, "control": {"model": cn, "image": str(kit / "b.png")}},
+        {"prompt": "e", "control": {"model": cn, "image": str(kit / "walk.mp4").join(("video:", ""))}},
+    ]})
+    storyboard = load_storyboard(board, fps=8)
+    frames = storyboard.frames
+    assert frames[1].kind == "morph" and frames[1].control[0].weight == 0.75  # halfway from 1.0 to 0.5
+    assert [f.depends_on for f in frames] == [None, None, None, 2, 3, None]
+    assert frames[5].control[0].video == (str(kit / "walk.mp4"), 5 / 8)  # its time in the film at 8 fps
+    out = tmp_path / "out"
+    assert render(storyboard, out, backend=backend).rendered == [0, 1, 2, 3, 4, 5]
+    assert render(storyboard, out, backend=backend, redo=[2]).rendered == [2, 3, 4]  # what starts from it follows
+    pipe = StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
+        str(tiny_model), controlnet=ControlNetModel.from_pretrained(cn), safety_checker=None)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type="dpmsolver++")
+    seed = int(Image.open(out / "frames" / "frame_004.png").text["seed"])
+    expected = pipe("d", image=Image.open(out / "frames" / "frame_003.png").convert("RGB"),
+                    control_image=Image.open(kit / "b.png").convert("RGB"), strength=0.6, num_inference_steps=3,
+                    guidance_scale=7.5, controlnet_conditioning_scale=1.0,
+                    generator=torch.Generator().manual_seed(seed)).images[0]
+    assert np.array_equal(_pixels(out, 4), np.asarray(expected))
+
+
+def test_control_video_flag_samples_a_source_video_at_the_films_fps(kit, tiny_model, tmp_path):
+    board = _board(kit, ["a", "b", "c"])
+    flag = json.dumps({"model": str(kit / "cn"), "preprocess": "canny"})
+    args = ("make", board, "--model", tiny_model, "-o", tmp_path / "out", "--control", flag, "--dry-run")
+    assert cli(*args, "--control-video", kit / "walk.mp4", "--fps", "4").returncode == 0
+    short = cli(*args, "--control-video", kit / "walk.mp4", "--fps", "2")  # frame 2 at 1 s: past its end
+    assert short.returncode == 2 and "frame 2: \"control\" image: walk.mp4 is 1s long" in short.stderr
+    alone = cli("frames", board, "--model", tiny_model, "--control-video", kit / "walk.mp4", "--dry-run")
+    assert alone.returncode == 2 and "--control-video" in alone.stderr and "needs --control" in alone.stderr

@@ -87,7 +87,7 @@ def video_frame(path: str, seconds: float, label: str):
     except (av.error.FFmpegError, IndexError, ValueError) as err:
         raise FramereelError(f"{label}: {path}: can't decode it as a video ({str(err).splitlines()[0]}); "
                              "give a video file (mp4, webm, mov …)") from err
-    if shown is None or seconds >= shown[1] + 1 / rate + 1e-6:
+    if shown is None or seconds > shown[1] + 1 / rate - 1e-6:  # the last frame ends the video
         end = 0.0 if shown is None else shown[1] + 1 / rate
         raise FramereelError(f"{label}: {Path(path).name} is {end:g}s long, shorter than the film: no frame at "
                              f"{seconds:g}s; use a longer video or fewer frames")

@@ -236,14 +236,17 @@ class DiffusersBackend(Backend):
         noise = seeded_noise(seed, fam.noise_shape(self.pipe, self.family, width, height))
         return fam.pack(self.pipe, self.family, noise)
 
-    def render(self, frame: Frame, on_step: Callable[[int, int], None] | None = None, init_image=None):
+    def render(self, frame: Frame, on_step: Callable[[int, int], None] | None = None, init_image=None,
+               image_of: Callable[[int], Any] | None = None):
         """Render one frame: text-to-image for key frames, a latent in-between for morphs
-        (slerped noise, lerped prompt embedding), img2img from ``init_image`` for chained frames."""
+        (slerped noise, lerped prompt embedding), img2img from ``init_image`` for chained frames;
+        ``image_of(index)``: finished frames' images, for a control image ``"previous"``."""
         if frame.kind == "chain":
-            return self._render_chain(frame, init_image, on_step)
-        return self.render_batch([frame], on_step)[0]
+            return self._render_chain(frame, init_image, on_step, image_of)
+        return self.render_batch([frame], on_step, image_of)[0]
 
-    def render_batch(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None):
+    def render_batch(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None,
+                     image_of: Callable[[int], Any] | None = None):
         """Render key and morph frames that share size, steps and guidance in one pipeline call.
 
         The call always has ``self.batch_for(frames[0])`` rows (the last group is padded with copies of its first
@@ -275,7 +278,7 @@ class DiffusersBackend(Backend):
         pipe, control = self.pipe, {}
         if first.control:  # the family's ControlNet pipeline, with each row's maps
             pipe = self.controlnets.pipeline(self.pipe, first, False, self._execution_device())
-            control = self.controlnets.call_kwargs(rows)
+            control = self.controlnets.call_kwargs(rows, image_of)
         with torch.inference_mode():
             out = pipe(
                 **cond, latents=latents, **fam.call_kwargs(self.family), **control,
@@ -353,7 +356,7 @@ class DiffusersBackend(Backend):
                       generator=torch.Generator("cpu").manual_seed(0))
         return time.perf_counter() - t0
 
-    def _render_chain(self, frame: Frame, init_image, on_step):
+    def _render_chain(self, frame: Frame, init_image, on_step, image_of=None):
         """img2img from ``init_image`` (the parent's warped image); strength 0 keeps it exactly."""
         import torch
 
@@ -381,7 +384,7 @@ class DiffusersBackend(Backend):
         img2img, control = self._img2img(), {}
         if frame.control:  # the family's ControlNet img2img pipeline, with the frame's maps
             img2img = self.controlnets.pipeline(self.pipe, frame, True, self._execution_device())
-            control = self.controlnets.call_kwargs([frame], img2img=True)
+            control = self.controlnets.call_kwargs([frame], image_of, img2img=True)
         with torch.inference_mode():
             out = img2img(
                 **cond, **fam.call_kwargs(self.family), **control,
