@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +122,18 @@ def _control_image_digest(spec: ControlSpec, index: int, frames_dir: Path | None
                           image_digest: Callable[[int], str | None] | None) -> str | None:
     if spec.source == "previous":
         return image_digest(index - 1) if image_digest else file_digest(frames_dir / frame_name(index - 1))
-    if spec.source == "video":
-        path, seconds = spec.video
-        return f"{file_digest(Path(path))}@{seconds:g}"
-    return file_digest(Path(spec.image))
+    path = Path(spec.video[0] if spec.source == "video" else spec.image)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    digest = _file_digest(path, st.st_size, st.st_mtime_ns)  # a source video: read once, not once per frame
+    return f"{digest}@{spec.video[1]:g}" if spec.source == "video" else digest
+
+
+@lru_cache(maxsize=64)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str | None:
+    return file_digest(path)
 
 
 Facts = tuple[dict[str, str], dict[str, Any]]  # (PNG text chunks, run.json entries)

@@ -226,3 +226,12 @@ def test_control_video_flag_samples_a_source_video_at_the_films_fps(kit, tiny_mo
     assert short.returncode == 2 and "frame 2: \"control\" image: walk.mp4 is 1s long" in short.stderr
     alone = cli("frames", board, "--model", tiny_model, "--control-video", kit / "walk.mp4", "--dry-run")
     assert alone.returncode == 2 and "--control-video" in alone.stderr and "needs --control" in alone.stderr
+
+
+def test_a_video_frame_is_the_one_shown_at_that_time(kit):
+    from framereel.backends.animatediff import read_video
+    from framereel.backends.controlnet import video_frame
+
+    decoded = read_video(str(kit / "walk.mp4"), 4, 64, 64)  # its 4 frames, at 0, 0.25, 0.5 and 0.75 s
+    for seconds, index in ((0, 0), (0.24, 0), (0.25, 1), (0.7, 2), (0.99, 3)):
+        assert np.array_equal(np.asarray(video_frame(str(kit / "walk.mp4"), seconds, "x")), np.asarray(decoded[index]))

@@ -20,6 +20,7 @@ import io
 import json
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -70,28 +71,42 @@ def check_fits(config: dict[str, Any], spec: str, family, unet: dict[str, Any]) 
                              f"use a ControlNet trained for {family.label}")
 
 
-def video_frame(path: str, seconds: float, label: str):
-    """The frame of the video at ``path`` shown at ``seconds`` (PIL), or one line when the video is shorter."""
+@lru_cache(maxsize=16)
+def _video_times(path: str, size: int, mtime_ns: int) -> tuple[tuple[float, ...], float]:
+    """The start time of every frame of a video (from its packets, nothing decoded) and its length."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        step = 1 / float(stream.average_rate or 25)
+        times = sorted(float(p.pts * p.time_base) for p in container.demux(stream) if p.pts is not None)
+    if not times:
+        raise ValueError("no video frames")
+    return tuple(t - times[0] for t in times), times[-1] - times[0] + step
+
+
+def video_frame(path: str, seconds: float, label: str, decode: bool = True):
+    """The frame of the video at ``path`` shown at ``seconds`` (PIL; with ``decode=False`` only checked
+    to exist), or one line when the video is shorter or no video."""
     import av
 
     try:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            rate = float(stream.average_rate or 25)
-            shown = None
-            for frame in container.decode(stream):
-                t = float(frame.time) if frame.time is not None else 0.0
-                if t > seconds + 1e-6:
-                    break
-                shown = (frame.to_image(), t)
-    except (av.error.FFmpegError, IndexError, ValueError) as err:
+        st = Path(path).stat()
+        times, length = _video_times(path, st.st_size, st.st_mtime_ns)
+    except (av.error.FFmpegError, IndexError, ValueError, OSError) as err:
         raise FramereelError(f"{label}: {path}: can't decode it as a video ({str(err).splitlines()[0]}); "
                              "give a video file (mp4, webm, mov …)") from err
-    if shown is None or seconds > shown[1] + 1 / rate - 1e-6:  # the last frame ends the video
-        end = 0.0 if shown is None else shown[1] + 1 / rate
-        raise FramereelError(f"{label}: {Path(path).name} is {end:g}s long, shorter than the film: no frame at "
+    if seconds > length - 1e-6:  # the last frame ends the video
+        raise FramereelError(f"{label}: {Path(path).name} is {length:g}s long, shorter than the film: no frame at "
                              f"{seconds:g}s; use a longer video or fewer frames")
-    return shown[0].convert("RGB")
+    if not decode:
+        return None
+    position = max(i for i, t in enumerate(times) if t <= seconds + 1e-6)  # frames in display order
+    with av.open(path) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i == position:
+                return frame.to_image().convert("RGB")
+    raise FramereelError(f"{label}: {path}: frame {position} could not be decoded; re-encode the video")
 
 
 def image_digest(image) -> str:
@@ -163,7 +178,7 @@ class ControlNets:
                     except FramereelError as err:
                         raise FramereelError(f"frame {f.index}: {err}") from None
                 if c.source == "video":
-                    video_frame(*c.video, f'frame {f.index}: "control" image')
+                    video_frame(*c.video, f'frame {f.index}: "control" image', decode=False)
 
     def options(self, frame) -> dict[str, Any]:
         """A frame's ControlNets in its hash: each by its files' contents, with its settings."""
