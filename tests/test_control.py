@@ -235,3 +235,27 @@ def test_a_video_frame_is_the_one_shown_at_that_time(kit):
     decoded = read_video(str(kit / "walk.mp4"), 4, 64, 64)  # its 4 frames, at 0, 0.25, 0.5 and 0.75 s
     for seconds, index in ((0, 0), (0.24, 0), (0.25, 1), (0.7, 2), (0.99, 3)):
         assert np.array_equal(np.asarray(video_frame(str(kit / "walk.mp4"), seconds, "x")), np.asarray(decoded[index]))
+
+
+def test_sdxl_frames_are_what_the_sdxl_controlnet_pipeline_gives_and_families_dont_mix(kit, tiny_model, tmp_path):
+    import torch
+    from diffusers import ControlNetModel, DPMSolverMultistepScheduler, StableDiffusionXLControlNetPipeline
+    from tiny_families import build_family
+
+    sdxl, sdxl_cn = build_family("sdxl", tmp_path / "sdxl"), build_tiny_controlnet(tmp_path / "sdxl-cn", sdxl=True)
+    board = write_storyboard(tmp_path / "board.json", {"defaults": {"steps": 3, "width": 64, "height": 64}, "frames": [
+        {"prompt": "a red circle", "control": {"model": str(sdxl_cn), "image": str(kit / "a.png"), "weight": 0.9}}]})
+    out = tmp_path / "out"
+    render(load_storyboard(board), out, RenderSettings(model=str(sdxl), dtype="float32", batch=1))
+    pipe = StableDiffusionXLControlNetPipeline.from_pretrained(str(sdxl), controlnet=ControlNetModel.from_pretrained(
+        str(sdxl_cn)))
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type="dpmsolver++")
+    expected = pipe("a red circle", image=Image.open(kit / "a.png").convert("RGB"), controlnet_conditioning_scale=0.9,
+                    num_inference_steps=3, guidance_scale=5.0, width=64, height=64,
+                    generator=torch.Generator().manual_seed(174)).images[0]
+    assert np.array_equal(_pixels(out, 0), np.asarray(expected))
+    for model, net, made_for in ((sdxl, kit / "cn", "a 32-wide text encoder, but the model is SDXL"),
+                                 (tiny_model, sdxl_cn, "SDXL, but the model is SD 1.x")):
+        board = _board(kit, [{"prompt": "a", "control": {"model": str(net), "image": "a.png"}}])
+        result = cli("frames", board, "--model", model, "-o", tmp_path / "refused", "--dry-run")
+        assert result.returncode == 2 and f"a ControlNet made for {made_for}" in result.stderr

@@ -8,16 +8,21 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def build_tiny_controlnet(folder: Path, seed: int = 0, cross_attention_dim: int = 32) -> Path:
+def build_tiny_controlnet(folder: Path, seed: int = 0, cross_attention_dim: int = 32, sdxl: bool = False) -> Path:
+    """``sdxl``: one for the tiny SDXL of :mod:`tiny_families` (its UNet's text-time embedding and widths)."""
     import torch
     from diffusers import ControlNetModel
 
     torch.manual_seed(seed)
-    net = ControlNetModel(
-        in_channels=4, block_out_channels=(16, 32), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), cross_attention_dim=cross_attention_dim,
-        attention_head_dim=4, norm_num_groups=8, conditioning_embedding_out_channels=(8, 16),
-    )
+    shape = dict(in_channels=4, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), conditioning_embedding_out_channels=(8, 16))
+    if sdxl:
+        shape.update(attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+                     addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
+                     projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=64)
+    else:
+        shape.update(attention_head_dim=4, cross_attention_dim=cross_attention_dim)
+    net = ControlNetModel(**shape)
 
     def init_weights(m):
         if isinstance(m, torch.nn.Conv2d):
