@@ -259,3 +259,35 @@ def test_sdxl_frames_are_what_the_sdxl_controlnet_pipeline_gives_and_families_do
         board = _board(kit, [{"prompt": "a", "control": {"model": str(net), "image": "a.png"}}])
         result = cli("frames", board, "--model", model, "-o", tmp_path / "refused", "--dry-run")
         assert result.returncode == 2 and f"a ControlNet made for {made_for}" in result.stderr
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux-schnell"])
+def test_sd3_and_flux_frames_are_what_their_controlnet_pipelines_give(kit, family, tmp_path):
+    import diffusers
+    import torch
+    from tiny_controlnet import build_tiny_transformer_controlnet
+    from tiny_families import build_family
+
+    from framereel.backends.controlnet import seeded_global_rng
+
+    kind = family.split("-")[0]
+    model, net = build_family(family, tmp_path / family), build_tiny_transformer_controlnet(tmp_path / "cn", kind)
+    guidance = 0.0 if kind == "flux" else 7.0
+    control = {"model": str(net), "image": str(kit / "a.png"), "weight": 0.7}
+    frames = [{"prompt": "a red circle", "control": control}, {"prompt": "b", "init": "previous", "control": control}]
+    defaults = {"steps": 2, "guidance": guidance, "width": 64, "height": 64}
+    board = write_storyboard(tmp_path / "board.json", {"defaults": defaults, "frames": frames})
+    settings, out = RenderSettings(model=str(model), dtype="float32", batch=1), tmp_path / "out"
+    if kind == "sd3":  # diffusers has no SD 3 ControlNet img2img: refused before anything renders
+        with pytest.raises(FramereelError, match='frame 1: "control" on a chained frame: diffusers has no ControlNet'):
+            render(load_storyboard(board), out, settings)
+        board = write_storyboard(tmp_path / "board.json", {"defaults": defaults, "frames": frames[:1]})
+    assert render(load_storyboard(board), out, settings).rendered == ([0] if kind == "sd3" else [0, 1])
+    cls = getattr(diffusers, "StableDiffusion3ControlNetPipeline" if kind == "sd3" else "FluxControlNetPipeline")
+    net_cls = getattr(diffusers, "SD3ControlNetModel" if kind == "sd3" else "FluxControlNetModel")
+    pipe = cls.from_pretrained(str(model), controlnet=net_cls.from_pretrained(str(net)))
+    with seeded_global_rng(174):
+        expected = pipe("a red circle", control_image=Image.open(kit / "a.png").convert("RGB"),
+                        controlnet_conditioning_scale=0.7, num_inference_steps=2, guidance_scale=guidance, width=64,
+                        height=64, max_sequence_length=256, generator=torch.Generator().manual_seed(174)).images[0]
+    assert np.array_equal(_pixels(out, 0), np.asarray(expected))

@@ -34,3 +34,28 @@ def build_tiny_controlnet(folder: Path, seed: int = 0, cross_attention_dim: int 
     net.controlnet_cond_embedding.conv_out.apply(init_weights)  # zero too: the image would not count
     net.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def build_tiny_transformer_controlnet(folder: Path, kind: str, seed: int = 0) -> Path:
+    """A tiny ``SD3ControlNetModel`` (``kind="sd3"``) or ``FluxControlNetModel`` (``"flux"``) shaped for
+    the tiny SD 3 / FLUX transformers of :mod:`tiny_families`, its zero-initialised projections randomised."""
+    import diffusers
+    import torch
+
+    torch.manual_seed(seed)
+    if kind == "sd3":
+        net = diffusers.SD3ControlNetModel(
+            sample_size=32, patch_size=1, in_channels=4, out_channels=4, num_layers=1, attention_head_dim=8,
+            num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=64, pooled_projection_dim=64)
+        parts = (net.controlnet_blocks, net.pos_embed_input)
+    else:
+        net = diffusers.FluxControlNetModel(
+            patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+            num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=(4, 4, 8))
+        parts = (net.controlnet_blocks, net.controlnet_single_blocks, net.controlnet_x_embedder)
+    with torch.no_grad():
+        for part in parts:
+            for p in part.parameters():
+                p.normal_(0, 0.1)
+    net.save_pretrained(folder, safe_serialization=True)
+    return folder

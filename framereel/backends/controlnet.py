@@ -20,6 +20,7 @@ import io
 import json
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,18 @@ CONTROLNET = SourceKind(
     not_a_folder=FLAG + " {spec}: {path} has no config.json; pass a ControlNet folder saved with save_pretrained",
     missing=FLAG + " {spec}: no such folder; pass a local ControlNet folder or a Hub id (owner/name)",
 )
-# the model family's kind → (ControlNet classes it takes, text-to-image pipeline, img2img pipeline)
+# the model family's kind → (ControlNet classes it takes, text-to-image pipeline, img2img pipeline or
+# None where diffusers has none, the text-to-image pipeline's name for the control image)
 PIPELINES = {
-    "sd": (("ControlNetModel",), "StableDiffusionControlNetPipeline", "StableDiffusionControlNetImg2ImgPipeline"),
-    "sdxl": (("ControlNetModel",), "StableDiffusionXLControlNetPipeline",
-             "StableDiffusionXLControlNetImg2ImgPipeline"),
+    "sd": (("ControlNetModel",), "StableDiffusionControlNetPipeline", "StableDiffusionControlNetImg2ImgPipeline",
+           "image"),
+    "sdxl": (("ControlNetModel", "ControlNetUnionModel"), "StableDiffusionXLControlNetPipeline",
+             "StableDiffusionXLControlNetImg2ImgPipeline", "image"),
+    "sd3": (("SD3ControlNetModel",), "StableDiffusion3ControlNetPipeline", None, "control_image"),
+    "flux": (("FluxControlNetModel",), "FluxControlNetPipeline", "FluxControlNetImg2ImgPipeline", "control_image"),
 }
+# config keys a ControlNet shares with the transformer it steers (SD 3, FLUX)
+SHARED_WIDTHS = ("joint_attention_dim", "in_channels", "pooled_projection_dim")
 CANNY_THRESHOLDS = (100, 200)  # OpenCV's low and high hysteresis thresholds, as diffusers' ControlNet docs use
 MAP_CACHE = 64  # preprocessed maps kept in memory
 
@@ -53,16 +60,21 @@ def controlnet_config(source: Source, spec: str) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def check_fits(config: dict[str, Any], spec: str, family, unet: dict[str, Any]) -> None:
-    """A ControlNet must be one for the model's family (its class, its cross-attention width), else one line."""
-    classes = PIPELINES.get(family.kind, ((),))[0]
+def check_fits(config: dict[str, Any], spec: str, family, denoiser: dict[str, Any]) -> None:
+    """A ControlNet must be one for the model's family (its class, its widths: ``denoiser`` is the
+    model's UNet or transformer config), else one line."""
+    classes = PIPELINES[family.kind][0]
     cls = config.get("_class_name", "?")
-    if not classes:
-        raise FramereelError(f"{FLAG} {spec}: ControlNets for {family.label} are not supported yet; framereel "
-                             "steers SD 1.x/2.x and SDXL models with ControlNets")
     if cls not in classes:
         raise FramereelError(f"{FLAG} {spec}: its config.json says {cls}, not a ControlNet for {family.label} "
                              f"({' or '.join(classes)})")
+    if family.kind in ("sd3", "flux"):
+        for key in SHARED_WIDTHS:
+            if key in config and key in denoiser and config[key] != denoiser[key]:
+                raise FramereelError(f"{FLAG} {spec}: its {key} is {config[key]}, the model's is {denoiser[key]}: a "
+                                     f"ControlNet made for another {family.label} model; use one trained for this one")
+        return
+    unet = denoiser
     want, have = unet.get("cross_attention_dim"), config.get("cross_attention_dim")
     sdxl_net = config.get("addition_embed_type") == "text_time"
     if (want is not None and have is not None and want != have) or sdxl_net != (family.kind == "sdxl"):
@@ -139,6 +151,20 @@ def preprocess(image, spec: ControlSpec, width: int, height: int, device: str):
     return fitted  # "tile" and "none": the image itself
 
 
+@contextmanager
+def seeded_global_rng(seed: int | None):
+    """torch's global generators seeded with ``seed`` inside, as they were after (None: untouched).
+    SD 3's ControlNet pipeline samples the control image's latents from them."""
+    if seed is None:
+        yield
+        return
+    import torch
+
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+        torch.manual_seed(seed)
+        yield
+
+
 class ControlNets:
     """The ControlNets of a run: found once, checked, fingerprinted, loaded once each."""
 
@@ -165,11 +191,10 @@ class ControlNets:
         """Every ControlNet, depth model and video frame the frames need, found and fitting; one line if not."""
         from ..depth import depth_model_name
 
-        if any(f.control for f in frames) and self.family.kind not in PIPELINES:
-            f = next(f for f in frames if f.control)
-            raise FramereelError(f'frame {f.index}: "control": ControlNets for {self.family.label} are not supported '
-                                 "yet; framereel steers SD 1.x/2.x and SDXL models with ControlNets")
         for f in frames:
+            if f.control and f.kind == "chain" and PIPELINES[self.family.kind][2] is None:
+                raise FramereelError(f'frame {f.index}: "control" on a chained frame: diffusers has no ControlNet '
+                                     f'img2img pipeline for {self.family.label}; drop "init" or "control" here')
             for c in f.control or ():
                 self.source(c.model, f)
                 if c.depth_model:
@@ -234,9 +259,11 @@ class ControlNets:
 
     def model(self, spec: str, dtype, device):
         if spec not in self._loaded:
-            from diffusers import ControlNetModel
+            import diffusers
 
-            self._loaded[spec] = ControlNetModel.from_pretrained(str(self.source(spec).path), torch_dtype=dtype).to(device)
+            source = self.source(spec)
+            cls = getattr(diffusers, controlnet_config(source, spec)["_class_name"])
+            self._loaded[spec] = cls.from_pretrained(str(source.path), torch_dtype=dtype).to(device)
         return self._loaded[spec]
 
     def pipeline(self, pipe, frame, img2img: bool, device):
@@ -257,7 +284,7 @@ class ControlNets:
         """The ControlNet arguments of one call over ``rows`` (frames sharing one control set): each
         ControlNet's maps, one per row, and its weight, start and end."""
         per_row = [self.maps(f, image_of) for f in rows]
-        specs, image_key = rows[0].control, "control_image" if img2img else "image"
+        specs, image_key = rows[0].control, "control_image" if img2img else PIPELINES[self.family.kind][3]
         if len(specs) == 1:
             return {image_key: [m[0] for m in per_row], "controlnet_conditioning_scale": specs[0].weight,
                     "control_guidance_start": specs[0].start, "control_guidance_end": specs[0].end}

@@ -24,7 +24,7 @@ from . import families as fam
 from .animatediff import ClipRenderer, check_video
 from .base import Backend, ModelInfo
 from .common import EmbeddingCache, make_scheduler, measured, quiet_libraries, seeded_noise, slerp
-from .controlnet import ControlNets
+from .controlnet import ControlNets, seeded_global_rng
 from .device import compile_pipeline, measure_batch, place_pipeline
 from .lora import Lora, LoraSet
 from .refiner import Refiner
@@ -51,7 +51,7 @@ class DiffusersBackend(Backend):
         self.loras = LoraSet(self.model.loras, self.model.family.label, self.model.lora_files)
         self.refiner = Refiner(self.model.refiner, self.family, self._execution_device) if self.model.refiner else None
         self.clips = ClipRenderer(self, self.model.motion) if self.model.motion else None
-        self.controlnets = ControlNets(self.family, _unet_config(self.model.folder), self.device)
+        self.controlnets = ControlNets(self.family, _denoiser_config(self.model.folder), self.device)
         self.pipe = None
         self._img2img_pipe = None
         self._compiled = False
@@ -256,8 +256,10 @@ class DiffusersBackend(Backend):
         import torch
 
         self.load()
-        # 1. check: frames with other LoRAs never share a call
+        # 1. check: frames with other LoRAs never share a call; SD 3 ControlNet frames render one by one
         split = self._split_by_loras(frames, on_step)
+        if split is None and len(frames) > 1 and frames[0].control and self.family.kind == "sd3":
+            split = [self.render_batch([f], on_step, image_of)[0] for f in frames]
         if split is not None:
             return split
         first = frames[0]
@@ -268,6 +270,10 @@ class DiffusersBackend(Backend):
         cond = self._conditioning(rows, first.guidance)
         # 4. prepare the seeded starting latents
         latents, generators = self._starting_latents(rows, cond["prompt_embeds"].dtype)
+        if first.control and self.family.kind == "flux" and all(f.kind == "key" for f in rows):
+            # FLUX's ControlNet pipeline samples the maps' latents from each row's generator before its
+            # noise: it draws both, from fresh generators, as it does when called directly
+            latents, generators = None, [torch.Generator("cpu").manual_seed(f.seed) for f in rows]
         # 5. compiled graphs warmed up, the step cache reset
         compile_seconds = self._warm_up(len(rows), first) if self.settings.compile else None
         if self._step_cache is not None:
@@ -275,11 +281,12 @@ class DiffusersBackend(Backend):
         # 6. denoise and decode: the family's pipeline itself (with a refiner, up to its switch point)
         step_end = _step_callback(on_step, first.steps)
         handover = self.refiner.handover() if self.refiner is not None else {}
-        pipe, control = self.pipe, {}
+        pipe, control, rng_seed = self.pipe, {}, None
         if first.control:  # the family's ControlNet pipeline, with each row's maps
             pipe = self.controlnets.pipeline(self.pipe, first, False, self._execution_device())
             control = self.controlnets.call_kwargs(rows, image_of)
-        with torch.inference_mode():
+            rng_seed = first.seed if self.family.kind == "sd3" else None  # it samples the maps' latents unseeded
+        with torch.inference_mode(), seeded_global_rng(rng_seed):
             out = pipe(
                 **cond, latents=latents, **fam.call_kwargs(self.family), **control,
                 generator=generators, num_inference_steps=first.steps, guidance_scale=first.guidance,
@@ -424,15 +431,17 @@ class DiffusersBackend(Backend):
         self._negative.clear()
 
 
-def _unet_config(folder: Path | None) -> dict[str, Any]:
-    """The model folder's UNet config ({} for a single file or a transformer model)."""
+def _denoiser_config(folder: Path | None) -> dict[str, Any]:
+    """The model folder's UNet (or SD 3 / FLUX transformer) config ({} for a single file)."""
     import json
 
-    try:
-        config = json.loads((folder / "unet" / "config.json").read_text()) if folder is not None else {}
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
+    for part in ("unet", "transformer"):
+        try:
+            config = json.loads((folder / part / "config.json").read_text()) if folder is not None else {}
+        except (OSError, ValueError):
+            continue
+        return config if isinstance(config, dict) else {}
+    return {}
 
 
 def load_pipeline(model: ResolvedModel, dtype, safety_checker: bool):
