@@ -177,12 +177,20 @@ def _frame_data(index: int, record: dict[str, Any], path: Path, on_disk: bool, f
         "duration_set": duration is not None,
         "derived_from": record.get("derived_from"),
         "flagged": bool(record.get("nsfw_blacked_out")),  # the safety checker blacked it out
+        "control": _control_maps(path.parent.parent, record, params) if on_disk else [],
         "entry": storyboard_entry(params, duration),
         "superseded": [
             {"file": f"{SUPERSEDED_DIR}/{p.name}", "v": _version(p), "params": _params_from_png(p)}
             for p in superseded
         ],
     }
+
+
+def _control_maps(out: Path, record: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """A controlled frame's ControlNet maps on disk, each with its preprocessor and weight."""
+    settings = params.get("control") or []
+    return [{"file": name, "v": _version(out / name), **{k: c.get(k) for k in ("preprocess", "weight")}}
+            for name, c in zip(record.get("control_maps") or [], settings, strict=False) if (out / name).is_file()]
 
 
 def _mark_morph_keys(frames: list[dict[str, Any]]) -> None:

@@ -31,6 +31,7 @@ from .errors import FramereelError
 FRAMES_DIR = "frames"
 MANIFEST = "run.json"
 SUPERSEDED_DIR = "superseded"
+CONTROL_DIR = "control"  # each frame's ControlNet maps, shown beside it in the gallery
 LOCK_FILE = ".framereel.lock"
 TMP_MARK = ".tmp-"
 HASH_KEY = "framereel:hash"
@@ -178,6 +179,16 @@ def write_frame_file(out_dir: Path, index: int, data: bytes) -> Path:
         move_aside(out_dir, path)
     atomic_write_bytes(path, data)
     return path
+
+
+def write_control_maps(out_dir: Path, index: int, maps: list[Image.Image]) -> list[str]:
+    """Write frame ``index``'s ControlNet maps into ``out_dir/control`` atomically (a map is made again
+    from its inputs, so an older one is replaced); returns their paths relative to ``out_dir``."""
+    names = [f"{CONTROL_DIR}/{Path(frame_name(index)).stem}_{k}.png" for k in range(len(maps))]
+    (out_dir / CONTROL_DIR).mkdir(exist_ok=True)
+    for name, image in zip(names, maps, strict=True):
+        atomic_write_bytes(out_dir / name, png_bytes(image, {}))
+    return names
 
 
 def move_aside(out_dir: Path, path: Path) -> Path:

@@ -47,6 +47,7 @@ from .manifest import (
     read_png_hash,
     remove_stale_temp_files,
     undo_new_folder,
+    write_control_maps,
     write_frame_file,
 )
 from .settings import Parallelism, RenderSettings
@@ -311,9 +312,11 @@ def write_frame(out: Path, identity: RunIdentity, the_plan: Plan, manifest: Mani
         return
     digest = the_plan.digests[f.index] or identity.digest(f, out / FRAMES_DIR)  # a chain's parent is on disk now
     path = write_frame_file(out, f.index, identity.png(outcome.image, f, digest))
-    record.update(hash=digest, status="done", seconds=round(outcome.seconds, 3), device=outcome.device,
-                  **outcome.facts)
+    facts = dict(outcome.facts)
+    if facts.get("control_maps"):  # images, for the gallery: written beside the frames, named in run.json
+        facts["control_maps"] = write_control_maps(out, f.index, facts["control_maps"])
+    record.update(hash=digest, status="done", seconds=round(outcome.seconds, 3), device=outcome.device, **facts)
     manifest.save()
     result.rendered.append(f.index)
     result.devices[outcome.device] = result.devices.get(outcome.device, 0) + 1
-    emit(FrameDone(f.index, str(path), round(outcome.seconds, 3), outcome.device, dict(outcome.facts)))
+    emit(FrameDone(f.index, str(path), round(outcome.seconds, 3), outcome.device, facts))

@@ -11,6 +11,7 @@ from tiny_controlnet import build_tiny_controlnet
 from tiny_depth import build_tiny_depth
 
 from framereel import FramereelError, RenderSettings, load_storyboard, render
+from framereel.gallery import gallery_data
 from framereel.jobs import batch_groups
 
 
@@ -113,6 +114,10 @@ def test_control_images_change_frames_resume_is_exact_and_a_new_image_rerenders_
     render(load_storyboard(board), out, backend=backend)
     images = [_pixels(out, i) for i in range(5)]
     assert all(not np.array_equal(images[i], images[j]) for i in range(5) for j in range(i))
+    shown = gallery_data(out)["frames"]  # the gallery shows each map beside its frame
+    assert shown[0]["control"] == [] and shown[3]["control"][0]["preprocess"] == "depth"
+    assert np.array_equal(np.asarray(Image.open(out / shown[2]["control"][0]["file"])),
+                          np.asarray(Image.open(kit / "b.png").convert("RGB")))  # "none": the image as it is
     before = {p.name: p.read_bytes() for p in (out / "frames").glob("*.png")}
     assert render(load_storyboard(board), out, backend=backend).rendered == []
     (tmp_path / "edges.png").write_bytes((kit / "b.png").read_bytes())

@@ -16,7 +16,6 @@ pipeline arguments.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections import OrderedDict
 from collections.abc import Callable
@@ -297,15 +296,6 @@ class ControlNets:
         return {image_key: images,
                 "controlnet_conditioning_scale": [c.weight for c in specs],
                 "control_guidance_start": [c.start for c in specs], "control_guidance_end": [c.end for c in specs]}
-
-    def map_png(self, frame, image_of=None) -> list[bytes]:
-        """The frame's maps as PNG bytes (for the gallery)."""
-        out = []
-        for m in self.maps(frame, image_of):
-            buf = io.BytesIO()
-            m.save(buf, format="PNG")
-            out.append(buf.getvalue())
-        return out
 
     def close(self) -> None:
         self._loaded.clear()

@@ -296,7 +296,7 @@ class DiffusersBackend(Backend):
             if handover:
                 out = self.refiner(rows, out.images, generators, step_end)
         # 8. the frames' images, without the padding
-        results = [(out.images[i], _facts(out, i)) for i in range(len(frames))]
+        results = [(out.images[i], {**_facts(out, i), **self._control_facts(f, image_of)}) for i, f in enumerate(frames)]
         if compile_seconds is not None:
             results[0][1]["compile_seconds"] = round(compile_seconds, 1)
         return results
@@ -400,7 +400,11 @@ class DiffusersBackend(Backend):
             )
             if handover:
                 out = self.refiner([frame], out.images, [generator], step_end)
-        return out.images[0], _facts(out, 0)
+        return out.images[0], {**_facts(out, 0), **self._control_facts(frame, image_of)}
+
+    def _control_facts(self, frame: Frame, image_of) -> dict[str, Any]:
+        """A controlled frame's maps (images: the runner writes them beside the frame for the gallery)."""
+        return {"control_maps": self.controlnets.maps(frame, image_of)} if frame.control else {}
 
     def render_clip(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None):
         """Render one whole clip with AnimateDiff (see :mod:`framereel.backends.animatediff`)."""
