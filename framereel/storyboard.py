@@ -544,12 +544,12 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
             seed = run_seed if e.get("shared_noise") else frame_seed(run_seed, shot)
         if shot > 0 and entries[shot - 1].get("morph"):
             a = frames[-1]
-            count = entries[shot - 1]["morph"]
-            target = a.index + count + 1
+            between = entries[shot - 1]["morph"]  # not ``count``: schedules are read over the whole film
+            target = a.index + between + 1
             b_control = _frame_control(e, target, count, run_seed, _film_seconds(frames, fps)
-                                       + count * (in_between or 1 / fps)) if a.control or e.get("control") else None
-            for j in range(count):
-                t = (j + 1) / (count + 1)
+                                       + between * (in_between or 1 / fps)) if a.control or e.get("control") else None
+            for j in range(between):
+                t = (j + 1) / (between + 1)
                 frames.append(replace(
                     a, index=a.index + 1 + j, kind="morph", duration=in_between, morph=(a.index, target, t),
                     morph_prompt=prompt, morph_seed=seed, parent=None, strength=None, motion=None, color_ref=None, color_space=None,

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from framereel import FramereelError, frame_seed, load_storyboard
+from framereel.loader import parse_storyboard
 from framereel.storyboard import DEFAULT_RUN_SEED
 from framereel.validate import parse_indices
 
@@ -130,3 +131,12 @@ def test_formats_are_one_way_a_loader_in_front_of_the_parser():
     assert not {"deforum", "loader"} & framereel_imports("storyboard")  # the parser knows no other format
     assert not {"storyboard", "deforum", "loader"} & framereel_imports("schedule")
     assert "loader" not in framereel_imports("deforum") and {"deforum", "storyboard"} <= framereel_imports("loader")
+
+
+def test_schedules_after_a_morph_are_read_over_the_whole_film():
+    """A morph's in-betweens count as frames of the film: a schedule after them is not cut short."""
+    frames = parse_storyboard(json.dumps({"frames": [
+        {"prompt": "a", "morph": 2}, {"prompt": "b"},
+        {"prompt": "c", "init": "previous", "strength": "0:(0.2), 8:(0.6)", "guidance": "0:(2), 8:(10)"},
+        *["d", "e", "f", "g", "h"]]})).frames  # 10 frames: keyframe 8 is inside the film
+    assert frames[4].strength == pytest.approx(0.2 + 0.4 * 4 / 8) and frames[4].guidance == pytest.approx(2 + 8 * 4 / 8)
