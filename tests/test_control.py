@@ -296,3 +296,21 @@ def test_sd3_and_flux_frames_are_what_their_controlnet_pipelines_give(kit, famil
                         controlnet_conditioning_scale=0.7, num_inference_steps=2, guidance_scale=guidance, width=64,
                         height=64, max_sequence_length=256, generator=torch.Generator().manual_seed(174)).images[0]
     assert np.array_equal(_pixels(out, 0), np.asarray(expected))
+
+
+def test_the_example_storyboard_renders_offline_with_a_tiny_controlnet(tiny_model, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from conftest import probe_video
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    for name in ("control.json", "control-lighthouse.png", "control-walk.mp4"):
+        shutil.copy(examples / name, tmp_path / name)
+    build_tiny_controlnet(tmp_path / "models" / "sd-controlnet-canny")
+    out = tmp_path / "out"
+    cli("make", tmp_path / "control.json", "--model", tiny_model, "--steps", "3", "-o", out, "--quiet", check=True)
+    run = json.loads((out / "run.json").read_text())
+    assert [f["kind"] for f in run["frames"]] == ["key", "morph", "morph", "key", "chain", "key", "key", "key"]
+    assert all(len(f["control_maps"]) == 1 and (out / f["control_maps"][0]).is_file() for f in run["frames"])
+    assert probe_video(out / "video.mp4")["seconds"] == pytest.approx(2.0, abs=0.1)  # 8 frames of 0.25 s
