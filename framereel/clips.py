@@ -39,7 +39,7 @@ DEFAULT_CONTEXT_STRIDE = 4
 DEFAULT_VIDEO_STRENGTH = 0.6
 # keys of a clip group's entries that must agree: they are per clip
 PER_CLIP = ("negative_prompt", "steps", "guidance", "width", "height", "seed", "context_length",
-            "context_stride", "init_video", "strength")
+            "context_stride", "init_video", "strength", "control")
 
 
 @dataclass(frozen=True)

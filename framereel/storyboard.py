@@ -398,9 +398,9 @@ def build_storyboard(
         clips.check_clip_entry(lambda problem, i=i: _fail(path, f"frame {i}", problem), e, i, len(entries),
                                entries[i + 1] if i + 1 < len(entries) else None)
     for i, e in enumerate(entries):
-        if "clip" in e and e.get("control"):
-            raise _fail(path, f"frame {i}", '"control" in a clip: ControlNets steer still frames only; drop '
-                        '"control" from this entry (or from "defaults" / --control)')
+        if "clip" in e and any(c["image"] == control.PREVIOUS for c in e.get("control") or ()):
+            raise _fail(path, f"frame {i}", '"control" image "previous" in a clip: a clip renders all its frames at '
+                        'once; give an image or "video:PATH" (each clip frame takes its own moment)')
     groups = clips.group_clips(entries, lambda i, problem: _fail(path, f"frame {i}", problem))
     try:
         frames = _expand(entries, run_seed, groups, in_between=base.get("duration"), fps=fps or FILM_FPS)
@@ -536,7 +536,8 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
         if shot in in_group:
             continue
         if shot in clip_groups:
-            frames.extend(_clip_frames(entries, clip_groups[shot], run_seed, len(frames), count))
+            frames.extend(_clip_frames(entries, clip_groups[shot], run_seed, len(frames), count,
+                                       _film_seconds(frames, fps), fps))
             continue
         prompt = e["prompt"].strip()
         seed = e.get("seed")
@@ -577,19 +578,24 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
     return frames
 
 
-def _clip_frames(entries: list[dict[str, Any]], group: list[int], run_seed: int, start: int, count: int
-                 ) -> list[Frame]:
-    """The frames of one clip (``group``: its entries), all sharing one :class:`ClipSpec`."""
+def _clip_frames(entries: list[dict[str, Any]], group: list[int], run_seed: int, start: int, count: int,
+                 seconds: float = 0.0, fps: float = FILM_FPS) -> list[Frame]:
+    """The frames of one clip (``group``: its entries), all sharing one :class:`ClipSpec`; a clip that
+    starts ``seconds`` into the film gives each frame the control image of its own moment."""
     spec = clips.clip_spec(entries, group)
     first = entries[group[0]]
     seed = first.get("seed")
     if seed is None:
         seed = run_seed if first.get("shared_noise") else frame_seed(run_seed, group[0])
     shot_of = [i for i in group for _ in range(entries[i]["clip"])]
-    return [
+    starts = [seconds]  # each frame's time in the film, for control images from a source video
+    for j in range(spec.frames - 1):
+        starts.append(starts[-1] + (entries[shot_of[j]].get("duration") or 1.0 / fps))
+    return [  # one control weight for the whole clip (the pipeline takes one), each frame its own image
         Frame(index=start + j, prompt=clips.prompt_at(spec, j), negative_prompt=first.get("negative_prompt"),
               seed=seed, steps=first.get("steps"), guidance=_value_at(first.get("guidance"), start, count, run_seed),
               width=first.get("width"), height=first.get("height"), duration=entries[shot_of[j]].get("duration"),
-              shot=shot_of[j], kind="clip", clip=spec, clip_pos=j)
+              shot=shot_of[j], kind="clip", clip=spec, clip_pos=j,
+              control=_frame_control(first, start, count, run_seed, starts[j]))
         for j in range(spec.frames)
     ]

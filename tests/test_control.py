@@ -314,3 +314,31 @@ def test_the_example_storyboard_renders_offline_with_a_tiny_controlnet(tiny_mode
     assert [f["kind"] for f in run["frames"]] == ["key", "morph", "morph", "key", "chain", "key", "key", "key"]
     assert all(len(f["control_maps"]) == 1 and (out / f["control_maps"][0]).is_file() for f in run["frames"])
     assert probe_video(out / "video.mp4")["seconds"] == pytest.approx(2.0, abs=0.1)  # 8 frames of 0.25 s
+
+
+def test_a_clip_follows_a_source_video_as_animatediff_controlnet_pipeline_does(kit, tiny_model, tmp_path):
+    import torch
+    from diffusers import AnimateDiffControlNetPipeline, ControlNetModel, DPMSolverMultistepScheduler, MotionAdapter
+    from tiny_motion import build_tiny_motion_adapter
+
+    adapter = build_tiny_motion_adapter(tmp_path / "adapter")
+    control = {"model": str(kit / "cn"), "image": f"video:{kit / 'walk.mp4'}", "weight": 0.8}
+    board = write_storyboard(tmp_path / "board.json", {"defaults": {"steps": 2, "duration": 0.25}, "frames": [
+        {"prompt": "a dancer", "clip": 4, "seed": 7, "control": control}]})
+    out = tmp_path / "out"
+    settings = RenderSettings(model=str(tiny_model), dtype="float32", motion_adapter=str(adapter))
+    assert render(load_storyboard(board), out, settings).rendered == [0, 1, 2, 3]
+    pipe = AnimateDiffControlNetPipeline.from_pretrained(
+        str(tiny_model), motion_adapter=MotionAdapter.from_pretrained(str(adapter)),
+        controlnet=ControlNetModel.from_pretrained(str(kit / "cn")))
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type="dpmsolver++")
+    from framereel.backends.animatediff import read_video
+
+    video = read_video(str(kit / "walk.mp4"), 4, 64, 64)  # its frames at 0, 0.25, 0.5, 0.75 s: the clip's times
+    direct = pipe("a dancer", num_frames=4, conditioning_frames=video, controlnet_conditioning_scale=0.8,
+                  num_inference_steps=2, guidance_scale=7.5, width=64, height=64, decode_chunk_size=4,
+                  generator=torch.Generator("cpu").manual_seed(7)).frames[0]
+    for i, image in enumerate(direct):
+        assert np.array_equal(_pixels(out, i), np.asarray(image)), f"frame {i}"
+    shown = gallery_data(out)["frames"]
+    assert all(len(f["control"]) == 1 for f in shown)

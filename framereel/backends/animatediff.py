@@ -122,6 +122,11 @@ def read_video(path: str, frames: int, width: int, height: int):
     return [ImageOps.fit(decoded[i].convert("RGB"), (width, height), Image.Resampling.LANCZOS) for i in picks]
 
 
+# a clip's pipeline → its ControlNet sibling (diffusers')
+CONTROLLED = {"AnimateDiffPipeline": "AnimateDiffControlNetPipeline",
+              "AnimateDiffVideoToVideoPipeline": "AnimateDiffVideoToVideoControlNetPipeline"}
+
+
 @dataclass(frozen=True)
 class MotionSource:
     """A resolved ``--motion-adapter`` and its ``--motion-lora`` files and weights."""
@@ -139,6 +144,7 @@ class ClipRenderer:
         self.loras = motion.loras
         self._t2v = None
         self._v2v = None
+        self._controlled: dict[tuple, Any] = {}  # ControlNet pipelines by (ControlNets, base pipeline)
 
     def _pipelines(self):
         if self._t2v is not None:
@@ -177,6 +183,7 @@ class ClipRenderer:
 
     def close(self) -> None:
         self._t2v = self._v2v = None
+        self._controlled.clear()
 
     def _video_pipeline(self):
         if self._v2v is None:
@@ -196,6 +203,9 @@ class ClipRenderer:
         if [f.clip_pos for f in frames] != list(range(spec.frames)):
             raise FramereelError(f"clip at frame {first.index}: a clip renders whole ({spec.frames} frames)")
         pipe = self._video_pipeline() if spec.init_video else self._pipelines()
+        control = self._control(pipe, frames) if first.control else {}
+        if control:
+            pipe = control.pop("pipe")
         windowed = spec.travels or spec.windowed
         kwargs: dict[str, Any] = dict(
             prompt=spec.prompts[0][1] if not windowed else {at: p for at, p in spec.prompts},
@@ -203,7 +213,7 @@ class ClipRenderer:
             num_inference_steps=first.steps, guidance_scale=first.guidance, width=first.width, height=first.height,
             generator=torch.Generator("cpu").manual_seed(first.seed),
             decode_chunk_size=min(spec.frames, spec.context_length),
-            callback_on_step_end=_step_callback(on_step, first.steps),
+            callback_on_step_end=_step_callback(on_step, first.steps), **control,
         )
         if spec.init_video:
             kwargs.update(video=read_video(spec.init_video, spec.frames, first.width, first.height),
@@ -223,7 +233,29 @@ class ClipRenderer:
                 unsplit(pipe.unet)
                 pipe.disable_free_noise()
         images = out.frames[0]
-        return [(img, {}) for img in images]
+        return [(img, {"control_maps": self.backend.controlnets.maps(f)} if f.control else {})
+                for img, f in zip(images, frames, strict=True)]
+
+    def _control(self, pipe, frames: list) -> dict[str, Any]:
+        """The clip's ControlNet pipeline (``"pipe"``, sharing ``pipe``'s parts) and its arguments: each
+        ControlNet's map of every frame, and the clip's weights and start/end fractions (its first frame's)."""
+        import diffusers
+
+        be, specs = self.backend, frames[0].control
+        key = (tuple(c.model for c in specs), type(pipe).__name__)
+        if key not in self._controlled:
+            nets = [be.controlnets.model(c.model, pipe.unet.dtype, be.device) for c in specs]
+            cls = getattr(diffusers, CONTROLLED[type(pipe).__name__])
+            self._controlled[key] = cls(**pipe.components, controlnet=nets[0] if len(nets) == 1 else nets)
+            self._controlled[key].set_progress_bar_config(disable=True)
+        maps = [be.controlnets.maps(f) for f in frames]
+        single = len(specs) == 1
+        return {"pipe": self._controlled[key],
+                "conditioning_frames": [m[0] for m in maps] if single else [[m[i] for m in maps]
+                                                                           for i in range(len(specs))],
+                "controlnet_conditioning_scale": specs[0].weight if single else [c.weight for c in specs],
+                "control_guidance_start": specs[0].start if single else [c.start for c in specs],
+                "control_guidance_end": specs[0].end if single else [c.end for c in specs]}
 
 
 def unsplit(module) -> None:
