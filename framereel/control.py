@@ -9,7 +9,7 @@ key (in a frame, in ``defaults`` or from ``--control``). Each entry is an object
   time) or ``"video:PATH"`` (the video's frame at this frame's time in the film: a source video
   driving the film frame by frame, sampled at the film's fps);
 * ``"preprocess"``: what turns the image into the ControlNet's map: ``canny`` (OpenCV edges),
-  ``depth`` (a depth-estimation model: ``"depth_model"``), ``tile`` and ``none`` (the image as it is);
+  ``depth`` (a depth-estimation model: ``"depth_model"``, else the run's), ``tile`` and ``none`` (the image as it is);
   ``openpose`` and ``lineart`` need annotator weights framereel does not fetch, and are refused;
 * ``"weight"`` (a number or a schedule), ``"start"`` and ``"end"`` (the fraction of the steps it acts on).
 
@@ -48,7 +48,7 @@ class ControlSpec:
     weight: float = 1.0
     start: float = 0.0
     end: float = 1.0
-    depth_model: str | None = None  # "depth" only
+    depth_model: str | None = None  # "depth" only (None: the run's depth model)
 
     @property
     def source(self) -> str:
@@ -104,8 +104,8 @@ def _check_entry(fail: Fail, base: Path, entry: dict[str, Any], name: str) -> di
     depth_model = entry.get("depth_model")
     if depth_model is not None and preprocess != "depth":
         raise fail(f'{name}: "depth_model" is for "preprocess": "depth"; drop it')
-    if preprocess == "depth" and not (isinstance(depth_model, str) and depth_model.strip()):
-        raise fail(f'{name}: "preprocess": "depth" needs "depth_model": a depth-estimation model folder or Hub id')
+    if depth_model is not None and not (isinstance(depth_model, str) and depth_model.strip()):
+        raise fail(f'{name}: "depth_model" must be a depth-estimation model folder or Hub id')
     start, end = (_fraction(fail, name, key, entry.get(key, default)) for key, default in (("start", 0.0), ("end", 1.0)))
     if start >= end:
         raise fail(f'{name}: "start" ({start:g}) must be before "end" ({end:g})')

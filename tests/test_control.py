@@ -156,7 +156,6 @@ def test_storyboard_control_keys(kit):
     ({"model": "cn", "image": "a.png", "wieght": 1}, 'did you mean "weight"'),
     ({"model": "cn", "image": "a.png", "start": 0.6, "end": 0.5}, '"start" (0.6) must be before "end" (0.5)'),
     ({"model": "cn", "image": "video:walk.mp4@soon"}, 'write a video frame as "video:PATH@SECONDS"'),
-    ({"model": "cn", "image": "a.png", "preprocess": "depth"}, '"preprocess": "depth" needs "depth_model"'),
 ])
 def test_storyboard_refusals(kit, control, message):
     with pytest.raises(FramereelError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -168,6 +167,8 @@ def test_storyboard_refusals(kit, control, message):
      'frame 0: "control" model .*wide: a ControlNet made for a 64-wide text encoder, but the model is SD 1.x'),
     (["a", "b", {"prompt": "c", "control": {"model": "cn", "image": "video:walk.mp4@1.5"}}],
      r'frame 2: "control" image: walk.mp4 is 1s long, shorter than the film: no frame at 1.5s'),
+    (["a", {"prompt": "b", "control": {"model": "cn", "image": "a.png", "preprocess": "depth"}}],
+     r'frame 1: "control": "preprocess": "depth" needs "depth_model".*: a depth-estimation model folder or Hub id'),
 ])
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_run_refusals_are_one_line_also_in_a_dry_run(kit, tiny_model, tmp_path, frames, message, dry_run):

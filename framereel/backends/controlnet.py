@@ -127,9 +127,10 @@ def image_digest(image) -> str:
     return h.hexdigest()[:16]
 
 
-def preprocess(image, spec: ControlSpec, width: int, height: int, device: str):
+def preprocess(image, spec: ControlSpec, width: int, height: int, device: str, depth_model: str | None = None):
     """The ControlNet map of ``image`` (PIL) for a frame of ``width``×``height``: the image fitted
-    (scaled and centre-cropped) to that size, then run through ``spec.preprocess``."""
+    (scaled and centre-cropped) to that size, then run through ``spec.preprocess`` (``depth``: with
+    ``depth_model``)."""
     import numpy as np
     from PIL import Image, ImageOps
 
@@ -142,7 +143,7 @@ def preprocess(image, spec: ControlSpec, width: int, height: int, device: str):
     if spec.preprocess == "depth":
         from ..depth import estimate_depth
 
-        depth = estimate_depth(fitted, spec.depth_model, device)
+        depth = estimate_depth(fitted, depth_model, device)
         lo, hi = float(depth.min()), float(depth.max())
         scaled = (depth - lo) / (hi - lo) if hi > lo else np.zeros_like(depth)
         gray = (scaled * 255.0).round().astype(np.uint8)
@@ -167,8 +168,9 @@ def seeded_global_rng(seed: int | None):
 class ControlNets:
     """The ControlNets of a run: found once, checked, fingerprinted, loaded once each."""
 
-    def __init__(self, family, unet_config: dict[str, Any], device: str):
+    def __init__(self, family, unet_config: dict[str, Any], device: str, depth_model: str | None = None):
         self.family, self.unet_config, self.device = family, unet_config, device
+        self.depth_model = depth_model  # the run's, for "depth" entries that name none
         self._sources: dict[str, Source] = {}
         self._fingerprints: dict[str, str] = {}
         self._loaded: dict[str, Any] = {}
@@ -196,9 +198,9 @@ class ControlNets:
                                      f'img2img pipeline for {self.family.label}; drop "init" or "control" here')
             for c in f.control or ():
                 self.source(c.model, f)
-                if c.depth_model:
+                if c.preprocess == "depth":
                     try:
-                        depth_model_name(c.depth_model)
+                        depth_model_name(self.depth_of(c, f))
                     except FramereelError as err:
                         raise FramereelError(f"frame {f.index}: {err}") from None
                 if c.source == "video":
@@ -210,13 +212,26 @@ class ControlNets:
             return {}
         return {"control": [{"model": self.fingerprint(c.model, frame), "preprocess": c.preprocess, "weight": c.weight,
                              "start": c.start, "end": c.end,
-                             **({"depth_model": self._depth_fingerprint(c.depth_model)} if c.depth_model else {})}
+                             **({"depth_model": self._depth_fingerprint(self.depth_of(c, frame))}
+                                if c.preprocess == "depth" else {})}
                             for c in frame.control]}
 
     def fingerprint(self, spec: str, frame=None) -> str:
         if spec not in self._fingerprints:
             self._fingerprints[spec] = contents_fingerprint(self.source(spec, frame).path)
         return self._fingerprints[spec]
+
+    def depth_of(self, spec: ControlSpec, frame) -> str:
+        """The depth model of a ``"depth"`` entry: its own, else the run's; one line if neither."""
+        if spec.depth_model or self.depth_model:
+            return spec.depth_model or self.depth_model
+        from dataclasses import fields
+
+        from ..settings import RenderSettings
+
+        flag = " (or --depth-model)" if "depth_model" in {f.name for f in fields(RenderSettings)} else ""
+        raise FramereelError(f'frame {frame.index}: "control": "preprocess": "depth" needs "depth_model"{flag}: a '
+                             "depth-estimation model folder or Hub id, like depth-anything/Depth-Anything-V2-Small-hf")
 
     def _depth_fingerprint(self, spec: str) -> str:
         from ..depth import DEPTH_MODEL
@@ -246,9 +261,10 @@ class ControlNets:
         out = []
         for spec in frame.control:
             image = self.input_image(spec, frame, image_of)
-            key = (image_digest(image), spec.preprocess, spec.depth_model, frame.width, frame.height)
+            depth = self.depth_of(spec, frame) if spec.preprocess == "depth" else None
+            key = (image_digest(image), spec.preprocess, depth, frame.width, frame.height)
             if key not in self._maps:
-                self._maps[key] = preprocess(image, spec, frame.width, frame.height, self.device)
+                self._maps[key] = preprocess(image, spec, frame.width, frame.height, self.device, depth)
                 while len(self._maps) > MAP_CACHE:
                     self._maps.popitem(last=False)
             out.append(self._maps[key])

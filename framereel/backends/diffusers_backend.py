@@ -51,7 +51,8 @@ class DiffusersBackend(Backend):
         self.loras = LoraSet(self.model.loras, self.model.family.label, self.model.lora_files)
         self.refiner = Refiner(self.model.refiner, self.family, self._execution_device) if self.model.refiner else None
         self.clips = ClipRenderer(self, self.model.motion) if self.model.motion else None
-        self.controlnets = ControlNets(self.family, _denoiser_config(self.model.folder), self.device)
+        self.controlnets = ControlNets(self.family, _denoiser_config(self.model.folder), self.device,
+                                       getattr(settings, "depth_model", None))  # --depth-model, where it exists
         self.pipe = None
         self._img2img_pipe = None
         self._compiled = False
