@@ -551,10 +551,12 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
                                        + between * (in_between or 1 / fps)) if a.control or e.get("control") else None
             for j in range(between):
                 t = (j + 1) / (between + 1)
+                a_control = a.control and _frame_control(entries[shot - 1], a.index, count, run_seed,
+                                                         _film_seconds(frames, fps))  # a source video: this moment's
                 frames.append(replace(
                     a, index=a.index + 1 + j, kind="morph", duration=in_between, morph=(a.index, target, t),
                     morph_prompt=prompt, morph_seed=seed, parent=None, strength=None, motion=None, color_ref=None, color_space=None,
-                    morph_lora=e.get("lora"), control=control.morph_control(a.control, b_control, t),
+                    morph_lora=e.get("lora"), control=control.morph_control(a_control, b_control, t),
                 ))
         index = len(frames)
         common = dict(

@@ -148,6 +148,11 @@ def test_storyboard_control_keys(kit):
     frames = load_storyboard(board).frames
     assert [f.control[0].weight if f.control else None for f in frames] == [1.0, None, 0.5]
     assert frames[0].control[0].image == str(kit / "a.png") and frames[0].control[0].model == "owner/canny"
+    video = {"model": "owner/canny", "image": "video:walk.mp4"}  # a morph's in-betweens: each its own moment
+    morph = load_storyboard(_board(kit, [{"prompt": "a", "morph": 2, "control": video},
+                                         {"prompt": "b", "control": {**video, "weight": 0.4}}], {"duration": 0.25}))
+    assert [(f.control[0].video[1], f.control[0].weight) for f in morph.frames] == [
+        (0, 1.0), (0.25, 0.8), (0.5, 0.6), (0.75, 0.4)]
 
 
 @pytest.mark.parametrize("control, message", [
