@@ -134,8 +134,10 @@ def _chain_keys(params: dict[str, Any]) -> dict[str, Any]:
     """A chained frame's keys: img2img from the previous frame, its strength, motion and colour match."""
     keys: dict[str, Any] = {"init": "previous", "strength": params.get("strength")}
     motion = params.get("motion")
-    if motion:
-        names = [*MOTION_KEYS, *DEFORUM_MOTION_KEYS] if len(motion) > len(MOTION_KEYS) else list(MOTION_KEYS)
+    if motion and isinstance(motion[0], list):  # a 3D camera: (key, value) pairs
+        keys["motion"] = dict(motion)
+    elif motion:
+        names = [*MOTION_KEYS, *DEFORUM_MOTION_KEYS, "warp"] if len(motion) > len(MOTION_KEYS) else list(MOTION_KEYS)
         keys["motion"] = dict(zip(names, motion))
     if params.get("color_ref") is not None:
         space = params.get("color_space")

@@ -19,14 +19,16 @@ from typing import Any
 from PIL import Image
 
 from .backends.base import Backend, Rendered, StepCallback
+from .camera3d import warp_3d
 from .coherence import match_colours, warp
 from .errors import FramereelError
 from .events import EventHandler, FrameStarted, ModelLoaded
 from .events import Warning as WarningEvent
-from .storyboard import Frame
+from .storyboard import Frame, motion_3d
 
 MAX_ATTEMPTS = 3  # the first try and at most two more
 ImageOf = Callable[[int], Image.Image]
+DepthOf = Callable[[Image.Image], Any]  # a picture → its model's inverse depth (numpy, H×W)
 
 
 # ------------------------------------------------------------------ jobs
@@ -116,10 +118,15 @@ def plan_jobs(todo: list[Frame], batch: int | Callable[[Frame], int] = 1) -> lis
 # ------------------------------------------------------------------ rendering a job
 
 
-def chain_init_image(frame: Frame, image_of: ImageOf) -> Image.Image:
-    """A chained frame's starting image: its parent's, warped by its motion and colour-matched."""
+def chain_init_image(frame: Frame, image_of: ImageOf, depth_of: DepthOf | None = None) -> Image.Image:
+    """A chained frame's starting image: its parent's, warped by its motion (through the parent's
+    depth, from ``depth_of``, for a 3D camera) and colour-matched."""
     image = image_of(frame.parent)
-    if frame.motion is not None:
+    camera = motion_3d(frame.motion)
+    if camera is not None:
+        depth = depth_of(image) if camera.pop("depth_warping") and depth_of is not None else None
+        image = warp_3d(image, depth, **camera)
+    elif frame.motion is not None:
         image = warp(image, *frame.motion)
     if frame.color_ref is not None:
         image = match_colours(image, image_of(frame.color_ref), frame.color_space or "rgb")
@@ -134,7 +141,18 @@ def render_group(backend: Backend, group: list[Frame], image_of: ImageOf,
         return backend.render_clip(group, on_step=on_step)
     if f.parent is None:
         return backend.render_batch(group, on_step=on_step)
-    return [backend.render(f, on_step=on_step, init_image=chain_init_image(f, image_of))]
+    return [backend.render(f, on_step=on_step, init_image=chain_init_image(f, image_of, backend_depth(backend)))]
+
+
+def backend_depth(backend: Backend) -> DepthOf | None:
+    """The depth maps a 3D camera moves through: ``--depth-model``'s, on the backend's device
+    (cached by the picture's bytes); None without a depth model."""
+    spec = getattr(backend.settings, "depth_model", None)
+    if not spec:
+        return None
+    from .depth import cached_depth
+
+    return lambda image: cached_depth(image, spec, backend.device)
 
 
 def per_frame_seconds(elapsed: float, results: list[Rendered]) -> float:

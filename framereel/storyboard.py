@@ -82,6 +82,19 @@ MOTION_RANGES = {"zoom": (0.1, 10.0), "angle": (-360.0, 360.0), "transform_cente
                  "transform_center_y": (-10.0, 10.0)}  # others: MOTION_PIXELS
 MOTION_PIXELS = (-4096.0, 4096.0)
 BORDERS = ("mirror", "wrap", "replicate")
+# "warp": "deforum" resamples as Deforum's OpenCV warp (bilinear, its pixel grid); see coherence.warp
+WARPS = ("framereel", "deforum")
+# "mode": "3D": Deforum's 3D camera through the picture's depth (framereel.camera3d); zoom and angle
+# are 2D keys, as Deforum ignores them in 3D
+MOTION_3D_KEYS: dict[str, Any] = {
+    "translation_x": 0.0, "translation_y": 0.0, "translation_z": 0.0, "rotation_3d_x": 0.0, "rotation_3d_y": 0.0,
+    "rotation_3d_z": 0.0, "fov": 70.0, "aspect_ratio": 1.0, "padding_mode": "border", "sampling_mode": "bicubic",
+    "depth_warping": True,
+}
+MOTION_3D_RANGES = {"rotation_3d_x": (-360.0, 360.0), "rotation_3d_y": (-360.0, 360.0),
+                    "rotation_3d_z": (-360.0, 360.0), "fov": (1.0, 179.0), "aspect_ratio": (0.1, 10.0)}
+MOTION_3D_CHOICES = {"padding_mode": ("border", "reflection", "zeros"),
+                     "sampling_mode": ("bicubic", "bilinear", "nearest")}
 COLOR_MATCHES = {"first": None, "first-lab": "lab", "first-hsv": "hsv", None: None}  # → Frame.color_space
 TOP_LEVEL_KEYS = {"defaults", "frames", "notes", "scheduler"}
 SCHEDULED = ("guidance", "strength")  # keys that also take a keyframe schedule string
@@ -253,20 +266,45 @@ def _check_schedule(path: Path, where: str, key: str, text: str, lo: float, hi: 
     return replace(sched, bounds=(lo, hi))  # expressions are checked at every frame
 
 
-def _check_motion(path: Path, where: str, motion: dict) -> dict[str, Schedule | str]:
-    _check_keys(path, f"{where}: motion", motion, set(MOTION_KEYS) | set(DEFORUM_MOTION_KEYS))
-    out: dict[str, Schedule | str] = {}
+def _check_motion(path: Path, where: str, motion: dict) -> dict[str, Schedule | str | bool]:
+    _check_keys(path, f"{where}: motion", motion,
+                set(MOTION_KEYS) | set(DEFORUM_MOTION_KEYS) | set(MOTION_3D_KEYS) | {"mode", "warp"})
+    three_d = _check_motion_mode(path, where, motion)
+    choices = {"border": BORDERS, "warp": WARPS, **(MOTION_3D_CHOICES if three_d else {})}
+    out: dict[str, Schedule | str | bool] = {}
     for key, value in motion.items():
-        if key == "border":
-            if value not in BORDERS:
-                raise _fail(path, where, f'motion "border" must be one of {", ".join(BORDERS)} (got {shown(value)})')
+        if key in choices:
+            if value not in choices[key]:
+                raise _fail(path, where, f'motion "{key}" must be one of {", ".join(choices[key])} (got {shown(value)})')
+            out[key] = value
+            continue
+        if key in ("mode", "depth_warping"):
             out[key] = value
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise _fail(path, where, f'motion "{key}" must be a number or a schedule like "0:(1.0), 10:(1.05)"')
-        lo, hi = MOTION_RANGES.get(key, MOTION_PIXELS)
+        lo, hi = (MOTION_3D_RANGES if three_d else MOTION_RANGES).get(key, MOTION_PIXELS)
         out[key] = _check_schedule(path, where, f"motion.{key}", value if isinstance(value, str) else f"0:({value})", lo, hi)
     return out
+
+
+def _check_motion_mode(path: Path, where: str, motion: dict) -> bool:
+    """Whether ``motion`` is Deforum's 3D camera ("mode": "3D"); refuses keys of the other mode."""
+    mode = motion.get("mode", "2D")
+    if mode not in ("2D", "3D"):
+        raise _fail(path, where, f'motion "mode" must be "2D" or "3D" (got {shown(mode)})')
+    if mode == "3D":
+        flat = sorted(set(motion) - set(MOTION_3D_KEYS) - {"mode"})
+        if flat:
+            raise _fail(path, where, f'motion "{flat[0]}" is a 2D key; a "mode": "3D" camera moves with '
+                        "translation_x/y/z and rotation_3d_x/y/z (Deforum ignores zoom and angle in 3D too)")
+        if not isinstance(motion.get("depth_warping", True), bool):
+            raise _fail(path, where, f'motion "depth_warping" must be true or false (got {shown(motion["depth_warping"])})')
+        return True
+    deep = sorted(set(motion) & (set(MOTION_3D_KEYS) - set(DEFORUM_MOTION_KEYS)))
+    if deep:
+        raise _fail(path, where, f'motion "{deep[0]}" moves the 3D camera; add "mode": "3D" to the motion')
+    return False
 
 
 def _check_keys(path: Path, where: str, obj: dict, allowed: set[str]) -> None:
@@ -472,8 +510,20 @@ def _value_at(value: Any, index: int, count: int, seed: int) -> Any:
 def _motion_at(motion: dict[str, Any], index: int, count: int, seed: int) -> tuple[Any, ...]:
     """(zoom, angle, tx, ty), plus Deforum's (translation_x, translation_y, centre x, centre y, border)
     only when the storyboard uses them, so the frames of plain storyboards keep their hashes."""
+    if motion.get("mode") == "3D":  # (key, value) pairs: ("mode", "3D") first, then every 3D key
+        return (("mode", "3D"),) + tuple((k, _value_at(motion.get(k, default), index, count, seed))
+                                         for k, default in MOTION_3D_KEYS.items())
     keys = {**MOTION_KEYS, **DEFORUM_MOTION_KEYS} if set(motion) & set(DEFORUM_MOTION_KEYS) else MOTION_KEYS
+    if motion.get("warp", "framereel") != "framereel":  # only when asked, so other frames keep their hashes
+        keys = {**MOTION_KEYS, **DEFORUM_MOTION_KEYS, "warp": "framereel"}
     return tuple(_value_at(motion.get(k, default), index, count, seed) for k, default in keys.items())
+
+
+def motion_3d(motion: tuple[Any, ...] | None) -> dict[str, Any] | None:
+    """A frame's 3D camera (its motion's keys and values, "mode" left out), or None for 2D motion."""
+    if not motion or motion[0] != ("mode", "3D"):
+        return None
+    return {k: v for k, v in motion[1:]}
 
 
 def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]] | None = None,
