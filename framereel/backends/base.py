@@ -17,9 +17,9 @@ from typing import Any
 
 from PIL import Image
 
+from ..depth import depth_model_name
 from ..errors import FramereelError
 from ..settings import RenderSettings
-from ..depth import depth_model_name
 from ..storyboard import Frame, motion_3d
 
 MAX_PROMPT_TOKENS = 77  # CLIP's context
