@@ -73,6 +73,8 @@ def warp_3d(image: Image.Image, inverse_depth: np.ndarray | None, translation_x:
             padding_mode: str = "border", sampling_mode: str = "bicubic") -> Image.Image:
     """``image`` seen from Deforum's moved 3D camera (see the module's steps); ``inverse_depth``: the
     model's depth of ``image`` at its size, or None for a flat scene (depth warping off)."""
+    if not any((translation_x, translation_y, translation_z, rotation_3d_x, rotation_3d_y, rotation_3d_z)):
+        return image.copy()  # a still camera: Deforum's float grid would only round some values down by 1
     import torch
     import torch.nn.functional as F
 

@@ -244,9 +244,9 @@ def test_webui_defaults_import_from_the_cli_then_render_directly_and_resume(tmp_
     assert [f["kind"] for f in frames] == ["key"] + ["chain"] * 5
     for f in frames[1:]:
         t = f["index"]
-        zoom, angle, tx, ty, dx, dy, cx, cy, border = f["params"]["motion"]
+        zoom, angle, tx, ty, dx, dy, cx, cy, border, style = f["params"]["motion"]
         assert zoom == pytest.approx(default_zoom(t), abs=1e-12) and (angle, tx, ty, dx, dy) == (0, 0, 0, 0, 0)
-        assert (cx, cy, border) == (0.5, 0.5, "replicate")
+        assert (cx, cy, border, style) == (0.5, 0.5, "replicate", "deforum")
         # Deforum's strength 0.65 keeps 65 % of the previous frame: framereel redraws 35 %; cadence frames are only warped
         assert f["params"]["strength"] == pytest.approx(0.35 if t % 2 == 0 else 0.0)
         assert f["params"]["guidance"] == 7.0 and f["params"]["steps"] == 3
@@ -282,8 +282,8 @@ def test_notebook_defaults_render_and_a_killed_run_resumes_exactly(tmp_path, bac
     frames = frames if isinstance(frames, list) else [frames[k] for k in sorted(frames, key=int)]
     for f in frames[1:]:
         t = f["index"]
-        zoom, angle, tx, ty, dx, dy, cx, cy, border = f["params"]["motion"]
-        assert zoom == 1.04 and dx == pytest.approx(10 * math.sin(2 * 3.14 * t / 10), abs=1e-12)
+        zoom, angle, tx, ty, dx, dy, cx, cy, border, style = f["params"]["motion"]
+        assert zoom == 1.04 and style == "deforum" and dx == pytest.approx(10 * math.sin(2 * 3.14 * t / 10), abs=1e-12)
         assert f["params"]["strength"] == pytest.approx(0.35) and f["params"]["guidance"] == 7.0
         assert f["params"]["seed"] == 11 + t and f["derived_from"]["parent"] == t - 1
     # killed after frame 2: the rerun renders only the rest, and the frames are the same
@@ -301,9 +301,11 @@ def test_notebook_defaults_render_and_a_killed_run_resumes_exactly(tmp_path, bac
         assert np.array_equal(a, b), i
 
 
-def test_3d_mode_is_rendered_as_2d_with_a_note_and_video_input_is_refused(tmp_path):
+def test_3d_mode_carries_the_camera_and_video_input_is_refused(tmp_path):
     imported = convert(webui_settings(animation_mode="3D", rotation_3d_y="0:(2)"))
-    assert any(n.startswith("animation_mode 3D: depth warping is not carried") for n in imported.notes)
+    motion = imported.storyboard["defaults"]["motion"]
+    assert motion["mode"] == "3D" and motion["rotation_3d_y"] == 2 and "zoom" not in motion
+    assert any(n.startswith("animation_mode 3D: zoom, angle") for n in imported.notes)
     assert imported.storyboard["defaults"]["init"] == "previous"
     path = tmp_path / "v.txt"
     path.write_text(json.dumps(webui_settings(animation_mode="Video Input")))

@@ -1,0 +1,152 @@
+"""Deforum's 3D camera: "mode": "3D" motion moves each chained frame through its parent's depth map
+(a tiny random Depth Anything here), and Deforum's own 3D settings files import and render."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import cli
+from PIL import Image
+from tiny_depth import build_tiny_depth
+
+from framereel import load_storyboard
+from framereel.camera3d import depth_to_z, warp_3d
+from framereel.deforum import convert
+
+FIXTURES = Path(__file__).parent / "fixtures" / "deforum"
+
+
+@pytest.fixture(scope="module")
+def tiny_depth(tmp_path_factory) -> str:
+    return str(build_tiny_depth(tmp_path_factory.mktemp("depth")))
+
+
+def ramp(w: int = 64, h: int = 64) -> Image.Image:
+    """A picture whose red channel rises 3 per pixel from left to right (where a pixel came from is readable)."""
+    x = np.tile(np.arange(w) * 3 + 30, (h, 1)).astype(np.uint8)
+    return Image.fromarray(np.stack([x, x, x], axis=-1))
+
+
+def near_top_far_bottom(w: int = 64, h: int = 64) -> np.ndarray:
+    """A model's inverse depth (larger = nearer): the top half near, the bottom half far."""
+    depth = np.zeros((h, w), np.float32)
+    depth[: h // 2] = 5.0
+    return depth
+
+
+def test_a_still_camera_is_the_identity_with_or_without_depth():
+    image = Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8))
+    for depth in (None, np.random.default_rng(1).random((40, 48)).astype(np.float32)):
+        assert np.array_equal(np.asarray(warp_3d(image, depth)), np.asarray(image))
+
+
+def test_deforums_depth_runs_from_1_near_to_2_far_and_a_flat_map_is_flat():
+    z = depth_to_z(near_top_far_bottom(), (64, 64))
+    assert z[0, 0] == pytest.approx(1.0) and z[-1, 0] == pytest.approx(1.5)  # equalised: half the pixels each
+    assert (depth_to_z(np.full((4, 4), 3.0), (4, 4)) == 1).all() and (depth_to_z(None, (4, 4)) == 1).all()
+
+
+def test_under_a_sideways_move_the_near_half_moves_more_than_the_far_half():
+    image = ramp()
+    moved = np.asarray(warp_3d(image, near_top_far_bottom(), translation_x=30), dtype=float)[..., 0]
+    shift = (moved - np.asarray(image, dtype=float)[..., 0]) / 3  # pixels, from the ramp
+    near, far = np.median(shift[8:24, 16:48]), np.median(shift[40:56, 16:48])
+    assert abs(near) > 1.4 * abs(far) > 0 and np.sign(near) == np.sign(far)
+    # without depth warping both halves move alike
+    flat = (np.asarray(warp_3d(image, None, translation_x=30), dtype=float)[..., 0] - np.asarray(image)[..., 0]) / 3
+    assert np.median(flat[8:24, 16:48]) == pytest.approx(np.median(flat[40:56, 16:48]), abs=0.01)
+
+
+def test_moving_forward_pushes_in_and_the_borders_follow_padding_mode():
+    image = ramp()
+    forward = np.asarray(warp_3d(image, None, translation_z=40), dtype=float)[..., 0]
+    # the centre stays, the sides spread outward (a zoom in), as translation_z does in Deforum
+    assert forward[32, 2] > np.asarray(image)[32, 2, 0] and forward[32, 61] < np.asarray(image)[32, 61, 0]
+    back = {mode: np.asarray(warp_3d(image, None, translation_z=-80, padding_mode=mode)) for mode in ("border", "zeros")}
+    assert back["zeros"][0, 0].sum() == 0 and back["border"][0, 0].sum() > 0
+
+
+def storyboard(tmp_path: Path, **motion) -> Path:
+    path = tmp_path / "board.json"
+    path.write_text(json.dumps({
+        "defaults": {"width": 64, "height": 64, "steps": 4, "init": "previous", "strength": 0.5,
+                     "motion": {"mode": "3D", "translation_z": "0:(10)", "rotation_3d_y": "0:(2)", **motion}},
+        "frames": [{"prompt": "a lighthouse on a cliff"}] * 3}))
+    return path
+
+
+def test_3d_storyboards_render_through_the_depth_model_and_resume(tmp_path, tiny_depth):
+    board = storyboard(tmp_path)
+    proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", "-q")
+    assert proc.returncode == 2 and "--depth-model" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    cli("make", board, "-o", tmp_path / "out", "--model", "demo", "--depth-model", tiny_depth, "-q", check=True)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    frames = run["frames"] if isinstance(run["frames"], list) else list(run["frames"].values())
+    motion = dict(frames[1]["params"]["motion"])
+    assert motion["mode"] == "3D" and motion["translation_z"] == 10 and motion["depth_warping"] is True
+    assert frames[1]["params"]["depth_model"] == str(Path(tiny_depth).resolve())
+    # a rerun finds every frame finished; removing the last renders only it, to the same pixels
+    last = tmp_path / "out" / "frames" / "frame_002.png"
+    before = np.asarray(Image.open(last))
+    last.unlink()
+    proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", "--depth-model", tiny_depth, "--json", check=True)
+    done = [json.loads(line) for line in proc.stdout.splitlines() if '"frame_done"' in line]
+    assert [e["index"] for e in done] == [2] and np.array_equal(np.asarray(Image.open(last)), before)
+
+
+def test_3d_motion_keys_are_checked_in_one_line(tmp_path):
+    from framereel import FramereelError
+
+    for motion, message in [({"zoom": 1.1}, 'motion "zoom" is a 2D key'), ({"fov": 200}, "outside 1 to 179"),
+                            ({"padding_mode": "mirror"}, 'motion "padding_mode" must be one of border')]:
+        with pytest.raises(FramereelError, match=message):
+            load_storyboard(storyboard(tmp_path, **motion))
+    path = tmp_path / "flat.json"
+    path.write_text(json.dumps([{"prompt": "a"}, {"prompt": "b", "init": "previous", "motion": {"translation_z": 5}}]))
+    with pytest.raises(FramereelError, match='add "mode": "3D"'):
+        load_storyboard(path)
+
+
+def deforum_default_settings(**changes) -> dict:
+    """sd-webui-deforum's own scripts/default_settings.txt (3D mode), shrunk to a few tiny frames."""
+    settings = json.loads((FIXTURES / "default_settings.txt").read_text())
+    settings.update({"W": 64, "H": 64, "max_frames": 4, "steps": 4, "seed": 5, **changes})
+    return settings
+
+
+def test_deforums_own_default_settings_import_as_3d_and_render_moving_through_depth(tmp_path, tiny_depth):
+    settings = tmp_path / "default_settings.txt"
+    settings.write_text(json.dumps(deforum_default_settings(diffusion_cadence=1, translation_x="0:(40)")))
+    imported = convert(json.loads(settings.read_text()), settings.name)
+    motion = imported.storyboard["defaults"]["motion"]
+    assert motion == {"mode": "3D", "translation_x": 40.0, "translation_y": 0.0, "translation_z": 1.75,
+                      "rotation_3d_x": 0.0, "rotation_3d_y": 0.0, "rotation_3d_z": 0.0, "fov": 70.0, "aspect_ratio": 1.0,
+                      "padding_mode": "border", "sampling_mode": "bicubic", "depth_warping": True}
+    assert not any("rendered as 2D" in n or "3D keys not carried" in n for n in imported.notes)
+    out = tmp_path / "out"
+    cli("make", settings, "-o", out, "--model", "demo", "--depth-model", tiny_depth, "-q", check=True)
+    assert len(list((out / "frames").glob("frame_*.png"))) == 4 and (out / "video.mp4").exists()
+
+
+def test_a_notebook_3d_settings_file_with_cond_prompts_renders(tmp_path, tiny_depth):
+    settings = {
+        "W": 64, "H": 64, "seed": 3, "sampler": "euler_ancestral", "steps": 4, "scale": 7, "seed_behavior": "iter",
+        "animation_mode": "3D", "max_frames": 3, "border": "replicate", "angle": "0:(0)", "zoom": "0:(1.04)",
+        "translation_x": "0:(0)", "translation_y": "0:(0)", "translation_z": "0:(10)", "rotation_3d_x": "0:(0)",
+        "rotation_3d_y": "0:(0)", "rotation_3d_z": "0:(0)", "strength_schedule": "0: (0.65)",
+        "color_coherence": "Match Frame 0LAB", "diffusion_cadence": "1", "use_depth_warping": True, "midas_weight": 0.3,
+        "near_plane": 200, "far_plane": 10000, "fov": 40, "padding_mode": "border", "sampling_mode": "bicubic",
+        "cond_prompts": {"0": "a beautiful lake by Asher Brown Durand", "2": "a misty forest"},
+        "uncond_prompts": {"0": "photo, realistic"},
+    }
+    path = tmp_path / "20230101_settings.txt"
+    path.write_text(json.dumps(settings))
+    imported = convert(settings, path.name)
+    camera = imported.storyboard["defaults"]["motion"]
+    assert camera["fov"] == 40 and camera["translation_z"] == 10 and camera["aspect_ratio"] == 1.0
+    assert [f["prompt"] for f in imported.storyboard["frames"]] == ["a beautiful lake by Asher Brown Durand"] * 2 + \
+        ["a misty forest"]
+    assert {f.get("negative_prompt") for f in imported.storyboard["frames"]} == {"photo, realistic"}
+    cli("make", path, "-o", tmp_path / "out", "--model", "demo", "--depth-model", tiny_depth, "-q", check=True)
+    assert len(list((tmp_path / "out" / "frames").glob("frame_*.png"))) == 3
