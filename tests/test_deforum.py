@@ -8,6 +8,7 @@ The settings below are shaped like the two projects' own defaults: sd-webui-defo
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -463,3 +464,73 @@ def test_import_never_writes_onto_its_own_settings_file(tmp_path):
         assert proc.returncode == 2 and "is the settings file being imported; choose another -o path" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
     assert settings.read_bytes() == before and not list(tmp_path.glob("*.tmp"))
+
+
+# --- differences found running Deforum's own code beside framereel's -----------------------------
+
+
+def test_a_saved_settings_files_global_negative_prompt_is_added_once():
+    """sd-webui-deforum saves prompts already joined with its positive/negative boxes (process_args), as
+    its own scripts/default_settings.txt shows: "... landscape --neg nsfw, nude" with "negative_prompts": "nsfw, nude"."""
+    saved = {"0": " tiny cute swamp bunny --neg nsfw, nude", "60": " a beautiful coconut --neg photo, realistic  nsfw, nude"}
+    frames = convert(webui_settings(prompts=saved, negative_prompts="nsfw, nude", max_frames=61)).storyboard["frames"]
+    assert frames[0]["negative_prompt"] == "nsfw, nude" and frames[60]["negative_prompt"] == "photo, realistic nsfw, nude"
+    joined = {"0": "high quality a cat --neg blurry"}  # the positive box joined in front, once
+    frames = convert(webui_settings(prompts=joined, positive_prompts="high quality", max_frames=2)).storyboard["frames"]
+    assert frames[0]["prompt"] == "high quality a cat"
+    raw = {"0": "a cat"}  # a file written by hand: the boxes are still added
+    frames = convert(webui_settings(prompts=raw, positive_prompts="high quality", negative_prompts="text",
+                                    max_frames=2)).storyboard["frames"]
+    assert (frames[0]["prompt"], frames[0]["negative_prompt"]) == ("high quality a cat", "text")
+
+
+def test_notebook_files_with_cond_and_uncond_prompts_import():
+    """deforum-stable-diffusion since 2e19447 saves the prompts as cond_prompts / uncond_prompts."""
+    settings = notebook_settings(cond_prompts={"0": "a lake", "3": "a forest"}, uncond_prompts={"0": "blurry"})
+    del settings["prompts"]
+    frames = convert(settings).storyboard["frames"]
+    assert [f["prompt"] for f in frames] == ["a lake"] * 3 + ["a forest"] * 3
+    assert {f["negative_prompt"] for f in frames} == {"blurry"}
+
+
+@pytest.mark.parametrize("text, frame, expected", [
+    ("0: ( 1.5 ), 60: ( -2.5 )", 59, 1.5),  # inner spaces: an expression to check_is_number, held until 60
+    ("0: (1.5), 60: (-2.5)", 59, 1.5 - 4 * 59 / 60),  # a number: ramped
+    ("0:(5.), 10:(0)", 5, 5.0), ("0:(1e-1), 10:(0)", 5, 0.1),  # "5." and "1e-1" are expressions too
+    ("60:(5), 0:(1), 100:(0)", 30, 3.0), ("60:(5), 0:(1), 100:(0)", 80, 2.5),  # keys in any order
+    ("0:(1), 10:(2), 10:(4)", 5, 2.5),  # a repeated key: the later one wins, as in a Python dict
+])
+def test_schedules_hold_or_ramp_as_deforums_check_is_number_decides(text, frame, expected):
+    assert parse_schedule(text).at(frame, 101) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_far_zoom_out_leaves_no_black_pixels():
+    """At zoom 0.3 the old one-frame padding left 732 of 4096 pixels black; Deforum replicates or wraps."""
+    image = Image.fromarray(np.full((64, 64, 3), 120, np.uint8))
+    for style in ("framereel", "deforum"):
+        for border in ("replicate", "wrap", "mirror"):
+            out = np.asarray(warp(image, zoom=0.3, border=border, style=style))
+            assert (out.sum(axis=-1) == 0).sum() == 0, (style, border)
+    shifted = np.asarray(warp(image, tx=200, border="replicate"))  # a shift wider than the frame
+    assert (shifted == 120).all()
+
+
+def test_deforum_warp_is_opencvs_bilinear_on_its_pixel_grid():
+    """Deforum's anim_frame_warp_2d: cv2.warpPerspective (bilinear) with getRotationMatrix2D about (W·cx, H·cy)."""
+    stripes = np.zeros((64, 64, 3), np.uint8)
+    stripes[:, ::2] = 200
+    image = Image.fromarray(stripes)
+    quarter = np.asarray(warp(image, dx=0.25, border="wrap", style="deforum"))[..., 0]
+    assert set(np.unique(quarter)) == {50, 150}  # bilinear: ¾ of one neighbour and ¼ of the other
+    assert set(np.unique(np.asarray(warp(image, dx=0.25, border="wrap"))[..., 0])) != {50, 150}  # bicubic
+    dot = np.zeros((64, 64, 3), np.uint8)
+    dot[32, 32] = 255
+    zoomed = np.asarray(warp(Image.fromarray(dot), zoom=2.0, style="deforum"))[..., 0]
+    assert np.unravel_index(zoomed.argmax(), zoomed.shape) == (32, 32)  # the centre is pixel (32, 32) itself
+
+
+def test_sd_model_name_is_noted_and_the_example_keys_are_plain_frames():
+    notes = convert(webui_settings()).notes
+    assert any(n.startswith('sd_model_name "v1-5-pruned-emaonly.safetensors": not carried') for n in notes)
+    example = json.loads((Path(__file__).parent.parent / "examples" / "deforum_settings.txt").read_text())
+    assert all(key.isdigit() for key in example["prompts"])
