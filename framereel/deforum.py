@@ -509,24 +509,24 @@ class Conversion:
         self.defaults["init"] = "previous"
         kept, outside = self.strength()
         self.defaults["motion"] = self.camera() if mode == "3D" else self.motion()
-        match = self.color_match()
+        self.color_match()
         diffused = list(range(0, self.frames, cadence))
         seeds = dict(zip(diffused, self.seeds(diffused, seed_values)))
+        # Deforum writes a cadence block when the next one is diffused: the last block is never written
+        written = max(1, cadence * ((self.frames - 1) // cadence)) if cadence > 1 else self.frames
         entries = []
-        for i in range(self.frames):
+        for i in range(written):
             e = _entry(prompts[i])
             if i in seeds:
                 e["seed"] = seeds[i]
                 if outside and i > 0:
                     e["strength"] = round(1 - min(1.0, max(0.0, kept[i])), 10)
-            else:  # a cadence in-between: the previous frame warped by this frame's motion, not diffused
-                e["strength"] = 0
-                if match:
-                    e["color_match"] = None
             entries.append(e)
         if cadence > 1:
-            self.notes.append(f"diffusion_cadence {cadence}: frames between diffused frames are the previous frame warped "
-                              "by their motion; Deforum also cross-fades them toward the next diffused frame (not carried)")
+            self.defaults["cadence"] = cadence
+            self.notes.append(f"diffusion_cadence {cadence}: every {cadence}th frame is diffused and the frames of each "
+                              "block blend the previous and next diffused images, moved by their motion, as Deforum does; "
+                              f"like Deforum, the last block is not written ({written} of {self.frames} frames)")
         if mode == "3D":
             self.notes_3d()
         return entries

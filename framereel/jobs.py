@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from .backends.base import Backend, Rendered, StepCallback
@@ -53,6 +54,19 @@ class Job:
         """Frames outside the job whose images it starts from (a chain's first parent, colour references)."""
         inside = {f.index for f in self.frames}
         return {r for f in self.frames for r in (f.parent, f.color_ref) if r is not None and r not in inside}
+
+
+def whole_blocks(frames: list[Frame], todo: list[Frame]) -> list[Frame]:
+    """``todo`` with each cadence block it touches completed from the block's diffused frame: the
+    in-betweens need that frame's diffused image, which only rendering it gives. Sorted by index."""
+    starts = {f.cadence[0] for f in todo if f.cadence is not None}
+    if not starts:
+        return todo
+    first = {start: min(f.index for f in todo if f.cadence is not None and f.cadence[0] == start) for start in starts}
+    have = {f.index for f in todo}
+    extra = [f for f in frames if f.cadence is not None and f.cadence[0] in first
+             and f.index not in have and f.index < first[f.cadence[0]]]
+    return sorted([*todo, *extra], key=lambda f: f.index)
 
 
 def batch_key(frame: Frame) -> tuple | None:
@@ -118,30 +132,65 @@ def plan_jobs(todo: list[Frame], batch: int | Callable[[Frame], int] = 1) -> lis
 # ------------------------------------------------------------------ rendering a job
 
 
+def move(image: Image.Image, motion: tuple | None, depth_of: DepthOf | None = None,
+         depth_from: Image.Image | None = None) -> Image.Image:
+    """``image`` moved by a frame's ``motion``: the 2D warp, or the 3D camera through the depth of
+    ``depth_from`` (default: the image itself)."""
+    camera = motion_3d(motion)
+    if camera is not None:
+        deep = camera.pop("depth_warping") and depth_of is not None
+        return warp_3d(image, depth_of(depth_from or image) if deep else None, **camera)
+    return warp(image, *motion) if motion is not None else image
+
+
 def chain_init_image(frame: Frame, image_of: ImageOf, depth_of: DepthOf | None = None) -> Image.Image:
     """A chained frame's starting image: its parent's, warped by its motion (through the parent's
     depth, from ``depth_of``, for a 3D camera) and colour-matched."""
-    image = image_of(frame.parent)
-    camera = motion_3d(frame.motion)
-    if camera is not None:
-        depth = depth_of(image) if camera.pop("depth_warping") and depth_of is not None else None
-        image = warp_3d(image, depth, **camera)
-    elif frame.motion is not None:
-        image = warp(image, *frame.motion)
+    image = move(image_of(frame.parent), frame.motion, depth_of)
     if frame.color_ref is not None:
         image = match_colours(image, image_of(frame.color_ref), frame.color_space or "rgb")
     return image
 
 
 def render_group(backend: Backend, group: list[Frame], image_of: ImageOf,
-                 on_step: StepCallback | None = None) -> list[Rendered]:
-    """Render a group from :func:`batch_groups`: frames sharing one call, or one chained frame."""
+                 on_step: StepCallback | None = None, carried: Carried | None = None) -> list[Rendered]:
+    """Render a group from :func:`batch_groups`: frames sharing one call, or one chained frame
+    (``carried``: the cadence blocks' images so far, see :func:`render_cadence`)."""
     f = group[0]
     if f.kind == "clip":
         return backend.render_clip(group, on_step=on_step)
     if f.parent is None:
         return backend.render_batch(group, on_step=on_step)
+    if f.cadence is not None:
+        return [render_cadence(backend, f, image_of, {} if carried is None else carried, on_step)]
     return [backend.render(f, on_step=on_step, init_image=chain_init_image(f, image_of, backend_depth(backend)))]
+
+
+Carried = dict[int, tuple[Image.Image, Image.Image]]  # cadence block → (previous, next) diffused image, moved
+
+
+def render_cadence(backend: Backend, frame: Frame, image_of: ImageOf, carried: Carried,
+                   on_step: StepCallback | None = None) -> Rendered:
+    """A frame of a cadence block, as Deforum's render loop makes it: at the block's diffused frame
+    the previous image (the frame before, moved) and the newly diffused one start; each frame after
+    moves both by its motion (3D: through the depth of the diffused one); frame j of N shows
+    ``(1 - (j+1)/N)·previous + ((j+1)/N)·diffused``, rounded as OpenCV writes it."""
+    start, n = frame.cadence
+    depth_of = backend_depth(backend)
+    if frame.index == start:
+        diffused, facts = backend.render(frame, on_step=on_step, init_image=chain_init_image(frame, image_of, depth_of))
+        diffused = diffused.convert("RGB")
+        previous = move(image_of(frame.parent), frame.motion, depth_of, depth_from=diffused)
+    else:
+        if start not in carried:
+            raise RuntimeError(f"frame {frame.index}: its cadence block's diffused frame {start} is not in this job")
+        previous, diffused = carried[start]
+        previous = move(previous, frame.motion, depth_of, depth_from=diffused)
+        diffused, facts = move(diffused, frame.motion, depth_of), {}
+    carried[start] = (previous, diffused)
+    t = (frame.index - start + 1) / n
+    mixed = np.asarray(previous, np.float64) * (1 - t) + np.asarray(diffused, np.float64) * t
+    return Image.fromarray(np.clip(np.rint(mixed), 0, 255).astype(np.uint8)), facts
 
 
 def backend_depth(backend: Backend) -> DepthOf | None:
@@ -210,6 +259,7 @@ def run_job(backend: Backend, job: Job, image_of: ImageOf, worker: str,
     then :class:`JobDone`, or a :class:`JobFailed` at the first group that fails. ``image_of`` gives
     images of frames finished before the job; frames rendered inside it are kept in memory."""
     images: dict[int, Image.Image] = {}
+    carried: Carried = {}
 
     def lookup(index: int) -> Image.Image:
         if index not in images:
@@ -221,7 +271,7 @@ def run_job(backend: Backend, job: Job, image_of: ImageOf, worker: str,
             on_group(group)
         t0 = time.perf_counter()
         try:
-            results = render_group(backend, group, lookup, on_step(group[0]) if on_step else None)
+            results = render_group(backend, group, lookup, on_step(group[0]) if on_step else None, carried)
         except FramereelError:
             raise
         except Exception as err:  # a failed frame says why; the dispatcher retries or fails it
@@ -291,6 +341,7 @@ class JobQueue:
     def give_back(self, job: Job, done: set[int], why: str, emit: EventHandler, worker: str = "") -> list[Outcome]:
         """Requeue the unfinished rest of ``job``; returns the failed frames once it is out of tries."""
         rest = [f for f in job.frames if f.index not in done or job.kind == "clip"]  # a clip goes back whole
+        rest = whole_blocks(job.frames, rest)
         job.attempts += 1
         if job.attempts < MAX_ATTEMPTS:
             which = f"frame {rest[0].index} goes" if len(rest) == 1 else \

@@ -33,7 +33,7 @@ from .events import Warning as WarningEvent
 from .executors import make_pool
 from .gallery import DATA, PAGE
 from .identity import RunIdentity
-from .jobs import Outcome, drive, plan_jobs
+from .jobs import Outcome, drive, plan_jobs, whole_blocks
 from .manifest import (
     FRAMES_DIR,
     Manifest,
@@ -203,6 +203,7 @@ def plan(frames: list[Frame], on_disk: OnDisk, identity: RunIdentity, *, redo: s
         todo.append(f)
         todo_set.add(f.index)
     todo = whole_clips(frames, todo)  # a clip renders whole: one unfinished frame brings in its clip
+    todo = whole_blocks(frames, todo)  # a cadence block's in-betweens need its diffused frame rendered
     skipped = [i for i in skipped if i not in {f.index for f in todo}]
     return Plan(frames, digests, frozenset(finished), todo, skipped)
 

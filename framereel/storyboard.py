@@ -64,6 +64,7 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "duration": ((int, float), "a number of seconds greater than 0, at most 3600"),
     # temporal coherence: latent morphs and img2img chains
     "morph": ((int,), "a number of in-between frames from 0 to 1000"),
+    "cadence": ((int,), "a whole number of frames from 1 to 1000"),  # chains: Deforum's diffusion cadence
     "init": ((str, type(None)), '"previous" or null'),
     "strength": ((int, float, str), 'a number from 0 to 1 or a schedule like "0:(0.65), 10:(0.45)"'),
     "motion": ((dict,), 'an object like {"zoom": 1.02, "angle": 0, "tx": 0, "ty": 0}'),
@@ -140,6 +141,9 @@ class Frame:
     # a morph's in-betweens also carry the next key frame's, and blend the weights of both
     lora: tuple[tuple[str, float], ...] | None = None
     morph_lora: tuple[tuple[str, float], ...] | None = None
+    # chains with Deforum's cadence N, from the second block on: (the block's diffused frame, N); its
+    # frames are blends of the previous and this block's diffused images carried by their motion
+    cadence: tuple[int, int] | None = None
 
     def render_params(self) -> dict[str, Any]:
         """The parameters that decide the image (not ``index``, ``shot`` or ``duration``; a frame's
@@ -149,6 +153,8 @@ class Frame:
             del d[key]
         if self.color_space is None:  # RGB, as before colour spaces existed: hashes stay the same
             del d["color_space"]
+        if self.cadence is None:
+            del d["cadence"]
         if self.kind in ("key", "clip"):  # keep key frames' hashes as plain as the storyboard they come from
             for key in ("kind", "morph", "morph_prompt", "morph_seed", "parent", "strength", "motion", "color_ref",
                         "color_space"):
@@ -217,6 +223,8 @@ def check_value(path: Path, where: str, key: str, value: Any) -> Any:
         ok = value in COLOR_MATCHES
     elif ok and key == "morph":
         ok = 0 <= value <= 1000
+    elif ok and key == "cadence":
+        ok = 1 <= value <= 1000
     elif ok and key == "strength":
         ok = 0 <= value <= 1
     elif ok and key == "prompt":
@@ -569,17 +577,30 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
         )
         if shot > 0 and e.get("init") == "previous":
             motion = e.get("motion")
+            step, block = _cadence_block(index, chain_start, e.get("cadence") or 1)
             frames.append(Frame(
                 **common, kind="chain", parent=index - 1,
-                strength=_value_at(e.get("strength", DEFAULT_STRENGTH), index, count, run_seed),
+                strength=0 if step else _value_at(e.get("strength", DEFAULT_STRENGTH), index, count, run_seed),
                 motion=_motion_at(motion, index, count, run_seed) if motion else None,
-                color_ref=chain_start if e.get("color_match") else None,
-                color_space=COLOR_MATCHES[e.get("color_match")],
+                color_ref=chain_start if e.get("color_match") and not step else None,
+                color_space=COLOR_MATCHES[e.get("color_match")] if not step else None,
+                cadence=block,
             ))
         else:
             chain_start = index
             frames.append(Frame(**common))
     return frames
+
+
+def _cadence_block(index: int, chain_start: int, cadence: int) -> tuple[int, tuple[int, int] | None]:
+    """Frame ``index``'s step in its cadence block (0: the diffused frame) and, from the chain's second
+    block on, the block (its diffused frame, ``cadence``) its image blends toward, as Deforum's render
+    loop does; the first block's in-betweens are plain warped copies of the chain's first frame."""
+    if cadence <= 1:
+        return 0, None
+    step = (index - chain_start) % cadence
+    start = index - step
+    return step, ((start, cadence) if start > chain_start else None)
 
 
 def _clip_frames(entries: list[dict[str, Any]], group: list[int], run_seed: int, start: int, count: int

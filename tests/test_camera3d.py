@@ -117,7 +117,8 @@ def deforum_default_settings(**changes) -> dict:
 
 def test_deforums_own_default_settings_import_as_3d_and_render_moving_through_depth(tmp_path, tiny_depth):
     settings = tmp_path / "default_settings.txt"
-    settings.write_text(json.dumps(deforum_default_settings(diffusion_cadence=1, translation_x="0:(40)")))
+    # its cadence 2: frames 0-1 are the first block, 2-3 blend toward frame 2's diffused image, frame 4 is never written
+    settings.write_text(json.dumps(deforum_default_settings(max_frames=5, translation_x="0:(40)")))
     imported = convert(json.loads(settings.read_text()), settings.name)
     motion = imported.storyboard["defaults"]["motion"]
     assert motion == {"mode": "3D", "translation_x": 40.0, "translation_y": 0.0, "translation_z": 1.75,

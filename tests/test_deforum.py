@@ -199,9 +199,9 @@ def test_seed_behaviours_step_like_deforum():
     default = seeds(seed_behavior="schedule")
     assert default[0] == 100 and default[5] == 100 and default[1] != default[2] and default == seeds(seed_behavior="schedule")
     # with cadence 2 only frames 0, 2, 4 are diffused; the seed steps once per diffused frame
-    frames = convert(webui_settings(seed=100, max_frames=6)).storyboard["frames"]
-    assert [f.get("seed") for f in frames] == [100, None, 101, None, 102, None]
-    assert [f.get("strength") for f in frames] == [None, 0, None, 0, None, 0]
+    imported = convert(webui_settings(seed=100, max_frames=6)).storyboard
+    assert [f.get("seed") for f in imported["frames"]] == [100, None, 101, None]  # the last block is never written
+    assert imported["defaults"]["cadence"] == 2
 
 
 def test_seed_minus_one_uses_the_run_seed():
@@ -212,7 +212,7 @@ def test_seed_minus_one_uses_the_run_seed():
 
 def test_prompts_by_frame_with_neg_and_global_prompts():
     s = webui_settings(prompts={"0": "a red circle --neg blurry", "max_f-2": "a blue square"},
-                       positive_prompts="oil painting,", negative_prompts="--neg watermark")
+                       positive_prompts="oil painting,", negative_prompts="--neg watermark", diffusion_cadence=1)
     frames = convert(s).storyboard["frames"]
     # max_f = max_frames - 1 = 5, so "max_f-2" is frame 3
     assert [f["prompt"] for f in frames] == ["oil painting, a red circle"] * 3 + ["oil painting, a blue square"] * 3
@@ -221,7 +221,7 @@ def test_prompts_by_frame_with_neg_and_global_prompts():
 
 def test_webui_defaults_import_from_the_cli_then_render_directly_and_resume(tmp_path, tiny_model):
     settings = tmp_path / "deforum_settings.txt"
-    settings.write_text(json.dumps(webui_settings(), indent=4))
+    settings.write_text(json.dumps(webui_settings(max_frames=7), indent=4))  # cadence 2: the 7th is never written
     proc = cli("import", "deforum", settings, "-o", tmp_path / "storyboard.json", check=True)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith(f"{tmp_path / 'storyboard.json'}: 6 frames from deforum_settings.txt (2D mode, scheduler euler-a)")
@@ -253,6 +253,8 @@ def test_webui_defaults_import_from_the_cli_then_render_directly_and_resume(tmp_
         assert f["params"]["guidance"] == 7.0 and f["params"]["steps"] == 3
         if t % 2 == 0:  # diffused frames start from the warped previous frame matched to frame 0 in LAB
             assert f["params"]["color_ref"] == 0 and f["params"]["color_space"] == "lab"
+        # from the second block on, frames blend toward their block's diffused frame
+        assert f["params"].get("cadence") == (None if t < 2 else [t - t % 2, 2])
     assert [f["params"]["negative_prompt"] for f in frames] == ["blurry, text"] * 3 + [""] * 3
     assert [f["params"]["prompt"] for f in frames] == ["a red circle"] * 3 + ["a blue square"] * 3
     assert [f["params"]["seed"] for f in frames[::2]] == [7, 8, 9]
@@ -473,14 +475,14 @@ def test_a_saved_settings_files_global_negative_prompt_is_added_once():
     """sd-webui-deforum saves prompts already joined with its positive/negative boxes (process_args), as
     its own scripts/default_settings.txt shows: "... landscape --neg nsfw, nude" with "negative_prompts": "nsfw, nude"."""
     saved = {"0": " tiny cute swamp bunny --neg nsfw, nude", "60": " a beautiful coconut --neg photo, realistic  nsfw, nude"}
-    frames = convert(webui_settings(prompts=saved, negative_prompts="nsfw, nude", max_frames=61)).storyboard["frames"]
+    frames = convert(webui_settings(prompts=saved, negative_prompts="nsfw, nude", max_frames=63)).storyboard["frames"]
     assert frames[0]["negative_prompt"] == "nsfw, nude" and frames[60]["negative_prompt"] == "photo, realistic nsfw, nude"
     joined = {"0": "high quality a cat --neg blurry"}  # the positive box joined in front, once
-    frames = convert(webui_settings(prompts=joined, positive_prompts="high quality", max_frames=2)).storyboard["frames"]
+    frames = convert(webui_settings(prompts=joined, positive_prompts="high quality", max_frames=3)).storyboard["frames"]
     assert frames[0]["prompt"] == "high quality a cat"
     raw = {"0": "a cat"}  # a file written by hand: the boxes are still added
     frames = convert(webui_settings(prompts=raw, positive_prompts="high quality", negative_prompts="text",
-                                    max_frames=2)).storyboard["frames"]
+                                    max_frames=3)).storyboard["frames"]
     assert (frames[0]["prompt"], frames[0]["negative_prompt"]) == ("high quality a cat", "text")
 
 
