@@ -524,7 +524,7 @@ class Conversion:
             entries.append(e)
         if cadence > 1:
             self.defaults["cadence"] = cadence
-            self.notes.append(f"diffusion_cadence {cadence}: every {cadence}th frame is diffused and the frames of each "
+            self.notes.append(f"diffusion_cadence {cadence}: frames 0, {cadence}, {2 * cadence} … are diffused and the frames of each "
                               "block blend the previous and next diffused images, moved by their motion, as Deforum does; "
                               f"like Deforum, the last block is not written ({written} of {self.frames} frames)")
         if mode == "3D":
