@@ -88,3 +88,13 @@ def cached_depth(image: Any, spec: str, device: str = "cpu") -> np.ndarray:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = estimate_depth(rgb, spec, device)
     return _CACHE[key]
+
+
+def depth_picture(depth: np.ndarray) -> Any:
+    """A depth map as an 8-bit greyscale picture, scaled to its own range (near bright, as Deforum saves them)."""
+    from PIL import Image
+
+    d = np.asarray(depth, np.float64)
+    span = float(d.max() - d.min()) if np.isfinite(d).all() and d.size else 0.0
+    scaled = (d - d.min()) / span * 255 if span > 0 else np.zeros_like(d)
+    return Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L")

@@ -27,12 +27,14 @@ from PIL import Image
 
 from .errors import FramereelError
 from .manifest import (
+    DEPTH_DIR,
     FRAMES_DIR,
     MANIFEST,
     SUPERSEDED_DIR,
     Manifest,
     atomic_write_bytes,
     frame_index,
+    read_png_hash,
     read_png_metadata,
 )
 from .storyboard import COLOR_MATCHES, DEFORUM_MOTION_KEYS, MOTION_KEYS
@@ -184,7 +186,17 @@ def _frame_data(index: int, record: dict[str, Any], path: Path, on_disk: bool, f
             {"file": f"{SUPERSEDED_DIR}/{p.name}", "v": _version(p), "params": _params_from_png(p)}
             for p in superseded
         ],
+        "depth": _depth_data(path, record.get("hash")) if on_disk else None,
     }
+
+
+def _depth_data(path: Path, frame_hash: str | None) -> dict[str, str] | None:
+    """The frame's depth map (a 3D camera moved it for the next frame), when it was estimated from
+    this very picture: ``depth/frame_NNN.png`` carrying the frame's hash."""
+    depth = path.parent.parent / DEPTH_DIR / path.name
+    if frame_hash and depth.is_file() and read_png_hash(depth) == frame_hash:
+        return {"file": f"{DEPTH_DIR}/{path.name}", "v": _version(depth)}
+    return None
 
 
 def _mark_morph_keys(frames: list[dict[str, Any]]) -> None:

@@ -162,8 +162,23 @@ def render_group(backend: Backend, group: list[Frame], image_of: ImageOf,
     if f.parent is None:
         return backend.render_batch(group, on_step=on_step)
     if f.cadence is not None:
-        return [render_cadence(backend, f, image_of, {} if carried is None else carried, on_step)]
-    return [backend.render(f, on_step=on_step, init_image=chain_init_image(f, image_of, backend_depth(backend)))]
+        rendered = render_cadence(backend, f, image_of, {} if carried is None else carried, on_step)
+    else:
+        rendered = backend.render(f, on_step=on_step, init_image=chain_init_image(f, image_of, backend_depth(backend)))
+    return [with_depth_map(backend, f, image_of, rendered)]
+
+
+DEPTH_FACT = "depth_map"  # a 3D frame's facts: its parent's depth map, which the driver writes to depth/
+
+
+def with_depth_map(backend: Backend, frame: Frame, image_of: ImageOf, rendered: Rendered) -> Rendered:
+    """``rendered`` with the depth map the frame's 3D camera moved its parent through (already
+    estimated: a cache hit), for the gallery's depth layer."""
+    depth_of = backend_depth(backend)
+    if depth_of is None or not (motion_3d(frame.motion) or {}).get("depth_warping"):
+        return rendered
+    image, facts = rendered
+    return image, {**facts, DEPTH_FACT: depth_of(image_of(frame.parent))}
 
 
 Carried = dict[int, tuple[Image.Image, Image.Image]]  # cadence block → (previous, next) diffused image, moved

@@ -31,6 +31,7 @@ from .errors import FramereelError
 FRAMES_DIR = "frames"
 MANIFEST = "run.json"
 SUPERSEDED_DIR = "superseded"
+DEPTH_DIR = "depth"  # 3D camera runs: each moved picture's depth map, by frame (the gallery's depth layer)
 LOCK_FILE = ".framereel.lock"
 TMP_MARK = ".tmp-"
 HASH_KEY = "framereel:hash"

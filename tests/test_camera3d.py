@@ -13,6 +13,7 @@ from tiny_depth import build_tiny_depth
 from framereel import load_storyboard
 from framereel.camera3d import depth_to_z, warp_3d
 from framereel.deforum import convert
+from framereel.gallery import gallery_data
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deforum"
 
@@ -86,6 +87,10 @@ def test_3d_storyboards_render_through_the_depth_model_and_resume(tmp_path, tiny
     motion = dict(frames[1]["params"]["motion"])
     assert motion["mode"] == "3D" and motion["translation_z"] == 10 and motion["depth_warping"] is True
     assert frames[1]["params"]["depth_model"] == str(Path(tiny_depth).resolve())
+    # the gallery's depth layer: each moved picture's depth map, beside the picture it came from
+    shown = {f["index"]: f["depth"] for f in gallery_data(tmp_path / "out")["frames"]}
+    assert shown[0] == {"file": "depth/frame_000.png", "v": shown[0]["v"]} and shown[1] and shown[2] is None
+    assert Image.open(tmp_path / "out" / "depth" / "frame_000.png").size == (64, 64)
     # a rerun finds every frame finished; removing the last renders only it, to the same pixels
     last = tmp_path / "out" / "frames" / "frame_002.png"
     before = np.asarray(Image.open(last))
