@@ -141,6 +141,8 @@ def _chain_keys(params: dict[str, Any]) -> dict[str, Any]:
     elif motion:
         names = [*MOTION_KEYS, *DEFORUM_MOTION_KEYS, "warp"] if len(motion) > len(MOTION_KEYS) else list(MOTION_KEYS)
         keys["motion"] = dict(zip(names, motion))
+    if params.get("cadence"):  # [its block's diffused frame, N]
+        keys["cadence"] = params["cadence"][1]
     if params.get("color_ref") is not None:
         space = params.get("color_space")
         keys["color_match"] = next(k for k, v in COLOR_MATCHES.items() if k and v == space)

@@ -172,8 +172,8 @@ DEPTH_FACT = "depth_map"  # a 3D frame's facts: its parent's depth map, which th
 
 
 def with_depth_map(backend: Backend, frame: Frame, image_of: ImageOf, rendered: Rendered) -> Rendered:
-    """``rendered`` with the depth map the frame's 3D camera moved its parent through (already
-    estimated: a cache hit), for the gallery's depth layer."""
+    """``rendered`` with the depth map of the picture the frame's 3D camera moved (its parent's; a
+    cache hit unless a cadence block moved its diffused image instead), for the gallery's depth layer."""
     depth_of = backend_depth(backend)
     if depth_of is None or not (motion_3d(frame.motion) or {}).get("depth_warping"):
         return rendered
