@@ -290,6 +290,8 @@ def _read_keyframe(text: str, pos: int) -> tuple[Keyframe, int]:
     number = float(inside) if _DEFORUM_NUMBER.fullmatch(inside) and re.search("[0-9]", inside) else None
     if number is not None and not math.isfinite(number):
         raise ScheduleError(f"{shorten(value)} is not a finite number (at character {pos} of {shorten(text)!r})")
+    if number is None and _DEFORUM_NUMBER.fullmatch(value.replace("(", "").replace(")", "")):
+        value = f"( {value} )"  # "( 1.5 )": stays an expression when the keyframe is written out again
     return Keyframe(frame, value, number), pos
 
 

@@ -504,6 +504,10 @@ def test_notebook_files_with_cond_and_uncond_prompts_import():
 ])
 def test_schedules_hold_or_ramp_as_deforums_check_is_number_decides(text, frame, expected):
     assert parse_schedule(text).at(frame, 101) == pytest.approx(expected, abs=1e-12)
+    # and an imported schedule keeps holding where Deforum holds
+    motion = convert(webui_settings(translation_x=text, max_frames=101, diffusion_cadence=1)).storyboard["defaults"]["motion"]
+    assert parse_schedule(motion["translation_x"] if isinstance(motion["translation_x"], str)
+                          else f"0:({motion['translation_x']})").at(frame, 101) == pytest.approx(expected, abs=1e-12)
 
 
 def test_a_far_zoom_out_leaves_no_black_pixels():
