@@ -68,6 +68,49 @@ def test_moving_forward_pushes_in_and_the_borders_follow_padding_mode():
     assert back["zeros"][0, 0].sum() == 0 and back["border"][0, 0].sum() > 0
 
 
+def pytorch3d_offsets(points: np.ndarray, rotation: np.ndarray, shift: np.ndarray, fov: float, aspect: float,
+                      near: float, far: float) -> np.ndarray:
+    """Deforum's offsets the long way, as its py3d_tools (pytorch3d's cameras) compute them: row vectors
+    through world-to-view [[R, 0], [T, 1]] and FoVPerspectiveCameras' K (transposed), divided by w."""
+    tan_half = np.tan(np.radians(fov) / 2)
+    k = np.zeros((4, 4))
+    k[0, 0], k[1, 1] = 1 / (tan_half * aspect), 1 / tan_half
+    k[2, 2], k[2, 3], k[3, 2] = far / (far - near), -(far * near) / (far - near), 1.0
+
+    def project(world_to_view):
+        out = np.c_[points, np.ones(len(points))] @ world_to_view @ k.T
+        return out[:, :2] / out[:, 3:]
+
+    moved = np.eye(4)
+    moved[:3, :3], moved[3, :3] = rotation, shift
+    return project(moved) - project(np.eye(4))
+
+
+def test_the_camera_matches_pytorch3ds_projection_at_any_near_and_far_plane():
+    import math
+
+    import torch
+
+    from framereel.camera3d import _project, rotation_xyz
+
+    rng = np.random.default_rng(3)
+    points = np.c_[rng.uniform(-1, 1, (50, 2)), rng.uniform(1, 2, 50)]
+    angles = (4.0, -7.0, 10.0)
+    rotation = rotation_xyz(*(math.radians(a) for a in angles)).double().numpy()
+    # pytorch3d's euler_angles_to_matrix(..., "XYZ") is Rx @ Ry @ Rz
+    rx, ry, rz = (math.radians(a) for a in angles)
+    cx, sx, cy, sy, cz, sz = math.cos(rx), math.sin(rx), math.cos(ry), math.sin(ry), math.cos(rz), math.sin(rz)
+    expected = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]]) @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]]) \
+        @ np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    assert np.allclose(rotation, expected, atol=1e-6)
+    shift = np.array([-5.0, -3.0, -20.0]) / 200  # translation_x 5, y -3, z 20 in Deforum's units
+    t = torch.from_numpy(points).float()
+    ours = (_project(t @ torch.from_numpy(rotation).float() + torch.from_numpy(shift).float(), 70, 1.2)
+            - _project(t, 70, 1.2)).numpy()
+    for near, far in ((200, 10000), (0.1, 5)):
+        assert np.allclose(ours, pytorch3d_offsets(points, rotation, shift, 70, 1.2, near, far), atol=1e-5)
+
+
 def storyboard(tmp_path: Path, **motion) -> Path:
     path = tmp_path / "board.json"
     path.write_text(json.dumps({
