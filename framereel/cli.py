@@ -347,6 +347,8 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
         fixed = {"device": devices[0]} if devices and len(devices) == 1 else {}
         if storyboard.scheduler and click.get_current_context().get_parameter_source("scheduler") == ParameterSource.DEFAULT:
             fixed["scheduler"] = storyboard.scheduler  # the file's scheduler, unless --scheduler was given
+        if storyboard.depth_model and not opts.get("depth_model"):
+            fixed["depth_model"] = storyboard.depth_model  # likewise the file's depth model
         settings = render_settings(opts, **fixed)
         check_render_settings(settings, opts["executor"], opts["ray_address"])
         parallelism = Parallelism(opts["workers"], devices, opts["executor"], opts["ray_address"]).check()

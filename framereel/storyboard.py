@@ -13,7 +13,7 @@ Accepted forms:
 checks the result (it knows no file format but its own).
 
 An object may also carry ``"notes"`` (a list of lines: what an import could not carry) and
-``"scheduler"`` (used when the command line names none).
+``"scheduler"`` and ``"depth_model"`` (used when the command line names none).
 
 Files may start with a UTF-8 byte-order mark (Windows editors write one); it is ignored.
 
@@ -97,7 +97,7 @@ MOTION_3D_RANGES = {"rotation_3d_x": (-360.0, 360.0), "rotation_3d_y": (-360.0, 
 MOTION_3D_CHOICES = {"padding_mode": ("border", "reflection", "zeros"),
                      "sampling_mode": ("bicubic", "bilinear", "nearest")}
 COLOR_MATCHES = {"first": None, "first-lab": "lab", "first-hsv": "hsv", None: None}  # → Frame.color_space
-TOP_LEVEL_KEYS = {"defaults", "frames", "notes", "scheduler"}
+TOP_LEVEL_KEYS = {"defaults", "frames", "notes", "scheduler", "depth_model"}
 SCHEDULED = ("guidance", "strength")  # keys that also take a keyframe schedule string
 DEFAULT_STRENGTH = 0.65
 
@@ -174,6 +174,7 @@ class Storyboard:
     notes: tuple[str, ...] = ()  # what an import could not carry, one line each
     digest: str = ""  # sha256 of the file's text: the same storyboard under another name is the same run
     scheduler: str | None = None  # the file's scheduler; the command line's --scheduler wins
+    depth_model: str | None = None  # the file's depth model for 3D motion; --depth-model wins
     loras: tuple[str, ...] = ()  # the defaults' "lora": LoRAs for the whole run ("PATH_OR_ID[:WEIGHT]")
 
     def __len__(self) -> int:
@@ -385,7 +386,18 @@ def _contents(path: Path, data: Any) -> tuple[list[Any], dict[str, Any], dict[st
         if data["scheduler"] not in SCHEDULERS:
             raise _fail(path, "scheduler", f"must be one of {', '.join(SCHEDULERS)} (got {json.dumps(data['scheduler'])})")
         extras["scheduler"] = data["scheduler"]
+    if "depth_model" in data:
+        extras["depth_model"] = _depth_model(path, data["depth_model"])
     return data["frames"], defaults, extras
+
+
+def _depth_model(path: Path, value: Any) -> str:
+    """The file's depth model for 3D motion: a folder relative to the storyboard's, else a Hub id."""
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(path, "depth_model", "must be a depth-estimation model folder or Hub id (owner/name)")
+    local = Path(value).expanduser()
+    local = local if local.is_absolute() else path.parent / local
+    return str(local.resolve()) if local.exists() else value
 
 
 def build_storyboard(

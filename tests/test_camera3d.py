@@ -143,6 +143,17 @@ def test_3d_storyboards_render_through_the_depth_model_and_resume(tmp_path, tiny
     assert [e["index"] for e in done] == [2] and np.array_equal(np.asarray(Image.open(last)), before)
 
 
+def test_the_storyboard_may_name_its_depth_model_relative_to_itself(tmp_path, tiny_depth):
+    board = json.loads(storyboard(tmp_path).read_text())
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "depth").symlink_to(tiny_depth)
+    path = tmp_path / "with_depth.json"
+    path.write_text(json.dumps({**board, "depth_model": "models/depth"}))
+    assert load_storyboard(path).depth_model == str(Path(tiny_depth).resolve())
+    proc = cli("make", path, "-o", tmp_path / "out", "--model", "demo", "--dry-run", check=True)
+    assert "error" not in proc.stderr
+
+
 def test_3d_motion_keys_are_checked_in_one_line(tmp_path):
     from framereel import FramereelError
 
