@@ -16,8 +16,12 @@ How Deforum's 2D animation maps (from its ``render_animation`` and ``anim_frame_
   ``border`` ``replicate`` or ``wrap``; then colour-matched to frame 0 (``color_coherence``);
 * Deforum's ``strength`` is how much of the previous image is kept: framereel's is how much is
   redrawn, so it becomes ``1 - strength``;
-* with ``diffusion_cadence`` N only frames 0, N, 2N … are diffused; the frames between are the
-  previous frame warped by their own motion (framereel: chained frames with strength 0).
+* with ``diffusion_cadence`` N only frames 0, N, 2N … are diffused; each block's frames blend the
+  previous and next diffused images carried by their motion (framereel: ``"cadence": N``), and the
+  last block is never written;
+* 3D mode (``anim_frame_warp_3d``) moves the picture through its depth with a camera: translation,
+  ``rotation_3d_*``, ``fov``, aspect, padding and sampling modes (``"motion": {"mode": "3D", …}``,
+  :mod:`framereel.camera3d`); zoom and angle are ignored there.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from PIL import Image
 from .backends.base import Backend, Rendered, StepCallback
 from .camera3d import warp_3d
 from .coherence import match_colours, warp
+from .depth import cached_depth
 from .errors import FramereelError
 from .events import EventHandler, FrameStarted, ModelLoaded
 from .events import Warning as WarningEvent
@@ -139,7 +140,7 @@ def move(image: Image.Image, motion: tuple | None, depth_of: DepthOf | None = No
     camera = motion_3d(motion)
     if camera is not None:
         deep = camera.pop("depth_warping") and depth_of is not None
-        return warp_3d(image, depth_of(depth_from or image) if deep else None, **camera)
+        return warp_3d(image, depth_of(image if depth_from is None else depth_from) if deep else None, **camera)
     return warp(image, *motion) if motion is not None else image
 
 
@@ -214,8 +215,6 @@ def backend_depth(backend: Backend) -> DepthOf | None:
     spec = getattr(backend.settings, "depth_model", None)
     if not spec:
         return None
-    from .depth import cached_depth
-
     return lambda image: cached_depth(image, spec, backend.device)
 
 
