@@ -39,21 +39,35 @@ def warp(image: Image.Image, zoom: float = 1.0, angle: float = 0.0, tx: float = 
     # output (x, y) in the w×h frame → input (x', y') = (m0·x + m1·y + m2, m3·x + m4·y + m5)
     m = [cos, -sin, cx - cos * (cx + tx) + sin * (cy + ty) - dx,
          sin, cos, cy - sin * (cx + tx) - cos * (cy + ty) - dy]
-    px, py = _padding(m, w, h)
-    padded = np.pad(np.asarray(image.convert("RGB")), ((py, py), (px, px), (0, 0)), mode=BORDERS[border])
-    m[2] += px
-    m[5] += py
+    if _reaches_past_one_frame(m, w, h):  # a far zoom out or shift: OpenCV fills borders at any distance
+        return _warp_far(image, m, border)
+    padded = np.pad(np.asarray(image.convert("RGB")), ((h, h), (w, w), (0, 0)), mode=BORDERS[border])
+    m[2] += w
+    m[5] += h
     return Image.fromarray(padded).transform((w, h), Image.Transform.AFFINE, tuple(m), resample=Image.Resampling.BICUBIC)
 
 
-def _padding(m: list[float], w: int, h: int) -> tuple[int, int]:
-    """How far past each side the output's corners reach into the input (at least one frame, as
-    before, and 2 pixels more for the bicubic kernel), so no output pixel samples outside."""
+def _reaches_past_one_frame(m: list[float], w: int, h: int) -> bool:
+    """Whether the output's corners sample the input farther out than one frame (less 2 pixels for
+    the bicubic kernel) past its sides: beyond the padding of the usual path."""
     xs = [m[0] * x + m[1] * y + m[2] for x in (0, w) for y in (0, h)]
     ys = [m[3] * x + m[4] * y + m[5] for x in (0, w) for y in (0, h)]
-    reach_x = max(-min(xs), max(xs) - w, w - 2)
-    reach_y = max(-min(ys), max(ys) - h, h - 2)
-    return math.ceil(reach_x) + 2, math.ceil(reach_y) + 2
+    return min(xs) < -(w - 2) or max(xs) > 2 * w - 2 or min(ys) < -(h - 2) or max(ys) > 2 * h - 2
+
+
+def _warp_far(image: Image.Image, m: list[float], border: str) -> Image.Image:
+    """The same bicubic warp through OpenCV, whose borders reach any distance (PIL's affine ``m``
+    maps pixel corners; OpenCV's grid has pixel centres on whole numbers, hence the half pixels)."""
+    import cv2
+
+    w, h = image.size
+    a = np.array([[m[0], m[1]], [m[3], m[4]]])
+    shift = a @ [0.5, 0.5] + [m[2], m[5]] - 0.5
+    inverse = np.array([[m[0], m[1], shift[0]], [m[3], m[4], shift[1]]])
+    modes = {"wrap": cv2.BORDER_WRAP, "replicate": cv2.BORDER_REPLICATE, "mirror": cv2.BORDER_REFLECT}
+    out = cv2.warpAffine(np.asarray(image.convert("RGB")), inverse, (w, h),
+                         flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=modes[border])
+    return Image.fromarray(out)
 
 
 def _warp_deforum(image: Image.Image, zoom: float, angle: float, tx: float, ty: float, dx: float, dy: float,
