@@ -13,6 +13,7 @@ from tiny_depth import build_tiny_depth
 from framereel import load_storyboard
 from framereel.camera3d import depth_to_z, warp_3d
 from framereel.deforum import convert
+from framereel.depth import estimate_depth
 from framereel.gallery import gallery_data
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deforum"
@@ -187,6 +188,12 @@ def test_deforums_own_default_settings_import_as_3d_and_render_moving_through_de
     out = tmp_path / "out"
     cli("make", settings, "-o", out, "--model", "demo", "--depth-model", tiny_depth, "-q", check=True)
     assert len(list((out / "frames").glob("frame_*.png"))) == 4 and (out / "video.mp4").exists()
+    # frame 1 (the first block's in-between) is frame 0 seen from the moved camera, through frame 0's depth
+    first, second = (Image.open(out / "frames" / f"frame_{i:03d}.png").convert("RGB") for i in (0, 1))
+    camera = {k: v for k, v in motion.items() if k not in ("mode", "depth_warping")}
+    through_depth = warp_3d(first, estimate_depth(first, tiny_depth), **camera)
+    assert np.array_equal(np.asarray(second), np.asarray(through_depth))
+    assert not np.array_equal(np.asarray(second), np.asarray(warp_3d(first, None, **camera)))
 
 
 def test_a_notebook_3d_settings_file_with_cond_prompts_renders(tmp_path, tiny_depth):
