@@ -139,8 +139,11 @@ def move(image: Image.Image, motion: tuple | None, depth_of: DepthOf | None = No
     ``depth_from`` (default: the image itself)."""
     camera = motion_3d(motion)
     if camera is not None:
-        deep = camera.pop("depth_warping") and depth_of is not None
-        return warp_3d(image, depth_of(image if depth_from is None else depth_from) if deep else None, **camera)
+        if not camera.pop("depth_warping"):
+            return warp_3d(image, None, **camera)
+        if depth_of is None:  # refused before the run (Backend.check); never moved flat in silence
+            raise FramereelError('a "mode": "3D" camera with depth warping needs --depth-model PATH_OR_ID')
+        return warp_3d(image, depth_of(image if depth_from is None else depth_from), **camera)
     return warp(image, *motion) if motion is not None else image
 
 
