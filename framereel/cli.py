@@ -149,6 +149,8 @@ RENDER_OPTIONS = [
                  help='AnimateDiff MotionAdapter for "clip" entries (native video); demo: the demo model\'s.'),
     click.option("--motion-lora", "motion_loras", multiple=True, metavar="PATH:WEIGHT",
                  help="A motion LoRA (pan, zoom …) for clips, with its weight; repeatable."),
+    click.option("--depth-model", default=None, metavar="PATH|HUB_ID",
+                 help='Depth-estimation model (Depth Anything, DPT) for "mode": "3D" motion (Deforum\'s 3D camera).'),
     click.option("--devices", default=None, metavar="LIST",
                  help="One worker process per device: cuda:0,cuda:1 or all. Frames are identical to one device's."),
     click.option("--workers", type=int, default=1, show_default=True,
@@ -323,7 +325,7 @@ def stitch_settings(opts: dict[str, Any]) -> Any:
     return StitchSettings(frames=opts["frame_list"], **{k: opts[k] for k in names})
 
 
-MOTION_OPTIONS = ("motion_adapter", "motion_loras")  # native video (framereel.clips)
+MOTION_OPTIONS = ("motion_adapter", "motion_loras", "depth_model")  # native video (framereel.clips), 3D camera
 
 
 def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
@@ -355,6 +357,8 @@ def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
         fixed = {"device": devices[0]} if devices and len(devices) == 1 else {}
         if storyboard.scheduler and click.get_current_context().get_parameter_source("scheduler") == ParameterSource.DEFAULT:
             fixed["scheduler"] = storyboard.scheduler  # the file's scheduler, unless --scheduler was given
+        if storyboard.depth_model and not opts.get("depth_model"):
+            fixed["depth_model"] = storyboard.depth_model  # likewise the file's depth model
         settings = render_settings(opts, **fixed)
         check_render_settings(settings, opts["executor"], opts["ray_address"])
         parallelism = Parallelism(opts["workers"], devices, opts["executor"], opts["ray_address"]).check()

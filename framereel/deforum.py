@@ -16,8 +16,12 @@ How Deforum's 2D animation maps (from its ``render_animation`` and ``anim_frame_
   ``border`` ``replicate`` or ``wrap``; then colour-matched to frame 0 (``color_coherence``);
 * Deforum's ``strength`` is how much of the previous image is kept: framereel's is how much is
   redrawn, so it becomes ``1 - strength``;
-* with ``diffusion_cadence`` N only frames 0, N, 2N … are diffused; the frames between are the
-  previous frame warped by their own motion (framereel: chained frames with strength 0).
+* with ``diffusion_cadence`` N only frames 0, N, 2N … are diffused; each block's frames blend the
+  previous and next diffused images carried by their motion (framereel: ``"cadence": N``), and the
+  last block is never written;
+* 3D mode (``anim_frame_warp_3d``) moves the picture through its depth with a camera: translation,
+  ``rotation_3d_*``, ``fov``, aspect, padding and sampling modes (``"motion": {"mode": "3D", …}``,
+  :mod:`framereel.camera3d`); zoom and angle are ignored there.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from .storyboard import (
     MAX_DURATION,
     MAX_SIDE,
     MIN_SIDE,
+    MOTION_3D_CHOICES,
+    MOTION_3D_RANGES,
     MOTION_PIXELS,
     MOTION_RANGES,
     SIDE_MULTIPLE,
@@ -60,6 +66,8 @@ DEFAULTS: dict[str, Any] = {
     "cfg_scale_schedule": "0: (7)", "seed_schedule": '0:(s), 1:(-1), "max_f-2":(-1), "max_f-1":(s)',
     "color_coherence": "LAB", "diffusion_cadence": 2, "W": 512, "H": 512, "seed": -1, "sampler": "Euler a",
     "steps": 25, "seed_behavior": "iter", "seed_iter_N": 1, "fps": 15, "n_batch": 1,
+    "translation_z": "0: (1.75)", "rotation_3d_x": "0: (0)", "rotation_3d_y": "0: (0)", "rotation_3d_z": "0: (0)",
+    "fov_schedule": "0: (70)", "aspect_ratio_schedule": "0: (1)", "padding_mode": "border", "sampling_mode": "bicubic",
 }
 
 # Deforum / A1111 sampler → framereel scheduler, and whether that is the same sampler.
@@ -194,8 +202,8 @@ class Conversion:
         """The file's ``animation_mode``, refused unless framereel can render it."""
         mode = str(self.s.get("animation_mode", DEFAULTS["animation_mode"]))
         if mode in ("Video Input",):
-            raise self.fail("animation_mode", f'"{mode}" renders over a video\'s frames; framereel imports 2D, 3D (as 2D) '
-                            "and None")
+            raise self.fail("animation_mode", f'"{mode}" renders over a video\'s frames; framereel imports 2D, 3D, '
+                            "Interpolation and None")
         if mode not in ("2D", "3D", "None", "Interpolation"):
             raise self.fail("animation_mode", f'"{shorten(mode)}" is not a Deforum mode (2D, 3D, Video Input, '
                             "Interpolation, None)")
@@ -313,6 +321,8 @@ class Conversion:
     def raw_prompts(self) -> dict[str, Any]:
         """The file's prompts by frame, as written (a dict of frame → text)."""
         raw = self.s.get("prompts", self.s.get("animation_prompts"))
+        if raw is None and isinstance(self.s.get("cond_prompts"), dict):  # the notebook since 2e19447
+            raw = self.s["cond_prompts"]
         if isinstance(raw, str):
             try:
                 raw = json.loads(raw)
@@ -335,10 +345,12 @@ class Conversion:
                 raise self.fail(where, "must be a string")
             frame = self.frame_key(where, key)
             pos, neg = _split_neg(text)
-            if isinstance(plus, str) and plus.strip():
-                pos = f"{plus.strip()} {pos}".strip()
-            if isinstance(minus, str) and minus.strip():
-                neg = f"{neg} {minus.replace('--neg', '').strip()}".strip()
+            plus_text, minus_text = (" ".join(str(v or "").replace("--neg", " ").split()) for v in (plus, minus))
+            # a file saved after a run holds prompts the webui already joined with both boxes: add them once
+            if plus_text and not pos.startswith(plus_text):
+                pos = f"{plus_text} {pos}".strip()
+            if minus_text and not neg.endswith(minus_text):
+                neg = f"{neg} {minus_text}".strip()
             if not pos:
                 raise self.fail(where, "nothing before --neg; the positive prompt is empty")
             if not 0 <= frame < self.frames:
@@ -354,7 +366,7 @@ class Conversion:
         """(prompt, negative prompt) at every frame: Deforum fills forward from each keyed prompt,
         and backward before the first."""
         keyed = self.keyed_prompts()
-        neg_by_frame = self.s.get("neg_prompts") if isinstance(self.s.get("neg_prompts"), dict) else {}
+        neg_by_frame = next((self.s[k] for k in ("neg_prompts", "uncond_prompts") if isinstance(self.s.get(k), dict)), {})
         out, current = [], keyed[min(keyed)]
         negs = {self.frame_key(f"neg_prompts.{shorten(str(k))}", k): " ".join(str(v).split())
                 for k, v in neg_by_frame.items()}
@@ -457,6 +469,30 @@ class Conversion:
         if border not in ("replicate", "wrap"):
             raise self.fail("border", f'must be "replicate" or "wrap" (got {self.shown("border")})')
         motion["border"] = border
+        motion["warp"] = "deforum"  # Deforum's OpenCV warp: bilinear, its pixel grid
+        return motion
+
+    def camera(self) -> dict[str, Any]:
+        """The 3D camera (``animation_mode`` 3D): translation, rotation, field of view and aspect
+        schedules, padding and sampling modes, depth warping on or off (errors name the Deforum key)."""
+        motion: dict[str, Any] = {"mode": "3D"}
+        keys = {"translation_x": "translation_x", "translation_y": "translation_y", "translation_z": "translation_z",
+                "rotation_3d_x": "rotation_3d_x", "rotation_3d_y": "rotation_3d_y", "rotation_3d_z": "rotation_3d_z",
+                "fov": "fov_schedule", "aspect_ratio": "aspect_ratio_schedule"}
+        if "fov_schedule" not in self.s and "fov" in self.s:  # the notebook's single number
+            keys["fov"] = "fov"
+        if _flag(self.s.get("aspect_ratio_use_old_formula")):  # the notebook's is 1: the schedule's default
+            keys.pop("aspect_ratio")
+            motion["aspect_ratio"] = round(self.defaults["width"] / self.defaults["height"], 10)
+        for name, key in keys.items():
+            sched, _ = self.schedule(key, bounds=MOTION_3D_RANGES.get(name, MOTION_PIXELS))
+            motion[name] = sched.keys[0].number if sched.constant else _schedule_text(sched)
+        for name, choices in MOTION_3D_CHOICES.items():
+            value = str(self.s.get(name, DEFAULTS[name]))
+            if value not in choices:
+                raise self.fail(name, f'must be one of {", ".join(choices)} (got {self.shown(name)})')
+            motion[name] = value
+        motion["depth_warping"] = _flag(self.s.get("use_depth_warping", True))
         return motion
 
     def color_match(self) -> bool:
@@ -476,29 +512,40 @@ class Conversion:
         cadence = self.cadence()
         self.defaults["init"] = "previous"
         kept, outside = self.strength()
-        self.defaults["motion"] = self.motion()
-        match = self.color_match()
+        self.defaults["motion"] = self.camera() if mode == "3D" else self.motion()
+        self.color_match()
         diffused = list(range(0, self.frames, cadence))
         seeds = dict(zip(diffused, self.seeds(diffused, seed_values)))
+        # Deforum writes a cadence block when the next one is diffused: the last block is never written
+        written = max(1, cadence * ((self.frames - 1) // cadence)) if cadence > 1 else self.frames
         entries = []
-        for i in range(self.frames):
+        for i in range(written):
             e = _entry(prompts[i])
             if i in seeds:
                 e["seed"] = seeds[i]
                 if outside and i > 0:
                     e["strength"] = round(1 - min(1.0, max(0.0, kept[i])), 10)
-            else:  # a cadence in-between: the previous frame warped by this frame's motion, not diffused
-                e["strength"] = 0
-                if match:
-                    e["color_match"] = None
             entries.append(e)
         if cadence > 1:
-            self.notes.append(f"diffusion_cadence {cadence}: frames between diffused frames are the previous frame warped "
-                              "by their motion; Deforum also cross-fades them toward the next diffused frame (not carried)")
+            self.defaults["cadence"] = cadence
+            self.notes.append(f"diffusion_cadence {cadence}: frames 0, {cadence}, {2 * cadence} … are diffused and the frames of each "
+                              "block blend the previous and next diffused images, moved by their motion, as Deforum does; "
+                              f"like Deforum, the last block is not written ({written} of {self.frames} frames)")
         if mode == "3D":
-            self.notes.append("animation_mode 3D: depth warping is not carried; rendered as a 2D animation from angle, "
-                              "zoom and translation_x/y")
+            self.notes_3d()
         return entries
+
+    def notes_3d(self) -> None:
+        """What a 3D file says that framereel reads differently."""
+        if _flag(self.s.get("use_depth_warping", True)):
+            algorithm = str(self.s.get("depth_algorithm", "Midas-3-Hybrid"))
+            self.notes.append(f'depth_algorithm "{shorten(algorithm)}": depth comes from --depth-model (a Depth Anything '
+                              "or DPT model), read as sd-webui-deforum reads MiDaS (inverse depth, normalised)")
+            if "near_plane" in self.s:
+                self.notes.append("the notebook's depth (MiDaS blended with AdaBins, not normalised) is read as "
+                                  "sd-webui-deforum's normalised depth")
+        self.notes.append("animation_mode 3D: zoom, angle, transform_center and border are 2D keys; Deforum ignores "
+                          "them in 3D too")
 
     def still_frames(self, prompts: list[tuple[str, str]], seed_values) -> list[dict[str, Any]]:
         """animation_mode None: one text-to-image frame per prompt (n_batch of each), seeds stepped per image."""
@@ -539,7 +586,12 @@ class Conversion:
             self.notes.append(f"3D keys ({', '.join(present)}): not carried; depth warping is for 3D mode, and Deforum "
                               f"ignores them in {mode} mode too" + (f" ({', '.join(moving)} set)" if moving else ""))
         elif mode == "3D":
-            self.notes.append(f"3D keys not carried: {', '.join(present) or 'translation_z, rotation_3d_x/y/z'}")
+            planes = [k for k in ("near_schedule", "far_schedule", "near_plane", "far_plane") if k in s]
+            if planes:
+                self.notes.append(f"{', '.join(planes)}: not needed; Deforum's projection uses them only for depth, "
+                                  "which its warp discards, so they move no pixel")
+            if "midas_weight" in s:
+                self.notes.append("midas_weight: not carried (it blends MiDaS with AdaBins, which framereel does not run)")
         animated = mode in ("2D", "3D")
         checks = [
             (_flag(s.get("hybrid_composite")) or _flag(s.get("hybrid_motion")), "hybrid video (hybrid_composite, hybrid_motion): not carried"),
@@ -569,6 +621,8 @@ class Conversion:
             (_int(s.get("n_samples"), 1) > 1, "n_samples > 1: one image per frame is rendered"),
             (mode != "None" and _int(s.get("n_batch"), 1) > 1, "n_batch > 1: one animation is rendered"),
             (_flag(s.get("resume_from_timestring")), "resume_from_timestring: not needed; rerunning the same command resumes"),
+            (bool(s.get("sd_model_name")), f'sd_model_name "{shorten(str(s.get("sd_model_name")))}": not carried; '
+                                            "pass that checkpoint with --model"),
         ]
         self.notes.extend(line for active, line in checks if active)
 

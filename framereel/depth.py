@@ -68,3 +68,33 @@ def estimate_depth(image: Any, spec: str, device: str = "cpu") -> np.ndarray:
         depth = torch.nn.functional.interpolate(t, size=(image.height, image.width), mode="bicubic",
                                                 align_corners=False)[0, 0].numpy()
     return depth.astype(np.float32)
+
+
+_CACHE: dict[tuple[str, str], np.ndarray] = {}
+_CACHE_SIZE = 8  # a chain needs its parent's map; a few more cover retries and cadence blocks
+
+
+def cached_depth(image: Any, spec: str, device: str = "cpu") -> np.ndarray:
+    """:func:`estimate_depth` of ``image``, kept by the picture's hash (sha256 of its pixels) and the
+    model, so a frame's map is estimated once however often it is asked for. ``device``: the backend's;
+    devices torch can't run the model on (a Tenstorrent chip) estimate on the CPU."""
+    import hashlib
+
+    rgb = image.convert("RGB")
+    key = (hashlib.sha256(rgb.tobytes() + repr(rgb.size).encode()).hexdigest(), spec)
+    if key not in _CACHE:
+        device = device if device.split(":")[0] in ("cpu", "cuda", "mps", "xpu") else "cpu"
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = estimate_depth(rgb, spec, device)
+    return _CACHE[key]
+
+
+def depth_picture(depth: np.ndarray) -> Any:
+    """A depth map as an 8-bit greyscale picture, scaled to its own range (near bright, as Deforum saves them)."""
+    from PIL import Image
+
+    d = np.asarray(depth, np.float64)
+    span = float(d.max() - d.min()) if np.isfinite(d).all() and d.size else 0.0
+    scaled = (d - d.min()) / span * 255 if span > 0 else np.zeros_like(d)
+    return Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L")

@@ -27,12 +27,14 @@ from PIL import Image
 
 from .errors import FramereelError
 from .manifest import (
+    DEPTH_DIR,
     FRAMES_DIR,
     MANIFEST,
     SUPERSEDED_DIR,
     Manifest,
     atomic_write_bytes,
     frame_index,
+    read_png_hash,
     read_png_metadata,
 )
 from .storyboard import COLOR_MATCHES, DEFORUM_MOTION_KEYS, MOTION_KEYS
@@ -134,9 +136,13 @@ def _chain_keys(params: dict[str, Any]) -> dict[str, Any]:
     """A chained frame's keys: img2img from the previous frame, its strength, motion and colour match."""
     keys: dict[str, Any] = {"init": "previous", "strength": params.get("strength")}
     motion = params.get("motion")
-    if motion:
-        names = [*MOTION_KEYS, *DEFORUM_MOTION_KEYS] if len(motion) > len(MOTION_KEYS) else list(MOTION_KEYS)
+    if motion and isinstance(motion[0], list):  # a 3D camera: (key, value) pairs
+        keys["motion"] = dict(motion)
+    elif motion:
+        names = [*MOTION_KEYS, *DEFORUM_MOTION_KEYS, "warp"] if len(motion) > len(MOTION_KEYS) else list(MOTION_KEYS)
         keys["motion"] = dict(zip(names, motion))
+    if params.get("cadence"):  # [its block's diffused frame, N]
+        keys["cadence"] = params["cadence"][1]
     if params.get("color_ref") is not None:
         space = params.get("color_space")
         keys["color_match"] = next(k for k, v in COLOR_MATCHES.items() if k and v == space)
@@ -183,6 +189,7 @@ def _frame_data(index: int, record: dict[str, Any], path: Path, on_disk: bool, f
             {"file": f"{SUPERSEDED_DIR}/{p.name}", "v": _version(p), "params": _params_from_png(p)}
             for p in superseded
         ],
+        "depth": _depth_data(path, record.get("hash")) if on_disk else None,
     }
 
 
@@ -191,6 +198,13 @@ def _control_maps(out: Path, record: dict[str, Any], params: dict[str, Any]) -> 
     settings = params.get("control") or []
     return [{"file": name, "v": _version(out / name), **{k: c.get(k) for k in ("preprocess", "weight")}}
             for name, c in zip(record.get("control_maps") or [], settings, strict=False) if (out / name).is_file()]
+def _depth_data(path: Path, frame_hash: str | None) -> dict[str, str] | None:
+    """The frame's depth map (a 3D camera moved it for the next frame), when it was estimated from
+    this very picture: ``depth/frame_NNN.png`` carrying the frame's hash."""
+    depth = path.parent.parent / DEPTH_DIR / path.name
+    if frame_hash and depth.is_file() and read_png_hash(depth) == frame_hash:
+        return {"file": f"{DEPTH_DIR}/{path.name}", "v": _version(depth)}
+    return None
 
 
 def _mark_morph_keys(frames: list[dict[str, Any]]) -> None:

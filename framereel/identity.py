@@ -19,9 +19,10 @@ from PIL import Image
 from ._version import __version__
 from .backends.base import Backend, ModelInfo
 from .control import ControlSpec
+from .depth import depth_model_name
 from .manifest import FRAMES_DIR, HASH_KEY, file_digest, frame_name, params_hash, png_bytes
 from .settings import RenderSettings
-from .storyboard import Frame
+from .storyboard import Frame, motion_3d
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class RunIdentity:
             **self.pixel_options,
             **(self.clip_options if frame.kind == "clip" else {}),
         }
+        camera = motion_3d(frame.motion)
+        if camera is not None and camera["depth_warping"] and self.settings.depth_model:
+            params["depth_model"] = depth_model_name(self.settings.depth_model)
         for key, value in (self.frame_options(frame) if self.frame_options else {}).items():
             if value is None:
                 params.pop(key, None)

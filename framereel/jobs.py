@@ -16,17 +16,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from .backends.base import Backend, Rendered, StepCallback
+from .camera3d import warp_3d
 from .coherence import match_colours, warp
+from .depth import cached_depth
 from .errors import FramereelError
 from .events import EventHandler, FrameStarted, ModelLoaded
 from .events import Warning as WarningEvent
-from .storyboard import Frame
+from .storyboard import Frame, motion_3d
 
 MAX_ATTEMPTS = 3  # the first try and at most two more
 ImageOf = Callable[[int], Image.Image]
+DepthOf = Callable[[Image.Image], Any]  # a picture → its model's inverse depth (numpy, H×W)
 
 
 # ------------------------------------------------------------------ jobs
@@ -51,6 +55,19 @@ class Job:
         """Frames outside the job whose images it starts from (a chain's first parent, colour references)."""
         inside = {f.index for f in self.frames}
         return {r for f in self.frames for r in (f.depends_on, f.color_ref) if r is not None and r not in inside}
+
+
+def whole_blocks(frames: list[Frame], todo: list[Frame]) -> list[Frame]:
+    """``todo`` with each cadence block it touches completed from the block's diffused frame: the
+    in-betweens need that frame's diffused image, which only rendering it gives. Sorted by index."""
+    starts = {f.cadence[0] for f in todo if f.cadence is not None}
+    if not starts:
+        return todo
+    first = {start: min(f.index for f in todo if f.cadence is not None and f.cadence[0] == start) for start in starts}
+    have = {f.index for f in todo}
+    extra = [f for f in frames if f.cadence is not None and f.cadence[0] in first
+             and f.index not in have and f.index < first[f.cadence[0]]]
+    return sorted([*todo, *extra], key=lambda f: f.index)
 
 
 def batch_key(frame: Frame) -> tuple | None:
@@ -119,19 +136,33 @@ def plan_jobs(todo: list[Frame], batch: int | Callable[[Frame], int] = 1) -> lis
 # ------------------------------------------------------------------ rendering a job
 
 
-def chain_init_image(frame: Frame, image_of: ImageOf) -> Image.Image:
-    """A chained frame's starting image: its parent's, warped by its motion and colour-matched."""
-    image = image_of(frame.parent)
-    if frame.motion is not None:
-        image = warp(image, *frame.motion)
+def move(image: Image.Image, motion: tuple | None, depth_of: DepthOf | None = None,
+         depth_from: Image.Image | None = None) -> Image.Image:
+    """``image`` moved by a frame's ``motion``: the 2D warp, or the 3D camera through the depth of
+    ``depth_from`` (default: the image itself)."""
+    camera = motion_3d(motion)
+    if camera is not None:
+        if not camera.pop("depth_warping"):
+            return warp_3d(image, None, **camera)
+        if depth_of is None:  # refused before the run (Backend.check); never moved flat in silence
+            raise FramereelError('a "mode": "3D" camera with depth warping needs --depth-model PATH_OR_ID')
+        return warp_3d(image, depth_of(image if depth_from is None else depth_from), **camera)
+    return warp(image, *motion) if motion is not None else image
+
+
+def chain_init_image(frame: Frame, image_of: ImageOf, depth_of: DepthOf | None = None) -> Image.Image:
+    """A chained frame's starting image: its parent's, warped by its motion (through the parent's
+    depth, from ``depth_of``, for a 3D camera) and colour-matched."""
+    image = move(image_of(frame.parent), frame.motion, depth_of)
     if frame.color_ref is not None:
         image = match_colours(image, image_of(frame.color_ref), frame.color_space or "rgb")
     return image
 
 
 def render_group(backend: Backend, group: list[Frame], image_of: ImageOf,
-                 on_step: StepCallback | None = None) -> list[Rendered]:
-    """Render a group from :func:`batch_groups`: frames sharing one call, or one chained frame."""
+                 on_step: StepCallback | None = None, carried: Carried | None = None) -> list[Rendered]:
+    """Render a group from :func:`batch_groups`: frames sharing one call, or one chained frame
+    (``carried``: the cadence blocks' images so far, see :func:`render_cadence`)."""
     f = group[0]
     if f.kind == "clip":
         return backend.render_clip(group, on_step=on_step)
@@ -140,7 +171,61 @@ def render_group(backend: Backend, group: list[Frame], image_of: ImageOf,
     if f.parent is None:  # a control image from the frame before: the backend takes its images
         return backend.render_batch(group, on_step=on_step, image_of=image_of)
     extra = {"image_of": image_of} if f.control else {}  # only backends that take "control" get one
-    return [backend.render(f, on_step=on_step, init_image=chain_init_image(f, image_of), **extra)]
+    if f.cadence is not None:
+        rendered = render_cadence(backend, f, image_of, {} if carried is None else carried, on_step)
+    else:
+        rendered = backend.render(f, on_step=on_step, init_image=chain_init_image(f, image_of, backend_depth(backend)),
+                                  **extra)
+    return [with_depth_map(backend, f, image_of, rendered)]
+
+
+DEPTH_FACT = "depth_map"  # a 3D frame's facts: its parent's depth map, which the driver writes to depth/
+
+
+def with_depth_map(backend: Backend, frame: Frame, image_of: ImageOf, rendered: Rendered) -> Rendered:
+    """``rendered`` with the depth map of the picture the frame's 3D camera moved (its parent's; a
+    cache hit unless a cadence block moved its diffused image instead), for the gallery's depth layer."""
+    depth_of = backend_depth(backend)
+    if depth_of is None or not (motion_3d(frame.motion) or {}).get("depth_warping"):
+        return rendered
+    image, facts = rendered
+    return image, {**facts, DEPTH_FACT: depth_of(image_of(frame.parent))}
+
+
+Carried = dict[int, tuple[Image.Image, Image.Image]]  # cadence block → (previous, next) diffused image, moved
+
+
+def render_cadence(backend: Backend, frame: Frame, image_of: ImageOf, carried: Carried,
+                   on_step: StepCallback | None = None) -> Rendered:
+    """A frame of a cadence block, as Deforum's render loop makes it: at the block's diffused frame
+    the previous image (the frame before, moved) and the newly diffused one start; each frame after
+    moves both by its motion (3D: through the depth of the diffused one); frame j of N shows
+    ``(1 - (j+1)/N)·previous + ((j+1)/N)·diffused``, rounded as OpenCV writes it."""
+    start, n = frame.cadence
+    depth_of = backend_depth(backend)
+    if frame.index == start:
+        diffused, facts = backend.render(frame, on_step=on_step, init_image=chain_init_image(frame, image_of, depth_of))
+        diffused = diffused.convert("RGB")
+        previous = move(image_of(frame.parent), frame.motion, depth_of, depth_from=diffused)
+    else:
+        if start not in carried:
+            raise RuntimeError(f"frame {frame.index}: its cadence block's diffused frame {start} is not in this job")
+        previous, diffused = carried[start]
+        previous = move(previous, frame.motion, depth_of, depth_from=diffused)
+        diffused, facts = move(diffused, frame.motion, depth_of), {}
+    carried[start] = (previous, diffused)
+    t = (frame.index - start + 1) / n
+    mixed = np.asarray(previous, np.float64) * (1 - t) + np.asarray(diffused, np.float64) * t
+    return Image.fromarray(np.clip(np.rint(mixed), 0, 255).astype(np.uint8)), facts
+
+
+def backend_depth(backend: Backend) -> DepthOf | None:
+    """The depth maps a 3D camera moves through: ``--depth-model``'s, on the backend's device
+    (cached by the picture's bytes); None without a depth model."""
+    spec = getattr(backend.settings, "depth_model", None)
+    if not spec:
+        return None
+    return lambda image: cached_depth(image, spec, backend.device)
 
 
 def per_frame_seconds(elapsed: float, results: list[Rendered]) -> float:
@@ -198,6 +283,7 @@ def run_job(backend: Backend, job: Job, image_of: ImageOf, worker: str,
     then :class:`JobDone`, or a :class:`JobFailed` at the first group that fails. ``image_of`` gives
     images of frames finished before the job; frames rendered inside it are kept in memory."""
     images: dict[int, Image.Image] = {}
+    carried: Carried = {}
 
     def lookup(index: int) -> Image.Image:
         if index not in images:
@@ -209,7 +295,7 @@ def run_job(backend: Backend, job: Job, image_of: ImageOf, worker: str,
             on_group(group)
         t0 = time.perf_counter()
         try:
-            results = render_group(backend, group, lookup, on_step(group[0]) if on_step else None)
+            results = render_group(backend, group, lookup, on_step(group[0]) if on_step else None, carried)
         except FramereelError:
             raise
         except Exception as err:  # a failed frame says why; the dispatcher retries or fails it
@@ -279,6 +365,7 @@ class JobQueue:
     def give_back(self, job: Job, done: set[int], why: str, emit: EventHandler, worker: str = "") -> list[Outcome]:
         """Requeue the unfinished rest of ``job``; returns the failed frames once it is out of tries."""
         rest = [f for f in job.frames if f.index not in done or job.kind == "clip"]  # a clip goes back whole
+        rest = whole_blocks(job.frames, rest)
         job.attempts += 1
         if job.attempts < MAX_ATTEMPTS:
             which = f"frame {rest[0].index} goes" if len(rest) == 1 else \

@@ -32,6 +32,7 @@ FRAMES_DIR = "frames"
 MANIFEST = "run.json"
 SUPERSEDED_DIR = "superseded"
 CONTROL_DIR = "control"  # each frame's ControlNet maps, shown beside it in the gallery
+DEPTH_DIR = "depth"  # 3D camera runs: each moved picture's depth map, by frame (the gallery's depth layer)
 LOCK_FILE = ".framereel.lock"
 TMP_MARK = ".tmp-"
 HASH_KEY = "framereel:hash"

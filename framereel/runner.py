@@ -27,16 +27,20 @@ from ._version import __version__
 from .backends import Backend, create_backend
 from .backends.lora import with_storyboard_loras
 from .clips import whole_clips
+from .depth import depth_picture
 from .errors import FramereelError
 from .events import EventHandler, FrameDone, FrameFailed, FrameSkipped, ModelLoaded, RunStarted, ignore
 from .events import Warning as WarningEvent
 from .executors import make_pool
 from .gallery import DATA, PAGE
 from .identity import RunIdentity
-from .jobs import Outcome, drive, plan_jobs
+from .jobs import DEPTH_FACT, Outcome, drive, plan_jobs, whole_blocks
 from .manifest import (
+    DEPTH_DIR,
     FRAMES_DIR,
+    HASH_KEY,
     Manifest,
+    atomic_write_bytes,
     check_same_storyboard,  # by content: a renamed or copied storyboard is the same run
     file_digest,
     folder_lock,
@@ -44,6 +48,7 @@ from .manifest import (
     frame_name,
     missing_folders,
     move_aside,
+    png_bytes,
     read_png_hash,
     remove_stale_temp_files,
     undo_new_folder,
@@ -204,6 +209,7 @@ def plan(frames: list[Frame], on_disk: OnDisk, identity: RunIdentity, *, redo: s
         todo.append(f)
         todo_set.add(f.index)
     todo = whole_clips(frames, todo)  # a clip renders whole: one unfinished frame brings in its clip
+    todo = whole_blocks(frames, todo)  # a cadence block's in-betweens need its diffused frame rendered
     skipped = [i for i in skipped if i not in {f.index for f in todo}]
     return Plan(frames, digests, frozenset(finished), todo, skipped)
 
@@ -299,6 +305,14 @@ def batch_record(backend: Backend, todo: list[Frame], batches: dict[tuple[int, i
                                          if len(batches) > 1 else {})}
 
 
+def write_depth_map(out: Path, index: int, depth: Any, frame_hash: str) -> None:
+    """Frame ``index``'s depth map as ``depth/frame_NNN.png``, carrying the frame's hash (the gallery
+    shows it only beside the picture it was estimated from)."""
+    path = out / DEPTH_DIR / frame_name(index)
+    path.parent.mkdir(exist_ok=True)
+    atomic_write_bytes(path, png_bytes(depth_picture(depth), {HASH_KEY: frame_hash}))
+
+
 def write_frame(out: Path, identity: RunIdentity, the_plan: Plan, manifest: Manifest, outcome: Outcome,
                 result: RunResult, emit: EventHandler) -> None:
     """Write one outcome: the frame's PNG (the old one, if any, to superseded/) and its run.json record."""
@@ -310,6 +324,9 @@ def write_frame(out: Path, identity: RunIdentity, the_plan: Plan, manifest: Mani
         result.failed[f.index] = outcome.error
         emit(FrameFailed(f.index, outcome.error))
         return
+    depth = outcome.facts.pop(DEPTH_FACT, None)
+    if depth is not None:
+        write_depth_map(out, f.parent, depth, manifest.frames[f.parent].get("hash") or "")
     digest = the_plan.digests[f.index] or identity.digest(f, out / FRAMES_DIR)  # a chain's parent is on disk now
     path = write_frame_file(out, f.index, identity.png(outcome.image, f, digest))
     facts = dict(outcome.facts)

@@ -11,7 +11,11 @@ by Python's ``eval``.
 Between keyframes, values follow Deforum's rules exactly: a number keyframe is joined to the next
 keyframe by a straight line; an expression keyframe is evaluated at every frame from it up to the
 next keyframe; before the first keyframe and after the last number keyframe values are held flat;
-keyframes outside frames ``0 … max_f`` are ignored. A plain number is a constant schedule.
+keyframes outside frames ``0 … max_f`` are ignored; keyframes may come in any order, and a later one
+for the same frame replaces an earlier one. A value is a number only as Deforum's ``check_is_number``
+reads it (digits with an optional sign and decimals: ``1.5``, ``-.5``); ``( 1.5 )`` with inner spaces,
+``5.`` and ``1e-1`` are expressions, so they hold flat up to the next keyframe. A plain number is a
+constant schedule.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import numpy as np
 from .errors import FramereelError
 
 _INT = re.compile(r"\s*\d+\s*$")
-_NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$")
+# Deforum's check_is_number on the value with quotes and parentheses removed: "( 1.5 )" (inner spaces),
+# "5." and "1e-1" are expressions there, evaluated at each frame (so held flat), not numbers (ramped)
+_DEFORUM_NUMBER = re.compile(r"[+-]?[0-9]*(\.[0-9]+)?")
 VALUE_NAMES = ("t", "max_f", "s", "pi")
 MAX_NODES = 1000  # a schedule expression is a formula: refuse anything bigger before evaluating it
 MAX_BITS = 1024  # constant whole numbers past this many bits are refused (numexpr's are 64-bit)
@@ -225,9 +231,6 @@ def _parse(text: str | int | float, name: str) -> Schedule:
     keys = _keyframes(text)
     if not keys:
         raise ScheduleError(f"empty schedule {shorten(text)!r}; write e.g. 0:(0.65), 10:(0.45)")
-    literal = [int(k.frame) for k in keys if _INT.match(k.frame)]
-    if literal != sorted(set(literal)):
-        raise ScheduleError(f"keyframes must be in increasing order without repeats in {shorten(text)!r}")
     sched = Schedule(tuple(keys), name)
     _check_expressions(sched)
     return sched
@@ -279,13 +282,16 @@ def _read_keyframe(text: str, pos: int) -> tuple[Keyframe, int]:
         end += 1
     if depth:
         raise ScheduleError(f"unclosed '(' at character {pos + 1} of {shorten(text)!r}")
+    inside = re.sub("[\"'()]", "", text[pos + 1:end])
     value = text[pos + 1:end].strip()
     pos = end + 1
     if not value:
         raise ScheduleError(f"empty value at character {pos} of {shorten(text)!r}")
-    number = float(value) if _NUMBER.match(value) else None
+    number = float(inside) if _DEFORUM_NUMBER.fullmatch(inside) and re.search("[0-9]", inside) else None
     if number is not None and not math.isfinite(number):
         raise ScheduleError(f"{shorten(value)} is not a finite number (at character {pos} of {shorten(text)!r})")
+    if number is None and _DEFORUM_NUMBER.fullmatch(value.replace("(", "").replace(")", "")):
+        value = f"( {value} )"  # "( 1.5 )": stays an expression when the keyframe is written out again
     return Keyframe(frame, value, number), pos
 
 

@@ -60,6 +60,7 @@ class RenderSettings:
     attention_slicing: bool = False  # attention computed in slices (less memory, a little slower)
     motion_adapter: str | None = None  # AnimateDiff MotionAdapter (folder, Hub id or "demo") for "clip" frames
     motion_loras: tuple[str, ...] = ()  # motion LoRAs for clips, "PATH:WEIGHT"
+    depth_model: str | None = None  # depth-estimation model (folder or Hub id) for 3D camera motion
 
     def check(self) -> RenderSettings:
         if self.scheduler not in SCHEDULERS:

@@ -13,7 +13,7 @@ Accepted forms:
 checks the result (it knows no file format but its own).
 
 An object may also carry ``"notes"`` (a list of lines: what an import could not carry) and
-``"scheduler"`` (used when the command line names none).
+``"scheduler"`` and ``"depth_model"`` (used when the command line names none).
 
 Files may start with a UTF-8 byte-order mark (Windows editors write one); it is ignored.
 
@@ -65,6 +65,7 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "duration": ((int, float), "a number of seconds greater than 0, at most 3600"),
     # temporal coherence: latent morphs and img2img chains
     "morph": ((int,), "a number of in-between frames from 0 to 1000"),
+    "cadence": ((int,), "a whole number of frames from 1 to 1000"),  # chains: Deforum's diffusion cadence
     "init": ((str, type(None)), '"previous" or null'),
     "strength": ((int, float, str), 'a number from 0 to 1 or a schedule like "0:(0.65), 10:(0.45)"'),
     "motion": ((dict,), 'an object like {"zoom": 1.02, "angle": 0, "tx": 0, "ty": 0}'),
@@ -84,8 +85,21 @@ MOTION_RANGES = {"zoom": (0.1, 10.0), "angle": (-360.0, 360.0), "transform_cente
                  "transform_center_y": (-10.0, 10.0)}  # others: MOTION_PIXELS
 MOTION_PIXELS = (-4096.0, 4096.0)
 BORDERS = ("mirror", "wrap", "replicate")
+# "warp": "deforum" resamples as Deforum's OpenCV warp (bilinear, its pixel grid); see coherence.warp
+WARPS = ("framereel", "deforum")
+# "mode": "3D": Deforum's 3D camera through the picture's depth (framereel.camera3d); zoom and angle
+# are 2D keys, as Deforum ignores them in 3D
+MOTION_3D_KEYS: dict[str, Any] = {
+    "translation_x": 0.0, "translation_y": 0.0, "translation_z": 0.0, "rotation_3d_x": 0.0, "rotation_3d_y": 0.0,
+    "rotation_3d_z": 0.0, "fov": 70.0, "aspect_ratio": 1.0, "padding_mode": "border", "sampling_mode": "bicubic",
+    "depth_warping": True,
+}
+MOTION_3D_RANGES = {"rotation_3d_x": (-360.0, 360.0), "rotation_3d_y": (-360.0, 360.0),
+                    "rotation_3d_z": (-360.0, 360.0), "fov": (1.0, 179.0), "aspect_ratio": (0.1, 10.0)}
+MOTION_3D_CHOICES = {"padding_mode": ("border", "reflection", "zeros"),
+                     "sampling_mode": ("bicubic", "bilinear", "nearest")}
 COLOR_MATCHES = {"first": None, "first-lab": "lab", "first-hsv": "hsv", None: None}  # → Frame.color_space
-TOP_LEVEL_KEYS = {"defaults", "frames", "notes", "scheduler"}
+TOP_LEVEL_KEYS = {"defaults", "frames", "notes", "scheduler", "depth_model"}
 SCHEDULED = ("guidance", "strength")  # keys that also take a keyframe schedule string
 DEFAULT_STRENGTH = 0.65
 FILM_FPS = 2.0  # stitch's pace for frames without a duration when nothing else says: control videos sample at it
@@ -131,6 +145,9 @@ class Frame:
     lora: tuple[tuple[str, float], ...] | None = None
     morph_lora: tuple[tuple[str, float], ...] | None = None
     control: tuple[ControlSpec, ...] | None = None  # ControlNets steering this frame (see framereel.control)
+    # chains with Deforum's cadence N, from the second block on: (the block's diffused frame, N); its
+    # frames are blends of the previous and this block's diffused images carried by their motion
+    cadence: tuple[int, int] | None = None
 
     @property
     def depends_on(self) -> int | None:
@@ -150,6 +167,8 @@ class Frame:
             del d[key]
         if self.color_space is None:  # RGB, as before colour spaces existed: hashes stay the same
             del d["color_space"]
+        if self.cadence is None:
+            del d["cadence"]
         if self.kind in ("key", "clip"):  # keep key frames' hashes as plain as the storyboard they come from
             for key in ("kind", "morph", "morph_prompt", "morph_seed", "parent", "strength", "motion", "color_ref",
                         "color_space"):
@@ -169,6 +188,7 @@ class Storyboard:
     notes: tuple[str, ...] = ()  # what an import could not carry, one line each
     digest: str = ""  # sha256 of the file's text: the same storyboard under another name is the same run
     scheduler: str | None = None  # the file's scheduler; the command line's --scheduler wins
+    depth_model: str | None = None  # the file's depth model for 3D motion; --depth-model wins
     loras: tuple[str, ...] = ()  # the defaults' "lora": LoRAs for the whole run ("PATH_OR_ID[:WEIGHT]")
 
     def __len__(self) -> int:
@@ -223,6 +243,8 @@ def check_value(path: Path, where: str, key: str, value: Any) -> Any:
         ok = value in COLOR_MATCHES
     elif ok and key == "morph":
         ok = 0 <= value <= 1000
+    elif ok and key == "cadence":
+        ok = 1 <= value <= 1000
     elif ok and key == "strength":
         ok = 0 <= value <= 1
     elif ok and key == "prompt":
@@ -272,20 +294,45 @@ def _check_schedule(path: Path, where: str, key: str, text: str, lo: float, hi: 
     return replace(sched, bounds=(lo, hi))  # expressions are checked at every frame
 
 
-def _check_motion(path: Path, where: str, motion: dict) -> dict[str, Schedule | str]:
-    _check_keys(path, f"{where}: motion", motion, set(MOTION_KEYS) | set(DEFORUM_MOTION_KEYS))
-    out: dict[str, Schedule | str] = {}
+def _check_motion(path: Path, where: str, motion: dict) -> dict[str, Schedule | str | bool]:
+    _check_keys(path, f"{where}: motion", motion,
+                set(MOTION_KEYS) | set(DEFORUM_MOTION_KEYS) | set(MOTION_3D_KEYS) | {"mode", "warp"})
+    three_d = _check_motion_mode(path, where, motion)
+    choices = {"border": BORDERS, "warp": WARPS, **(MOTION_3D_CHOICES if three_d else {})}
+    out: dict[str, Schedule | str | bool] = {}
     for key, value in motion.items():
-        if key == "border":
-            if value not in BORDERS:
-                raise _fail(path, where, f'motion "border" must be one of {", ".join(BORDERS)} (got {shown(value)})')
+        if key in choices:
+            if value not in choices[key]:
+                raise _fail(path, where, f'motion "{key}" must be one of {", ".join(choices[key])} (got {shown(value)})')
+            out[key] = value
+            continue
+        if key in ("mode", "depth_warping"):
             out[key] = value
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise _fail(path, where, f'motion "{key}" must be a number or a schedule like "0:(1.0), 10:(1.05)"')
-        lo, hi = MOTION_RANGES.get(key, MOTION_PIXELS)
+        lo, hi = (MOTION_3D_RANGES if three_d else MOTION_RANGES).get(key, MOTION_PIXELS)
         out[key] = _check_schedule(path, where, f"motion.{key}", value if isinstance(value, str) else f"0:({value})", lo, hi)
     return out
+
+
+def _check_motion_mode(path: Path, where: str, motion: dict) -> bool:
+    """Whether ``motion`` is Deforum's 3D camera ("mode": "3D"); refuses keys of the other mode."""
+    mode = motion.get("mode", "2D")
+    if mode not in ("2D", "3D"):
+        raise _fail(path, where, f'motion "mode" must be "2D" or "3D" (got {shown(mode)})')
+    if mode == "3D":
+        flat = sorted(set(motion) - set(MOTION_3D_KEYS) - {"mode"})
+        if flat:
+            raise _fail(path, where, f'motion "{flat[0]}" is a 2D key; a "mode": "3D" camera moves with '
+                        "translation_x/y/z and rotation_3d_x/y/z (Deforum ignores zoom and angle in 3D too)")
+        if not isinstance(motion.get("depth_warping", True), bool):
+            raise _fail(path, where, f'motion "depth_warping" must be true or false (got {shown(motion["depth_warping"])})')
+        return True
+    deep = sorted(set(motion) & (set(MOTION_3D_KEYS) - set(DEFORUM_MOTION_KEYS)))
+    if deep:
+        raise _fail(path, where, f'motion "{deep[0]}" moves the 3D camera; add "mode": "3D" to the motion')
+    return False
 
 
 def _check_keys(path: Path, where: str, obj: dict, allowed: set[str]) -> None:
@@ -358,7 +405,18 @@ def _contents(path: Path, data: Any) -> tuple[list[Any], dict[str, Any], dict[st
         if data["scheduler"] not in SCHEDULERS:
             raise _fail(path, "scheduler", f"must be one of {', '.join(SCHEDULERS)} (got {json.dumps(data['scheduler'])})")
         extras["scheduler"] = data["scheduler"]
+    if "depth_model" in data:
+        extras["depth_model"] = _depth_model(path, data["depth_model"])
     return data["frames"], defaults, extras
+
+
+def _depth_model(path: Path, value: Any) -> str:
+    """The file's depth model for 3D motion: a folder relative to the storyboard's, else a Hub id."""
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(path, "depth_model", "must be a depth-estimation model folder or Hub id (owner/name)")
+    local = Path(value).expanduser()
+    local = local if local.is_absolute() else path.parent / local
+    return str(local.resolve()) if local.exists() else value
 
 
 def build_storyboard(
@@ -499,7 +557,12 @@ def _value_at(value: Any, index: int, count: int, seed: int) -> Any:
 def _motion_at(motion: dict[str, Any], index: int, count: int, seed: int) -> tuple[Any, ...]:
     """(zoom, angle, tx, ty), plus Deforum's (translation_x, translation_y, centre x, centre y, border)
     only when the storyboard uses them, so the frames of plain storyboards keep their hashes."""
+    if motion.get("mode") == "3D":  # (key, value) pairs: ("mode", "3D") first, then every 3D key
+        return (("mode", "3D"),) + tuple((k, _value_at(motion.get(k, default), index, count, seed))
+                                         for k, default in MOTION_3D_KEYS.items())
     keys = {**MOTION_KEYS, **DEFORUM_MOTION_KEYS} if set(motion) & set(DEFORUM_MOTION_KEYS) else MOTION_KEYS
+    if motion.get("warp", "framereel") != "framereel":  # only when asked, so other frames keep their hashes
+        keys = {**MOTION_KEYS, **DEFORUM_MOTION_KEYS, "warp": "framereel"}
     return tuple(_value_at(motion.get(k, default), index, count, seed) for k, default in keys.items())
 
 
@@ -514,6 +577,13 @@ def _frame_control(entry: dict[str, Any], index: int, count: int, run_seed: int,
 def _film_seconds(frames: list[Frame], fps: float) -> float:
     """When the next frame starts in the film: the earlier frames' durations (1 / ``fps`` where unset)."""
     return sum(f.duration or 1.0 / fps for f in frames)
+
+
+def motion_3d(motion: tuple[Any, ...] | None) -> dict[str, Any] | None:
+    """A frame's 3D camera (its motion's keys and values, "mode" left out), or None for 2D motion."""
+    if not motion or motion[0] != ("mode", "3D"):
+        return None
+    return {k: v for k, v in motion[1:]}
 
 
 def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]] | None = None,
@@ -567,17 +637,30 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
         )
         if shot > 0 and e.get("init") == "previous":
             motion = e.get("motion")
+            step, block = _cadence_block(index, chain_start, e.get("cadence") or 1)
             frames.append(Frame(
                 **common, kind="chain", parent=index - 1,
-                strength=_value_at(e.get("strength", DEFAULT_STRENGTH), index, count, run_seed),
+                strength=0 if step else _value_at(e.get("strength", DEFAULT_STRENGTH), index, count, run_seed),
                 motion=_motion_at(motion, index, count, run_seed) if motion else None,
-                color_ref=chain_start if e.get("color_match") else None,
-                color_space=COLOR_MATCHES[e.get("color_match")],
+                color_ref=chain_start if e.get("color_match") and not step else None,
+                color_space=COLOR_MATCHES[e.get("color_match")] if not step else None,
+                cadence=block,
             ))
         else:
             chain_start = index
             frames.append(Frame(**common))
     return frames
+
+
+def _cadence_block(index: int, chain_start: int, cadence: int) -> tuple[int, tuple[int, int] | None]:
+    """Frame ``index``'s step in its cadence block (0: the diffused frame) and, from the chain's second
+    block on, the block (its diffused frame, ``cadence``) its image blends toward, as Deforum's render
+    loop does; the first block's in-betweens are plain warped copies of the chain's first frame."""
+    if cadence <= 1:
+        return 0, None
+    step = (index - chain_start) % cadence
+    start = index - step
+    return step, ((start, cadence) if start > chain_start else None)
 
 
 def _clip_frames(entries: list[dict[str, Any]], group: list[int], run_seed: int, start: int, count: int,

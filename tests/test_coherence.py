@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_storyboard
+from conftest import cli, write_storyboard
 from PIL import Image
 
 from framereel import FramereelError, RenderSettings, load_storyboard, render
@@ -140,7 +140,8 @@ def test_colour_match_moves_histogram_to_reference():
 @pytest.mark.parametrize("text, at, expected", [
     ("0:(0.65), 10:(0.45), 20:(0.65)", [0, 5, 10, 15, 20, 30], [0.65, 0.55, 0.45, 0.55, 0.65, 0.65]),
     ("5:(1)", [0, 5, 9], [1.0, 1.0, 1.0]),
-    ("0:(-2.5e-1),4:(0.25)", [2], [0.0]),
+    ("0:(-2.5),4:(0.25)", [2], [-1.125]),
+    ("0:(-2.5e-1),4:(0.25)", [2], [-0.25]),  # an exponent is an expression to Deforum: held, not ramped
     (0.3, [7], [0.3]),
 ])
 def test_schedule_interpolates_linearly(text, at, expected):
@@ -152,7 +153,6 @@ def test_schedule_interpolates_linearly(text, at, expected):
     ("0:0.5", "expected FRAME:(VALUE) at character 1"),
     ("0:(0.5) 10:(0.2)", "expected ',' at character 9"),
     ("0:(0.5), x:(0.2)", 'keyframe x:(0.2): unknown name "x"'),  # frames may be expressions like max_f-1
-    ("10:(0.5), 0:(0.2)", "increasing order"),
     ("", "empty schedule"),
 ])
 def test_schedule_errors_say_where(text, message):
@@ -190,3 +190,30 @@ def test_schedules_resolve_per_frame_index(tmp_path):
     sb = load_storyboard(board)
     assert [round(f.strength, 3) for f in sb.frames[1:]] == [0.7, 0.6, 0.5, 0.4]
     assert [f.guidance for f in sb.frames] == [7.0, 6.0, 5.0, 4.0, 3.0]
+
+
+def test_cadence_frames_blend_the_previous_and_next_diffused_images_as_deforum_does(tmp_path):
+    """Deforum's render loop with diffusion_cadence N: frame kN+j shows (1-(j+1)/N)·previous + ((j+1)/N)·next
+    diffused image (both moved by the frames' motion; none here, so they are frames kN-1 and kN+N-1 themselves)."""
+    board = tmp_path / "cadence.json"
+    board.write_text(json.dumps({"defaults": {"width": 64, "height": 64, "steps": 4, "init": "previous",
+                                              "strength": 0.5, "cadence": 3},
+                                 "frames": [{"prompt": "a red barn"}] * 9}))
+    out = tmp_path / "out"
+    cli("make", board, "-o", out, "--model", "demo", "-q", check=True)
+
+    def frame(i):
+        return np.asarray(Image.open(out / "frames" / f"frame_{i:03d}.png"), dtype=np.float64)
+
+    assert np.array_equal(frame(1), frame(0)) and np.array_equal(frame(2), frame(0))  # the first block: copies
+    for start in (3, 6):
+        before, diffused = frame(start - 1), frame(start + 2)
+        for j in range(2):
+            t = (j + 1) / 3
+            assert np.array_equal(frame(start + j), np.clip(np.rint(before * (1 - t) + diffused * t), 0, 255)), start + j
+    # a lost in-between brings back its block from the diffused frame, to the same pixels
+    kept = [frame(i) for i in range(9)]
+    (out / "frames" / "frame_004.png").unlink()
+    proc = cli("make", board, "-o", out, "--model", "demo", "--json", check=True)
+    done = [json.loads(line)["index"] for line in proc.stdout.splitlines() if '"frame_done"' in line]
+    assert done == [3, 4, 5, 6, 7, 8] and all(np.array_equal(frame(i), kept[i]) for i in range(9))

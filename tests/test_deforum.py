@@ -8,6 +8,7 @@ The settings below are shaped like the two projects' own defaults: sd-webui-defo
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,9 +199,9 @@ def test_seed_behaviours_step_like_deforum():
     default = seeds(seed_behavior="schedule")
     assert default[0] == 100 and default[5] == 100 and default[1] != default[2] and default == seeds(seed_behavior="schedule")
     # with cadence 2 only frames 0, 2, 4 are diffused; the seed steps once per diffused frame
-    frames = convert(webui_settings(seed=100, max_frames=6)).storyboard["frames"]
-    assert [f.get("seed") for f in frames] == [100, None, 101, None, 102, None]
-    assert [f.get("strength") for f in frames] == [None, 0, None, 0, None, 0]
+    imported = convert(webui_settings(seed=100, max_frames=6)).storyboard
+    assert [f.get("seed") for f in imported["frames"]] == [100, None, 101, None]  # the last block is never written
+    assert imported["defaults"]["cadence"] == 2
 
 
 def test_seed_minus_one_uses_the_run_seed():
@@ -211,7 +212,7 @@ def test_seed_minus_one_uses_the_run_seed():
 
 def test_prompts_by_frame_with_neg_and_global_prompts():
     s = webui_settings(prompts={"0": "a red circle --neg blurry", "max_f-2": "a blue square"},
-                       positive_prompts="oil painting,", negative_prompts="--neg watermark")
+                       positive_prompts="oil painting,", negative_prompts="--neg watermark", diffusion_cadence=1)
     frames = convert(s).storyboard["frames"]
     # max_f = max_frames - 1 = 5, so "max_f-2" is frame 3
     assert [f["prompt"] for f in frames] == ["oil painting, a red circle"] * 3 + ["oil painting, a blue square"] * 3
@@ -220,7 +221,7 @@ def test_prompts_by_frame_with_neg_and_global_prompts():
 
 def test_webui_defaults_import_from_the_cli_then_render_directly_and_resume(tmp_path, tiny_model):
     settings = tmp_path / "deforum_settings.txt"
-    settings.write_text(json.dumps(webui_settings(), indent=4))
+    settings.write_text(json.dumps(webui_settings(max_frames=7), indent=4))  # cadence 2: the 7th is never written
     proc = cli("import", "deforum", settings, "-o", tmp_path / "storyboard.json", check=True)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith(f"{tmp_path / 'storyboard.json'}: 6 frames from deforum_settings.txt (2D mode, scheduler euler-a)")
@@ -244,14 +245,16 @@ def test_webui_defaults_import_from_the_cli_then_render_directly_and_resume(tmp_
     assert [f["kind"] for f in frames] == ["key"] + ["chain"] * 5
     for f in frames[1:]:
         t = f["index"]
-        zoom, angle, tx, ty, dx, dy, cx, cy, border = f["params"]["motion"]
+        zoom, angle, tx, ty, dx, dy, cx, cy, border, style = f["params"]["motion"]
         assert zoom == pytest.approx(default_zoom(t), abs=1e-12) and (angle, tx, ty, dx, dy) == (0, 0, 0, 0, 0)
-        assert (cx, cy, border) == (0.5, 0.5, "replicate")
+        assert (cx, cy, border, style) == (0.5, 0.5, "replicate", "deforum")
         # Deforum's strength 0.65 keeps 65 % of the previous frame: framereel redraws 35 %; cadence frames are only warped
         assert f["params"]["strength"] == pytest.approx(0.35 if t % 2 == 0 else 0.0)
         assert f["params"]["guidance"] == 7.0 and f["params"]["steps"] == 3
         if t % 2 == 0:  # diffused frames start from the warped previous frame matched to frame 0 in LAB
             assert f["params"]["color_ref"] == 0 and f["params"]["color_space"] == "lab"
+        # from the second block on, frames blend toward their block's diffused frame
+        assert f["params"].get("cadence") == (None if t < 2 else [t - t % 2, 2])
     assert [f["params"]["negative_prompt"] for f in frames] == ["blurry, text"] * 3 + [""] * 3
     assert [f["params"]["prompt"] for f in frames] == ["a red circle"] * 3 + ["a blue square"] * 3
     assert [f["params"]["seed"] for f in frames[::2]] == [7, 8, 9]
@@ -282,8 +285,8 @@ def test_notebook_defaults_render_and_a_killed_run_resumes_exactly(tmp_path, bac
     frames = frames if isinstance(frames, list) else [frames[k] for k in sorted(frames, key=int)]
     for f in frames[1:]:
         t = f["index"]
-        zoom, angle, tx, ty, dx, dy, cx, cy, border = f["params"]["motion"]
-        assert zoom == 1.04 and dx == pytest.approx(10 * math.sin(2 * 3.14 * t / 10), abs=1e-12)
+        zoom, angle, tx, ty, dx, dy, cx, cy, border, style = f["params"]["motion"]
+        assert zoom == 1.04 and style == "deforum" and dx == pytest.approx(10 * math.sin(2 * 3.14 * t / 10), abs=1e-12)
         assert f["params"]["strength"] == pytest.approx(0.35) and f["params"]["guidance"] == 7.0
         assert f["params"]["seed"] == 11 + t and f["derived_from"]["parent"] == t - 1
     # killed after frame 2: the rerun renders only the rest, and the frames are the same
@@ -301,9 +304,11 @@ def test_notebook_defaults_render_and_a_killed_run_resumes_exactly(tmp_path, bac
         assert np.array_equal(a, b), i
 
 
-def test_3d_mode_is_rendered_as_2d_with_a_note_and_video_input_is_refused(tmp_path):
+def test_3d_mode_carries_the_camera_and_video_input_is_refused(tmp_path):
     imported = convert(webui_settings(animation_mode="3D", rotation_3d_y="0:(2)"))
-    assert any(n.startswith("animation_mode 3D: depth warping is not carried") for n in imported.notes)
+    motion = imported.storyboard["defaults"]["motion"]
+    assert motion["mode"] == "3D" and motion["rotation_3d_y"] == 2 and "zoom" not in motion
+    assert any(n.startswith("animation_mode 3D: zoom, angle") for n in imported.notes)
     assert imported.storyboard["defaults"]["init"] == "previous"
     path = tmp_path / "v.txt"
     path.write_text(json.dumps(webui_settings(animation_mode="Video Input")))
@@ -461,3 +466,77 @@ def test_import_never_writes_onto_its_own_settings_file(tmp_path):
         assert proc.returncode == 2 and "is the settings file being imported; choose another -o path" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
     assert settings.read_bytes() == before and not list(tmp_path.glob("*.tmp"))
+
+
+# --- differences found running Deforum's own code beside framereel's -----------------------------
+
+
+def test_a_saved_settings_files_global_negative_prompt_is_added_once():
+    """sd-webui-deforum saves prompts already joined with its positive/negative boxes (process_args), as
+    its own scripts/default_settings.txt shows: "... landscape --neg nsfw, nude" with "negative_prompts": "nsfw, nude"."""
+    saved = {"0": " tiny cute swamp bunny --neg nsfw, nude", "60": " a beautiful coconut --neg photo, realistic  nsfw, nude"}
+    frames = convert(webui_settings(prompts=saved, negative_prompts="nsfw, nude", max_frames=63)).storyboard["frames"]
+    assert frames[0]["negative_prompt"] == "nsfw, nude" and frames[60]["negative_prompt"] == "photo, realistic nsfw, nude"
+    joined = {"0": "high quality a cat --neg blurry"}  # the positive box joined in front, once
+    frames = convert(webui_settings(prompts=joined, positive_prompts="high quality", max_frames=3)).storyboard["frames"]
+    assert frames[0]["prompt"] == "high quality a cat"
+    raw = {"0": "a cat"}  # a file written by hand: the boxes are still added
+    frames = convert(webui_settings(prompts=raw, positive_prompts="high quality", negative_prompts="text",
+                                    max_frames=3)).storyboard["frames"]
+    assert (frames[0]["prompt"], frames[0]["negative_prompt"]) == ("high quality a cat", "text")
+
+
+def test_notebook_files_with_cond_and_uncond_prompts_import():
+    """deforum-stable-diffusion since 2e19447 saves the prompts as cond_prompts / uncond_prompts."""
+    settings = notebook_settings(cond_prompts={"0": "a lake", "3": "a forest"}, uncond_prompts={"0": "blurry"})
+    del settings["prompts"]
+    frames = convert(settings).storyboard["frames"]
+    assert [f["prompt"] for f in frames] == ["a lake"] * 3 + ["a forest"] * 3
+    assert {f["negative_prompt"] for f in frames} == {"blurry"}
+
+
+@pytest.mark.parametrize("text, frame, expected", [
+    ("0: ( 1.5 ), 60: ( -2.5 )", 59, 1.5),  # inner spaces: an expression to check_is_number, held until 60
+    ("0: (1.5), 60: (-2.5)", 59, 1.5 - 4 * 59 / 60),  # a number: ramped
+    ("0:(5.), 10:(0)", 5, 5.0), ("0:(1e-1), 10:(0)", 5, 0.1),  # "5." and "1e-1" are expressions too
+    ("60:(5), 0:(1), 100:(0)", 30, 3.0), ("60:(5), 0:(1), 100:(0)", 80, 2.5),  # keys in any order
+    ("0:(1), 10:(2), 10:(4)", 5, 2.5),  # a repeated key: the later one wins, as in a Python dict
+])
+def test_schedules_hold_or_ramp_as_deforums_check_is_number_decides(text, frame, expected):
+    assert parse_schedule(text).at(frame, 101) == pytest.approx(expected, abs=1e-12)
+    # and an imported schedule keeps holding where Deforum holds
+    motion = convert(webui_settings(translation_x=text, max_frames=101, diffusion_cadence=1)).storyboard["defaults"]["motion"]
+    assert parse_schedule(motion["translation_x"] if isinstance(motion["translation_x"], str)
+                          else f"0:({motion['translation_x']})").at(frame, 101) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_far_zoom_out_leaves_no_black_pixels():
+    """At zoom 0.3 the old one-frame padding left 732 of 4096 pixels black; Deforum replicates or wraps."""
+    image = Image.fromarray(np.full((64, 64, 3), 120, np.uint8))
+    for style in ("framereel", "deforum"):
+        for border in ("replicate", "wrap", "mirror"):
+            out = np.asarray(warp(image, zoom=0.3, border=border, style=style))
+            assert (out.sum(axis=-1) == 0).sum() == 0, (style, border)
+    shifted = np.asarray(warp(image, tx=200, border="replicate"))  # a shift wider than the frame
+    assert (shifted == 120).all()
+
+
+def test_deforum_warp_is_opencvs_bilinear_on_its_pixel_grid():
+    """Deforum's anim_frame_warp_2d: cv2.warpPerspective (bilinear) with getRotationMatrix2D about (W·cx, H·cy)."""
+    stripes = np.zeros((64, 64, 3), np.uint8)
+    stripes[:, ::2] = 200
+    image = Image.fromarray(stripes)
+    quarter = np.asarray(warp(image, dx=0.25, border="wrap", style="deforum"))[..., 0]
+    assert set(np.unique(quarter)) == {50, 150}  # bilinear: ¾ of one neighbour and ¼ of the other
+    assert set(np.unique(np.asarray(warp(image, dx=0.25, border="wrap"))[..., 0])) != {50, 150}  # bicubic
+    dot = np.zeros((64, 64, 3), np.uint8)
+    dot[32, 32] = 255
+    zoomed = np.asarray(warp(Image.fromarray(dot), zoom=2.0, style="deforum"))[..., 0]
+    assert np.unravel_index(zoomed.argmax(), zoomed.shape) == (32, 32)  # the centre is pixel (32, 32) itself
+
+
+def test_sd_model_name_is_noted_and_the_example_keys_are_plain_frames():
+    notes = convert(webui_settings()).notes
+    assert any(n.startswith('sd_model_name "v1-5-pruned-emaonly.safetensors": not carried') for n in notes)
+    example = json.loads((Path(__file__).parent.parent / "examples" / "deforum_settings.txt").read_text())
+    assert all(key.isdigit() for key in example["prompts"])

@@ -17,9 +17,10 @@ from typing import Any
 
 from PIL import Image
 
+from ..depth import depth_model_name
 from ..errors import FramereelError
 from ..settings import RenderSettings
-from ..storyboard import Frame
+from ..storyboard import Frame, motion_3d
 
 MAX_PROMPT_TOKENS = 77  # CLIP's context
 StepCallback = Callable[[int, int], None]
@@ -41,6 +42,18 @@ class ModelInfo:
     def defaults(self) -> dict[str, Any]:
         """What the model fills in for parameters nobody set: its native size and recommended settings."""
         return {"width": self.native_width, "height": self.native_height, **self.recommended}
+
+
+def check_depth_model(frames: list[Frame], spec: str | None) -> None:
+    """Refuse 3D camera frames that move through depth without a depth model, or with one that
+    can't be found (before anything loads)."""
+    deep = next((f for f in frames if (motion_3d(f.motion) or {}).get("depth_warping")), None)
+    if deep is None:
+        return
+    if not spec:
+        raise FramereelError(f'frame {deep.index}: a "mode": "3D" camera moves through each frame\'s depth; pass '
+                             '--depth-model PATH_OR_ID (a Depth Anything or DPT model), or set "depth_warping": false')
+    depth_model_name(spec)
 
 
 class Backend(ABC):
@@ -140,6 +153,7 @@ class Backend(ABC):
             if f.control and not self.takes_control:
                 raise FramereelError(f'frame {f.index}: "control": the {self.name} backend takes no ControlNets; '
                                      "drop it or use --backend diffusers")
+        check_depth_model(frames, self.settings.depth_model)
         return []
 
     def count_tokens(self, text: str) -> int:
