@@ -141,6 +141,8 @@ RENDER_OPTIONS = [
                  help='AnimateDiff MotionAdapter for "clip" entries (native video); demo: the demo model\'s.'),
     click.option("--motion-lora", "motion_loras", multiple=True, metavar="PATH:WEIGHT",
                  help="A motion LoRA (pan, zoom …) for clips, with its weight; repeatable."),
+    click.option("--video-model", default=None, metavar="PATH|HUB_ID",
+                 help='A video model for "clip" entries: Wan 2.1/2.2 or LTX-Video (diffusers folder or Hub id).'),
     click.option("--devices", default=None, metavar="LIST",
                  help="One worker process per device: cuda:0,cuda:1 or all. Frames are identical to one device's."),
     click.option("--workers", type=int, default=1, show_default=True,
@@ -315,7 +317,7 @@ def stitch_settings(opts: dict[str, Any]) -> Any:
     return StitchSettings(frames=opts["frame_list"], **{k: opts[k] for k in names})
 
 
-MOTION_OPTIONS = ("motion_adapter", "motion_loras")  # native video (framereel.clips)
+MOTION_OPTIONS = ("motion_adapter", "motion_loras", "video_model")  # native video (framereel.clips)
 
 
 def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:

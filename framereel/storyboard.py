@@ -178,6 +178,9 @@ class Storyboard:
 def resolve_frame(frame: Frame, model_defaults: dict[str, Any] | None = None) -> Frame:
     """``frame`` with what nobody set filled from the model's recommendations, else the built-ins."""
     fallback = {**BUILTIN_DEFAULTS, **(model_defaults or {})}
+    clip_defaults = fallback.pop("clip", None) or {}  # a video model's, for clip frames
+    if frame.kind == "clip":
+        fallback.update(clip_defaults)
     return replace(frame, **{k: fallback[k] for k in RESOLVED_LATER if getattr(frame, k) is None})
 
 

@@ -7,7 +7,8 @@ each distinct prompt once, and renders a frame by calling the pipeline itself wi
 conditioning and seeded starting latents, so a framereel frame is exactly what the family's
 diffusers pipeline gives for the same seed. LoRAs: :class:`~framereel.backends.lora.LoraSet`;
 the SDXL refiner: :mod:`framereel.backends.refiner`; device, batch and placement:
-:mod:`framereel.backends.device`; clips: :mod:`framereel.backends.animatediff`.
+:mod:`framereel.backends.device`; clips: :mod:`framereel.backends.animatediff` (AnimateDiff) or
+:mod:`framereel.backends.video_models` (``--video-model``: Wan, LTX-Video).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .device import compile_pipeline, measure_batch, place_pipeline
 from .lora import Lora, LoraSet
 from .refiner import Refiner
 from .resolve import ResolvedModel, resolve_model
+from .video_models import VideoRenderer
 
 
 class DiffusersBackend(Backend):
@@ -49,6 +51,7 @@ class DiffusersBackend(Backend):
         self.loras = LoraSet(self.model.loras, self.model.family.label, self.model.lora_files)
         self.refiner = Refiner(self.model.refiner, self.family, self._execution_device) if self.model.refiner else None
         self.clips = ClipRenderer(self, self.model.motion) if self.model.motion else None
+        self.video = VideoRenderer(self.model.video, settings, self.device, self.dtype) if self.model.video else None
         self.pipe = None
         self._img2img_pipe = None
         self._compiled = False
@@ -155,9 +158,12 @@ class DiffusersBackend(Backend):
         at 50 steps): warnings."""
         warnings = super().check(frames)
         clip = next((f for f in frames if f.kind == "clip"), None)
-        if clip is not None and self.clips is None:
-            raise FramereelError(f'frame {clip.index}: "clip" needs --motion-adapter PATH_OR_ID (an AnimateDiff '
-                                 "MotionAdapter; --motion-adapter demo with --model demo)")
+        if clip is not None and self.clips is None and self.video is None:
+            raise FramereelError(f'frame {clip.index}: "clip" needs --video-model PATH_OR_ID (Wan, LTX-Video) or '
+                                 "--motion-adapter PATH_OR_ID (AnimateDiff; --motion-adapter demo with --model demo)")
+        if self.video is not None:
+            self.video.check(frames)
+            frames = [f for f in frames if f.kind != "clip"]  # the still model's rules are not the clips'
         for f in frames:
             if f.kind == "clip" and f.clip_pos == 0 and f.clip.init_video:
                 check_video(f.clip.init_video, f"frame {f.index}: init_video")
@@ -369,8 +375,13 @@ class DiffusersBackend(Backend):
                 out = self.refiner([frame], out.images, [generator], step_end)
         return out.images[0], _facts(out, 0)
 
-    def render_clip(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None):
-        """Render one whole clip with AnimateDiff (see :mod:`framereel.backends.animatediff`)."""
+    def render_clip(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None,
+                    first=None, last=None):
+        """Render one whole clip with the video model (from its key frames' images ``first`` and
+        ``last``, see :mod:`framereel.backends.video_models`) or with AnimateDiff (see
+        :mod:`framereel.backends.animatediff`)."""
+        if self.video is not None:
+            return self.video.render(frames, on_step, first, last)
         if self.clips is None:
             return super().render_clip(frames, on_step)
         self.load()
@@ -394,6 +405,8 @@ class DiffusersBackend(Backend):
         self._embed.clear()
         if self.clips is not None:
             self.clips.close()
+        if self.video is not None:
+            self.video.close()
         self._negative.clear()
 
 
