@@ -159,8 +159,8 @@ class DiffusersBackend(Backend):
         warnings = super().check(frames)
         clip = next((f for f in frames if f.kind == "clip"), None)
         if clip is not None and self.clips is None and self.video is None:
-            raise FramereelError(f'frame {clip.index}: "clip" needs --video-model PATH_OR_ID (Wan, LTX-Video) or '
-                                 "--motion-adapter PATH_OR_ID (AnimateDiff; --motion-adapter demo with --model demo)")
+            raise FramereelError(f'frame {clip.index}: "clip" needs --motion-adapter PATH_OR_ID (AnimateDiff; '
+                                 "--motion-adapter demo with --model demo) or --video-model PATH_OR_ID (Wan, LTX-Video)")
         if self.video is not None:
             self.video.check(frames)
             frames = [f for f in frames if f.kind != "clip"]  # the still model's rules are not the clips'
