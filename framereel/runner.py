@@ -187,8 +187,9 @@ def plan(frames: list[Frame], on_disk: OnDisk, identity: RunIdentity, *, redo: s
     todo: list[Frame] = []
     todo_set: set[int] = set()
     skipped: list[int] = []
-    for f in frames:
-        stale_parent = f.parent is not None and f.parent in todo_set
+    # a clip that ends on the "next" still is planned after it (the still's image is in its hash)
+    for f in sorted(frames, key=lambda f: (f.kind == "clip" and bool(f.starts_from()), f.index)):
+        stale_parent = any(ref in todo_set for ref in f.starts_from())
         digests[f.index] = "" if stale_parent else identity.digest(f, image_digest=on_disk.files.get)
         if not stale_parent and on_disk.hashes.get(f.index) == digests[f.index]:
             finished.add(f.index)
@@ -197,13 +198,15 @@ def plan(frames: list[Frame], on_disk: OnDisk, identity: RunIdentity, *, redo: s
         if f.index in finished and not force and f.index not in redo:
             skipped.append(f.index)
             continue
-        if f.parent is not None and f.parent not in finished and f.parent not in todo_set:
+        missing = next((ref for ref in f.starts_from() if ref not in finished and ref not in todo_set), None)
+        if missing is not None:
+            how = "chains from" if missing == f.parent else "is a clip that starts or ends on"
             raise FramereelError(
-                f"frame {f.index} chains from frame {f.parent}, which is not rendered; include it in --frames")
+                f"frame {f.index} {how} frame {missing}, which is not rendered; include it in --frames")
         todo.append(f)
         todo_set.add(f.index)
-    todo = whole_clips(frames, todo)  # a clip renders whole: one unfinished frame brings in its clip
-    skipped = [i for i in skipped if i not in {f.index for f in todo}]
+    todo = whole_clips(frames, sorted(todo, key=lambda f: f.index))  # a clip renders whole: one unfinished
+    skipped = sorted(i for i in skipped if i not in {f.index for f in todo})  # frame brings in its clip
     return Plan(frames, digests, frozenset(finished), todo, skipped)
 
 

@@ -72,7 +72,7 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     **clips.CLIP_KEYS,  # native video: see framereel.clips
 }
 ENTRY_KEYS = (*FRAME_KEYS, "lora")  # every key a frame entry takes ("lora" is checked on its own)
-DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
+DEFAULTS_KEYS = {k for k in FRAME_KEYS if k not in ("prompt", *clips.KEY_FRAMES)}  # key frames are per clip
 MAX_DURATION = 3600.0  # seconds one frame stays on screen
 MOTION_KEYS = {"zoom": 1.0, "angle": 0.0, "tx": 0.0, "ty": 0.0}
 # Deforum's 2D transform beyond the four above: a shift before zoom/rotation, the centre, the border
@@ -128,6 +128,12 @@ class Frame:
     lora: tuple[tuple[str, float], ...] | None = None
     morph_lora: tuple[tuple[str, float], ...] | None = None
 
+    def starts_from(self) -> tuple[int, ...]:
+        """Output frames whose images this frame's pixels start from: a chain's parent, a clip's
+        key frames (``"previous"``/``"next"``)."""
+        keys = tuple(ref for _, ref in self.clip.keys if isinstance(ref, int)) if self.kind == "clip" else ()
+        return ((self.parent,) if self.parent is not None else ()) + keys
+
     def render_params(self) -> dict[str, Any]:
         """The parameters that decide the image (not ``index``, ``shot`` or ``duration``; a frame's
         own LoRAs enter its hash as the backend resolves them: by their files' contents)."""
@@ -142,6 +148,7 @@ class Frame:
                 d.pop(key, None)
         if self.kind == "clip":
             d["kind"] = "clip"
+            d["clip"] = self.clip.hashed()
         else:
             del d["clip"], d["clip_pos"]
         return d
@@ -414,6 +421,9 @@ def _frame_entry(path: Path, i: int, raw: Any, count: int) -> dict[str, Any]:
     values = {k: check_value(path, where, k, v) for k, v in raw.items()}
     if "init_video" in values:
         values["init_video"] = clips.resolve_video(path, where, values["init_video"])
+    for key in clips.KEY_FRAMES:
+        if key in values:
+            values[key] = clips.resolve_image(path, where, key, values[key])
     if i == 0 and values.get("init") == "previous":
         raise _fail(path, where, '"init": "previous" needs a frame before it; the first frame has none')
     if i == count - 1 and values.get("morph"):
@@ -538,7 +548,7 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
 def _clip_frames(entries: list[dict[str, Any]], group: list[int], run_seed: int, start: int, count: int
                  ) -> list[Frame]:
     """The frames of one clip (``group``: its entries), all sharing one :class:`ClipSpec`."""
-    spec = clips.clip_spec(entries, group)
+    spec = clips.clip_spec(entries, group, start)
     first = entries[group[0]]
     seed = first.get("seed")
     if seed is None:

@@ -41,13 +41,18 @@ def frames_of(out, indices):
     return [np.asarray(Image.open(out / "frames" / f"frame_{i:03d}.png")) for i in indices]
 
 
-def direct(folder, **kw):
-    """The family's pipeline called directly, as its model card would."""
+def load(folder):
     import torch
     from diffusers import DiffusionPipeline
 
     pipe = DiffusionPipeline.from_pretrained(str(folder), torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def direct(folder, **kw):
+    """The family's pipeline called directly, as its model card would."""
+    pipe = load(folder)
     return pipe(output_type="pil", **kw).frames[0], pipe
 
 
@@ -118,3 +123,139 @@ def test_families_are_read_from_the_model(videos):
     assert {k: m.family.key for k, m in seen.items()} == {k: k for k in videos}
     assert {k: (m.frame_step, m.size_multiple) for k, m in seen.items()} == {
         "wan2.1-t2v": (4, 16), "wan2.2-ti2v": (4, 32), "wan2.1-flf2v": (4, 16), "ltx": (4, 4)}
+
+
+# ------------------------------------------------------------------ key frames: transitions between stills
+
+TRANSITIONS = [
+    {"prompt": "a red circle", "seed": 1},
+    {"prompt": "the circle becomes a square", "clip": 9, "first_frame": "previous", "last_frame": "next"},
+    {"prompt": "a blue square", "seed": 2},
+    {"prompt": "the square becomes a star", "clip": 9, "first_frame": "previous", "last_frame": "next"},
+    {"prompt": "a green star", "seed": 3},
+]
+
+
+def test_a_changed_key_re_renders_the_key_and_the_transitions_touching_it_nothing_else(tmp_path, videos):
+    """Stills 0, 10, 20 with transitions 1-9 and 11-19 (LTX-Video, first and last key frames)."""
+    frames = [dict(f) for f in TRANSITIONS]
+    out, result = render_board(tmp_path, "t", frames, videos["ltx"])
+    assert sorted(result.rendered) == list(range(21))
+    run = json.loads((out / "run.json").read_text())
+    assert run["frames"][1]["clip"] == {"id": 1, "position": 0, "frames": 9, "first_frame": 0, "last_frame": 10}
+    before = {p.name: p.read_bytes() for p in (out / "frames").iterdir()}
+    frames[4]["prompt"] = "a yellow star"  # the last key: itself and the transition into it
+    _, result = render_board(tmp_path, "t", frames, videos["ltx"])
+    assert sorted(result.rendered) == list(range(11, 21))
+    frames[2]["prompt"] = "a purple square"  # the middle key: itself and both transitions
+    _, result = render_board(tmp_path, "t", frames, videos["ltx"])
+    assert sorted(result.rendered) == list(range(1, 20))
+    _, result = render_board(tmp_path, "t", frames, videos["ltx"])
+    assert result.rendered == [] and len(result.skipped) == 21
+    after = {p.name: p.read_bytes() for p in (out / "frames").iterdir()}
+    assert after["frame_000.png"] == before["frame_000.png"] and after["frame_010.png"] != before["frame_010.png"]
+
+
+def wan_prompt_embeds(pipe, prompt, negative):
+    """Prompt embeddings as WanPipeline makes them (diffusers' image-to-video pipeline needs ftfy for
+    its own prompt cleaning; its text-to-video one does not)."""
+    from diffusers import WanPipeline
+
+    text = WanPipeline(**{k: v for k, v in pipe.components.items() if k in (
+        "tokenizer", "text_encoder", "vae", "scheduler", "transformer")})
+    embeds, negative_embeds = text.encode_prompt(prompt, negative, device="cpu")
+    return {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds}
+
+
+@pytest.mark.parametrize("kind", ["wan2.1-flf2v", "wan2.2-ti2v", "ltx"])
+def test_a_transition_is_what_the_image_to_video_pipeline_gives_for_its_key_stills(tmp_path, videos, kind):
+    """First-last-frame (Wan 2.1 FLF2V: WanImageToVideoPipeline with last_image; LTX:
+    LTXConditionPipeline at frames 0 and N-1) or first frame only (Wan 2.2 TI2V-5B: image-to-video
+    with expand_timesteps), from the stills framereel rendered."""
+    import torch
+    from diffusers import LTXConditionPipeline, WanImageToVideoPipeline
+    from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+    last = kind != "wan2.2-ti2v"
+    clip = {"prompt": "a morph", "clip": 9, "seed": 5, "guidance": 3.0, "negative_prompt": "blur",
+            "first_frame": "previous", **({"last_frame": "next"} if last else {})}
+    out, _ = render_board(tmp_path, kind, [{"prompt": "a red circle"}, clip, {"prompt": "a blue square"}],
+                          videos[kind])
+    first, final = (Image.open(out / "frames" / f"frame_{i:03d}.png").convert("RGB") for i in (0, 10))
+    pipe = load(videos[kind])
+    call = dict(num_frames=9, height=64, width=64, num_inference_steps=2, guidance_scale=3.0, output_type="pil",
+                generator=torch.Generator("cpu").manual_seed(5))
+    if kind == "ltx":
+        cond = LTXConditionPipeline(**pipe.components)
+        cond.set_progress_bar_config(disable=True)
+        want = cond(prompt="a morph", negative_prompt="blur", conditions=[
+            LTXVideoCondition(image=first, frame_index=0), LTXVideoCondition(image=final, frame_index=8)], **call)
+    else:
+        i2v = WanImageToVideoPipeline(**pipe.components, expand_timesteps=pipe.config.expand_timesteps)
+        i2v.set_progress_bar_config(disable=True)
+        want = i2v(image=first, **({"last_image": final} if last else {}),
+                   **wan_prompt_embeds(pipe, "a morph", "blur"), **call)
+    for i, (ours, theirs) in enumerate(zip(frames_of(out, range(1, 10)), want.frames[0], strict=True)):
+        assert np.array_equal(ours, np.asarray(theirs)), f"clip frame {i} differs from the pipeline's"
+
+
+def test_an_image_file_as_key_frame_is_hashed_by_its_bytes(tmp_path, videos):
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / "start.png")
+    frames = [{"prompt": "a walk", "clip": 5, "first_frame": "start.png"}]
+    _, result = render_board(tmp_path, "k", frames, videos["wan2.2-ti2v"])
+    assert sorted(result.rendered) == list(range(5))
+    _, result = render_board(tmp_path, "k", frames, videos["wan2.2-ti2v"])
+    assert result.rendered == []
+    Image.new("RGB", (64, 64), (30, 30, 200)).save(tmp_path / "start.png")
+    _, result = render_board(tmp_path, "k", frames, videos["wan2.2-ti2v"])
+    assert sorted(result.rendered) == list(range(5))
+
+
+@pytest.mark.parametrize("frames, message", [
+    ([{"prompt": "a", "clip": 9, "first_frame": "previous"}],
+     'frame 0: "first_frame": "previous": the first entry has no frame before it; give an image path'),
+    (["a", {"prompt": "a", "clip": 9, "first_frame": "previous", "last_frame": "next"}, {"prompt": "b", "clip": 9}],
+     'frame 1: "last_frame": "next" is a clip; "next" names the still after the clip (its key frame)'),
+    (["a", {"prompt": "b", "first_frame": "previous"}],
+     'frame 1: "first_frame" belongs to a clip; add "clip": N (frames) to this entry'),
+    ([{"prompt": "a", "clip": 9, "first_frame": "nope.png"}],
+     'frame 0: "first_frame": nope.png: no such image; give "previous", "next" or an image file\'s path'),
+])
+def test_bad_key_frames_are_one_line(tmp_path, frames, message):
+    from framereel.errors import FramereelError
+
+    board = write_storyboard(tmp_path / "b.json", {"frames": frames})
+    with pytest.raises(FramereelError) as err:
+        load_storyboard(board)
+    assert str(err.value) == f"b.json: {message}"
+
+
+@pytest.mark.parametrize("kind, entry, message", [
+    ("wan2.1-t2v", {"first_frame": "previous"}, "Wan 2.1 T2V renders from a prompt only; drop"),
+    ("wan2.2-ti2v", {"first_frame": "previous", "last_frame": "next"}, "Wan 2.2 TI2V-5B has no last-frame"),
+    ("wan2.1-flf2v", {"first_frame": "previous"}, "Wan 2.1 FLF2V animates from a first to a last key frame"),
+    ("wan2.1-flf2v", {}, "Wan 2.1 FLF2V is an image-to-video model: give the clip a \"first_frame\""),
+    (None, {"first_frame": "previous"}, '"first_frame"/"last_frame" need --video-model'),
+])
+def test_key_frames_a_model_cannot_take_are_refused_up_front(tmp_path, videos, kind, entry, message):
+    board = write_storyboard(tmp_path / "b.json", {"defaults": {"steps": 2, "width": 64, "height": 64},
+                                                   "frames": ["a", {"prompt": "b", "clip": 9, **entry}, "c"]})
+    model = ["--video-model", videos[kind]] if kind else ["--motion-adapter", "demo"]
+    proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", *model, "--dry-run")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: frame 1: ") and message in proc.stderr, proc.stderr
+
+
+def test_two_workers_take_whole_transitions_after_their_key_stills(tmp_path, videos, one_thread):
+    """With --workers 2 a clip is one job, handed out once the stills it starts and ends on are
+    written; the frames are the bytes one process renders."""
+    from conftest import frames_bytes
+
+    board = write_storyboard(tmp_path / "t.json", {"defaults": {"steps": 2, "width": 64, "height": 64},
+                                                   "frames": TRANSITIONS})
+    common = ["frames", board, "--model", "demo", "--video-model", videos["ltx"], "--dtype", "float32", "--quiet"]
+    cli(*common, "-o", tmp_path / "one", check=True)
+    cli(*common, "-o", tmp_path / "two", "--workers", "2", check=True)
+    assert frames_bytes(tmp_path / "one") == frames_bytes(tmp_path / "two")
+    run = json.loads((tmp_path / "two" / "run.json").read_text())
+    for clip in (range(1, 10), range(11, 20)):
+        assert len({run["frames"][i]["device"] for i in clip}) == 1

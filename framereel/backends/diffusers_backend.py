@@ -161,6 +161,11 @@ class DiffusersBackend(Backend):
         if clip is not None and self.clips is None and self.video is None:
             raise FramereelError(f'frame {clip.index}: "clip" needs --motion-adapter PATH_OR_ID (AnimateDiff; '
                                  "--motion-adapter demo with --model demo) or --video-model PATH_OR_ID (Wan, LTX-Video)")
+        keyed = next((f for f in frames if f.kind == "clip" and f.clip.keys), None)
+        if keyed is not None and self.video is None:
+            raise FramereelError(f'frame {keyed.index}: "first_frame"/"last_frame" need --video-model PATH_OR_ID (an '
+                                 "image-to-video model: Wan I2V, FLF2V, TI2V-5B or LTX-Video); AnimateDiff clips "
+                                 "start from noise")
         if self.video is not None:
             self.video.check(frames)
             frames = [f for f in frames if f.kind != "clip"]  # the still model's rules are not the clips'

@@ -51,12 +51,13 @@ class VideoFamily:
     guidance: float
     fps: int  # what it is trained at
     native_frames: int  # the clip length it is trained on
+    pair: bool = False  # key frames only in pairs (its image embedding takes two images)
 
 
 VIDEO_FAMILIES: dict[str, VideoFamily] = {f.key: f for f in (
     VideoFamily("wan2.1-t2v", "Wan 2.1 T2V", "wan", True, False, False, 50, 5.0, 16, 81),
     VideoFamily("wan2.1-i2v", "Wan 2.1 I2V", "wan", False, True, False, 50, 5.0, 16, 81),
-    VideoFamily("wan2.1-flf2v", "Wan 2.1 FLF2V", "wan", False, True, True, 50, 5.0, 16, 81),
+    VideoFamily("wan2.1-flf2v", "Wan 2.1 FLF2V", "wan", False, True, True, 50, 5.0, 16, 81, pair=True),
     VideoFamily("wan2.2-t2v", "Wan 2.2 T2V-A14B", "wan", True, False, False, 40, 4.0, 16, 81),
     VideoFamily("wan2.2-i2v", "Wan 2.2 I2V-A14B", "wan", False, True, True, 40, 3.5, 16, 81),
     VideoFamily("wan2.2-ti2v", "Wan 2.2 TI2V-5B", "wan", True, True, False, 50, 5.0, 24, 121),
@@ -89,7 +90,7 @@ class VideoModel:
 
 def takes(family: VideoFamily) -> str:
     """What a family's clips start from, in words."""
-    parts = (["a prompt"] if family.text else []) + (["a first frame"] if family.first else []) + \
+    parts = (["a prompt"] if family.text else []) + (["a first frame"] if family.first and not family.pair else []) + \
         (["first and last frames"] if family.last else [])
     return ", ".join(parts)
 
@@ -198,6 +199,9 @@ def clip_problem(model: VideoModel, f) -> str | None:
         return '"last_frame" needs a "first_frame" too (a clip animates from its first key frame to its last)'
     if first is not None and not fam.first:
         return f'{fam.label} renders from a prompt only; drop "first_frame"/"last_frame" or use an image-to-video model'
+    if fam.pair and (first is None or last is None):
+        return (f'{fam.label} animates from a first to a last key frame: give the clip both "first_frame" and '
+                '"last_frame" (for a first frame alone use an I2V model)')
     if last is not None and not fam.last:
         return (f'{fam.label} has no last-frame conditioning; drop "last_frame" or use Wan 2.1 FLF2V, '
                 'Wan 2.2 I2V-A14B or LTX-Video')
