@@ -245,17 +245,25 @@ def test_key_frames_a_model_cannot_take_are_refused_up_front(tmp_path, videos, k
     assert proc.returncode == 2 and proc.stderr.startswith("error: frame 1: ") and message in proc.stderr, proc.stderr
 
 
-def test_two_workers_take_whole_transitions_after_their_key_stills(tmp_path, videos, one_thread):
-    """With --workers 2 a clip is one job, handed out once the stills it starts and ends on are
-    written; the frames are the bytes one process renders."""
-    from conftest import frames_bytes
+def test_the_transitions_example_renders_offline_and_two_workers_render_the_same(tmp_path, videos, one_thread):
+    """examples/transitions.json (tiny LTX-Video, 64², one step): three key stills, two transitions
+    between them and a clip from the last one, stitched into a video. With --workers 2 each clip is
+    one job, handed out once the stills it starts and ends on are written: the same bytes."""
+    from pathlib import Path
 
-    board = write_storyboard(tmp_path / "t.json", {"defaults": {"steps": 2, "width": 64, "height": 64},
-                                                   "frames": TRANSITIONS})
-    common = ["frames", board, "--model", "demo", "--video-model", videos["ltx"], "--dtype", "float32", "--quiet"]
-    cli(*common, "-o", tmp_path / "one", check=True)
-    cli(*common, "-o", tmp_path / "two", "--workers", "2", check=True)
+    from conftest import frames_bytes, probe_video
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "transitions.json"
+    common = [example, "--model", "demo", "--video-model", videos["ltx"], "--width", "64", "--height", "64",
+              "--steps", "1", "--quiet"]
+    proc = cli("make", *common, "-o", tmp_path / "one", "--fps", "16")
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads((tmp_path / "one" / "run.json").read_text())
+    assert [f["kind"] for f in run["frames"]].count("clip") == 3 * 33
+    assert run["frames"][1]["clip"]["first_frame"] == 0 and run["frames"][1]["clip"]["last_frame"] == 34
+    assert probe_video(tmp_path / "one" / "video.mp4")["frames"] > 99
+    cli("frames", *common, "-o", tmp_path / "two", "--workers", "2", check=True)
     assert frames_bytes(tmp_path / "one") == frames_bytes(tmp_path / "two")
     run = json.loads((tmp_path / "two" / "run.json").read_text())
-    for clip in (range(1, 10), range(11, 20)):
+    for clip in (range(1, 34), range(35, 68), range(69, 102)):
         assert len({run["frames"][i]["device"] for i in clip}) == 1
