@@ -93,6 +93,8 @@ def test_video_family_defaults_fill_clip_steps_and_guidance(tmp_path, videos):
                    "than rounds): use 9 or 13"),
     ({"clip": 9, "width": 72}, "Wan 2.1 T2V needs a width and height that are multiples of 16"),
     ({"clip": 9, "travel": [{"at": 4, "prompt": "b"}]}, "Wan 2.1 T2V takes one prompt per clip"),
+    ({"clip": 85}, "Wan 2.1 T2V makes up to 81 frames per clip and can't continue a clip from its last frame; "
+                   'split "clip": 85 into clips of at most 81'),
 ])
 def test_family_rules_are_one_line_naming_the_frame_also_in_a_dry_run(tmp_path, videos, entry, message):
     board = write_storyboard(tmp_path / "b.json", {"defaults": {"steps": 2, "width": 64, "height": 64},
@@ -267,3 +269,31 @@ def test_the_transitions_example_renders_offline_and_two_workers_render_the_same
     run = json.loads((tmp_path / "two" / "run.json").read_text())
     for clip in (range(1, 34), range(35, 68), range(69, 102)):
         assert len({run["frames"][i]["device"] for i in clip}) == 1
+
+
+def test_a_clip_beyond_the_native_length_continues_from_its_last_frame(tmp_path, videos):
+    """Wan 2.2 TI2V-5B-shaped, its native length set to 5 frames in framereel.json: a 13-frame clip
+    is WanPipeline's 5 frames, then twice image-to-video from the last frame so far (seed + 1, + 2),
+    each segment's first frame dropped; run.json says so."""
+    import shutil
+
+    import torch
+    from diffusers import WanImageToVideoPipeline
+
+    folder = tmp_path / "ti2v"
+    shutil.copytree(videos["wan2.2-ti2v"], folder)
+    (folder / "framereel.json").write_text(json.dumps({"native_frames": 5}))
+    out, _ = render_board(tmp_path, "long", [{"prompt": "a walk", "clip": 13, "seed": 3, "guidance": 2.0}], folder)
+    run = json.loads((out / "run.json").read_text())
+    assert run["frames"][0]["segments"] == [5, 5, 5]
+    assert run["family"]["video"]["long_clips"].startswith("beyond 5 frames: continued from the last frame")
+    pipe = load(folder)
+    i2v = WanImageToVideoPipeline(**pipe.components, expand_timesteps=True)
+    i2v.set_progress_bar_config(disable=True)
+    call = dict(num_frames=5, height=64, width=64, num_inference_steps=2, guidance_scale=2.0, output_type="pil")
+    want = pipe(prompt="a walk", generator=torch.Generator("cpu").manual_seed(3), **call).frames[0]
+    for seed in (4, 5):
+        want += i2v(image=want[-1], generator=torch.Generator("cpu").manual_seed(seed),
+                    **wan_prompt_embeds(pipe, "a walk", None), **call).frames[0][1:]
+    for i, (ours, theirs) in enumerate(zip(frames_of(out, range(13)), want, strict=True)):
+        assert np.array_equal(ours, np.asarray(theirs)), f"frame {i} differs"

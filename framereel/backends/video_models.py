@@ -78,14 +78,23 @@ class VideoModel:
     family: VideoFamily
     frame_step: int  # a clip has k * frame_step + 1 frames (the VAE's temporal compression)
     size_multiple: int  # width and height are multiples of this (VAE compression x patch size)
+    native_frames: int = 81  # longer clips continue from their last frame (framereel.json "native_frames")
     config: dict[str, Any] = field(default_factory=dict, compare=False)  # model_index.json
+
+    @property
+    def continues(self) -> bool:
+        """Whether a clip longer than the native length can continue from its last frame (image-to-video)."""
+        return self.family.first and not self.family.pair
 
     def describe(self) -> dict[str, Any]:
         """For ``run.json`` and ``doctor``: the video model, its family and its rules."""
         f = self.family
         return {"id": self.id, "family": f.key, "label": f.label, "takes": takes(f),
                 "frames": f"{self.frame_step}k+1", "size_multiple": self.size_multiple,
-                "steps": f.steps, "guidance": f.guidance, "fps": f.fps, "native_frames": f.native_frames}
+                "steps": f.steps, "guidance": f.guidance, "fps": f.fps, "native_frames": self.native_frames,
+                "long_clips": (f"beyond {self.native_frames} frames: continued from the last frame (image-to-video), "
+                               "segment i seeded with the clip's seed + i") if self.continues else
+                              f"refused beyond {self.native_frames} frames"}
 
 
 def takes(family: VideoFamily) -> str:
@@ -117,7 +126,11 @@ def resolve_video_model(spec: str) -> VideoModel:
     fam.check_complete(folder, f"--video-model {spec}")
     step, multiple = _shape_rules(folder, family)
     fingerprint = folder.name if source.hub_id else files_fingerprint(folder)
-    return VideoModel(source.name, folder, fingerprint, family, step, multiple, index)
+    native = _config(folder / "framereel.json").get("native_frames", family.native_frames)
+    if not isinstance(native, int) or isinstance(native, bool) or native < 1 or (native - 1) % step:
+        raise FramereelError(f'{folder / "framereel.json"}: "native_frames" must be a clip length of {step}k+1 frames '
+                             f"(got {native!r})")
+    return VideoModel(source.name, folder, fingerprint, family, step, multiple, native, index)
 
 
 def detect_video(folder: Path, index: dict[str, Any], spec: str) -> VideoFamily:
@@ -184,6 +197,9 @@ def clip_problem(model: VideoModel, f) -> str | None:
         lo = (spec.frames - 1) // step * step + 1
         return (f'{fam.label} makes clips of {step}k+1 frames; "clip": {spec.frames} is not one (framereel '
                 f'refuses rather than rounds): use {max(lo, 1)} or {lo + step}')
+    if spec.frames > model.native_frames and not model.continues:
+        return (f"{fam.label} makes up to {model.native_frames} frames per clip and can't continue a clip from its "
+                f'last frame; split "clip": {spec.frames} into clips of at most {model.native_frames}')
     if f.width % m or f.height % m:
         w, h = max(m, round(f.width / m) * m), max(m, round(f.height / m) * m)
         return (f"{fam.label} needs a width and height that are multiples of {m} (VAE compression x patch size); "
@@ -283,24 +299,33 @@ class VideoRenderer:
                first=None, last=None) -> list[tuple[Any, dict]]:
         """Render one whole clip (``frames``: all of its frames, in order), from its key frames'
         images ``first``/``last`` when it has them; returns ``[(image, facts), ...]``."""
-        import torch
-
         head = frames[0]
         spec = head.clip
         if [f.clip_pos for f in frames] != list(range(spec.frames)):
             raise FramereelError(f"clip at frame {head.index}: a clip renders whole ({spec.frames} frames)")
-        name, keys = call_for(self.model.family, head, first, last)
-        pipe = self.pipeline(name)
+        lengths = segments(spec.frames, self.model.native_frames, self.model.frame_step)
+        images: list = []
+        for i, length in enumerate(lengths):  # beyond the native length: each segment from the last frame
+            start = first if i == 0 else images[-1]
+            out = self._call(head, length, head.seed + i, start, last if i == len(lengths) - 1 else None, on_step)
+            images += out if i == 0 else out[1:]
+        facts = {"segments": lengths} if len(lengths) > 1 else {}
+        return [(img, facts if n == 0 else {}) for n, img in enumerate(images)]
+
+    def _call(self, head, frames: int, seed: int, first, last, on_step) -> list:
+        """One call of the family's pipeline: ``frames`` frames from ``seed`` (and key frames)."""
+        import torch
+
+        name, keys = call_for(self.model.family, head, first, last, frames)
         kwargs: dict[str, Any] = dict(
             prompt=head.prompt, negative_prompt=head.negative_prompt or None, num_inference_steps=head.steps,
-            guidance_scale=head.guidance, width=head.width, height=head.height, num_frames=spec.frames,
-            generator=torch.Generator("cpu").manual_seed(head.seed), output_type="pil",
+            guidance_scale=head.guidance, width=head.width, height=head.height, num_frames=frames,
+            generator=torch.Generator("cpu").manual_seed(seed), output_type="pil",
             callback_on_step_end=_step_callback(on_step, head.steps), **keys)
         if name == "WanImageToVideoPipeline":
             kwargs.update(self._wan_prompt_embeds(kwargs.pop("prompt"), kwargs.pop("negative_prompt"), head.guidance))
         with torch.inference_mode():
-            out = pipe(**kwargs)
-        return [(img, {}) for img in out.frames[0]]
+            return self.pipeline(name)(**kwargs).frames[0]
 
     def _wan_prompt_embeds(self, prompt: str, negative: str | None, guidance: float) -> dict[str, Any]:
         """Wan prompts encoded as ``WanPipeline`` encodes them: diffusers' image-to-video pipeline
@@ -317,7 +342,19 @@ def _init_parts(cls) -> set[str]:
     return set(inspect.signature(cls.__init__).parameters) - {"self"}
 
 
-def call_for(family: VideoFamily, head, first, last) -> tuple[str, dict[str, Any]]:
+def segments(frames: int, native: int, step: int) -> list[int]:
+    """A clip's calls: one of ``frames`` frames, or beyond ``native`` frames, segments of at most
+    ``native`` frames, each of ``step``k+1 frames and starting on the previous one's last frame."""
+    longest = (native - 1) // step * step
+    rest, out = frames - 1, []
+    while rest > 0 or not out:
+        take = min(rest, longest)
+        out.append(take + 1)
+        rest -= take
+    return out
+
+
+def call_for(family: VideoFamily, head, first, last, frames: int) -> tuple[str, dict[str, Any]]:
     """The diffusers pipeline a clip renders with, and the key-frame arguments it takes."""
     if family.kind == "wan":
         if first is None:
@@ -330,7 +367,7 @@ def call_for(family: VideoFamily, head, first, last) -> tuple[str, dict[str, Any
     from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
     return "LTXConditionPipeline", {"conditions": [LTXVideoCondition(image=first, frame_index=0),
-                                                   LTXVideoCondition(image=last, frame_index=head.clip.frames - 1)]}
+                                                   LTXVideoCondition(image=last, frame_index=frames - 1)]}
 
 
 def _step_callback(on_step, steps: int):
