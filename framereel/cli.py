@@ -619,9 +619,11 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
               help="With --model (SDXL): also check this refiner fits it and name it.")
 @click.option("--motion-adapter", default=None, metavar="PATH|HUB_ID|demo",
               help="Also find this motion module as make would, say what it is and (with --model) check it fits.")
+@click.option("--video-model", default=None, metavar="PATH|HUB_ID",
+              help="Also find this video model as make would: its family and the rules its clips follow.")
 @_handle_errors
 def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str | None, refiner: str | None,
-           motion_adapter: str | None) -> None:
+           motion_adapter: str | None, video_model: str | None) -> None:
     """Check what this machine can render with: versions, devices, Tenstorrent set-up, Hugging Face,
     ffmpeg and disk. Every problem line ends with its fix."""
     import json
@@ -645,7 +647,7 @@ def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str 
         if not all(report[k]["ok"] for k in ("tt", "tt-demo") if k in report):
             sys.exit(1)
         return
-    checks = diagnose(out, model=model, refiner=refiner, motion_adapter=motion_adapter)
+    checks = diagnose(out, model=model, refiner=refiner, motion_adapter=motion_adapter, video_model=video_model)
     if json_out:
         click.echo(json.dumps({c.name: c.as_dict() for c in checks}, indent=2))
         return

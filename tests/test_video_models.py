@@ -297,3 +297,12 @@ def test_a_clip_beyond_the_native_length_continues_from_its_last_frame(tmp_path,
                     **wan_prompt_embeds(pipe, "a walk", None), **call).frames[0][1:]
     for i, (ours, theirs) in enumerate(zip(frames_of(out, range(13)), want, strict=True)):
         assert np.array_equal(ours, np.asarray(theirs)), f"frame {i} differs"
+
+
+def test_doctor_names_a_video_models_family_and_rules(videos, tmp_path):
+    report = json.loads(cli("doctor", "--json", "--video-model", videos["ltx"], check=True).stdout)
+    assert report["video model"]["ok"] is True
+    assert report["video model"]["detail"].startswith("LTX-Video at ")
+    assert "takes a prompt, a first frame, first and last frames; clips of 4k+1 frames" in report["video model"]["detail"]
+    report = json.loads(cli("doctor", "--json", "--video-model", tmp_path / "none", check=True).stdout)
+    assert report["video model"]["ok"] is False and "no such model folder" in report["video model"]["detail"]
