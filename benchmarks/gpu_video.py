@@ -19,7 +19,7 @@ For each model: framereel renders a storyboard of one ``"clip"`` (``framereel.re
 loaded backend, ``RenderSettings(video_model=..., dtype=...)``: PNGs with metadata and run.json
 written) and diffusers calls the pipeline directly (``DiffusionPipeline.from_pretrained``, same
 prompt, negative prompt, seed on a CPU generator, size, frames, steps, guidance; PIL frames saved
-as PNG). Each side: one warm-up call (1 step), then the timed call between ``torch.cuda.synchronize()``;
+as PNG). Each side: one warm-up call (2 steps), then the timed call between ``torch.cuda.synchronize()``;
 peak GPU memory from ``torch.cuda.max_memory_allocated`` reset before each side's timed call;
 closeness of the two sides' frames (PSNR; the same seed should give the same frames). The JSON
 (``--out``) is rewritten after every measurement; ``--budget-s`` skips what is left once that much
@@ -167,7 +167,7 @@ def measure_framereel(folder: Path, args, call: dict, tmp: Path, name: str) -> d
                               safety_checker=False)
     backend = create_backend(settings)
     load_s = timed(args.device, backend.load) + timed(args.device, backend.video.load)  # still model, video model
-    warm_s = framereel_clip(backend, settings, {**call, "steps": 1}, tmp / f"{name}-fr-warm")
+    warm_s = framereel_clip(backend, settings, {**call, "steps": 2}, tmp / f"{name}-fr-warm")
     reset_peak(args.device)
     seconds = framereel_clip(backend, settings, call, tmp / f"{name}-fr")
     result = {"framereel_s_per_clip": round(seconds, 2), "framereel_peak_gpu_gib": peak_gib(args.device),
@@ -188,7 +188,7 @@ def measure_plain(folder: Path, args, call: dict, tmp: Path, name: str) -> dict:
     pipe.to(args.device)
     sync(args.device)
     load_s = time.perf_counter() - t0
-    warm_s = plain_clip(pipe, args.device, {**call, "steps": 1}, tmp / f"{name}-df-warm")
+    warm_s = plain_clip(pipe, args.device, {**call, "steps": 2}, tmp / f"{name}-df-warm")
     reset_peak(args.device)
     seconds = plain_clip(pipe, args.device, call, tmp / f"{name}-df")
     result = {"diffusers_s_per_clip": round(seconds, 2), "diffusers_peak_gpu_gib": peak_gib(args.device),
@@ -271,7 +271,7 @@ def main() -> None:
                            "weights": "random; transformer and VAE at the real configs (tiny shapes with --tiny)",
                            "text_encoder": f"XXL width (d_model 4096), {args.text_layers} of 24 layers, 128-token "
                                            "vocabulary, a character tokenizer",
-                           "warm_up": "one 1-step call per side before the timed call"},
+                           "warm_up": "one 2-step call per side before the timed call"},
               "results": {}, "complete": False}
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
