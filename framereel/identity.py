@@ -137,7 +137,8 @@ def _chain(f: Frame) -> Facts:
 def _clip(f: Frame) -> Facts:
     keys = dict(f.clip.keys)  # key frames: an output frame's index or an image path
     return ({"clip": f"clip {f.clip.id}, frame {f.clip_pos + 1} of {f.clip.frames}"},
-            {"clip": {"id": f.clip.id, "position": f.clip_pos, "frames": f.clip.frames, **keys}})
+            {"clip": {"id": f.clip.id, "position": f.clip_pos, "frames": f.clip.frames, **keys},
+             **({"derived_from": {"key_frames": list(keys.values())}} if keys else {})})
 
 
 # what a frame that is not a plain key frame says about where it comes from, by kind: one table

@@ -145,6 +145,11 @@ def test_a_changed_key_re_renders_the_key_and_the_transitions_touching_it_nothin
     assert sorted(result.rendered) == list(range(21))
     run = json.loads((out / "run.json").read_text())
     assert run["frames"][1]["clip"] == {"id": 1, "position": 0, "frames": 9, "first_frame": 0, "last_frame": 10}
+    from framereel.gallery import gallery_data
+
+    shown = gallery_data(out)["frames"][1]  # the gallery: where the clip comes from, and its entry to copy
+    assert shown["derived_from"] == {"key_frames": [0, 10]}
+    assert shown["entry"]["first_frame"] == "previous" and shown["entry"]["last_frame"] == "next"
     before = {p.name: p.read_bytes() for p in (out / "frames").iterdir()}
     frames[4]["prompt"] = "a yellow star"  # the last key: itself and the transition into it
     _, result = render_board(tmp_path, "t", frames, videos["ltx"])
