@@ -19,7 +19,8 @@ from framereel.loader import load_storyboard
 def videos(tmp_path_factory):
     """Tiny video pipelines by kind, built once (each under a second)."""
     root = tmp_path_factory.mktemp("video_models")
-    return {kind: build_video(kind, root / kind) for kind in ("wan2.1-t2v", "wan2.2-ti2v", "wan2.1-flf2v", "ltx")}
+    return {kind: build_video(kind, root / kind) for kind in ("wan2.1-t2v", "wan2.2-t2v", "wan2.2-ti2v",
+                                                              "wan2.1-flf2v", "ltx")}
 
 
 def settings(video, **kw):
@@ -56,9 +57,10 @@ def direct(folder, **kw):
     return pipe(output_type="pil", **kw).frames[0], pipe
 
 
-@pytest.mark.parametrize("kind", ["wan2.1-t2v", "wan2.2-ti2v"])
+@pytest.mark.parametrize("kind", ["wan2.1-t2v", "wan2.2-t2v", "wan2.2-ti2v"])
 def test_a_wan_clip_is_what_wan_pipeline_gives(tmp_path, videos, kind):
-    """Text-to-video, Wan 2.1 shape and Wan 2.2 TI2V-5B shape (z_dim-48 VAE, expand_timesteps):
+    """Text-to-video, Wan 2.1 shape, Wan 2.2 A14B shape (two experts) and Wan 2.2 TI2V-5B shape
+    (z_dim-48 VAE, expand_timesteps):
     the clip's frames are WanPipeline's pixels for the same seed, prompt, size, steps and guidance."""
     import torch
 
@@ -124,7 +126,7 @@ def test_families_are_read_from_the_model(videos):
     seen = {k: resolve_video_model(str(v)) for k, v in videos.items()}
     assert {k: m.family.key for k, m in seen.items()} == {k: k for k in videos}
     assert {k: (m.frame_step, m.size_multiple) for k, m in seen.items()} == {
-        "wan2.1-t2v": (4, 16), "wan2.2-ti2v": (4, 32), "wan2.1-flf2v": (4, 16), "ltx": (4, 4)}
+        "wan2.1-t2v": (4, 16), "wan2.2-t2v": (4, 16), "wan2.2-ti2v": (4, 32), "wan2.1-flf2v": (4, 16), "ltx": (4, 4)}
 
 
 # ------------------------------------------------------------------ key frames: transitions between stills
@@ -311,3 +313,14 @@ def test_doctor_names_a_video_models_family_and_rules(videos, tmp_path):
     assert "takes a prompt, a first frame, first and last frames; clips of 4k+1 frames" in report["video model"]["detail"]
     report = json.loads(cli("doctor", "--json", "--video-model", tmp_path / "none", check=True).stdout)
     assert report["video model"]["ok"] is False and "no such model folder" in report["video model"]["detail"]
+
+
+def test_a_transition_whose_key_still_is_left_out_of_frames_is_refused(tmp_path, videos):
+    from framereel.errors import FramereelError
+    from framereel.runner import render
+
+    board = write_storyboard(tmp_path / "t.json", {"defaults": {"steps": 2, "width": 64, "height": 64},
+                                                   "frames": TRANSITIONS})
+    with pytest.raises(FramereelError, match="frame 1 is a clip that starts or ends on frame 0, which is not "
+                                             "rendered; include it in --frames"):
+        render(load_storyboard(board), tmp_path / "out", settings(videos["ltx"]), only=range(1, 11))

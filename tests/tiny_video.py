@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tiny_families import t5_tokenizer
 
-VIDEO_BUILDS = ("wan2.1-t2v", "wan2.1-flf2v", "wan2.2-ti2v", "ltx")
+VIDEO_BUILDS = ("wan2.1-t2v", "wan2.1-flf2v", "wan2.2-t2v", "wan2.2-ti2v", "ltx")
 
 
 def _umt5(d_model: int = 32):
@@ -49,8 +49,9 @@ def _wan_transformer(in_channels: int, out_channels: int, **kw):
 
 def build_wan(kind: str, folder: Path, seed: int = 0):
     """A tiny Wan pipeline saved to ``folder``: ``wan2.1-t2v`` (WanPipeline), ``wan2.1-flf2v``
-    (WanImageToVideoPipeline with a CLIP image encoder) or ``wan2.2-ti2v`` (WanPipeline with the
-    TI2V-5B shape: z_dim-48 VAE, ``expand_timesteps``)."""
+    (WanImageToVideoPipeline with a CLIP image encoder), ``wan2.2-t2v`` (the A14B shape: two
+    transformers switched at ``boundary_ratio``) or ``wan2.2-ti2v`` (WanPipeline with the TI2V-5B
+    shape: z_dim-48 VAE, ``expand_timesteps``)."""
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, WanImageToVideoPipeline, WanPipeline
 
@@ -72,8 +73,9 @@ def build_wan(kind: str, folder: Path, seed: int = 0):
     else:
         z = 48 if kind == "wan2.2-ti2v" else 16
         scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+        experts = {"transformer_2": _wan_transformer(z, z), "boundary_ratio": 0.875} if kind == "wan2.2-t2v" else {}
         pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler,
-                           transformer=_wan_transformer(z, z), expand_timesteps=kind == "wan2.2-ti2v")
+                           transformer=_wan_transformer(z, z), expand_timesteps=kind == "wan2.2-ti2v", **experts)
     pipe.save_pretrained(folder)
     return pipe
 
