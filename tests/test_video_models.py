@@ -118,6 +118,11 @@ def test_video_model_refusals(tmp_path, videos, tiny_model):
     assert proc.returncode == 2 and "--video-model and --motion-adapter both render clips" in proc.stderr
     proc = cli("make", board, "-o", tmp_path / "o", "--model", "demo", "--video-model", tmp_path / "nope")
     assert proc.returncode == 2 and "--video-model" in proc.stderr and "no such model folder" in proc.stderr
+    from framereel.backends import create_backend
+    from framereel.errors import FramereelError
+
+    with pytest.raises(FramereelError, match="--video-model: the tt backend renders still frames only"):
+        create_backend(settings(videos["ltx"], backend="tt"))
 
 
 def test_families_are_read_from_the_model(videos):

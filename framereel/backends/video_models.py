@@ -192,7 +192,7 @@ def clip_problems(model: VideoModel, frames: list) -> list[str]:
 def clip_problem(model: VideoModel, f) -> str | None:
     """The first rule of ``model``'s family that clip ``f`` (its first frame) breaks, or None."""
     fam, spec, step, m = model.family, f.clip, model.frame_step, model.size_multiple
-    first, last = getattr(spec, "first_frame", None), getattr(spec, "last_frame", None)
+    first, last = spec.first_frame, spec.last_frame
     if (spec.frames - 1) % step:
         lo = (spec.frames - 1) // step * step + 1
         return (f'{fam.label} makes clips of {step}k+1 frames; "clip": {spec.frames} is not one (framereel '
