@@ -329,3 +329,48 @@ def test_a_transition_whose_key_still_is_left_out_of_frames_is_refused(tmp_path,
     with pytest.raises(FramereelError, match="frame 1 is a clip that starts or ends on frame 0, which is not "
                                              "rendered; include it in --frames"):
         render(load_storyboard(board), tmp_path / "out", settings(videos["ltx"]), only=range(1, 11))
+
+
+@pytest.mark.parametrize("failing", [None, 4])
+def test_a_transition_job_waits_for_its_key_stills_and_fails_with_them(tmp_path, failing):
+    """drive() hands a clip out only once the stills it starts and ends on are rendered (written by
+    the caller as they come); if one of them fails for good, the clip fails saying why."""
+    from framereel.jobs import FrameRendered, JobDone, JobFailed, WorkerPool, WorkerReady, drive, plan_jobs
+
+    board = write_storyboard(tmp_path / "b.json", {"frames": [
+        "a", {"prompt": "a to b", "clip": 3, "first_frame": "previous", "last_frame": "next"}, "b"]})
+    frames = list(load_storyboard(board).resolved().frames)
+
+    class Pool(WorkerPool):
+        remote = False
+
+        def __init__(self):
+            self.messages, self.submitted = [], []
+
+        def start(self, emit):
+            self.messages.append(WorkerReady("w"))
+
+        def submit(self, worker, job):
+            self.submitted.append([f.index for f in job.frames])
+            if any(f.index == failing for f in job.frames):
+                self.messages.append(JobFailed(worker, job.id, failing, "boom"))
+                return
+            self.messages += [FrameRendered(worker, job.id, f.index, Image.new("RGB", (8, 8)), {}, 0.0)
+                              for f in job.frames] + [JobDone(worker, job.id)]
+
+        def poll(self, timeout):
+            out, self.messages = self.messages, []
+            return out
+
+        def alive(self):
+            return True
+
+    pool = Pool()
+    outcomes = {o.frame.index: o for o in drive(pool, plan_jobs(frames), lambda event: None)}
+    assert sorted(outcomes) == [0, 1, 2, 3, 4]
+    if failing is None:
+        assert pool.submitted == [[0], [4], [1, 2, 3]] and all(o.error is None for o in outcomes.values())
+    else:
+        assert [1, 2, 3] not in pool.submitted
+        assert outcomes[4].error.startswith("failed 3 times")
+        assert {outcomes[i].error for i in (1, 2, 3)} == {"frame 4, which it starts from, failed"}
