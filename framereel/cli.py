@@ -151,6 +151,8 @@ RENDER_OPTIONS = [
                  help="A motion LoRA (pan, zoom …) for clips, with its weight; repeatable."),
     click.option("--depth-model", default=None, metavar="PATH|HUB_ID",
                  help='Depth-estimation model (Depth Anything, DPT) for "mode": "3D" motion (Deforum\'s 3D camera).'),
+    click.option("--video-model", default=None, metavar="PATH|HUB_ID",
+                 help='A video model for "clip" entries: Wan 2.1/2.2 or LTX-Video (diffusers folder or Hub id).'),
     click.option("--devices", default=None, metavar="LIST",
                  help="One worker process per device: cuda:0,cuda:1 or all. Frames are identical to one device's."),
     click.option("--workers", type=int, default=1, show_default=True,
@@ -325,7 +327,7 @@ def stitch_settings(opts: dict[str, Any]) -> Any:
     return StitchSettings(frames=opts["frame_list"], **{k: opts[k] for k in names})
 
 
-MOTION_OPTIONS = ("motion_adapter", "motion_loras", "depth_model")  # native video (framereel.clips), 3D camera
+MOTION_OPTIONS = ("motion_adapter", "motion_loras", "video_model", "depth_model")  # native video (framereel.clips), 3D camera
 
 
 def _check_command_line(command: str, opts: dict[str, Any]) -> tuple[Any, ...]:
@@ -652,9 +654,11 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
               help="With --model (SDXL): also check this refiner fits it and name it.")
 @click.option("--motion-adapter", default=None, metavar="PATH|HUB_ID|demo",
               help="Also find this motion module as make would, say what it is and (with --model) check it fits.")
+@click.option("--video-model", default=None, metavar="PATH|HUB_ID",
+              help="Also find this video model as make would: its family and the rules its clips follow.")
 @_handle_errors
 def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str | None, refiner: str | None,
-           motion_adapter: str | None) -> None:
+           motion_adapter: str | None, video_model: str | None) -> None:
     """Check what this machine can render with: versions, devices, Tenstorrent set-up, Hugging Face,
     ffmpeg and disk. Every problem line ends with its fix."""
     import json
@@ -678,7 +682,7 @@ def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str 
         if not all(report[k]["ok"] for k in ("tt", "tt-demo") if k in report):
             sys.exit(1)
         return
-    checks = diagnose(out, model=model, refiner=refiner, motion_adapter=motion_adapter)
+    checks = diagnose(out, model=model, refiner=refiner, motion_adapter=motion_adapter, video_model=video_model)
     if json_out:
         click.echo(json.dumps({c.name: c.as_dict() for c in checks}, indent=2))
         return

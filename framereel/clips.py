@@ -12,6 +12,10 @@ and to expand clip entries into frames.
   in overlapping windows (FreeNoise), blended with pyramid weights; the stride is lowered where
   needed so that the last window ends on the clip's last frame; memory follows the window.
 * ``"init_video": "in.mp4"`` with ``"strength"``: video-to-video from that file's frames.
+* ``"first_frame"`` / ``"last_frame"`` (with ``--video-model``): the key frames a clip animates
+  from and to: ``"previous"`` (the frame before the clip), ``"next"`` (the still after it) or an
+  image path. The clip's hash includes its key frames' images, so changing a key re-renders the
+  key and the clips that touch it, nothing else.
 
 A clip is atomic: all its frames share one :class:`ClipSpec` (part of every frame's hash) and are
 rendered and written together.
@@ -19,7 +23,7 @@ rendered and written together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +37,16 @@ CLIP_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "context_length": ((int,), "a number of frames from 2 to 64"),
     "context_stride": ((int,), "a number of frames from 1 to the context length"),
     "init_video": ((str,), "the path of a video file"),
+    "first_frame": ((str,), '"previous", "next" or the path of an image'),
+    "last_frame": ((str,), '"previous", "next" or the path of an image'),
 }
+KEY_FRAMES = ("first_frame", "last_frame")
 DEFAULT_CONTEXT_LENGTH = 16  # the frames AnimateDiff's motion modules are trained on
 DEFAULT_CONTEXT_STRIDE = 4
 DEFAULT_VIDEO_STRENGTH = 0.6
 # keys of a clip group's entries that must agree: they are per clip
 PER_CLIP = ("negative_prompt", "steps", "guidance", "width", "height", "seed", "context_length",
-            "context_stride", "init_video", "strength", "control")
+            "context_stride", "init_video", "strength", "control", *KEY_FRAMES)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,29 @@ class ClipSpec:
     context_stride: int = DEFAULT_CONTEXT_STRIDE
     init_video: str | None = None  # an absolute path
     strength: float | None = None  # video-to-video only
+    first_frame: str | None = None  # "previous", "next" or an absolute image path (video models)
+    last_frame: str | None = None
+    first_index: int | None = None  # the output frame "previous"/"next" names (not hashed: its image is)
+    last_index: int | None = None
+
+    @property
+    def keys(self) -> tuple[tuple[str, int | str], ...]:
+        """The clip's key frames: ``(key, frame index or image path)`` for each one it has."""
+        out = []
+        for key, value, index in (("first_frame", self.first_frame, self.first_index),
+                                  ("last_frame", self.last_frame, self.last_index)):
+            if value is not None:
+                out.append((key, index if value in ("previous", "next") else value))
+        return tuple(out)
+
+    def hashed(self) -> dict[str, Any]:
+        """What of the spec goes into a frame's hash (key frame indices don't: their images do,
+        and a clip without key frames hashes as before they existed)."""
+        d = asdict(self)
+        for key in ("first_index", "last_index", *KEY_FRAMES):
+            if key.endswith("index") or d[key] is None:
+                del d[key]
+        return d
 
     @property
     def travels(self) -> bool:
@@ -75,7 +105,7 @@ def check_clip_value(fail, key: str, value: Any) -> Any:
         ok = 2 <= value <= 64
     elif ok and key == "context_stride":
         ok = 1 <= value <= 64
-    elif ok and key == "init_video":
+    elif ok and key in ("init_video", *KEY_FRAMES):
         ok = bool(value.strip())
     elif ok and key == "travel":
         ok = bool(value) and all(
@@ -96,7 +126,7 @@ def _short(value: Any) -> str:
 
 def check_clip_entry(fail, entry: dict[str, Any], shot: int, total: int, next_entry: dict | None) -> None:
     """Refuse combinations a clip can't take, naming the fix."""
-    clip_only = [k for k in ("travel", "clip_group", "init_video") if k in entry]
+    clip_only = [k for k in ("travel", "clip_group", "init_video", *KEY_FRAMES) if k in entry]
     if "clip" not in entry:
         if clip_only:
             raise fail(f'"{clip_only[0]}" belongs to a clip; add "clip": N (frames) to this entry')
@@ -112,6 +142,36 @@ def check_clip_entry(fail, entry: dict[str, Any], shot: int, total: int, next_en
             raise fail(f'"travel": "at" {t["at"]} is past the clip\'s last frame ({entry["clip"] - 1})')
     if entry.get("context_stride", 1) > entry.get("context_length", DEFAULT_CONTEXT_LENGTH):
         raise fail('"context_stride" must not exceed "context_length"')
+    check_key_frames(fail, entry, shot, total, next_entry)
+
+
+def check_key_frames(fail, entry: dict[str, Any], shot: int, total: int, next_entry: dict | None) -> None:
+    """``"previous"`` needs an entry before the clip, ``"next"`` a still after it (a key frame the
+    clip animates into, not another clip); one key frame can't be both ends."""
+    for key in KEY_FRAMES:
+        value = entry.get(key)
+        if value == "previous" and shot == 0:
+            raise fail(f'"{key}": "previous": the first entry has no frame before it; give an image path')
+        if value == "next" and shot == total - 1:
+            raise fail(f'"{key}": "next": the last entry has no frame after it; give an image path')
+        if value == "next" and next_entry is not None and "clip" in next_entry:
+            raise fail(f'"{key}": "next" is a clip; "next" names the still after the clip (its key frame)')
+    if entry.get("first_frame") is not None and entry.get("first_frame") == entry.get("last_frame"):
+        raise fail('"first_frame" and "last_frame" are the same frame; a transition goes from one key to another')
+
+
+def resolve_image(path: Path, where: str, key: str, value: str) -> str:
+    """An image path in ``first_frame``/``last_frame`` (relative to the storyboard's folder): it must
+    exist now; ``"previous"``/``"next"`` stay as they are."""
+    if value in ("previous", "next"):
+        return value
+    p = Path(value).expanduser()
+    if not p.is_absolute():
+        p = path.parent / p
+    if not p.is_file():
+        raise FramereelError(f'{path.name}: {where}: "{key}": {value}: no such image; give "previous", "next" or '
+                             "an image file's path")
+    return str(p.resolve())
 
 
 def resolve_video(path: Path, where: str, value: str) -> str:
@@ -145,8 +205,9 @@ def group_clips(entries: list[dict[str, Any]], fail_at) -> list[list[int]]:
     return groups
 
 
-def clip_spec(entries: list[dict[str, Any]], group: list[int]) -> ClipSpec:
-    """The :class:`ClipSpec` of the clip made by ``group`` (entry indices)."""
+def clip_spec(entries: list[dict[str, Any]], group: list[int], start: int = 0) -> ClipSpec:
+    """The :class:`ClipSpec` of the clip made by ``group`` (entry indices) whose first frame is
+    output frame ``start``."""
     prompts: dict[int, str] = {}
     offset = 0
     for i in group:
@@ -166,7 +227,15 @@ def clip_spec(entries: list[dict[str, Any]], group: list[int]) -> ClipSpec:
         context_length=length,
         context_stride=window_stride(offset, length, first.get("context_stride", DEFAULT_CONTEXT_STRIDE)),
         init_video=video, strength=float(strength) if strength is not None else None,
+        first_frame=first.get("first_frame"), last_frame=first.get("last_frame"),
+        first_index=_key_index(first.get("first_frame"), start, offset),
+        last_index=_key_index(first.get("last_frame"), start, offset),
     )
+
+
+def _key_index(value: str | None, start: int, frames: int) -> int | None:
+    """The output frame ``"previous"``/``"next"`` names for a clip of ``frames`` frames at ``start``."""
+    return {"previous": start - 1, "next": start + frames}.get(value) if value else None
 
 
 def window_stride(frames: int, length: int, stride: int) -> int:

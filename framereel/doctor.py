@@ -86,6 +86,24 @@ def _motion_checks(spec: str, model: str | None) -> list[Check]:
     return [Check("motion adapter", True, what), _motion_fit(spec, model)]
 
 
+def _video_checks(spec: str) -> list[Check]:
+    """``doctor --video-model``: found as ``make`` finds it, its family and the rules its clips follow."""
+    from .backends.common import WEIGHT_SUFFIXES
+    from .backends.video_models import resolve_video_model
+    from .errors import FramereelError
+
+    try:
+        video = resolve_video_model(spec)
+    except FramereelError as err:
+        return [Check("video model", False, str(err))]
+    d = video.describe()
+    weights = sum(p.stat().st_size for p in video.path.rglob("*") if p.suffix in WEIGHT_SUFFIXES) / 2**30
+    what = (f"{d['label']} at {video.path}: takes {d['takes']}; clips of {d['frames']} frames, sizes in multiples of "
+            f"{d['size_multiple']}, {d['long_clips']}; defaults {d['steps']} steps, guidance {d['guidance']:g}, "
+            f"trained at {d['fps']} fps; weights {weights:.2f} GiB")
+    return [Check("video model", True, what)]
+
+
 def _motion_fit(spec: str, model: str) -> Check:
     """Whether the motion adapter fits ``model``: the check ``make`` makes before loading weights."""
     from .backends import RenderSettings
@@ -263,10 +281,11 @@ def _model_checks(model: str, refiner: str | None = None) -> list[Check]:
 
 
 def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str | None = None,
-             motion_adapter: str | None = None) -> list[Check]:
+             motion_adapter: str | None = None, video_model: str | None = None) -> list[Check]:
     """Every check, in the order ``framereel doctor`` prints them (``model``: also that model's
     family, defaults and memory needs; ``refiner``: whether that SDXL refiner fits it;
-    ``motion_adapter``: what that motion module is, and whether it fits ``model``)."""
+    ``motion_adapter``: what that motion module is, and whether it fits ``model``; ``video_model``:
+    that video model's family and the rules its clips follow)."""
     from .backends import RenderSettings
     from .backends.tt_chips import tenstorrent_present
 
@@ -283,6 +302,7 @@ def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str
             auto = Check("auto picks", False, "no backend: torch is missing", "pip install torch")
     extra = _model_checks(model, refiner) if model else []
     extra += _motion_checks(motion_adapter, model) if motion_adapter else []
+    extra += _video_checks(video_model) if video_model else []
     return checks + [auto] + extra + _tt_checks() + _hf_checks() + _ffmpeg_checks() + [_disk_check(out_dir)]
 
 

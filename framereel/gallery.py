@@ -129,6 +129,7 @@ def _clip_keys(clip: dict[str, Any]) -> dict[str, Any]:
     keys["context_length"], keys["context_stride"] = clip["context_length"], clip["context_stride"]
     if clip.get("init_video"):
         keys["init_video"], keys["strength"] = clip["init_video"], clip["strength"]
+    keys.update({k: clip[k] for k in ("first_frame", "last_frame") if clip.get(k)})  # a video model's key frames
     return keys
 
 

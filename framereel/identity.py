@@ -70,17 +70,24 @@ class RunIdentity:
     def digest(self, frame: Frame, frames_dir: Path | None = None,
                image_digest: Callable[[int], str | None] | None = None) -> str:
         """The hash that tells whether a frame is finished. A chained frame's includes its parent's
-        (and colour reference's) image — from ``image_digest(index)``, else the file in
-        ``frames_dir`` — so redoing a frame invalidates its chain."""
+        (and colour reference's) image, a clip's its key frames' images — from ``image_digest(index)``,
+        else the file in ``frames_dir`` — so redoing a frame invalidates its chain and the clips
+        that start or end on it."""
         params = self.params(frame)
+
+        def image(ref: int) -> str | None:
+            return image_digest(ref) if image_digest else file_digest(frames_dir / frame_name(ref))
+
         for key, ref in (("parent_image", frame.parent), ("colour_image", frame.color_ref)):
             if ref is not None:
-                params[key] = image_digest(ref) if image_digest else file_digest(frames_dir / frame_name(ref))
+                params[key] = image(ref)
         if frame.kind == "clip" and frame.clip.init_video:  # video-to-video: the input video's bytes
             params["init_video_file"] = file_digest(Path(frame.clip.init_video))
         if frame.control:  # each control image by its bytes (a video's, with the time; the previous frame's)
             params["control_images"] = [_control_image_digest(c, frame.index, frames_dir, image_digest)
                                         for c in frame.control]
+        for key, ref in frame.clip.keys if frame.kind == "clip" else ():  # a key frame: a still's or a file's
+            params[f"{key}_image"] = file_digest(Path(ref)) if isinstance(ref, str) else image(ref)
         return params_hash(params)
 
     def metadata(self, frame: Frame, digest: str) -> dict[str, str]:
@@ -155,8 +162,10 @@ def _chain(f: Frame) -> Facts:
 
 
 def _clip(f: Frame) -> Facts:
+    keys = dict(f.clip.keys)  # key frames: an output frame's index or an image path
     return ({"clip": f"clip {f.clip.id}, frame {f.clip_pos + 1} of {f.clip.frames}"},
-            {"clip": {"id": f.clip.id, "position": f.clip_pos, "frames": f.clip.frames}})
+            {"clip": {"id": f.clip.id, "position": f.clip_pos, "frames": f.clip.frames, **keys},
+             **({"derived_from": {"key_frames": list(keys.values())}} if keys else {})})
 
 
 # what a frame that is not a plain key frame says about where it comes from, by kind: one table

@@ -52,9 +52,10 @@ class Job:
         return "batch" if len(self.frames) > 1 else "frame"
 
     def refs(self) -> set[int]:
-        """Frames outside the job whose images it starts from (a chain's first parent, colour references)."""
+        """Frames outside the job whose images it starts from (a chain's first parent, colour
+        references, a clip's key frames)."""
         inside = {f.index for f in self.frames}
-        return {r for f in self.frames for r in (f.depends_on, f.color_ref) if r is not None and r not in inside}
+        return {r for f in self.frames for r in (*f.starts_from(), f.color_ref) if r is not None and r not in inside}
 
 
 def whole_blocks(frames: list[Frame], todo: list[Frame]) -> list[Frame]:
@@ -159,13 +160,27 @@ def chain_init_image(frame: Frame, image_of: ImageOf, depth_of: DepthOf | None =
     return image
 
 
+def clip_key_images(frame: Frame, image_of: ImageOf) -> dict[str, Image.Image]:
+    """A clip's key frames as images, fitted (scaled and centre-cropped) to the clip's size:
+    ``{"first": …, "last": …}`` for those it has."""
+    from PIL import ImageOps
+
+    images = {}
+    for key, ref in frame.clip.keys:
+        image = image_of(ref) if isinstance(ref, int) else Image.open(ref).convert("RGB")
+        if image.size != (frame.width, frame.height):
+            image = ImageOps.fit(image, (frame.width, frame.height), Image.Resampling.LANCZOS)
+        images[key.removesuffix("_frame")] = image
+    return images
+
+
 def render_group(backend: Backend, group: list[Frame], image_of: ImageOf,
                  on_step: StepCallback | None = None, carried: Carried | None = None) -> list[Rendered]:
     """Render a group from :func:`batch_groups`: frames sharing one call, or one chained frame
     (``carried``: the cadence blocks' images so far, see :func:`render_cadence`)."""
     f = group[0]
     if f.kind == "clip":
-        return backend.render_clip(group, on_step=on_step)
+        return backend.render_clip(group, on_step=on_step, **clip_key_images(f, image_of))
     if f.depends_on is None:
         return backend.render_batch(group, on_step=on_step)
     if f.parent is None:  # a control image from the frame before: the backend takes its images
@@ -359,8 +374,22 @@ class JobQueue:
     def __bool__(self) -> bool:
         return bool(self.pending)
 
-    def take(self) -> Job:
-        return self.pending.popleft()
+    def take(self, ready: Callable[[Job], bool] = lambda job: True) -> Job | None:
+        """The first waiting job that is ``ready`` (its key frames are rendered), or None."""
+        for i, job in enumerate(self.pending):
+            if ready(job):
+                del self.pending[i]
+                return job
+        return None
+
+    def fail_waiting_on(self, failed: set[int]) -> list[Outcome]:
+        """Fail the jobs that start from a frame that failed (a clip whose key still failed)."""
+        outcomes = []
+        for job in [j for j in self.pending if j.refs() & failed]:
+            self.pending.remove(job)
+            ref = min(job.refs() & failed)
+            outcomes += [Outcome(f, error=f"frame {ref}, which it starts from, failed") for f in job.frames]
+        return outcomes
 
     def give_back(self, job: Job, done: set[int], why: str, emit: EventHandler, worker: str = "") -> list[Outcome]:
         """Requeue the unfinished rest of ``job``; returns the failed frames once it is out of tries."""
@@ -392,10 +421,21 @@ def drive(pool: WorkerPool, jobs: list[Job], emit: EventHandler) -> Iterator[Out
     busy: dict[str, Job] = {}
     idle: list[str] = []
     done: set[int] = set()
+    failed: set[int] = set()
+
+    def ready(job: Job) -> bool:  # a job waits for the frames of this run it starts from
+        return all(r in done or r not in frames for r in job.refs())
+
     pool.start(emit)
     while queue or busy:
+        for outcome in queue.fail_waiting_on(failed):
+            failed.add(outcome.frame.index)
+            yield outcome
         while idle and queue:
-            worker, job = idle.pop(0), queue.take()
+            job = queue.take(ready)
+            if job is None:
+                break
+            worker = idle.pop(0)
             busy[worker] = job
             if pool.remote:
                 first = job.frames[0]
@@ -422,4 +462,6 @@ def drive(pool: WorkerPool, jobs: list[Job], emit: EventHandler) -> Iterator[Out
                     idle.append(msg.worker)
                 why = msg.error if isinstance(msg, JobFailed) else msg.why
                 if job is not None:
-                    yield from queue.give_back(job, done, why, emit, msg.worker)
+                    for outcome in queue.give_back(job, done, why, emit, msg.worker):
+                        failed.add(outcome.frame.index)
+                        yield outcome

@@ -193,8 +193,9 @@ def plan(frames: list[Frame], on_disk: OnDisk, identity: RunIdentity, *, redo: s
     todo: list[Frame] = []
     todo_set: set[int] = set()
     skipped: list[int] = []
-    for f in frames:
-        stale_parent = f.depends_on is not None and f.depends_on in todo_set
+    # a clip that ends on the "next" still is planned after it (the still's image is in its hash)
+    for f in sorted(frames, key=lambda f: (f.kind == "clip" and bool(f.starts_from()), f.index)):
+        stale_parent = any(ref in todo_set for ref in f.starts_from())
         digests[f.index] = "" if stale_parent else identity.digest(f, image_digest=on_disk.files.get)
         if not stale_parent and on_disk.hashes.get(f.index) == digests[f.index]:
             finished.add(f.index)
@@ -203,14 +204,17 @@ def plan(frames: list[Frame], on_disk: OnDisk, identity: RunIdentity, *, redo: s
         if f.index in finished and not force and f.index not in redo:
             skipped.append(f.index)
             continue
-        if f.depends_on is not None and f.depends_on not in finished and f.depends_on not in todo_set:
+        missing = next((ref for ref in f.starts_from() if ref not in finished and ref not in todo_set), None)
+        if missing is not None:
+            how = ("chains from" if missing == f.parent else "is a clip that starts or ends on" if f.kind == "clip"
+                   else "takes its control image from")
             raise FramereelError(
-                f"frame {f.index} chains from frame {f.depends_on}, which is not rendered; include it in --frames")
+                f"frame {f.index} {how} frame {missing}, which is not rendered; include it in --frames")
         todo.append(f)
         todo_set.add(f.index)
-    todo = whole_clips(frames, todo)  # a clip renders whole: one unfinished frame brings in its clip
+    todo = whole_clips(frames, sorted(todo, key=lambda f: f.index))  # a clip renders whole: one unfinished
     todo = whole_blocks(frames, todo)  # a cadence block's in-betweens need its diffused frame rendered
-    skipped = [i for i in skipped if i not in {f.index for f in todo}]
+    skipped = sorted(i for i in skipped if i not in {f.index for f in todo})  # frame brings in its clip
     return Plan(frames, digests, frozenset(finished), todo, skipped)
 
 

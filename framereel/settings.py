@@ -61,6 +61,7 @@ class RenderSettings:
     motion_adapter: str | None = None  # AnimateDiff MotionAdapter (folder, Hub id or "demo") for "clip" frames
     motion_loras: tuple[str, ...] = ()  # motion LoRAs for clips, "PATH:WEIGHT"
     depth_model: str | None = None  # depth-estimation model (folder or Hub id) for 3D camera motion
+    video_model: str | None = None  # a video diffusion model (Wan, LTX-Video; folder or Hub id) for "clip" frames
 
     def check(self) -> RenderSettings:
         if self.scheduler not in SCHEDULERS:
@@ -79,6 +80,8 @@ class RenderSettings:
             raise FramereelError("--refiner-switch needs --refiner (the SDXL refiner that takes over at that point)")
         if self.motion_loras and not self.motion_adapter:
             raise FramereelError("--motion-lora needs --motion-adapter (a LoRA adjusts a motion module)")
+        if self.video_model and self.motion_adapter:
+            raise FramereelError("--video-model and --motion-adapter both render clips; pick one")
         return self
 
     def speed_flags(self) -> list[str]:

@@ -75,7 +75,7 @@ FRAME_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "control": ((dict, list, type(None)), control.SHAPE),  # ControlNets: see framereel.control
 }
 ENTRY_KEYS = (*FRAME_KEYS, "lora")  # every key a frame entry takes ("lora" is checked on its own)
-DEFAULTS_KEYS = {k for k in FRAME_KEYS if k != "prompt"}
+DEFAULTS_KEYS = {k for k in FRAME_KEYS if k not in ("prompt", *clips.KEY_FRAMES)}  # key frames are per clip
 MAX_DURATION = 3600.0  # seconds one frame stays on screen
 MOTION_KEYS = {"zoom": 1.0, "angle": 0.0, "tx": 0.0, "ty": 0.0}
 # Deforum's 2D transform beyond the four above: a shift before zoom/rotation, the centre, the border
@@ -159,6 +159,13 @@ class Frame:
             return self.index - 1
         return None
 
+    def starts_from(self) -> tuple[int, ...]:
+        """Output frames whose images this frame's pixels start from: a chain's parent (or the frame
+        before for a ``"previous"`` control image, :attr:`depends_on`), a clip's key frames
+        (``"previous"``/``"next"``)."""
+        keys = tuple(ref for _, ref in self.clip.keys if isinstance(ref, int)) if self.kind == "clip" else ()
+        return ((self.depends_on,) if self.depends_on is not None else ()) + keys
+
     def render_params(self) -> dict[str, Any]:
         """The parameters that decide the image (not ``index``, ``shot`` or ``duration``; a frame's
         own LoRAs and ControlNets enter its hash as the backend resolves them: by their files' contents)."""
@@ -175,6 +182,7 @@ class Frame:
                 d.pop(key, None)
         if self.kind == "clip":
             d["kind"] = "clip"
+            d["clip"] = self.clip.hashed()
         else:
             del d["clip"], d["clip_pos"]
         return d
@@ -212,6 +220,9 @@ class Storyboard:
 def resolve_frame(frame: Frame, model_defaults: dict[str, Any] | None = None) -> Frame:
     """``frame`` with what nobody set filled from the model's recommendations, else the built-ins."""
     fallback = {**BUILTIN_DEFAULTS, **(model_defaults or {})}
+    clip_defaults = fallback.pop("clip", None) or {}  # a video model's, for clip frames
+    if frame.kind == "clip":
+        fallback.update(clip_defaults)
     return replace(frame, **{k: fallback[k] for k in RESOLVED_LATER if getattr(frame, k) is None})
 
 
@@ -496,6 +507,9 @@ def _frame_entry(path: Path, i: int, raw: Any, count: int) -> dict[str, Any]:
         values["init_video"] = clips.resolve_video(path, where, values["init_video"])
     if i == 0 and any(c["image"] == control.PREVIOUS for c in values.get("control") or ()):
         raise _fail(path, where, '"control" image "previous" needs a frame before it; the first frame has none')
+    for key in clips.KEY_FRAMES:
+        if key in values:
+            values[key] = clips.resolve_image(path, where, key, values[key])
     if i == 0 and values.get("init") == "previous":
         raise _fail(path, where, '"init": "previous" needs a frame before it; the first frame has none')
     if i == count - 1 and values.get("morph"):
@@ -667,7 +681,7 @@ def _clip_frames(entries: list[dict[str, Any]], group: list[int], run_seed: int,
                  seconds: float = 0.0, fps: float = FILM_FPS) -> list[Frame]:
     """The frames of one clip (``group``: its entries), all sharing one :class:`ClipSpec`; a clip that
     starts ``seconds`` into the film gives each frame the control image of its own moment."""
-    spec = clips.clip_spec(entries, group)
+    spec = clips.clip_spec(entries, group, start)
     first = entries[group[0]]
     seed = first.get("seed")
     if seed is None:

@@ -75,8 +75,9 @@ def create_backend(settings: RenderSettings) -> Backend:
     flags = settings.speed_flags()
     if flags and not cls.takes_speed_options:
         raise FramereelError(f"{', '.join(flags)}: {cls.speed_refusal}; drop them or use --backend diffusers")
-    if settings.motion_adapter and "clip" not in cls.kinds:
-        raise FramereelError(f"--motion-adapter: the {name} backend renders still frames only; "
+    clip_flag = "--motion-adapter" if settings.motion_adapter else "--video-model" if settings.video_model else None
+    if clip_flag and "clip" not in cls.kinds:
+        raise FramereelError(f"{clip_flag}: the {name} backend renders still frames only; "
                              "render clips with --backend diffusers")
     return cls(settings)
 

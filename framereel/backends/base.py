@@ -38,10 +38,13 @@ class ModelInfo:
     recommended: dict[str, Any] = field(default_factory=dict)  # from the model folder's framereel.json
     scheduler: str = "dpm++"  # what --scheduler auto means for this model
     family: dict[str, Any] | None = None  # the model family and its defaults (see ``backends.families``)
+    clip_recommended: dict[str, Any] = field(default_factory=dict)  # a --video-model's steps and guidance
 
     def defaults(self) -> dict[str, Any]:
-        """What the model fills in for parameters nobody set: its native size and recommended settings."""
-        return {"width": self.native_width, "height": self.native_height, **self.recommended}
+        """What the model fills in for parameters nobody set: its native size and recommended settings
+        (and, under ``"clip"``, what a video model recommends for clip frames)."""
+        clip = {"clip": dict(self.clip_recommended)} if self.clip_recommended else {}
+        return {"width": self.native_width, "height": self.native_height, **self.recommended, **clip}
 
 
 def check_depth_model(frames: list[Frame], spec: str | None) -> None:

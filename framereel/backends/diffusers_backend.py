@@ -7,7 +7,8 @@ each distinct prompt once, and renders a frame by calling the pipeline itself wi
 conditioning and seeded starting latents, so a framereel frame is exactly what the family's
 diffusers pipeline gives for the same seed. LoRAs: :class:`~framereel.backends.lora.LoraSet`;
 the SDXL refiner: :mod:`framereel.backends.refiner`; device, batch and placement:
-:mod:`framereel.backends.device`; clips: :mod:`framereel.backends.animatediff`.
+:mod:`framereel.backends.device`; clips: :mod:`framereel.backends.animatediff` (AnimateDiff) or
+:mod:`framereel.backends.video_models` (``--video-model``: Wan, LTX-Video).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .device import compile_pipeline, measure_batch, place_pipeline
 from .lora import Lora, LoraSet
 from .refiner import Refiner
 from .resolve import ResolvedModel, resolve_model
+from .video_models import VideoRenderer
 
 
 class DiffusersBackend(Backend):
@@ -53,6 +55,7 @@ class DiffusersBackend(Backend):
         self.clips = ClipRenderer(self, self.model.motion) if self.model.motion else None
         self.controlnets = ControlNets(self.family, _denoiser_config(self.model.folder), self.device,
                                        getattr(settings, "depth_model", None))  # --depth-model, where it exists
+        self.video = VideoRenderer(self.model.video, settings, self.device, self.dtype) if self.model.video else None
         self.pipe = None
         self._img2img_pipe = None
         self._compiled = False
@@ -159,9 +162,17 @@ class DiffusersBackend(Backend):
         at 50 steps): warnings."""
         warnings = super().check(frames)
         clip = next((f for f in frames if f.kind == "clip"), None)
-        if clip is not None and self.clips is None:
-            raise FramereelError(f'frame {clip.index}: "clip" needs --motion-adapter PATH_OR_ID (an AnimateDiff '
-                                 "MotionAdapter; --motion-adapter demo with --model demo)")
+        if clip is not None and self.clips is None and self.video is None:
+            raise FramereelError(f'frame {clip.index}: "clip" needs --motion-adapter PATH_OR_ID (AnimateDiff; '
+                                 "--motion-adapter demo with --model demo) or --video-model PATH_OR_ID (Wan, LTX-Video)")
+        keyed = next((f for f in frames if f.kind == "clip" and f.clip.keys), None)
+        if keyed is not None and self.video is None:
+            raise FramereelError(f'frame {keyed.index}: "first_frame"/"last_frame" need --video-model PATH_OR_ID (an '
+                                 "image-to-video model: Wan I2V, FLF2V, TI2V-5B or LTX-Video); AnimateDiff clips "
+                                 "start from noise")
+        if self.video is not None:
+            self.video.check(frames)
+            frames = [f for f in frames if f.kind != "clip"]  # the still model's rules are not the clips'
         for f in frames:
             if f.kind == "clip" and f.clip_pos == 0 and f.clip.init_video:
                 check_video(f.clip.init_video, f"frame {f.index}: init_video")
@@ -407,8 +418,13 @@ class DiffusersBackend(Backend):
         """A controlled frame's maps (images: the runner writes them beside the frame for the gallery)."""
         return {"control_maps": self.controlnets.maps(frame, image_of)} if frame.control else {}
 
-    def render_clip(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None):
-        """Render one whole clip with AnimateDiff (see :mod:`framereel.backends.animatediff`)."""
+    def render_clip(self, frames: list[Frame], on_step: Callable[[int, int], None] | None = None,
+                    first=None, last=None):
+        """Render one whole clip with the video model (from its key frames' images ``first`` and
+        ``last``, see :mod:`framereel.backends.video_models`) or with AnimateDiff (see
+        :mod:`framereel.backends.animatediff`)."""
+        if self.video is not None:
+            return self.video.render(frames, on_step, first, last)
         if self.clips is None:
             return super().render_clip(frames, on_step)
         self.load()
@@ -433,6 +449,8 @@ class DiffusersBackend(Backend):
         if self.clips is not None:
             self.clips.close()
         self.controlnets.close()
+        if self.video is not None:
+            self.video.close()
         self._negative.clear()
 
 

@@ -33,6 +33,7 @@ from .device import pick_device, pick_dtype
 from .lora import Lora, parse_lora, weights_file
 from .lora import fingerprint as lora_fingerprint
 from .refiner import RefinerSource, resolve_refiner
+from .video_models import VideoModel, resolve_video_model
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "weights"
 
@@ -71,6 +72,7 @@ class ResolvedModel:
     motion: MotionSource | None = None
     pixel_options: dict[str, Any] = field(default_factory=dict)  # in every frame's hash
     clip_options: dict[str, Any] = field(default_factory=dict)  # in every clip frame's hash
+    video: VideoModel | None = None  # --video-model: renders the clips instead of AnimateDiff
 
     @property
     def folder(self) -> Path | None:
@@ -113,8 +115,13 @@ def resolve_model(settings: RenderSettings) -> ResolvedModel:
         described["refiner"] = refiner.described()
     info = replace(info, recommended=recommended, scheduler=auto, family=described)
     motion, clip_options = resolve_motion(settings, folder, info.id)
+    video = resolve_video_model(settings.video_model) if settings.video_model else None
+    if video is not None:
+        clip_options = {"video_model": video.fingerprint, "video_family": video.family.key}
+        info = replace(info, family={**described, "video": video.describe()},
+                       clip_recommended={"steps": video.family.steps, "guidance": video.family.guidance})
     return ResolvedModel(info, source, family, scheduler, loras, lora_files, device, device_reason, dtype,
-                         refiner, tiny_vae, motion, pixel, clip_options)
+                         refiner, tiny_vae, motion, pixel, clip_options, video=video)
 
 
 def resolve_weights(model: str) -> tuple[Source, fam.Family, ModelInfo]:
