@@ -125,6 +125,21 @@ def test_video_model_refusals(tmp_path, videos, tiny_model):
         create_backend(settings(videos["ltx"], backend="tt"))
 
 
+def test_one_step_with_a_terminal_shift_is_refused_not_blank(tmp_path, videos):
+    """LTX-Video's scheduler config stretches its timesteps to shift_terminal; with 1 step diffusers'
+    FlowMatchEulerDiscreteScheduler divides by zero and the clip's frames come out NaN (blank)."""
+    import shutil
+
+    ltx = shutil.copytree(videos["ltx"], tmp_path / "ltx")
+    config = ltx / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "shift_terminal": 0.1}))
+    board = write_storyboard(tmp_path / "b.json", {"defaults": {"width": 64, "height": 64},
+                                                   "frames": [{"prompt": "a", "clip": 9, "steps": 1}]})
+    proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", "--video-model", ltx, "--dry-run")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "frame 0: " in proc.stderr and 'use "steps": 2 or more' in proc.stderr, proc.stderr
+
+
 def test_families_are_read_from_the_model(videos):
     from framereel.backends.video_models import resolve_video_model
 

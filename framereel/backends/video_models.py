@@ -221,6 +221,9 @@ def clip_problem(model: VideoModel, f) -> str | None:
     if last is not None and not fam.last:
         return (f'{fam.label} has no last-frame conditioning; drop "last_frame" or use Wan 2.1 FLF2V, '
                 'Wan 2.2 I2V-A14B or LTX-Video')
+    if f.steps < 2 and _config(model.path / "scheduler" / "scheduler_config.json").get("shift_terminal"):
+        return (f"{fam.label}'s scheduler stretches its steps to shift_terminal, which 1 step turns into NaN "
+                '(blank frames): use "steps": 2 or more')
     if f.negative_prompt and f.guidance <= 1:
         return f"a negative prompt needs guidance above 1 (it is {f.guidance:g}); raise guidance or drop it"
     return None
