@@ -12,6 +12,7 @@ runs the trace with torch on the host and logs what reaches the device.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -416,3 +417,99 @@ def test_doctor_on_this_machine(tmp_path):
     assert "hf_not_a_real_secret_42" not in proc.stdout and "token set" in report["hugging face login"]["detail"]
     assert report["tenstorrent boards"]["detail"] == "none found"
     assert "backend diffusers on cpu" in report["auto picks"]["detail"]
+
+
+# ------------------------------------------------------------------ tt: SDXL data-parallel on a mesh of every chip
+
+T3K = ",".join(["n300 L"] * 4 + ["n300 R"] * 4)
+
+
+@pytest.fixture(scope="module")
+def tiny_sdxl(tmp_path_factory) -> Path:
+    from tiny_families import build_family
+
+    return build_family("sdxl", tmp_path_factory.mktemp("models") / "sdxl")
+
+
+def mesh_calls(log: Path) -> list[list[str]]:
+    """The prompts each ``generate_images`` call of the fake SDXL pipeline drew, chip by chip."""
+    return [line.split("prompts=", 1)[1].split("|") for line in lines(log) if line.startswith("generate_images ")]
+
+
+@pytest.mark.parametrize("layout", ["new", "old"])
+def test_sdxl_on_a_t3k_renders_12_prompts_in_two_mesh_calls_of_8(tmp_path, tiny_sdxl, monkeypatch, layout):
+    home = make_tree(tmp_path, layout)
+    env, log = fake_env(tmp_path, home, T3K)
+    in_process(monkeypatch, env)
+    prompts = [{"prompt": f"shot {i}: a lighthouse at dusk"} for i in range(12)]
+    board = write_storyboard(tmp_path / "b.json", prompts)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sdxl, "--quiet", check=True)
+    assert frame_prompts(tmp_path / "o", 12) == [p["prompt"] for p in prompts]
+    assert mesh_calls(log) == [[p["prompt"] for p in prompts[:8]], [p["prompt"] for p in prompts[8:]] + [""] * 4]
+    (mesh,) = [line.split() for line in lines(log) if line.startswith("open_mesh ")]
+    assert mesh[1] == "1x8" and mesh[3:5] == {"new": ["30000", "34000000"], "old": ["47000", "34000000"]}[layout]
+    assert lines(log)[-1] == "close_mesh 1x8"
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    notes = " ".join(run["notes"])
+    assert run["device"] == "tt:mesh 1x8" and "prompts_per_call: 8" in notes
+    assert {"new": "sdxl_api: current", "old": "sdxl_api: earlier"}[layout] in notes
+    assert len(set(frames_bytes(tmp_path / "o").values())) == 12 and proc.returncode == 0
+
+
+def test_sdxl_frames_carry_their_own_seeds_and_rerender_to_the_same_bytes(tmp_path, tiny_sdxl, monkeypatch):
+    home = make_tree(tmp_path)
+    env, log = fake_env(tmp_path, home, "n300 L,n300 R")
+    in_process(monkeypatch, env)
+    board = write_storyboard(tmp_path / "b.json", [{"prompt": "the same prompt"}] * 3)
+    cli("frames", board, "-o", tmp_path / "a", "--backend", "tt", "--model", tiny_sdxl, "--quiet", check=True)
+    cli("frames", board, "-o", tmp_path / "b", "--backend", "tt", "--model", tiny_sdxl, "--quiet", check=True)
+    a = frames_bytes(tmp_path / "a")
+    assert a == frames_bytes(tmp_path / "b") and len(set(a.values())) == 3  # seeds differ, prompts don't
+
+
+def test_sdxl_with_few_frames_on_a_galaxy_uses_cfg_parallel(tmp_path, tiny_sdxl, monkeypatch):
+    home = make_tree(tmp_path)
+    env, log = fake_env(tmp_path, home, ",".join(["tt-galaxy-wh L"] * 32))
+    in_process(monkeypatch, env)
+    prompts = [{"prompt": f"shot {i}"} for i in range(12)]
+    board = write_storyboard(tmp_path / "b.json", prompts)
+    cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sdxl, "--quiet", check=True)
+    assert frame_prompts(tmp_path / "o", 12) == [p["prompt"] for p in prompts]
+    assert mesh_calls(log) == [[p["prompt"] for p in prompts] + [""] * 4]  # 16 mesh columns, one call
+    assert "fabric=FABRIC_1D" in next(line for line in lines(log) if line.startswith("open_mesh 1x32"))
+    assert "reshape 2x16" in lines(log) and "cfg_parallel=True" in " ".join(lines(log))
+
+
+@pytest.mark.parametrize("model, boards, frame, message", [
+    ("tiny_sdxl", T3K, {"width": 512, "height": 512}, "tt-metal's SDXL pipeline renders 1024x1024 only; got 512x512"),
+    ("tiny_sdxl", T3K, {"init": "previous"}, "can.t render chain frames"),
+    ("stabilityai/stable-diffusion-3.5-large", "n150 L",
+     {}, r"SD 3.5 Large \(TT-DiT\) \(stabilityai/stable-diffusion-3.5-large\) needs 2x4 or 4x8 \(LoudBox/T3K, Galaxy\); "
+         r"attached: 1 chip\(s\) \(1× n150 L\)"),
+    ("black-forest-labs/FLUX.1-schnell", T3K, {}, "FLUX.1 .*TT-DiT path is not built yet"),
+])
+def test_what_a_model_or_mesh_cannot_do_is_refused_before_loading(tmp_path, tiny_sdxl, monkeypatch, model, boards,
+                                                                  frame, message):
+    home = make_tree(tmp_path)
+    env, log = fake_env(tmp_path, home, boards)
+    in_process(monkeypatch, env)
+    board = write_storyboard(tmp_path / "b.json", [{"prompt": "a"}, {"prompt": "b", **frame}])
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt",
+               "--model", tiny_sdxl if model == "tiny_sdxl" else model)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+    assert proc.returncode == 2 and len(errors) == 1 and re.search(message, errors[0]), proc.stderr
+    assert lines(log) == []  # nothing opened
+
+
+def test_an_sdxl_pipeline_of_unknown_shape_is_refused_naming_the_commit(tmp_path, tiny_sdxl, monkeypatch):
+    home = make_tree(tmp_path, commit="8d02aed977a7c81a1b172585e5e972883ddd8879")
+    source = home / "models/experimental/stable_diffusion_xl_base/tt/tt_sdxl_pipeline.py"
+    source.write_text(source.read_text().replace(
+        "def encode_prompts(self, prompts, negative_prompts, prompt_2=None, negative_prompt_2=None):",
+        "def encode_prompts(self, prompts):"))
+    env, log = fake_env(tmp_path, home, T3K)
+    in_process(monkeypatch, env)
+    board = write_storyboard(tmp_path / "b.json", PROMPTS)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sdxl)
+    assert proc.returncode == 2 and "tt-metal commit 8d02aed977a7" in proc.stderr
+    assert "encode_prompts(prompts)" in proc.stderr and lines(log) == []

@@ -44,7 +44,8 @@ from .common import files_fingerprint, native_size, slerp
 from .tt_base import SD_MODEL, TtBase
 from .tt_chips import check_ttnn, explain_open_failure, import_ttnn, reset_device
 from .tt_demo import TtDemoBackend
-from .tt_tree import describe_params, device_numbers, open_params
+from .tt_models import TT_MODELS, check_mesh, tt_model_key
+from .tt_tree import chip_plan, describe_params, device_numbers, open_params
 
 __all__ = ["TtBackend", "TtDemoBackend"]
 
@@ -79,11 +80,35 @@ def check_frames(frames: list[Frame], scheduler: str, size: int, max_steps: int 
 
 
 
+def tt_backend_class(settings: RenderSettings) -> type[TtBase]:
+    """``--backend tt``'s implementation for the model's family: SD 1.4 (:class:`TtBackend`), SDXL
+    (:class:`~.tt_sdxl.TtSdxlBackend`); TT-DiT models are refused in one line, the mesh they need first."""
+    key = tt_model_key(settings.model)
+    if key == "sd1":
+        return TtBackend
+    if key == "sdxl":
+        from .tt_sdxl import TtSdxlBackend
+
+        return TtSdxlBackend
+    model = TT_MODELS[key]
+    check_mesh(model, chip_plan(), settings.model)
+    raise FramereelError(f"{model.label} ({settings.model}): framereel's TT-DiT path is not built yet; "
+                         "render it with --backend diffusers")
+
+
 class TtBackend(TtBase):
-    """SD 1.4 on one Tenstorrent chip, through tt-metal's demo modules and a compiled trace."""
+    """SD 1.4 on one Tenstorrent chip, through tt-metal's demo modules and a compiled trace. Built for
+    another model family, ``TtBackend(settings)`` returns that family's backend (:func:`tt_backend_class`)."""
 
     name = "tt"
     kinds = ("key", "morph")  # img2img chains need the full pipeline
+
+    def __new__(cls, settings: RenderSettings):
+        if cls is TtBackend:
+            target = tt_backend_class(settings)
+            if target is not TtBackend:
+                return target(settings)
+        return super().__new__(cls)
 
     def __init__(self, settings: RenderSettings):
         super().__init__(settings)
