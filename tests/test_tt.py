@@ -513,3 +513,19 @@ def test_an_sdxl_pipeline_of_unknown_shape_is_refused_naming_the_commit(tmp_path
     proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sdxl)
     assert proc.returncode == 2 and "tt-metal commit 8d02aed977a7" in proc.stderr
     assert "encode_prompts(prompts)" in proc.stderr and lines(log) == []
+
+
+# ------------------------------------------------------------------ fixes from reading the real source
+
+
+def test_demo_of_a_non_square_size_names_its_files_height_by_width(tmp_path):
+    """run_demo_inference unpacks ``height, width = image_size`` and saves ``input_data_{i}_{height}x{width}``."""
+    home = make_tree(tmp_path, "new")
+    demo = home / LAYOUTS["new"][1] / "demo" / "demo.py"
+    demo.write_text(demo.read_text().replace("((512, 512),)", "((256, 384),)"))
+    env, _ = fake_env(tmp_path, home)
+    board = write_storyboard(tmp_path / "b.json", PROMPTS[:2])
+    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--quiet", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert frame_prompts(tmp_path / "o", 2) == [p["prompt"] for p in PROMPTS[:2]]
+    assert Image.open(tmp_path / "o" / "frames" / "frame_000.png").size == (384, 256)  # width 384, height 256

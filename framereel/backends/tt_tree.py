@@ -111,6 +111,7 @@ class SdDemo:
 
     @property
     def image_size(self) -> tuple[int, int]:
+        """(height, width), as ``run_demo_inference`` unpacks it (``height, width = image_size``)."""
         size = self.value("image_size")
         return (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) and len(size) == 2 else (512, 512)
 
