@@ -529,3 +529,16 @@ def test_demo_of_a_non_square_size_names_its_files_height_by_width(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert frame_prompts(tmp_path / "o", 2) == [p["prompt"] for p in PROMPTS[:2]]
     assert Image.open(tmp_path / "o" / "frames" / "frame_000.png").size == (384, 256)  # width 384, height 256
+
+
+def test_demo_gets_arch_name_for_a_tree_whose_device_helper_reads_it(tmp_path):
+    home = make_tree(tmp_path, "new")
+    helper = home / "tests" / "scripts" / "common.py"
+    helper.write_text(helper.read_text().replace(
+        "if ttnn.device.is_blackhole() and", 'if "blackhole" in os.getenv("ARCH_NAME") and'))
+    env, log = fake_env(tmp_path, home)
+    env.pop("ARCH_NAME", None)
+    board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
+    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--quiet", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert frame_prompts(tmp_path / "o", 1) == [PROMPTS[0]["prompt"]]

@@ -162,6 +162,9 @@ class TtDemoBackend(TtBase):
     def _throttle_for_env(self, env: dict[str, str]) -> None:
         arch, _ = self._arch()
         self.decisions["arch"] = arch
+        if "ARCH_NAME" not in env:  # some trees' device helpers do `"blackhole" in os.getenv("ARCH_NAME")`
+            env["ARCH_NAME"] = arch
+            self.decisions["ARCH_NAME"] = f"{arch} (set for the demo's pytest run; tt-metal's setup used to export it)"
         if arch == WORMHOLE and "TT_MM_THROTTLE_PERF" not in env:
             env["TT_MM_THROTTLE_PERF"] = THROTTLE  # the demo sets it too; this covers demos from before it did
 
