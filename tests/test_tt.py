@@ -128,15 +128,15 @@ def test_demo_renders_the_users_prompts_in_order_in_both_layouts(tmp_path, layou
     assert "ignores per-frame seeds" in " ".join(run["notes"]) and run["frames"][11]["seed_used"] == 174
 
 
-def test_demo_on_two_n300_boards_runs_one_demo_per_pcie_chip(tmp_path):
-    home = make_tree(tmp_path, "new")
+def test_demo_on_two_n300_boards_of_an_older_tree_runs_one_demo_per_pcie_chip(tmp_path):
+    home = make_tree(tmp_path, "old")  # its root conftest's device fixture refuses a remote chip
     env, log = fake_env(tmp_path, home, "n300 L,n300 L,n300 R,n300 R")
     prompts = [{"prompt": f"shot {i}"} for i in range(11)]
     board = write_storyboard(tmp_path / "b.json", prompts)
     proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--devices", "all", "--quiet",
                    env=env, check=True)
-    assert "2 of 4 chip(s) can be opened alone (2× n300 L, 2× n300 R)" in proc.stderr
-    assert "--devices all uses tt:0, tt:1" in proc.stderr
+    assert "2 of 4 chip(s) usable by single-chip workers (2× n300 L, 2× n300 R)" in proc.stderr
+    assert "root conftest refuses a remote chip" in proc.stderr and "--devices all uses tt:0, tt:1" in proc.stderr
     assert frame_prompts(tmp_path / "o", 11) == [p["prompt"] for p in prompts]
     assert sorted(o[5] for o in opened(log)) == ["visible=0", "visible=1"]  # 10 + 1 prompts, one run per chip
 
@@ -197,12 +197,17 @@ def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path
     log.unlink()
     run_cli(*args, "-o", tmp_path / "a", env=env, check=True)
     assert lines(log) == []
-    # two N300 boards: --devices all runs one process per PCIe chip, each restricted to its chip
+    # two N300 boards: --devices all runs one process per chip, each restricted to its board, the remote
+    # chips opened as device 1 of their board, each worker with a kernel cache of its own
     two_n300 = {**env, "FAKE_TT_BOARDS": "n300 L,n300 L,n300 R,n300 R"}
     run_cli(*args, "-o", tmp_path / "b", "--devices", "all", env=two_n300, check=True)
     assert frames_bytes(tmp_path / "b") == a
-    assert sorted((o[0], o[5]) for o in opened(log)) == [("0", "visible=0"), ("0", "visible=1")]
-    assert lines(log).count("close 0") == 2  # each worker closes its chip
+    assert sorted((o[0], o[1], o[5]) for o in opened(log)) == [
+        ("0", "n300_L", "visible=0"), ("0", "n300_L", "visible=1"), ("1", "n300_R", "visible=0"), ("1", "n300_R", "visible=1")]
+    caches = {line.split()[3] for line in lines(log) if line.startswith("env ")}
+    assert caches == {f"cache={home / 'built' / f'tt{n}'}" for n in range(4)}
+    assert {line.split()[2] for line in lines(log) if line.startswith("env ")} == {"tt_visible=0", "tt_visible=1"}
+    assert lines(log).count("close 0") == 2 and lines(log).count("close 1") == 2  # each worker closes its chip
 
 
 @pytest.mark.parametrize("layout, boards, expected", [
@@ -285,37 +290,50 @@ def test_unsupported_settings_fail_before_the_chip_opens(tmp_path, tiny_model, t
     assert opened(log) == []
 
 
-def test_chips_that_cannot_be_opened_alone_are_refused(tmp_path, tree, monkeypatch):
+@pytest.mark.parametrize("layout", ["new", "old"])
+def test_every_chip_is_used_unless_the_tree_refuses_remote_chips(tmp_path, monkeypatch, layout):
     from framereel import FramereelError
     from framereel.backends import expand_devices
 
-    home, env, log = tree
+    home = make_tree(tmp_path, layout)
+    env, log = fake_env(tmp_path, home)
     monkeypatch.setenv("PATH", env["PATH"])
-    for boards, usable in [("n150 L", ["tt:0"]), ("n300 L,n300 R", ["tt:0"]),
-                           ("n300 L,n300 L,n300 L,n300 L,n300 R,n300 R,n300 R,n300 R", ["tt:0", "tt:1", "tt:2", "tt:3"]),
-                           ("p150a", ["tt:0"]), ("p300c,p300c", ["tt:0", "tt:1"])]:
+    monkeypatch.setenv("TT_METAL_HOME", str(home))
+    t3k = "n300 L,n300 L,n300 L,n300 L,n300 R,n300 R,n300 R,n300 R"
+    expected = {"new": [("n150 L", 1), ("n300 L,n300 R", 2), (t3k, 8), ("p150a", 1), ("p300c,p300c", 2)],
+                "old": [("n150 L", 1), ("n300 L,n300 R", 1), (t3k, 4), ("p150a", 1), ("p300c,p300c", 2)]}[layout]
+    for boards, count in expected:
         monkeypatch.setenv("FAKE_TT_BOARDS", boards)
-        assert list(expand_devices("all")) == usable
+        assert list(expand_devices("all")) == [f"tt:{n}" for n in range(count)]
     monkeypatch.setenv("FAKE_TT_BOARDS", "n300 L,n300 R")
-    with pytest.raises(FramereelError, match=r"tt:1 can't be opened alone: 1 of 2 chip\(s\).*n300 R.*use tt:0"):
+    if layout == "new":
+        assert expand_devices("tt:0,tt:1") == ("tt:0", "tt:1")
+        return
+    with pytest.raises(FramereelError, match=r"tt:1 can't be opened: 1 of 2 chip\(s\).*n300 R.*non-mmio.*use tt:0"):
         expand_devices("tt:0,tt:1")
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
     proc = run_cli("make", board, "-o", tmp_path / "o", "--backend", "tt", "--devices", "tt:1",
                    env={**env, "FAKE_TT_BOARDS": "n300 L,n300 R"})
-    assert proc.returncode == 2 and "tt:1 can't be opened alone" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "tt:1 can't be opened" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_a_remote_chip_is_refused_by_ttnn_and_by_the_demo_fixture(tmp_path, monkeypatch):
-    """The fakes keep tt-metal's refusals, which framereel's checks above keep users from meeting."""
+def test_the_non_mmio_refusal_is_in_the_older_root_conftest_not_in_ttnn(tmp_path, monkeypatch):
+    """As in tt-metal: ttnn opens an N300's remote chip; an older root conftest's ``device`` fixture
+    asserts ``device_id < GetNumPCIeDevices()``, which framereel reads before planning workers."""
     import importlib
+
+    from framereel.backends.tt_tree import remote_chips_open
 
     monkeypatch.setattr(sys, "path", [str(FAKES), *sys.path])
     monkeypatch.setenv("FAKE_TT_BOARDS", "n300 L,n300 R")
     monkeypatch.delenv("TT_METAL_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("FAKE_TTNN_LOG", str(tmp_path / "log"))
+    _forget_later.append(set(sys.modules))
     ttnn = importlib.import_module("ttnn")
-    with pytest.raises(RuntimeError, match="CreateDevice not supported for non-mmio device"):
-        ttnn.open_device(device_id=1)
+    assert ttnn.open_device(device_id=1).id == 1
     assert ttnn.GetNumPCIeDevices() == 1 and ttnn.GetNumAvailableDevices() == 2
+    assert remote_chips_open(make_tree(tmp_path, "new")) and not remote_chips_open(make_tree(tmp_path, "old"))
+    assert "CreateDevice not supported for non-mmio device" in (FAKES / "tt_metal_old" / "conftest.py").read_text()
 
 
 def test_a_tree_from_before_the_trace_is_refused_for_tt_and_named_by_doctor(tmp_path, tree):
@@ -387,8 +405,9 @@ def test_doctor_names_layout_commit_params_and_usable_chips(tmp_path, layout):
     params = report["device params wormhole_b0"]["detail"]
     assert params.startswith({"new": "l1_small_size=20928, trace_region_size=789835776",
                               "old": "l1_small_size=90112, trace_region_size=789835776"}[layout])
-    assert report["usable chips"]["detail"].startswith("tt:0 ")
-    assert "1 of 2 chip(s) can be opened alone" in report["tenstorrent boards"]["detail"]
+    usable = {"new": "tt:0, tt:1 ", "old": "tt:0 "}[layout]  # the older tree's root conftest refuses the R chip
+    assert report["usable chips"]["detail"].startswith(usable)
+    assert {"new": "2 of 2", "old": "1 of 2"}[layout] + " chip(s) usable" in report["tenstorrent boards"]["detail"]
 
 
 def test_doctor_smoke_renders_through_both_backends_and_writes_a_report(tmp_path, tiny_model, tree):
@@ -402,7 +421,7 @@ def test_doctor_smoke_renders_through_both_backends_and_writes_a_report(tmp_path
     assert tt["decisions"]["dispatch"] == "tt-metal's get_updated_device_params (conftest.py)"
     assert "20928" in str(tt["decisions"]["open_device"]) and tt["decisions"]["program_cache"] == "enabled"
     assert tt["seconds"]["total"] > 0 and "frame" in tt["seconds"]
-    assert demo["decisions"]["chip"].startswith("tt:0 (TT_METAL_VISIBLE_DEVICES=0")
+    assert demo["decisions"]["chip"].startswith("tt:0 (TT_VISIBLE_DEVICES=TT_METAL_VISIBLE_DEVICES=0, opened as device 0")
     assert "report: " in proc.stderr and "--backend tt: ok" in proc.stderr
     assert read_prompt(Image.open(demo["frames"][0]).convert("RGB")).startswith("a lighthouse")
     assert [o[2:4] for o in opened(log)] == [["20928", "789835776"]] * 2

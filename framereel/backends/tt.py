@@ -13,8 +13,10 @@ either of its layouts (see :mod:`.tt_tree`):
   taking its ``input_data_{i}_512x512_ttnn.png`` files as frames. It cannot set seeds, steps or
   guidance; ``run.json`` says so.
 
-Several chips: one process per chip that can be opened alone, each restricted to it with
-``TT_METAL_VISIBLE_DEVICES``. tt-metal has no multi-chip SD 1.4 pipeline.
+Several chips: one process per chip (remote chips too, unless the tree's root conftest still refuses
+them), each restricted to its board with ``TT_VISIBLE_DEVICES`` / ``TT_METAL_VISIBLE_DEVICES`` and
+given its own ``TT_METAL_CACHE``, as tt-inference-server's workers are. tt-metal has no multi-chip
+SD 1.4 pipeline; SDXL renders data-parallel on a mesh (:mod:`.tt_sdxl`).
 
 Modules: :mod:`.tt_chips` (the environment and which chips open alone), :mod:`.tt_tree` (the
 checkout's layout and device numbers), :mod:`.tt_base` (what both backends share), this one
@@ -124,7 +126,7 @@ class TtBackend(TtBase):
         self.trace = None
         self._embeds: dict[str, Any] = {}
         self._compiled_for: tuple[int, float] | None = None
-        self._set_env: dict[str, str] = {}  # what opening the chip set in os.environ, not the user's
+        self._set_env: dict[str, str | None] = {}  # what opening the chip changed in os.environ: the values before
         self._numbers()
 
     def _numbers(self, ttnn=None) -> None:
@@ -174,8 +176,8 @@ class TtBackend(TtBase):
         env = self._visible_env() if not already else {}
         if already and self.user_visible is None:
             self.decisions["chip"] = f"tt:{self.chip} (ttnn was already imported here: opened as device {self.chip})"
+        self._set_env = {k: os.environ.get(k) for k in env}  # what was there before, put back on close
         os.environ.update(env)
-        self._set_env = env
         ttnn = self.ttnn = import_ttnn()
         if not self.plan.arch:
             self._numbers(ttnn)
@@ -183,7 +185,7 @@ class TtBackend(TtBase):
         params, how = open_params(self.home, self.numbers.params, self.arch)
         self.decisions["dispatch"] = how
         self.decisions["open_device"] = describe_params(params)
-        device_id = 0 if env else self.chip
+        device_id = self.open_id if env else self.chip
         try:
             self.tt_device = ttnn.open_device(device_id=device_id, **params)
         except Exception as err:  # ttnn raises RuntimeError with C++ messages
@@ -306,8 +308,11 @@ class TtBackend(TtBase):
             self._compiled_for = None
 
     def close(self) -> None:
-        for key in self._set_env:
-            os.environ.pop(key, None)
+        for key, value in self._set_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         if self.tt_device is None:
             return
         try:

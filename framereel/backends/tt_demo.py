@@ -122,7 +122,7 @@ class TtDemoBackend(TtBase):
         env.update(self._visible_env())
         cmd = [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", f"--rootdir={self.home}",
                *(["--timeout=0"] if pytest_timeout_present() else []),
-               *([f"--device-id={self.chip}"] if self.user_visible is not None and self.chip else []), self.demo.test_node]
+               *([f"--device-id={self.open_id}"] if self.open_id else []), self.demo.test_node]
         self._throttle_for_env(env)
         log_path = folder / "demo.log"
         h, w = self.demo.image_size  # the demo unpacks it as height, width

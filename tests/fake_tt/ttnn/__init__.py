@@ -5,8 +5,9 @@ trace_region_size=, dispatch_core_config=)``, ``CreateDevice``, ``GetNumPCIeDevi
 ``DispatchCoreConfig``, trace capture) and these quirks of the real runtime:
 
 * the chips are those of ``FAKE_TT_BOARDS`` (as tt-smi lists them: ``n300 L,n300 R``), narrowed by
-  ``TT_METAL_VISIBLE_DEVICES`` (PCIe ids, renumbered from 0 with their remote chips after them);
-  a remote chip (``… R``) can't be opened alone;
+  ``TT_VISIBLE_DEVICES`` or ``TT_METAL_VISIBLE_DEVICES`` (PCIe ids, renumbered from 0 with their remote
+  chips after them); a remote chip opens (the non-MMIO refusal lives in older root conftests, see
+  ``tt_metal_old/conftest.py``, not in ttnn);
 * trace capture fails, with tt-metal's message, when the captured commands need more than the
   device's ``trace_region_size`` (each UNet step and the VAE decode add a fixed size);
 * ``FAKE_TTNN_BAD_STATE`` makes opening fail the way a chip left in a bad state does.
@@ -55,7 +56,7 @@ def _chips():
     boards = [b.strip() for b in os.environ.get("FAKE_TT_BOARDS", "n150 L").split(",") if b.strip()]
     local = [b for b in boards if not b.endswith(" R")]
     remote = [b for b in boards if b.endswith(" R")]
-    visible = os.environ.get("TT_METAL_VISIBLE_DEVICES")
+    visible = os.environ.get("TT_VISIBLE_DEVICES", os.environ.get("TT_METAL_VISIBLE_DEVICES"))
     if visible is not None:
         keep = [int(v) for v in visible.split(",") if v.strip()]
         if any(k >= len(local) for k in keep):
@@ -109,8 +110,8 @@ def open_device(device_id=0, l1_small_size=DEFAULT_L1_SMALL_SIZE, trace_region_s
     chips = _chips()
     if device_id >= len(chips):
         raise RuntimeError(f"TT_FATAL: Device {device_id} is not available: {len(chips)} devices found")
-    if not chips[device_id][1]:
-        raise RuntimeError(f"TT_FATAL: CreateDevice not supported for non-mmio device {device_id}")
+    _log("env", device_id, f"tt_visible={os.environ.get('TT_VISIBLE_DEVICES')}",
+         f"cache={os.environ.get('TT_METAL_CACHE')}")
     _log("open", device_id, chips[device_id][0].replace(" ", "_"), l1_small_size, trace_region_size,
          dispatch_core_config, f"visible={os.environ.get('TT_METAL_VISIBLE_DEVICES')}",
          f"throttle={os.environ.get('TT_MM_THROTTLE_PERF')}")
