@@ -175,6 +175,31 @@ def _tt_checks() -> list[Check]:
     throttle = os.environ.get("TT_MM_THROTTLE_PERF")
     out.append(Check("TT_MM_THROTTLE_PERF", None, f"{throttle} (yours)" if throttle else
                      "not set: framereel sets 5 on Wormhole for its runs, as tt-metal's SD demo does"))
+    return out + _tt_model_checks(Path(home).expanduser(), plan, demo.commit)
+
+
+def _tt_model_checks(home: Path, plan, commit: str) -> list[Check]:
+    """The mesh the chips make, the tt-metal models this tree holds, which the attached chips can run,
+    and the shape of the tree's SDXL pipeline."""
+    from .backends.tt_models import SDXL_PIPELINE, TT_MODELS, mesh_shape, models_in_tree
+    from .backends.tt_sdxl import api_in_source
+
+    out = []
+    if plan and plan.chips:
+        out.append(Check("tenstorrent mesh", None, f"{mesh_shape(plan)} ({len(plan.chips)} chip(s): {plan.boards})"))
+    held = models_in_tree(home)
+    out.append(Check("tt-metal models", None, ", ".join(m.label for m in held) or "none framereel knows"))
+    for model in TT_MODELS.values():
+        if model not in held:
+            continue
+        runs = bool(plan and model.runs_on(plan))
+        out.append(Check(f"runs here: {model.label}", runs, f"needs {model.needs()}",
+                         "" if runs else f"attached: {plan.boards if plan and plan.chips else 'no chip'}"))
+    if any(m.key == "sdxl" for m in held):
+        api = api_in_source(home / SDXL_PIPELINE)
+        out.append(Check("SDXL pipeline API", api.name is not None, api.describe(),
+                         "" if api.name else f"tt-metal commit {commit}: framereel supports "
+                         "the current and the earlier TtSDXLPipeline shapes (README)"))
     return out
 
 

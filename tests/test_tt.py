@@ -561,3 +561,17 @@ def test_demo_gets_arch_name_for_a_tree_whose_device_helper_reads_it(tmp_path):
     proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--quiet", env=env)
     assert proc.returncode == 0, proc.stderr
     assert frame_prompts(tmp_path / "o", 1) == [PROMPTS[0]["prompt"]]
+
+
+def test_doctor_on_an_n300_names_both_chips_the_mesh_and_what_the_tree_runs_there(tmp_path):
+    home = make_tree(tmp_path, "new")
+    env, _ = fake_env(tmp_path, home, "n300 L,n300 R")
+    report = json.loads(cli("doctor", "--json", env=env, check=True).stdout)
+    assert report["usable chips"]["detail"].startswith("tt:0, tt:1 ")
+    assert report["tenstorrent mesh"]["detail"] == "1x2 (2 chip(s): 1× n300 L, 1× n300 R)"
+    assert report["tt-metal models"]["detail"] == "Stable Diffusion 1.4, SDXL base 1.0"
+    assert report["runs here: SDXL base 1.0"]["ok"] is True
+    assert report["SDXL pipeline API"]["detail"].startswith("current: encode_prompts(prompts, negative_prompts, prompt_2")
+    old = make_tree(tmp_path, "old")
+    report = json.loads(cli("doctor", "--json", env={**env, "TT_METAL_HOME": str(old)}, check=True).stdout)
+    assert report["SDXL pipeline API"]["detail"] == "earlier: encode_prompts(prompts, negative_prompts)"
