@@ -90,6 +90,14 @@ def in_process(monkeypatch, env: dict) -> None:
 _forget_later: list[set] = []
 
 
+@pytest.fixture(scope="module")
+def tiny_sd14(tmp_path_factory) -> Path:
+    """A tiny SD 1.x model of SD 1.4's size: 512×512, 64×64 latents (what tt-metal's SD 1.4 UNet is built for)."""
+    from tiny_model import build_tiny_pipeline
+
+    return build_tiny_pipeline(tmp_path_factory.mktemp("models") / "sd14", sample_size=64, vae_blocks=(8, 16, 16, 16))
+
+
 @pytest.fixture(autouse=True)
 def _forget_tree_modules():
     yield
@@ -174,10 +182,10 @@ def test_demo_that_renders_other_prompts_keeps_nothing(tmp_path):
 # ------------------------------------------------------------------ tt: in-process trace with the tree's numbers
 
 
-def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path, tiny_model, tree):
+def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path, tiny_sd14, tree):
     home, env, log = tree
     board = write_storyboard(tmp_path / "b.json", PROMPTS + [{"prompt": "a lighthouse, shot 0", "morph": 1}, {"prompt": "end"}])
-    args = ["frames", board, "--backend", "tt", "--model", tiny_model, "--scheduler", "pndm", "--steps", "4", "--quiet"]
+    args = ["frames", board, "--backend", "tt", "--model", tiny_sd14, "--scheduler", "pndm", "--steps", "4", "--quiet"]
     run_cli(*args, "-o", tmp_path / "a", env=env, check=True)
     calls = lines(log)
     device, board_type, l1, trace, dispatch, visible, throttle = opened(log)[0]
@@ -214,11 +222,11 @@ def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path
     ("old", "n150 L", ["90112", "789835776", "DispatchCoreConfig(type=WORKER,axis=ROW)", "throttle=5"]),
     ("new", "p150a", ["21760", "920000000", "DispatchCoreConfig(type=WORKER,axis=default)", "throttle=None"]),
 ])
-def test_the_chip_opens_with_the_trees_numbers_for_its_architecture(tmp_path, tiny_model, layout, boards, expected):
+def test_the_chip_opens_with_the_trees_numbers_for_its_architecture(tmp_path, tiny_sd14, layout, boards, expected):
     home = make_tree(tmp_path, layout)
     env, log = fake_env(tmp_path, home, boards)
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
-    run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_model, "--scheduler", "pndm",
+    run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sd14, "--scheduler", "pndm",
             "--steps", "4", "--quiet", env=env, check=True)
     (device, _, l1, trace, dispatch, _, throttle), = opened(log)
     assert [l1, trace, dispatch, throttle] == expected
@@ -257,13 +265,13 @@ def test_dispatch_config_comes_from_the_trees_helper_even_one_that_reads_arch_na
     assert "ARCH_NAME" not in os.environ
 
 
-def test_trace_that_does_not_fit_the_trace_region_fails_in_one_line(tmp_path, tiny_model):
+def test_trace_that_does_not_fit_the_trace_region_fails_in_one_line(tmp_path, tiny_sd14):
     home = make_tree(tmp_path, "new")
     common = home / LAYOUTS["new"][1] / "common.py"
     common.write_text(common.read_text().replace("else 789835776", "else 100000000"))
     env, log = fake_env(tmp_path, home)
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_model,
+    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sd14,
                    "--scheduler", "pndm", "--steps", "10", env=env)
     assert proc.returncode != 0 and "trace region" in proc.stderr and "trace_region_size=100000000" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -274,17 +282,17 @@ def test_trace_that_does_not_fit_the_trace_region_fails_in_one_line(tmp_path, ti
     ({"steps": 4}, "dpm++", "PNDM scheduler only; pass --scheduler pndm"),
     ({"steps": 3}, "pndm", "takes 4 to 50 steps"),
     ({"steps": 51}, "pndm", "takes 4 to 50 steps"),
-    ({"steps": 4, "width": 128}, "pndm", "renders 64x64 only"),
+    ({"steps": 4, "width": 128}, "pndm", "renders 512x512 only"),
     ({"steps": 4, "init": "previous"}, "pndm", "can't render chain frames"),
 ])
-def test_unsupported_settings_fail_before_the_chip_opens(tmp_path, tiny_model, tree, monkeypatch, overrides,
+def test_unsupported_settings_fail_before_the_chip_opens(tmp_path, tiny_sd14, tree, monkeypatch, overrides,
                                                          scheduler, message):
     from framereel import FramereelError, RenderSettings, load_storyboard, render
 
     home, env, log = tree
     in_process(monkeypatch, env)
     board = write_storyboard(tmp_path / "b.json", PROMPTS)
-    settings = RenderSettings(model=str(tiny_model), backend="tt", scheduler=scheduler)
+    settings = RenderSettings(model=str(tiny_sd14), backend="tt", scheduler=scheduler)
     with pytest.raises(FramereelError, match=message):
         render(load_storyboard(board, overrides=overrides), tmp_path / "o", settings)
     assert opened(log) == []
@@ -347,10 +355,10 @@ def test_a_tree_from_before_the_trace_is_refused_for_tt_and_named_by_doctor(tmp_
     assert report["--backend tt"]["ok"] is False and report["--backend tt-demo"]["ok"] is True
 
 
-def test_device_in_bad_state_says_reset_and_reset_device_runs_tt_smi(tmp_path, tiny_model, tree):
+def test_device_in_bad_state_says_reset_and_reset_device_runs_tt_smi(tmp_path, tiny_sd14, tree):
     home, env, log = tree
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
-    args = ["frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_model, "--scheduler", "pndm",
+    args = ["frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sd14, "--scheduler", "pndm",
             "--steps", "4"]
     proc = run_cli(*args, env={**env, "FAKE_TTNN_BAD_STATE": "1"})
     assert proc.returncode == 2 and "tt-smi -r" in proc.stderr and "--reset-device" in proc.stderr
@@ -375,7 +383,7 @@ def test_environment_problems_are_one_line(tmp_path, tree):
     assert "Traceback" not in proc.stderr
 
 
-def test_device_is_closed_on_ctrl_c(tmp_path, tiny_model, tree, monkeypatch):
+def test_device_is_closed_on_ctrl_c(tmp_path, tiny_sd14, tree, monkeypatch):
     home, env, log = tree
     in_process(monkeypatch, env)
     from framereel import RenderSettings, load_storyboard, render
@@ -386,7 +394,7 @@ def test_device_is_closed_on_ctrl_c(tmp_path, tiny_model, tree, monkeypatch):
         if event.name == "frame_done":
             raise KeyboardInterrupt
 
-    settings = RenderSettings(model=str(tiny_model), backend="tt", scheduler="pndm")
+    settings = RenderSettings(model=str(tiny_sd14), backend="tt", scheduler="pndm")
     with pytest.raises(KeyboardInterrupt):
         render(load_storyboard(board, overrides={"steps": 4}), tmp_path / "o", settings, on_event=interrupt)
     assert lines(log)[-1] == "close 0"
@@ -410,10 +418,10 @@ def test_doctor_names_layout_commit_params_and_usable_chips(tmp_path, layout):
     assert {"new": "2 of 2", "old": "1 of 2"}[layout] + " chip(s) usable" in report["tenstorrent boards"]["detail"]
 
 
-def test_doctor_smoke_renders_through_both_backends_and_writes_a_report(tmp_path, tiny_model, tree):
+def test_doctor_smoke_renders_through_both_backends_and_writes_a_report(tmp_path, tiny_sd14, tree):
     home, env, log = tree
     out = tmp_path / "doc"
-    proc = run_cli("doctor", "-o", out, "--smoke", "--smoke-demo", "--model", tiny_model, env=env)
+    proc = run_cli("doctor", "-o", out, "--smoke", "--smoke-demo", "--model", tiny_sd14, env=env)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "tt-smoke-report.json").read_text())
     tt, demo = report["tt"], report["tt-demo"]
@@ -575,3 +583,21 @@ def test_doctor_on_an_n300_names_both_chips_the_mesh_and_what_the_tree_runs_ther
     old = make_tree(tmp_path, "old")
     report = json.loads(cli("doctor", "--json", env={**env, "TT_METAL_HOME": str(old)}, check=True).stdout)
     assert report["SDXL pipeline API"]["detail"] == "earlier: encode_prompts(prompts, negative_prompts)"
+
+
+@pytest.mark.parametrize("family", ["tiny sd1 at 64x64", "sd2-v", "sd-turbo"])
+def test_tt_refuses_a_model_its_sd14_pipeline_is_not_built_for_before_the_chip_opens(tmp_path, tiny_model, tree,
+                                                                                    family):
+    if family.startswith("tiny"):
+        model, message = tiny_model, "built for 512x512 models (its UNet at 64x64 latents); this one is 64x64"
+    else:
+        from tiny_families import build_family
+
+        model = build_family(family, tmp_path / family)
+        message = "tt-metal has no SD 2.x" if family == "sd2-v" else "tt-metal has no SD-Turbo pipeline"
+    home, env, log = tree
+    board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
+    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", model, "--scheduler", "pndm",
+                   env=env)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert lines(log) == []

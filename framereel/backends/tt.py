@@ -143,6 +143,15 @@ class TtBackend(TtBase):
         return ModelInfo(str(folder or SD_MODEL), fingerprint, size, size,
                          {"steps": self.demo.steps or 50, "guidance": self.demo.body.get("guidance", 7.5)})
 
+    def _check_model_size(self) -> None:
+        """The tree's SD 1.4 UNet is built for 64×64 latents (512×512, its demo's image_size): refuse another size."""
+        size = self.describe().native_width
+        h, w = self.demo.image_size
+        if (size, size) != (w, h):
+            raise FramereelError(
+                f"{self.settings.model}: tt-metal's SD 1.4 pipeline is built for {w}x{h} models (its UNet at "
+                f"{w // 8}x{h // 8} latents); this one is {size}x{size}; use --backend diffusers")
+
     def _local_model(self) -> Path | None:
         """A local diffusers folder given with --model, else None (SD 1.4 from the Hub, as the demo)."""
         path = Path(self.settings.model).expanduser()
@@ -151,6 +160,7 @@ class TtBackend(TtBase):
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
         """Refuse what the compiled trace can't do before the chip is opened."""
         super().prepare(frames, out_dir)
+        self._check_model_size()
         check_frames(frames, self.settings.scheduler, self.describe().native_width, self.demo.steps)
         self._check_chip()
         self._throttle(self.arch)  # before worker processes start: they inherit it
