@@ -601,3 +601,47 @@ def test_tt_refuses_a_model_its_sd14_pipeline_is_not_built_for_before_the_chip_o
                    env=env)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert lines(log) == []
+
+
+# ------------------------------------------------------------------ tt: Wan 2.2 clips through TT-DiT
+
+WAN = "Wan-AI/Wan2.2-T2V-A14B-Diffusers"
+
+
+@pytest.mark.parametrize("boards, mesh, fabric, config", [
+    (T3K, "2x4", "FABRIC_1D", "links=1 topology=Linear fsdp=True dynamic_load=True"),
+    (",".join(["tt-galaxy-wh L"] * 32), "4x8", "FABRIC_1D_RING", "links=4 topology=Ring fsdp=True dynamic_load=False"),
+])
+def test_wan_clips_render_through_tt_dit_on_a_loudbox_and_a_galaxy(tmp_path, monkeypatch, boards, mesh, fabric, config):
+    home = make_tree(tmp_path)
+    env, log = fake_env(tmp_path, home, boards)
+    in_process(monkeypatch, env)
+    board = write_storyboard(tmp_path / "b.json", [{"prompt": "a lighthouse in a storm", "clip": 5},
+                                                   {"prompt": "the sea at night", "clip": 9}])
+    cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", WAN, "--steps", "4", "--quiet", check=True)
+    assert frame_prompts(tmp_path / "o", 14) == ["a lighthouse in a storm"] * 5 + ["the sea at night"] * 9
+    (opened_mesh,) = [line for line in lines(log) if line.startswith("open_mesh ")]
+    assert opened_mesh.split()[1] == mesh and f"fabric={fabric}" in opened_mesh
+    assert [line.split(" ", 2)[2] for line in lines(log) if line.startswith("wan_pipeline ")] == [
+        f"checkpoint={WAN} {config}"]
+    assert [line.split()[1] for line in lines(log) if line.startswith("wan_call ")] == ["frames=5", "frames=9"]
+    assert lines(log)[-1] == f"close_mesh {mesh}"
+
+
+@pytest.mark.parametrize("boards, entries, message", [
+    ("n300 L,n300 R", [{"prompt": "a", "clip": 5}],
+     r"Wan 2.2 T2V \(TT-DiT\) \(Wan-AI/Wan2.2-T2V-A14B-Diffusers\) needs a 2x4 or 4x8 mesh on wormhole_b0; "
+     r"attached: 2 chip\(s\) \(1× n300 L, 1× n300 R\)"),
+    (T3K, [{"prompt": "a", "clip": 8}], r"renders 4k\+1 frames .* got 8, use 9"),
+    (T3K, [{"prompt": "a still"}, {"prompt": "a", "clip": 5}], r"frame 0: the tt backend can't render key frames"),
+])
+def test_what_wan_on_tenstorrent_cannot_do_is_refused_before_the_mesh_opens(tmp_path, monkeypatch, boards, entries,
+                                                                             message):
+    home = make_tree(tmp_path)
+    env, log = fake_env(tmp_path, home, boards)
+    in_process(monkeypatch, env)
+    board = write_storyboard(tmp_path / "b.json", entries)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", WAN)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+    assert proc.returncode == 2 and len(errors) == 1 and re.search(message, errors[0]), proc.stderr
+    assert lines(log) == []

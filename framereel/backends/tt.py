@@ -92,6 +92,10 @@ def tt_backend_class(settings: RenderSettings) -> type[TtBase]:
         from .tt_sdxl import TtSdxlBackend
 
         return TtSdxlBackend
+    if key == "wan":
+        from .tt_wan import TtWanBackend
+
+        return TtWanBackend
     model = TT_MODELS[key]
     check_mesh(model, chip_plan(), settings.model)
     raise FramereelError(f"{model.label} ({settings.model}): framereel's TT-DiT path is not built yet; "

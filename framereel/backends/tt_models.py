@@ -5,7 +5,8 @@ checkout holds; read without opening a chip (``--backend tt`` picks from here, `
 * SDXL base 1.0: ``models/experimental/stable_diffusion_xl_base`` (``TtSDXLPipeline``), data-parallel on
   a mesh of every chip: one prompt per chip per call (half as many with cfg-parallel).
 * SD 3.5 Large, FLUX.1 and Wan 2.2 (T2V / I2V): TT-DiT (``models/experimental/tt_dit/pipelines``), on
-  2×4 (LoudBox / T3K) and 4×8 (Galaxy) meshes.
+  2×4 (LoudBox / T3K) and 4×8 (Galaxy) meshes (Wan 2.2 also 1×4 and 1×8 on Blackhole). Wan 2.2 T2V
+  renders ``"clip"`` entries (:mod:`.tt_wan`); the others are refused for now.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ TT_MODELS: dict[str, TtModel] = {m.key: m for m in (
     TtModel("sdxl", "SDXL base 1.0", (SDXL_PIPELINE,), None, 1024, True),
     TtModel("sd3.5", "SD 3.5 Large (TT-DiT)", (f"{TT_DIT}/stable_diffusion_35_large",), DIT_MESHES, 1024, False),
     TtModel("flux", "FLUX.1 (TT-DiT)", (f"{TT_DIT}/flux1",), DIT_MESHES, 1024, False),
-    TtModel("wan", "Wan 2.2 T2V (TT-DiT)", (f"{TT_DIT}/wan",), DIT_MESHES, 0, False),
-    TtModel("wan-i2v", "Wan 2.2 I2V (TT-DiT)", (f"{TT_DIT}/wan_i2v",), DIT_MESHES, 0, False),
+    TtModel("wan", "Wan 2.2 T2V (TT-DiT)", (f"{TT_DIT}/wan/pipeline_wan.py",), DIT_MESHES, 0, False),
+    TtModel("wan-i2v", "Wan 2.2 I2V (TT-DiT)", (f"{TT_DIT}/wan/pipeline_wan_i2v.py",), DIT_MESHES, 0, False),
 )}
 FAMILY_TO_TT = {"sd1": "sd1", "sdxl": "sdxl", "sd3.5": "sd3.5", "flux-dev": "flux", "flux-schnell": "flux"}
 
@@ -60,6 +61,8 @@ def tt_model_key(model: str) -> str:
     its name (anything else stays SD 1.4, the demo's own weights, as before). Refuses a family tt-metal
     has no implementation of, in one line."""
     folder = Path(model).expanduser()
+    if "wan2.2" in model.lower():  # diffusers' WanPipeline folders are no family framereel's diffusers path knows
+        return "wan"
     if folder.is_dir():
         from .families import detect_folder
 

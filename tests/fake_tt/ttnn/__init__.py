@@ -25,6 +25,7 @@ from .mesh import (  # noqa: F401
     ReplicateTensorToMesh,
     ShardTensor2dMesh,
     ShardTensorToMesh,
+    Topology,
     close_mesh_device,
     get_num_devices,
     get_pcie_device_ids,

@@ -24,6 +24,11 @@ class FabricConfig(enum.Enum):
 _fabric = FabricConfig.DISABLED
 
 
+class Topology(enum.Enum):
+    Linear = "Linear"
+    Ring = "Ring"
+
+
 def set_fabric_config(config, *args):
     global _fabric
     _fabric = config
