@@ -577,8 +577,10 @@ def test_doctor_on_an_n300_names_both_chips_the_mesh_and_what_the_tree_runs_ther
     report = json.loads(cli("doctor", "--json", env=env, check=True).stdout)
     assert report["usable chips"]["detail"].startswith("tt:0, tt:1 ")
     assert report["tenstorrent mesh"]["detail"] == "1x2 (2 chip(s): 1× n300 L, 1× n300 R)"
-    assert report["tt-metal models"]["detail"] == "Stable Diffusion 1.4, SDXL base 1.0"
+    assert report["tt-metal models"]["detail"] == "Stable Diffusion 1.4, SDXL base 1.0, Wan 2.2 T2V (TT-DiT)"
     assert report["runs here: SDXL base 1.0"]["ok"] is True
+    assert report["runs here: Wan 2.2 T2V (TT-DiT)"]["ok"] is False  # it needs 2x4 or 4x8
+    assert report["runs here: Wan 2.2 T2V (TT-DiT)"]["detail"].startswith("needs 2x4 or 4x8")
     assert report["SDXL pipeline API"]["detail"].startswith("current: encode_prompts(prompts, negative_prompts, prompt_2")
     old = make_tree(tmp_path, "old")
     report = json.loads(cli("doctor", "--json", env={**env, "TT_METAL_HOME": str(old)}, check=True).stdout)
