@@ -509,7 +509,7 @@ def test_sdxl_with_few_frames_on_a_galaxy_uses_cfg_parallel(tmp_path, tiny_sdxl,
     ("tiny_sdxl", T3K, {"width": 512, "height": 512}, "tt-metal's SDXL pipeline renders 1024x1024 only; got 512x512"),
     ("tiny_sdxl", T3K, {"init": "previous"}, "can.t render chain frames"),
     ("stabilityai/stable-diffusion-3.5-large", "n150 L",
-     {}, r"SD 3.5 Large \(TT-DiT\) \(stabilityai/stable-diffusion-3.5-large\) needs 2x4 or 4x8 \(LoudBox/T3K, Galaxy\); "
+     {}, r"SD 3.5 Large \(TT-DiT\) \(stabilityai/stable-diffusion-3.5-large\) needs a 2x4 or 4x8 mesh on wormhole_b0; "
          r"attached: 1 chip\(s\) \(1× n150 L\)"),
     ("black-forest-labs/FLUX.1-schnell", T3K, {}, "FLUX.1 .*TT-DiT path is not built yet"),
 ])
@@ -575,7 +575,8 @@ def test_doctor_on_an_n300_names_both_chips_the_mesh_and_what_the_tree_runs_ther
     report = json.loads(cli("doctor", "--json", env=env, check=True).stdout)
     assert report["usable chips"]["detail"].startswith("tt:0, tt:1 ")
     assert report["tenstorrent mesh"]["detail"] == "1x2 (2 chip(s): 1× n300 L, 1× n300 R)"
-    assert report["tt-metal models"]["detail"] == "Stable Diffusion 1.4, SDXL base 1.0, Wan 2.2 T2V (TT-DiT)"
+    assert report["tt-metal models"]["detail"] == ("Stable Diffusion 1.4, SDXL base 1.0, SD 3.5 Large (TT-DiT), "
+                                                   "Wan 2.2 T2V (TT-DiT)")
     assert report["runs here: SDXL base 1.0"]["ok"] is True
     assert report["runs here: Wan 2.2 T2V (TT-DiT)"]["ok"] is False  # it needs 2x4 or 4x8
     assert report["runs here: Wan 2.2 T2V (TT-DiT)"]["detail"].startswith("needs 2x4 or 4x8")
@@ -645,3 +646,24 @@ def test_what_wan_on_tenstorrent_cannot_do_is_refused_before_the_mesh_opens(tmp_
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
     assert proc.returncode == 2 and len(errors) == 1 and re.search(message, errors[0]), proc.stderr
     assert lines(log) == []
+
+
+def test_sd35_stills_render_through_tt_dit_on_a_loudbox_each_with_its_seed(tmp_path, monkeypatch):
+    home = make_tree(tmp_path)
+    env, log = fake_env(tmp_path, home, T3K)
+    in_process(monkeypatch, env)
+    board = write_storyboard(tmp_path / "b.json", [{"prompt": f"shot {i}"} for i in range(3)])
+    cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", "stabilityai/stable-diffusion-3.5-large",
+        "--steps", "4", "--quiet", check=True)
+    assert frame_prompts(tmp_path / "o", 3) == ["shot 0", "shot 1", "shot 2"]
+    assert [line.split()[1:3] for line in lines(log) if line.startswith(("open_mesh", "sd35_pipeline"))] == [
+        ["2x4", T3K.replace(" ", "_")], ["2x4", "links=1"]]
+    seeds = [line.split()[2] for line in lines(log) if line.startswith("sd35_call ")]
+    assert seeds == [f"seed={Image.open(tmp_path / 'o' / 'frames' / f'frame_{i:03d}.png').info['seed']}" for i in range(3)]
+    assert len(set(seeds)) == 3
+    sd35 = tmp_path / "weights" / "my-sd35"  # an SD 3.5 folder at a path the tree's assert rejects
+    (sd35 / "transformer").mkdir(parents=True)
+    (sd35 / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusion3Pipeline"}))
+    (sd35 / "transformer" / "config.json").write_text(json.dumps({"qk_norm": "rms_norm"}))
+    proc = cli("frames", board, "-o", tmp_path / "p", "--backend", "tt", "--model", sd35, env=None)
+    assert proc.returncode == 2 and "asserts that the checkpoint path contains" in proc.stderr

@@ -96,6 +96,10 @@ def tt_backend_class(settings: RenderSettings) -> type[TtBase]:
         from .tt_wan import TtWanBackend
 
         return TtWanBackend
+    if key == "sd3.5":
+        from .tt_sd35 import TtSd35Backend
+
+        return TtSd35Backend
     model = TT_MODELS[key]
     check_mesh(model, chip_plan(), settings.model)
     raise FramereelError(f"{model.label} ({settings.model}): framereel's TT-DiT path is not built yet; "

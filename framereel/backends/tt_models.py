@@ -5,8 +5,8 @@ checkout holds; read without opening a chip (``--backend tt`` picks from here, `
 * SDXL base 1.0: ``models/experimental/stable_diffusion_xl_base`` (``TtSDXLPipeline``), data-parallel on
   a mesh of every chip: one prompt per chip per call (half as many with cfg-parallel).
 * SD 3.5 Large, FLUX.1 and Wan 2.2 (T2V / I2V): TT-DiT (``models/experimental/tt_dit/pipelines``), on
-  2×4 (LoudBox / T3K) and 4×8 (Galaxy) meshes (Wan 2.2 also 1×4 and 1×8 on Blackhole). Wan 2.2 T2V
-  renders ``"clip"`` entries (:mod:`.tt_wan`); the others are refused for now.
+  2×4 (LoudBox / T3K) and 4×8 (Galaxy) meshes (Wan 2.2 also 1×4 and 1×8 on Blackhole). SD 3.5 Large
+  renders stills (:mod:`.tt_sd35`), Wan 2.2 T2V ``"clip"`` entries (:mod:`.tt_wan`); FLUX.1 is refused.
 """
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ from ..settings import RenderSettings
 from ..storyboard import Frame
 from .base import ModelInfo
 from .common import files_fingerprint
-from .tt_base import TtBase
-from .tt_chips import THROTTLE, check_ttnn, explain_open_failure, import_ttnn
+from .tt_chips import THROTTLE
+from .tt_dit import TtDitBackend
 from .tt_models import TT_DIT
-from .tt_tree import BLACKHOLE, WORMHOLE, describe_params, open_params
+from .tt_tree import BLACKHOLE, WORMHOLE
 
 WAN_PIPELINE = f"{TT_DIT}/wan/pipeline_wan.py"
 WAN_MODEL = "Wan-AI/Wan2.2-T2V-A14B-Diffusers"
@@ -40,10 +40,6 @@ WAN_MESHES = {
 }
 WAN_SIZES = ((832, 480), (1280, 720))  # test_pipeline_wan's resolutions
 TEMPORAL = 4  # the Wan VAE's temporal factor: a clip of 4k + 1 frames
-
-
-def wan_mesh(arch: str, chips: int) -> tuple[int, int] | None:
-    return next((shape for shape in WAN_MESHES[arch] if shape[0] * shape[1] == chips), None)
 
 
 def check_wan_frames(frames: list[Frame]) -> None:
@@ -64,42 +60,26 @@ def check_wan_frames(frames: list[Frame]) -> None:
                                  "init_video; drop \"travel\"/\"clip_group\"/\"init_video\" or use --backend diffusers")
 
 
-class TtWanBackend(TtBase):
+class TtWanBackend(TtDitBackend):
     """Wan 2.2 T2V clips on a Tenstorrent mesh through tt-metal's TT-DiT ``WanPipeline``."""
 
-    name = "tt"
     kinds = ("clip",)
     default_scheduler = "flow-euler"
+    label = "Wan 2.2 T2V (TT-DiT)"
+    source = WAN_PIPELINE
+    meshes = WAN_MESHES
 
     def __init__(self, settings: RenderSettings):
         super().__init__(settings)
-        source = self.home / WAN_PIPELINE
-        if not source.is_file() or "def create_pipeline(" not in source.read_text(errors="replace"):
-            raise FramereelError(f"this tt-metal tree (commit {self.demo.commit}) has no TT-DiT WanPipeline with "
+        if "def create_pipeline(" not in (self.home / WAN_PIPELINE).read_text(errors="replace"):
+            raise FramereelError(f"this tt-metal tree (commit {self.demo.commit}) has a WanPipeline without "
                                  f"create_pipeline ({WAN_PIPELINE}); update tt-metal")
-        check_ttnn()
-        arch, _ = self._arch()
-        self.arch, self.chips = arch, len(self.plan.chips)
-        self.shape = wan_mesh(arch, self.chips)
-        if self.shape is None:
-            needs = " or ".join(f"{r}x{c}" for r, c in WAN_MESHES[arch])
-            raise FramereelError(f"Wan 2.2 T2V (TT-DiT) ({settings.model}) needs a {needs} mesh on {arch}; attached: "
-                                 f"{self.chips} chip(s) ({self.plan.boards or 'none'})")
-        self.device = f"tt:mesh {self.shape[0]}x{self.shape[1]}"
-        self.device_reason = "Tenstorrent mesh of every chip (TT-DiT)"
-        self.mesh = self.pipeline = self.ttnn = None
-        self.decisions.update(model="Wan 2.2 T2V through tt-metal's TT-DiT WanPipeline.create_pipeline",
-                              mesh=f"{self.device[8:]} ({self.plan.boards})")
 
     def describe(self) -> ModelInfo:
         folder = self._local_model()
         fingerprint = f"tt-metal:{self.demo.commit}" + (f"+{files_fingerprint(folder)}" if folder else "")
         return ModelInfo(str(folder or WAN_MODEL), fingerprint, *WAN_SIZES[0], {"steps": 40, "guidance": 3.0},
                          scheduler="flow-euler")
-
-    def _local_model(self) -> Path | None:
-        path = Path(self.settings.model).expanduser()
-        return path if path.is_dir() else None
 
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
         super().prepare(frames, out_dir)
@@ -110,21 +90,10 @@ class TtWanBackend(TtBase):
         self.decisions["TT_DIT_CACHE_DIR"] = os.environ.get("TT_DIT_CACHE_DIR", "unset: TT-DiT's default weight cache")
         return []
 
-    def count_tokens(self, text: str) -> int:
-        return 0
-
     def load(self) -> None:
         if self.pipeline is not None:
             return
-        ttnn = self.ttnn = import_ttnn()
-        fabric = getattr(ttnn.FabricConfig, WAN_MESHES[self.arch][self.shape])
-        params, how = open_params(self.home, {}, self.arch)
-        self.decisions.update(open_mesh=describe_params(params), dispatch=how, fabric=fabric.name)
-        ttnn.set_fabric_config(fabric)
-        try:
-            self.mesh = ttnn.open_mesh_device(mesh_shape=ttnn.MeshShape(*self.shape), **params)
-        except Exception as err:  # ttnn raises RuntimeError with C++ messages
-            raise explain_open_failure(err) from err
+        self._open_mesh()
         module = importlib.import_module(WAN_PIPELINE[:-3].replace("/", "."))
         self.pipeline = module.WanPipeline.create_pipeline(mesh_device=self.mesh,
                                                            checkpoint_name=str(self._local_model() or WAN_MODEL))
@@ -149,11 +118,3 @@ class TtWanBackend(TtBase):
         if on_step is not None:
             on_step(first.steps, first.steps)
         return [(Image.fromarray((v * 255).round().clip(0, 255).astype("uint8")), {}) for v in video]
-
-    def close(self) -> None:
-        if self.mesh is None:
-            return
-        self.pipeline = None
-        self.ttnn.close_mesh_device(self.mesh)
-        self.ttnn.set_fabric_config(self.ttnn.FabricConfig.DISABLED)
-        self.mesh = None
