@@ -1,5 +1,9 @@
 """Tenstorrent backends: Stable Diffusion 1.4 on N150 / N300 / T3K (Wormhole) and P100 / P150 / P300c (Blackhole).
 
+``--backend tt`` picks tt-metal's implementation from the model's family (:func:`tt_backend_class`):
+SD 1.4 here, SDXL on a mesh (:mod:`.tt_sdxl`), SD 3.5 Large stills and Wan 2.2 clips through TT-DiT
+(:mod:`.tt_sd35`, :mod:`.tt_wan`); what it can't run is refused before anything loads.
+
 Two ways in, both through tt-metal's SD 1.4 demo code from a checkout at ``TT_METAL_HOME``, in
 either of its layouts (see :mod:`.tt_tree`):
 
