@@ -316,9 +316,21 @@ def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str
 SMOKE_REPORT = "tt-smoke-report.json"
 
 
+def _smoke_frame(kind: str, model: str) -> tuple[dict[str, Any], str]:
+    """What the smoke test renders for the model's tt-metal implementation: one still (SD 1.4 with the
+    demo's PNDM, others with their pipeline's own scheduler), or one 5-frame clip for Wan 2.2."""
+    from .backends.tt_models import tt_model_key
+
+    key = tt_model_key(model) if kind == "tt" else "sd1"
+    entry: dict[str, Any] = {"prompt": "a lighthouse on a cliff at dusk, oil painting"}
+    if key == "wan":
+        entry["clip"] = 5
+    return entry, "pndm" if key == "sd1" else "auto"
+
+
 def _smoke_one(kind: str, out: Path, model: str | None) -> dict[str, Any]:
-    """Render one 4-step frame at the model's size through ``--backend tt`` (kind "tt"), or one
-    demo run through ``--backend tt-demo``; returns timings, decisions and any error."""
+    """Render one 4-step frame (a clip for Wan 2.2) at the model's size through ``--backend tt`` (kind
+    "tt"), or one demo run through ``--backend tt-demo``; returns timings, decisions and any error."""
     import json
     import time
 
@@ -331,13 +343,14 @@ def _smoke_one(kind: str, out: Path, model: str | None) -> dict[str, Any]:
     folder = out / f"smoke-{kind}"
     folder.mkdir(parents=True, exist_ok=True)
     board = folder / "storyboard.json"
-    board.write_text(json.dumps([{"prompt": "a lighthouse on a cliff at dusk, oil painting"}]))
-    settings = RenderSettings(model=model or DEFAULT_MODEL, backend=kind, scheduler="pndm")
     report: dict[str, Any] = {"backend": kind, "ok": False}
     events: list[Any] = []
     t0 = time.perf_counter()
     backend = None
     try:
+        entry, scheduler = _smoke_frame(kind, model or DEFAULT_MODEL)
+        board.write_text(json.dumps([entry]))
+        settings = RenderSettings(model=model or DEFAULT_MODEL, backend=kind, scheduler=scheduler)
         backend = create_backend(settings)
         report["decisions"] = backend.decisions
         storyboard = load_storyboard(board, overrides={"steps": 4} if kind == "tt" else {})

@@ -667,3 +667,15 @@ def test_sd35_stills_render_through_tt_dit_on_a_loudbox_each_with_its_seed(tmp_p
     (sd35 / "transformer" / "config.json").write_text(json.dumps({"qk_norm": "rms_norm"}))
     proc = cli("frames", board, "-o", tmp_path / "p", "--backend", "tt", "--model", sd35, env=None)
     assert proc.returncode == 2 and "asserts that the checkpoint path contains" in proc.stderr
+
+
+def test_doctor_smoke_renders_sdxl_on_the_mesh_with_its_own_scheduler(tmp_path, tiny_sdxl):
+    home = make_tree(tmp_path)
+    env, log = fake_env(tmp_path, home, T3K)
+    proc = run_cli("doctor", "-o", tmp_path / "doc", "--smoke", "--model", tiny_sdxl, env=env)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "doc" / "tt-smoke-report.json").read_text())["tt"]
+    assert report["ok"] and len(report["frames"]) == 1, report
+    # one frame doesn't fill a prompt per chip: cfg-parallel, a 2x4 mesh of 4 prompts per call
+    assert report["decisions"]["mesh"].startswith("2x4") and report["decisions"]["sdxl_api"].startswith("current")
+    assert mesh_calls(log) == [["a lighthouse on a cliff at dusk, oil painting"] + [""] * 3]
