@@ -511,7 +511,8 @@ def test_sdxl_with_few_frames_on_a_galaxy_uses_cfg_parallel(tmp_path, tiny_sdxl,
     ("stabilityai/stable-diffusion-3.5-large", "n150 L",
      {}, r"SD 3.5 Large \(TT-DiT\) \(stabilityai/stable-diffusion-3.5-large\) needs a 2x4 or 4x8 mesh on wormhole_b0; "
          r"attached: 1 chip\(s\) \(1× n150 L\)"),
-    ("black-forest-labs/FLUX.1-schnell", T3K, {}, "FLUX.1 .*TT-DiT path is not built yet"),
+    ("black-forest-labs/FLUX.1-schnell", "n150 L", {}, r"FLUX.1 \(TT-DiT\) \(black-forest-labs/FLUX.1-schnell\) needs "
+     r"a 1x4 or 2x4 or 4x4 or 4x8 mesh on wormhole_b0; attached: 1 chip\(s\)"),
 ])
 def test_what_a_model_or_mesh_cannot_do_is_refused_before_loading(tmp_path, tiny_sdxl, monkeypatch, model, boards,
                                                                   frame, message):
@@ -576,7 +577,7 @@ def test_doctor_on_an_n300_names_both_chips_the_mesh_and_what_the_tree_runs_ther
     assert report["usable chips"]["detail"].startswith("tt:0, tt:1 ")
     assert report["tenstorrent mesh"]["detail"] == "1x2 (2 chip(s): 1× n300 L, 1× n300 R)"
     assert report["tt-metal models"]["detail"] == ("Stable Diffusion 1.4, SDXL base 1.0, SD 3.5 Large (TT-DiT), "
-                                                   "Wan 2.2 T2V (TT-DiT)")
+                                                   "FLUX.1 (TT-DiT), Wan 2.2 T2V (TT-DiT)")
     assert report["runs here: SDXL base 1.0"]["ok"] is True
     assert report["runs here: Wan 2.2 T2V (TT-DiT)"]["ok"] is False  # it needs 2x4 or 4x8
     assert report["runs here: Wan 2.2 T2V (TT-DiT)"]["detail"].startswith("needs 2x4 or 4x8")
@@ -679,3 +680,18 @@ def test_doctor_smoke_renders_sdxl_on_the_mesh_with_its_own_scheduler(tmp_path, 
     # one frame doesn't fill a prompt per chip: cfg-parallel, a 2x4 mesh of 4 prompts per call
     assert report["decisions"]["mesh"].startswith("2x4") and report["decisions"]["sdxl_api"].startswith("current")
     assert mesh_calls(log) == [["a lighthouse on a cliff at dusk, oil painting"] + [""] * 3]
+
+
+@pytest.mark.parametrize("boards, mesh", [("n300 L,n300 L,n300 R,n300 R", "1x4"), ("p300c,p300c", "1x2")])
+def test_flux_stills_render_through_tt_dit_on_the_meshes_its_pipeline_configures(tmp_path, monkeypatch, boards, mesh):
+    home = make_tree(tmp_path)
+    env, log = fake_env(tmp_path, home, boards)
+    in_process(monkeypatch, env)
+    board = write_storyboard(tmp_path / "b.json", [{"prompt": "shot 0"}, {"prompt": "shot 1", "guidance": 2.5}])
+    cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", "black-forest-labs/FLUX.1-schnell",
+        "--steps", "4", "--width", "512", "--height", "384", "--quiet", check=True)
+    assert frame_prompts(tmp_path / "o", 2) == ["shot 0", "shot 1"]
+    assert Image.open(tmp_path / "o" / "frames" / "frame_001.png").size == (512, 384)
+    calls = [line.split()[1:4] for line in lines(log) if line.startswith("flux_call ")]
+    assert calls == [["512x384", "steps=4", "guidance=3.5"], ["512x384", "steps=4", "guidance=2.5"]]
+    assert next(line for line in lines(log) if line.startswith("flux_pipeline ")).split()[1] == mesh

@@ -1,8 +1,8 @@
 """Tenstorrent backends: Stable Diffusion 1.4 on N150 / N300 / T3K (Wormhole) and P100 / P150 / P300c (Blackhole).
 
 ``--backend tt`` picks tt-metal's implementation from the model's family (:func:`tt_backend_class`):
-SD 1.4 here, SDXL on a mesh (:mod:`.tt_sdxl`), SD 3.5 Large stills and Wan 2.2 clips through TT-DiT
-(:mod:`.tt_sd35`, :mod:`.tt_wan`); what it can't run is refused before anything loads.
+SD 1.4 here, SDXL on a mesh (:mod:`.tt_sdxl`), SD 3.5 Large and FLUX.1 stills and Wan 2.2 clips through
+TT-DiT (:mod:`.tt_sd35`, :mod:`.tt_flux`, :mod:`.tt_wan`); what it can't run is refused before anything loads.
 
 Two ways in, both through tt-metal's SD 1.4 demo code from a checkout at ``TT_METAL_HOME``, in
 either of its layouts (see :mod:`.tt_tree`):
@@ -50,8 +50,8 @@ from .common import files_fingerprint, native_size, slerp
 from .tt_base import SD_MODEL, TtBase
 from .tt_chips import check_ttnn, explain_open_failure, import_ttnn, reset_device
 from .tt_demo import TtDemoBackend
-from .tt_models import TT_MODELS, check_mesh, tt_model_key
-from .tt_tree import chip_plan, describe_params, device_numbers, open_params
+from .tt_models import tt_model_key
+from .tt_tree import describe_params, device_numbers, open_params
 
 __all__ = ["TtBackend", "TtDemoBackend"]
 
@@ -88,7 +88,7 @@ def check_frames(frames: list[Frame], scheduler: str, size: int, max_steps: int 
 
 def tt_backend_class(settings: RenderSettings) -> type[TtBase]:
     """``--backend tt``'s implementation for the model's family: SD 1.4 (:class:`TtBackend`), SDXL
-    (:class:`~.tt_sdxl.TtSdxlBackend`); TT-DiT models are refused in one line, the mesh they need first."""
+    (:class:`~.tt_sdxl.TtSdxlBackend`), SD 3.5 Large, FLUX.1 and Wan 2.2 through TT-DiT."""
     key = tt_model_key(settings.model)
     if key == "sd1":
         return TtBackend
@@ -104,10 +104,9 @@ def tt_backend_class(settings: RenderSettings) -> type[TtBase]:
         from .tt_sd35 import TtSd35Backend
 
         return TtSd35Backend
-    model = TT_MODELS[key]
-    check_mesh(model, chip_plan(), settings.model)
-    raise FramereelError(f"{model.label} ({settings.model}): framereel's TT-DiT path is not built yet; "
-                         "render it with --backend diffusers")
+    from .tt_flux import TtFluxBackend
+
+    return TtFluxBackend
 
 
 class TtBackend(TtBase):

@@ -6,7 +6,7 @@ checkout holds; read without opening a chip (``--backend tt`` picks from here, `
   a mesh of every chip: one prompt per chip per call (half as many with cfg-parallel).
 * SD 3.5 Large, FLUX.1 and Wan 2.2 (T2V / I2V): TT-DiT (``models/experimental/tt_dit/pipelines``), on
   2×4 (LoudBox / T3K) and 4×8 (Galaxy) meshes (Wan 2.2 also 1×4 and 1×8 on Blackhole). SD 3.5 Large
-  renders stills (:mod:`.tt_sd35`), Wan 2.2 T2V ``"clip"`` entries (:mod:`.tt_wan`); FLUX.1 is refused.
+  and FLUX.1 render stills (:mod:`.tt_sd35`, :mod:`.tt_flux`), Wan 2.2 T2V ``"clip"`` entries (:mod:`.tt_wan`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class TtModel:
     def needs(self) -> str:
         if self.meshes is None:
             return "a mesh of every chip (1 or more)" if self.mesh_parallel else "one chip per worker"
-        return " or ".join(f"{r}x{c}" for r, c in self.meshes) + " (LoudBox/T3K, Galaxy)"
+        return " or ".join(f"{r}x{c}" for r, c in self.meshes)
 
     def runs_on(self, plan: ChipPlan) -> bool:
         chips = len(plan.chips)
@@ -49,7 +49,7 @@ TT_MODELS: dict[str, TtModel] = {m.key: m for m in (
     TtModel("sd1", "Stable Diffusion 1.4", tuple(f for f, _ in LAYOUTS), None, 512, False),
     TtModel("sdxl", "SDXL base 1.0", (SDXL_PIPELINE,), None, 1024, True),
     TtModel("sd3.5", "SD 3.5 Large (TT-DiT)", (f"{TT_DIT}/stable_diffusion_35_large",), DIT_MESHES, 1024, False),
-    TtModel("flux", "FLUX.1 (TT-DiT)", (f"{TT_DIT}/flux1",), DIT_MESHES, 1024, False),
+    TtModel("flux", "FLUX.1 (TT-DiT)", (f"{TT_DIT}/flux1",), ((1, 4), (2, 4), (4, 4), (4, 8)), 1024, False),
     TtModel("wan", "Wan 2.2 T2V (TT-DiT)", (f"{TT_DIT}/wan/pipeline_wan.py",), DIT_MESHES, 0, False),
     TtModel("wan-i2v", "Wan 2.2 I2V (TT-DiT)", (f"{TT_DIT}/wan/pipeline_wan_i2v.py",), DIT_MESHES, 0, False),
 )}
