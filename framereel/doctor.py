@@ -193,6 +193,31 @@ def _tt_checks() -> list[Check]:
     throttle = os.environ.get("TT_MM_THROTTLE_PERF")
     out.append(Check("TT_MM_THROTTLE_PERF", None, f"{throttle} (yours)" if throttle else
                      "not set: framereel sets 5 on Wormhole for its runs, as tt-metal's SD demo does"))
+    return out + _tt_model_checks(Path(home).expanduser(), plan, demo.commit)
+
+
+def _tt_model_checks(home: Path, plan, commit: str) -> list[Check]:
+    """The mesh the chips make, the tt-metal models this tree holds, which the attached chips can run,
+    and the shape of the tree's SDXL pipeline."""
+    from .backends.tt_models import SDXL_PIPELINE, TT_MODELS, mesh_shape, models_in_tree
+    from .backends.tt_sdxl import api_in_source
+
+    out = []
+    if plan and plan.chips:
+        out.append(Check("tenstorrent mesh", None, f"{mesh_shape(plan)} ({len(plan.chips)} chip(s): {plan.boards})"))
+    held = models_in_tree(home)
+    out.append(Check("tt-metal models", None, ", ".join(m.label for m in held) or "none framereel knows"))
+    for model in TT_MODELS.values():
+        if model not in held:
+            continue
+        runs = bool(plan and model.runs_on(plan))
+        out.append(Check(f"runs here: {model.label}", runs, f"needs {model.needs()}",
+                         "" if runs else f"attached: {plan.boards if plan and plan.chips else 'no chip'}"))
+    if any(m.key == "sdxl" for m in held):
+        api = api_in_source(home / SDXL_PIPELINE)
+        out.append(Check("SDXL pipeline API", api.name is not None, api.describe(),
+                         "" if api.name else f"tt-metal commit {commit}: framereel supports "
+                         "the current and the earlier TtSDXLPipeline shapes (README)"))
     return out
 
 
@@ -311,9 +336,21 @@ def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str
 SMOKE_REPORT = "tt-smoke-report.json"
 
 
+def _smoke_frame(kind: str, model: str) -> tuple[dict[str, Any], str]:
+    """What the smoke test renders for the model's tt-metal implementation: one still (SD 1.4 with the
+    demo's PNDM, others with their pipeline's own scheduler), or one 5-frame clip for Wan 2.2."""
+    from .backends.tt_models import tt_model_key
+
+    key = tt_model_key(model) if kind == "tt" else "sd1"
+    entry: dict[str, Any] = {"prompt": "a lighthouse on a cliff at dusk, oil painting"}
+    if key == "wan":
+        entry["clip"] = 5
+    return entry, "pndm" if key == "sd1" else "auto"
+
+
 def _smoke_one(kind: str, out: Path, model: str | None) -> dict[str, Any]:
-    """Render one 4-step frame at the model's size through ``--backend tt`` (kind "tt"), or one
-    demo run through ``--backend tt-demo``; returns timings, decisions and any error."""
+    """Render one 4-step frame (a clip for Wan 2.2) at the model's size through ``--backend tt`` (kind
+    "tt"), or one demo run through ``--backend tt-demo``; returns timings, decisions and any error."""
     import json
     import time
 
@@ -326,13 +363,14 @@ def _smoke_one(kind: str, out: Path, model: str | None) -> dict[str, Any]:
     folder = out / f"smoke-{kind}"
     folder.mkdir(parents=True, exist_ok=True)
     board = folder / "storyboard.json"
-    board.write_text(json.dumps([{"prompt": "a lighthouse on a cliff at dusk, oil painting"}]))
-    settings = RenderSettings(model=model or DEFAULT_MODEL, backend=kind, scheduler="pndm")
     report: dict[str, Any] = {"backend": kind, "ok": False}
     events: list[Any] = []
     t0 = time.perf_counter()
     backend = None
     try:
+        entry, scheduler = _smoke_frame(kind, model or DEFAULT_MODEL)
+        board.write_text(json.dumps([entry]))
+        settings = RenderSettings(model=model or DEFAULT_MODEL, backend=kind, scheduler=scheduler)
         backend = create_backend(settings)
         report["decisions"] = backend.decisions
         storyboard = load_storyboard(board, overrides={"steps": 4} if kind == "tt" else {})

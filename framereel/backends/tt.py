@@ -1,5 +1,9 @@
 """Tenstorrent backends: Stable Diffusion 1.4 on N150 / N300 / T3K (Wormhole) and P100 / P150 / P300c (Blackhole).
 
+``--backend tt`` picks tt-metal's implementation from the model's family (:func:`tt_backend_class`):
+SD 1.4 here, SDXL on a mesh (:mod:`.tt_sdxl`), SD 3.5 Large and FLUX.1 stills and Wan 2.2 clips through
+TT-DiT (:mod:`.tt_sd35`, :mod:`.tt_flux`, :mod:`.tt_wan`); what it can't run is refused before anything loads.
+
 Two ways in, both through tt-metal's SD 1.4 demo code from a checkout at ``TT_METAL_HOME``, in
 either of its layouts (see :mod:`.tt_tree`):
 
@@ -13,8 +17,10 @@ either of its layouts (see :mod:`.tt_tree`):
   taking its ``input_data_{i}_512x512_ttnn.png`` files as frames. It cannot set seeds, steps or
   guidance; ``run.json`` says so.
 
-Several chips: one process per chip that can be opened alone, each restricted to it with
-``TT_METAL_VISIBLE_DEVICES``. tt-metal has no multi-chip SD 1.4 pipeline.
+Several chips: one process per chip (remote chips too, unless the tree's root conftest still refuses
+them), each restricted to its board with ``TT_VISIBLE_DEVICES`` / ``TT_METAL_VISIBLE_DEVICES`` and
+given its own ``TT_METAL_CACHE``, as tt-inference-server's workers are. tt-metal has no multi-chip
+SD 1.4 pipeline; SDXL renders data-parallel on a mesh (:mod:`.tt_sdxl`).
 
 Modules: :mod:`.tt_chips` (the environment and which chips open alone), :mod:`.tt_tree` (the
 checkout's layout and device numbers), :mod:`.tt_base` (what both backends share), this one
@@ -44,6 +50,7 @@ from .common import files_fingerprint, native_size, slerp
 from .tt_base import SD_MODEL, TtBase
 from .tt_chips import check_ttnn, explain_open_failure, import_ttnn, reset_device
 from .tt_demo import TtDemoBackend
+from .tt_models import tt_model_key
 from .tt_tree import describe_params, device_numbers, open_params
 
 __all__ = ["TtBackend", "TtDemoBackend"]
@@ -79,11 +86,42 @@ def check_frames(frames: list[Frame], scheduler: str, size: int, max_steps: int 
 
 
 
+def tt_backend_class(settings: RenderSettings) -> type[TtBase]:
+    """``--backend tt``'s implementation for the model's family: SD 1.4 (:class:`TtBackend`), SDXL
+    (:class:`~.tt_sdxl.TtSdxlBackend`), SD 3.5 Large, FLUX.1 and Wan 2.2 through TT-DiT."""
+    key = tt_model_key(settings.model)
+    if key == "sd1":
+        return TtBackend
+    if key == "sdxl":
+        from .tt_sdxl import TtSdxlBackend
+
+        return TtSdxlBackend
+    if key == "wan":
+        from .tt_wan import TtWanBackend
+
+        return TtWanBackend
+    if key == "sd3.5":
+        from .tt_sd35 import TtSd35Backend
+
+        return TtSd35Backend
+    from .tt_flux import TtFluxBackend
+
+    return TtFluxBackend
+
+
 class TtBackend(TtBase):
-    """SD 1.4 on one Tenstorrent chip, through tt-metal's demo modules and a compiled trace."""
+    """SD 1.4 on one Tenstorrent chip, through tt-metal's demo modules and a compiled trace. Built for
+    another model family, ``TtBackend(settings)`` returns that family's backend (:func:`tt_backend_class`)."""
 
     name = "tt"
     kinds = ("key", "morph")  # img2img chains need the full pipeline
+
+    def __new__(cls, settings: RenderSettings):
+        if cls is TtBackend:
+            target = tt_backend_class(settings)
+            if target is not TtBackend:
+                return target(settings)
+        return super().__new__(cls)
 
     def __init__(self, settings: RenderSettings):
         super().__init__(settings)
@@ -99,7 +137,7 @@ class TtBackend(TtBase):
         self.trace = None
         self._embeds: dict[str, Any] = {}
         self._compiled_for: tuple[int, float] | None = None
-        self._set_env: dict[str, str] = {}  # what opening the chip set in os.environ, not the user's
+        self._set_env: dict[str, str | None] = {}  # what opening the chip changed in os.environ: the values before
         self._numbers()
 
     def _numbers(self, ttnn=None) -> None:
@@ -116,6 +154,15 @@ class TtBackend(TtBase):
         return ModelInfo(str(folder or SD_MODEL), fingerprint, size, size,
                          {"steps": self.demo.steps or 50, "guidance": self.demo.body.get("guidance", 7.5)})
 
+    def _check_model_size(self) -> None:
+        """The tree's SD 1.4 UNet is built for 64×64 latents (512×512, its demo's image_size): refuse another size."""
+        size = self.describe().native_width
+        h, w = self.demo.image_size
+        if (size, size) != (w, h):
+            raise FramereelError(
+                f"{self.settings.model}: tt-metal's SD 1.4 pipeline is built for {w}x{h} models (its UNet at "
+                f"{w // 8}x{h // 8} latents); this one is {size}x{size}; use --backend diffusers")
+
     def _local_model(self) -> Path | None:
         """A local diffusers folder given with --model, else None (SD 1.4 from the Hub, as the demo)."""
         path = Path(self.settings.model).expanduser()
@@ -124,6 +171,7 @@ class TtBackend(TtBase):
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
         """Refuse what the compiled trace can't do before the chip is opened."""
         super().prepare(frames, out_dir)
+        self._check_model_size()
         check_frames(frames, self.settings.scheduler, self.describe().native_width, self.demo.steps)
         self._check_chip()
         self._throttle(self.arch)  # before worker processes start: they inherit it
@@ -149,8 +197,8 @@ class TtBackend(TtBase):
         env = self._visible_env() if not already else {}
         if already and self.user_visible is None:
             self.decisions["chip"] = f"tt:{self.chip} (ttnn was already imported here: opened as device {self.chip})"
+        self._set_env = {k: os.environ.get(k) for k in env}  # what was there before, put back on close
         os.environ.update(env)
-        self._set_env = env
         ttnn = self.ttnn = import_ttnn()
         if not self.plan.arch:
             self._numbers(ttnn)
@@ -158,7 +206,7 @@ class TtBackend(TtBase):
         params, how = open_params(self.home, self.numbers.params, self.arch)
         self.decisions["dispatch"] = how
         self.decisions["open_device"] = describe_params(params)
-        device_id = 0 if env else self.chip
+        device_id = self.open_id if env else self.chip
         try:
             self.tt_device = ttnn.open_device(device_id=device_id, **params)
         except Exception as err:  # ttnn raises RuntimeError with C++ messages
@@ -281,8 +329,11 @@ class TtBackend(TtBase):
             self._compiled_for = None
 
     def close(self) -> None:
-        for key in self._set_env:
-            os.environ.pop(key, None)
+        for key, value in self._set_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         if self.tt_device is None:
             return
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from ..settings import RenderSettings
@@ -30,7 +31,9 @@ class TtBase(Backend):
         self.chip = chip_index(settings.device)
         self.reset_first = settings.reset_device
         self._plan: ChipPlan | None = None
-        self.user_visible = os.environ.get("TT_METAL_VISIBLE_DEVICES")
+        self.user_visible = next((f"{k}={os.environ[k]}" for k in ("TT_VISIBLE_DEVICES", "TT_METAL_VISIBLE_DEVICES")
+                                  if k in os.environ), None)
+        self.open_id = self.chip
         self.decisions.update({
             "tt_metal": str(self.home), "commit": self.demo.commit, "layout": f"{self.demo.folder} ({self.demo.layout})",
         })
@@ -51,12 +54,19 @@ class TtBase(Backend):
         return WORMHOLE, "assumed: tt-smi lists no chip"
 
     def _visible_env(self) -> dict[str, str]:
-        """``TT_METAL_VISIBLE_DEVICES`` restricting this process to its chip (left alone if the user set it)."""
+        """The environment restricting this worker to its chip's board, as tt-inference-server's
+        ``setup_worker_environment`` does: ``TT_VISIBLE_DEVICES`` and ``TT_METAL_VISIBLE_DEVICES`` (the board's
+        PCIe chip; a remote chip is then device 1) and a ``TT_METAL_CACHE`` of its own (shared kernel caches
+        race: "binary not found"). Sets :attr:`open_id`, the device id to open. Left alone if the user set either."""
         if self.user_visible is not None:
-            self.decisions["chip"] = f"tt:{self.chip} within TT_METAL_VISIBLE_DEVICES={self.user_visible} (yours)"
+            self.open_id = self.chip
+            self.decisions["chip"] = f"tt:{self.chip} within {self.user_visible} (yours)"
             return {}
-        self.decisions["chip"] = f"tt:{self.chip} (TT_METAL_VISIBLE_DEVICES={self.chip}, opened as device 0)"
-        return {"TT_METAL_VISIBLE_DEVICES": str(self.chip)}
+        board, self.open_id = self.plan.placement(self.chip) if self.plan.chips else (self.chip, 0)
+        cache = Path(os.environ.get("TT_METAL_CACHE") or self.home / "built") / f"tt{self.chip}"
+        self.decisions["chip"] = (f"tt:{self.chip} (TT_VISIBLE_DEVICES=TT_METAL_VISIBLE_DEVICES={board}, opened as "
+                                  f"device {self.open_id}; TT_METAL_CACHE={cache})")
+        return {"TT_VISIBLE_DEVICES": str(board), "TT_METAL_VISIBLE_DEVICES": str(board), "TT_METAL_CACHE": str(cache)}
 
     def _check_chip(self) -> None:
         if self.settings.device.startswith("tt:"):

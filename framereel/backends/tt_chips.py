@@ -1,5 +1,5 @@
 """Tenstorrent environment and chips: the tt-metal checkout from ``TT_METAL_HOME``, ttnn, tt-smi, and
-which chips (``tt:N``) this host can open alone. Used by both Tenstorrent backends, ``--devices`` and
+which chips (``tt:N``) single-chip workers can open. Used by both Tenstorrent backends, ``--devices`` and
 ``framereel doctor``; imports neither ttnn nor torch.
 """
 
@@ -40,13 +40,13 @@ def tenstorrent_present() -> bool:
 
 
 def usable_devices() -> tuple[list[str], str]:
-    """``--devices all`` on Tenstorrent: ``tt:N`` for each chip that can be opened alone, and why."""
+    """``--devices all`` on Tenstorrent: ``tt:N`` for each chip a single-chip worker can open, and why."""
     plan = chip_plan()
     return plan.usable, plan.reason()
 
 
 def check_devices(devices: list[str]) -> None:
-    """Refuse, in one line, a ``tt:N`` this host can't open alone."""
+    """Refuse, in one line, a ``tt:N`` no worker can open."""
     if any(d.startswith("tt:") for d in devices):
         check_chips(devices)
 

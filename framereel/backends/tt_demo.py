@@ -55,7 +55,7 @@ class TtDemoBackend(TtBase):
         self.input_path = self.demo.input_path  # refuses a demo whose prompts framereel can't hand over
         self.batch = self.demo.num_prompts  # the runner groups frames by this: one pytest run each
         self.work_dir: Path | None = None  # out/.tt-demo once prepared; a temporary folder in a worker process
-        w, h = self.demo.image_size
+        h, w = self.demo.image_size  # the demo unpacks it as height, width
         self.fixed = {"seed_used": self.demo.body.get("seed"), "steps_used": self.demo.steps,
                       "guidance_used": self.demo.body.get("guidance")}
         self.decisions.update(
@@ -72,14 +72,14 @@ class TtDemoBackend(TtBase):
         return {"tt_demo": self.fixed}
 
     def describe(self) -> ModelInfo:
-        w, h = self.demo.image_size
+        h, w = self.demo.image_size  # the demo unpacks it as height, width
         return ModelInfo(SD_MODEL, f"tt-metal:{self.demo.commit}", w, h,
                          {"steps": self.demo.steps or 50, "guidance": self.demo.body.get("guidance", 7.5)})
 
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
         """Validate before any demo runs; returns warnings for the user."""
         super().prepare(frames, out_dir)
-        w, h = self.demo.image_size
+        h, w = self.demo.image_size  # the demo unpacks it as height, width
         for f in frames:
             if f.kind != "key":
                 raise FramereelError(f"frame {f.index}: --backend tt-demo renders plain text-to-image frames only")
@@ -122,10 +122,10 @@ class TtDemoBackend(TtBase):
         env.update(self._visible_env())
         cmd = [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", f"--rootdir={self.home}",
                *(["--timeout=0"] if pytest_timeout_present() else []),
-               *([f"--device-id={self.chip}"] if self.user_visible is not None and self.chip else []), self.demo.test_node]
+               *([f"--device-id={self.open_id}"] if self.open_id else []), self.demo.test_node]
         self._throttle_for_env(env)
         log_path = folder / "demo.log"
-        w, h = self.demo.image_size
+        h, w = self.demo.image_size  # the demo unpacks it as height, width
         names = [folder / f"input_data_{i}_{h}x{w}_ttnn.png" for i in range(1, self.batch + 1)]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -162,6 +162,9 @@ class TtDemoBackend(TtBase):
     def _throttle_for_env(self, env: dict[str, str]) -> None:
         arch, _ = self._arch()
         self.decisions["arch"] = arch
+        if "ARCH_NAME" not in env:  # some trees' device helpers do `"blackhole" in os.getenv("ARCH_NAME")`
+            env["ARCH_NAME"] = arch
+            self.decisions["ARCH_NAME"] = f"{arch} (set for the demo's pytest run; tt-metal's setup used to export it)"
         if arch == WORMHOLE and "TT_MM_THROTTLE_PERF" not in env:
             env["TT_MM_THROTTLE_PERF"] = THROTTLE  # the demo sets it too; this covers demos from before it did
 

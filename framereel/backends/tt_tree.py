@@ -6,9 +6,9 @@
   (``input_path``, ``num_prompts``, ``num_inference_steps``, ``image_size``, ``device_params``).
 * :func:`device_numbers`: ``l1_small_size`` / ``trace_region_size`` as the tree computes them for an
   architecture (its ``common.py`` constants, or the literal numbers of older demos), else stated fallbacks.
-* :func:`chips`, :func:`chip_plan`: the chips ``tt-smi -s`` lists and which of them can be opened
-  alone (an MMIO chip, with its own PCIe link); a remote chip (``n300 R``) is reached only through
-  its board's PCIe chip.
+* :func:`chips`, :func:`chip_plan`: the chips ``tt-smi -s`` lists and which of them a single-chip
+  worker can open: all of them, a remote chip (``n300 R``) through its board's PCIe chip, unless the
+  tree's root conftest still refuses remote chips (older trees).
 * :func:`open_params`: the tree's own ``get_updated_device_params`` (root ``conftest.py`` or
   ``tests/scripts/common.py``) for the dispatch-core config its demo was validated with.
 
@@ -111,6 +111,7 @@ class SdDemo:
 
     @property
     def image_size(self) -> tuple[int, int]:
+        """(height, width), as ``run_demo_inference`` unpacks it (``height, width = image_size``)."""
         size = self.value("image_size")
         return (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) and len(size) == 2 else (512, 512)
 
@@ -296,14 +297,30 @@ def chips() -> list[Chip]:
     return out
 
 
+NON_MMIO_ASSERT = "CreateDevice not supported for non-mmio device"  # older root conftests' device fixture
+
+
+def remote_chips_open(home: Path | None) -> bool:
+    """Whether a remote chip (an N300's R chip, a T3K's four remote ones) can be opened on its own: older
+    tt-metal trees refuse it in their root conftest's ``device`` fixture (``assert device_id <
+    num_devices, "CreateDevice not supported for non-mmio device"``); newer ones dropped the assert."""
+    conftest = home / "conftest.py" if home else None
+    return not (conftest and conftest.is_file() and NON_MMIO_ASSERT in conftest.read_text(errors="replace"))
+
+
 @dataclass(frozen=True)
 class ChipPlan:
     chips: list[Chip]
-    usable: list[str]  # tt:N for each chip that can be opened alone, N its PCIe index
+    usable: list[str]  # tt:N for each chip a worker can open, N its ttnn device id (PCIe chips first)
+    remote_ok: bool = True
 
     @property
     def arch(self) -> str | None:
         return self.chips[0].arch if self.chips else None
+
+    @property
+    def pcie(self) -> int:
+        return sum(1 for c in self.chips if c.local)
 
     @property
     def boards(self) -> str:
@@ -312,30 +329,40 @@ class ChipPlan:
             counts[c.board_type] = counts.get(c.board_type, 0) + 1
         return ", ".join(f"{n}× {t}" for t, n in counts.items())
 
+    def placement(self, n: int) -> tuple[int, int]:
+        """Where worker chip ``tt:N`` is: (the PCIe chip of its board, to make visible; the device id to
+        open among the chips that makes visible: 0 the PCIe chip itself, 1 its remote chip)."""
+        return (n, 0) if n < self.pcie else (n - self.pcie, 1)
+
     def reason(self) -> str:
         if not self.chips:
             return "tt-smi lists no chip"
-        text = f"{len(self.usable)} of {len(self.chips)} chip(s) can be opened alone ({self.boards})"
+        text = f"{len(self.usable)} of {len(self.chips)} chip(s) usable by single-chip workers ({self.boards})"
         if len(self.usable) < len(self.chips):
-            text += ("; a remote chip is reached only through its board's PCIe chip, tt-metal won't open it alone, "
-                     "and its SD 1.4 demo has no multi-chip path")
+            text += (f"; this tt-metal tree's root conftest refuses a remote chip ({NON_MMIO_ASSERT}), so only "
+                     "PCIe chips are used; a newer tt-metal opens them all")
         return text
 
 
-def chip_plan(found: list[Chip] | None = None) -> ChipPlan:
+def chip_plan(found: list[Chip] | None = None, remote_ok: bool | None = None) -> ChipPlan:
+    """The chips and which of them single-chip workers use (all, unless the tree at ``TT_METAL_HOME`` refuses remote ones)."""
     found = chips() if found is None else found
-    return ChipPlan(found, [f"tt:{n}" for n in range(sum(1 for c in found if c.local))])
+    if remote_ok is None:
+        home = os.environ.get("TT_METAL_HOME")
+        remote_ok = remote_chips_open(Path(home).expanduser() if home else None)
+    count = len(found) if remote_ok else sum(1 for c in found if c.local)
+    return ChipPlan(found, [f"tt:{n}" for n in range(count)], remote_ok)
 
 
 def check_chips(devices: list[str], plan: ChipPlan | None = None) -> None:
-    """Refuse a ``tt:N`` that can't be opened alone (checked only when tt-smi lists chips)."""
+    """Refuse a ``tt:N`` no worker can open (checked only when tt-smi lists chips)."""
     plan = plan or chip_plan()
     if not plan.chips:
         return
     for d in devices:
         if d.startswith("tt:") and d not in plan.usable:
             raise FramereelError(
-                f"{d} can't be opened alone: {plan.reason()}; use {', '.join(plan.usable) or 'no tt chip'}"
+                f"{d} can't be opened: {plan.reason()}; use {', '.join(plan.usable) or 'no tt chip'}"
                 + (" (or --devices all)" if len(plan.usable) > 1 else ""))
 
 
@@ -398,4 +425,5 @@ def pytest_timeout_present() -> bool:
 
 
 
-WORKER_NOTE = "--devices all runs one process per chip, each restricted to it with TT_METAL_VISIBLE_DEVICES"
+WORKER_NOTE = ("--devices all runs one process per chip, each restricted to its board with TT_VISIBLE_DEVICES and "
+               "TT_METAL_VISIBLE_DEVICES and given its own TT_METAL_CACHE, as tt-inference-server does")

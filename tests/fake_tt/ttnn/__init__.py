@@ -5,8 +5,9 @@ trace_region_size=, dispatch_core_config=)``, ``CreateDevice``, ``GetNumPCIeDevi
 ``DispatchCoreConfig``, trace capture) and these quirks of the real runtime:
 
 * the chips are those of ``FAKE_TT_BOARDS`` (as tt-smi lists them: ``n300 L,n300 R``), narrowed by
-  ``TT_METAL_VISIBLE_DEVICES`` (PCIe ids, renumbered from 0 with their remote chips after them);
-  a remote chip (``… R``) can't be opened alone;
+  ``TT_VISIBLE_DEVICES`` or ``TT_METAL_VISIBLE_DEVICES`` (PCIe ids, renumbered from 0 with their remote
+  chips after them); a remote chip opens (the non-MMIO refusal lives in older root conftests, see
+  ``tt_metal_old/conftest.py``, not in ttnn);
 * trace capture fails, with tt-metal's message, when the captured commands need more than the
   device's ``trace_region_size`` (each UNet step and the VAE decode add a fixed size);
 * ``FAKE_TTNN_BAD_STATE`` makes opening fail the way a chip left in a bad state does.
@@ -17,9 +18,24 @@ Every call that matters is appended to the file named by ``FAKE_TTNN_LOG``.
 import os
 
 from .device import DispatchCoreAxis, DispatchCoreConfig, DispatchCoreType  # noqa: F401  (also binds ttnn.device)
+from .mesh import (  # noqa: F401
+    FabricConfig,
+    MeshDevice,
+    MeshShape,
+    ReplicateTensorToMesh,
+    ShardTensor2dMesh,
+    ShardTensorToMesh,
+    Topology,
+    close_mesh_device,
+    get_num_devices,
+    get_pcie_device_ids,
+    open_mesh_device,
+    set_fabric_config,
+)
 
 bfloat16 = "bfloat16"
 TILE_LAYOUT = "TILE"
+ROW_MAJOR_LAYOUT = "ROW_MAJOR"
 DRAM_MEMORY_CONFIG = "DRAM"
 DEFAULT_L1_SMALL_SIZE = 0
 DEFAULT_TRACE_REGION_SIZE = 0
@@ -41,7 +57,7 @@ def _chips():
     boards = [b.strip() for b in os.environ.get("FAKE_TT_BOARDS", "n150 L").split(",") if b.strip()]
     local = [b for b in boards if not b.endswith(" R")]
     remote = [b for b in boards if b.endswith(" R")]
-    visible = os.environ.get("TT_METAL_VISIBLE_DEVICES")
+    visible = os.environ.get("TT_VISIBLE_DEVICES", os.environ.get("TT_METAL_VISIBLE_DEVICES"))
     if visible is not None:
         keep = [int(v) for v in visible.split(",") if v.strip()]
         if any(k >= len(local) for k in keep):
@@ -95,8 +111,8 @@ def open_device(device_id=0, l1_small_size=DEFAULT_L1_SMALL_SIZE, trace_region_s
     chips = _chips()
     if device_id >= len(chips):
         raise RuntimeError(f"TT_FATAL: Device {device_id} is not available: {len(chips)} devices found")
-    if not chips[device_id][1]:
-        raise RuntimeError(f"TT_FATAL: CreateDevice not supported for non-mmio device {device_id}")
+    _log("env", device_id, f"tt_visible={os.environ.get('TT_VISIBLE_DEVICES')}",
+         f"cache={os.environ.get('TT_METAL_CACHE')}")
     _log("open", device_id, chips[device_id][0].replace(" ", "_"), l1_small_size, trace_region_size,
          dispatch_core_config, f"visible={os.environ.get('TT_METAL_VISIBLE_DEVICES')}",
          f"throttle={os.environ.get('TT_MM_THROTTLE_PERF')}")
@@ -123,13 +139,21 @@ def GetDefaultDevice():
 
 
 class Tensor:
-    def __init__(self, data, device=None):
+    """One tensor, or with ``shards`` one per chip of a mesh (row-major mesh order)."""
+
+    def __init__(self, data, device=None, shards=None):
         self.data = data
         self.device = device
+        self.shards = shards
 
     @property
     def shape(self):
-        return self.data.shape
+        return self.shards[0].shape if self.shards is not None else self.data.shape
+
+    def __getitem__(self, index):
+        if self.shards is not None:
+            return Tensor(None, self.device, [s[index] for s in self.shards])
+        return Tensor(self.data[index], self.device)
 
     def cpu(self, blocking=True):
         return Tensor(self.data.clone())
@@ -142,10 +166,13 @@ def Shape(dims):
     return tuple(dims)
 
 
-def from_torch(t, dtype=None, layout=None, device=None, memory_config=None):
+def from_torch(t, dtype=None, layout=None, device=None, memory_config=None, mesh_mapper=None):
     import torch
 
-    return Tensor(t.to(torch.bfloat16).to(torch.float32), device)
+    t = t.to(torch.bfloat16).to(torch.float32)
+    if mesh_mapper is not None:
+        return Tensor(None, device, mesh_mapper.split(t))
+    return Tensor(t, device)
 
 
 def to_torch(t):
@@ -163,13 +190,35 @@ def concat(tensors, dim=0):
 
 
 def copy_host_to_device_tensor(host, device_tensor, cq_id=0):
+    if device_tensor.shards is not None or host.shards is not None:
+        host_shards = host.shards if host.shards is not None else [host.data] * len(device_tensor.shards)
+        if [tuple(s.shape) for s in host_shards] != [tuple(s.shape) for s in device_tensor.shards]:
+            raise RuntimeError(f"TT_FATAL: host shards {[tuple(s.shape) for s in host_shards]} do not match the "
+                               f"device tensor's {[tuple(s.shape) for s in device_tensor.shards]}")
+        device_tensor.shards = [s.clone() for s in host_shards]
+        return
     device_tensor.data = host.data.clone()
 
 
 def allocate_tensor_on_device(shape, dtype, layout, device, memory_config=None):
     import torch
 
+    if isinstance(device, MeshDevice):
+        return Tensor(None, device, [torch.zeros(tuple(shape)) for _ in range(device.get_num_devices())])
     return Tensor(torch.zeros(tuple(shape)), device)
+
+
+class distribute:
+    """``with ttnn.distribute(mapper):`` (the SDXL pipeline loads its weights inside one)."""
+
+    def __init__(self, mapper):
+        self.mapper = mapper
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _trace_commands(device, nbytes):
