@@ -96,10 +96,10 @@ def tt_backend_class(settings: RenderSettings) -> type[TtBase]:
         from .tt_sdxl import TtSdxlBackend
 
         return TtSdxlBackend
-    if key == "wan":
-        from .tt_wan import TtWanBackend
+    if key in ("wan", "wan-i2v"):
+        from .tt_wan import TtWanBackend, TtWanI2VBackend
 
-        return TtWanBackend
+        return TtWanI2VBackend if key == "wan-i2v" else TtWanBackend
     if key == "sd3.5":
         from .tt_sd35 import TtSd35Backend
 

@@ -6,7 +6,8 @@ checkout holds; read without opening a chip (``--backend tt`` picks from here, `
   a mesh of every chip: one prompt per chip per call (half as many with cfg-parallel).
 * SD 3.5 Large, FLUX.1 and Wan 2.2 (T2V / I2V): TT-DiT (``models/experimental/tt_dit/pipelines``), on
   2×4 (LoudBox / T3K) and 4×8 (Galaxy) meshes (Wan 2.2 also 1×4 and 1×8 on Blackhole). SD 3.5 Large
-  and FLUX.1 render stills (:mod:`.tt_sd35`, :mod:`.tt_flux`), Wan 2.2 T2V ``"clip"`` entries (:mod:`.tt_wan`).
+  and FLUX.1 render stills (:mod:`.tt_sd35`, :mod:`.tt_flux`), Wan 2.2 ``"clip"`` entries (:mod:`.tt_wan`: T2V,
+  and I2V for clips with a ``"first_frame"``).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def tt_model_key(model: str) -> str:
     has no implementation of, in one line."""
     folder = Path(model).expanduser()
     if "wan2.2" in model.lower():  # diffusers' WanPipeline folders are no family framereel's diffusers path knows
-        return "wan"
+        return "wan-i2v" if "i2v" in model.lower() else "wan"
     if folder.is_dir():
         from .families import detect_folder
 

@@ -1,5 +1,5 @@
 # Fake of models/experimental/tt_dit/pipelines/wan/pipeline_wan.py (Wan 2.2 text-to-video, 2026 shape):
-# WanPipeline's constructor, its create_pipeline(mesh_device, checkpoint_name=…) with the real table of
+# WanPipeline's constructor, its create_pipeline(mesh_device, checkpoint_name=…, pipeline_class=…) with the real table of
 # mesh shapes per architecture (a KeyError for any other shape, as the real dict lookup), and
 # __call__'s signature and quirk (num_frames - 1 not divisible by the VAE's temporal factor, 4, is
 # rounded with a warning). No weights load; each output frame draws the prompt (see fake_sd_images),
@@ -34,7 +34,7 @@ class WanPipeline:
 
     @staticmethod
     def create_pipeline(mesh_device, checkpoint_name="Wan-AI/Wan2.2-T2V-A14B-Diffusers", sp_axis=None, tp_axis=None,
-                        num_links=None, dynamic_load=None, topology=None, is_fsdp=None):
+                        num_links=None, dynamic_load=None, topology=None, is_fsdp=None, pipeline_class=None):
         device_configs = {}
         if ttnn.device.is_blackhole():
             device_configs[(1, 4)] = {"sp_axis": 0, "tp_axis": 1, "num_links": 2, "dynamic_load": False,
@@ -60,12 +60,13 @@ class WanPipeline:
             height_parallel=ParallelFactor(factor=tuple(mesh_device.shape)[tp_axis], mesh_axis=tp_axis),
             width_parallel=ParallelFactor(factor=tuple(mesh_device.shape)[sp_axis], mesh_axis=sp_axis),
         )
-        return WanPipeline(mesh_device=mesh_device, parallel_config=parallel_config,
-                           vae_parallel_config=vae_parallel_config, num_links=num_links or config["num_links"],
-                           boundary_ratio=0.875,
-                           dynamic_load=dynamic_load if dynamic_load is not None else config["dynamic_load"],
-                           topology=topology or config["topology"],
-                           is_fsdp=is_fsdp if is_fsdp is not None else config["is_fsdp"], checkpoint_name=checkpoint_name)
+        pipeline_class = pipeline_class or WanPipeline
+        return pipeline_class(mesh_device=mesh_device, parallel_config=parallel_config,
+                              vae_parallel_config=vae_parallel_config, num_links=num_links or config["num_links"],
+                              boundary_ratio=0.875,
+                              dynamic_load=dynamic_load if dynamic_load is not None else config["dynamic_load"],
+                              topology=topology or config["topology"],
+                              is_fsdp=is_fsdp if is_fsdp is not None else config["is_fsdp"], checkpoint_name=checkpoint_name)
 
     @torch.no_grad()
     def __call__(self, prompt=None, negative_prompt=None, height: int = 480, width: int = 832, num_frames: int = 81,

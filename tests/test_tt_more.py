@@ -1,0 +1,67 @@
+"""More of the Tenstorrent backends against the fakes in ``tests/fake_tt`` (see ``test_tt.py``): Wan 2.2
+image-to-video through TT-DiT."""
+
+import re
+import shutil
+
+import pytest
+from conftest import cli, write_storyboard
+from PIL import Image, ImageOps
+from test_tt import FAKES, T3K, _forget_tree_modules, fake_env, frame_prompts, in_process, lines, make_tree  # noqa: F401
+
+WAN_T2V = "Wan-AI/Wan2.2-T2V-A14B-Diffusers"
+WAN_I2V = "Wan-AI/Wan2.2-I2V-A14B-Diffusers"
+
+
+def i2v_tree(tmp_path):
+    """The fake current tree with tt-metal's Wan 2.2 image-to-video pipeline beside the text-to-video one."""
+    home = make_tree(tmp_path)
+    shutil.copy(FAKES / "tt_dit_i2v" / "pipeline_wan_i2v.py",
+                home / "models" / "experimental" / "tt_dit" / "pipelines" / "wan" / "pipeline_wan_i2v.py")
+    return home
+
+
+def key_image(path):
+    """A 1000x600 key frame (another size than the clip's: framereel fits it) with a pattern to find again."""
+    image = Image.new("RGB", (1000, 600))
+    image.putdata([(x % 256, y % 256, (x * y) % 256) for y in range(600) for x in range(1000)])
+    image.save(path)
+    return path
+
+
+def test_a_wan_clip_with_a_first_frame_animates_it_through_tt_dits_i2v_pipeline(tmp_path, monkeypatch):
+    env, log = fake_env(tmp_path, i2v_tree(tmp_path), T3K)
+    in_process(monkeypatch, env)
+    key_image(tmp_path / "key.png")
+    board = write_storyboard(tmp_path / "b.json", [{"prompt": "the lighthouse wakes", "clip": 5,
+                                                    "first_frame": "key.png"}])
+    cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", WAN_I2V, "--steps", "4", "--quiet",
+        check=True)
+    frames = tmp_path / "o" / "frames"
+    fitted = ImageOps.fit(Image.open(tmp_path / "key.png"), (832, 480), Image.Resampling.LANCZOS)
+    assert Image.open(frames / "frame_000.png").convert("RGB").tobytes() == fitted.tobytes()  # the clip starts there
+    assert frame_prompts(tmp_path / "o", 5)[1:] == ["the lighthouse wakes"] * 4
+    log_lines = lines(log)
+    assert [line.split(" ", 2)[2].split()[0] for line in log_lines if line.startswith("wan_pipeline ")] == [
+        f"checkpoint={WAN_I2V}"]
+    assert [line for line in log_lines if line.startswith("wan_i2v_images ")] == ["wan_i2v_images frame_pos=0:832x480"]
+    assert [line.split()[1] for line in log_lines if line.startswith("wan_call ")] == ["frames=5"]
+
+
+@pytest.mark.parametrize("model, entry, message", [
+    (WAN_T2V, {"first_frame": "key.png"}, r"Wan 2.2 T2V renders from a prompt only; for a clip with \"first_frame\" "
+                                          r"use --model Wan-AI/Wan2.2-I2V-A14B-Diffusers"),
+    (WAN_I2V, {}, r"Wan 2.2 I2V animates from an image: give the clip a \"first_frame\""),
+    (WAN_I2V, {"first_frame": "key.png", "last_frame": "key2.png"}, r"take no \"last_frame\""),
+])
+def test_what_wan_i2v_on_tenstorrent_cannot_do_is_refused_before_the_mesh_opens(tmp_path, monkeypatch, model, entry,
+                                                                                message):
+    env, log = fake_env(tmp_path, i2v_tree(tmp_path), T3K)
+    in_process(monkeypatch, env)
+    key_image(tmp_path / "key.png")
+    shutil.copy(tmp_path / "key.png", tmp_path / "key2.png")
+    board = write_storyboard(tmp_path / "b.json", [{"prompt": "a", "clip": 5, **entry}])
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", model)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+    assert proc.returncode == 2 and len(errors) == 1 and re.search(message, errors[0]), proc.stderr
+    assert lines(log) == []
