@@ -65,3 +65,27 @@ def test_what_wan_i2v_on_tenstorrent_cannot_do_is_refused_before_the_mesh_opens(
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
     assert proc.returncode == 2 and len(errors) == 1 and re.search(message, errors[0]), proc.stderr
     assert lines(log) == []
+
+
+# ------------------------------------------------------------------ tt: SDXL chains and morphs
+
+SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([{"prompt": "a"}, {"prompt": "b", "init": "previous"}],
+     r"frame 1: --backend tt can't render chain frames with SDXL: tt-metal's SDXL img2img \(TtSDXLImg2ImgPipeline\) "
+     r"is built for the refiner's weights .* use --backend diffusers"),
+    ([{"prompt": "a", "morph": 2}, {"prompt": "b"}],
+     r"frame 1: --backend tt can't render morph frames with SDXL: a morph's in-between starts from its key frames' "
+     r"blended latents, .*generate_input_tensors takes no latents"),
+])
+def test_sdxl_chains_and_morphs_on_tenstorrent_are_refused_naming_why(tmp_path, monkeypatch, entries, message):
+    env, log = fake_env(tmp_path, make_tree(tmp_path), T3K)
+    in_process(monkeypatch, env)
+    board = write_storyboard(tmp_path / "b.json", entries)
+    for extra in ((), ("--dry-run",)):
+        proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", SDXL, *extra)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+        assert proc.returncode == 2 and len(errors) == 1 and re.search(message, errors[0]), proc.stderr
+    assert lines(log) == []

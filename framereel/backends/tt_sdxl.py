@@ -101,6 +101,17 @@ def api_in_source(path: Path) -> SdxlApi:
     return classify(found.get("encode_prompts", ()), found.get("generate_input_tensors", ()), found.get("fields", ()))
 
 
+def sdxl_kind_refusal(f: Frame) -> str:
+    """Why SDXL on the mesh renders text-to-image frames only, for frame ``f`` (a chain or morph frame)."""
+    if f.kind == "morph":
+        why = ("a morph's in-between starts from its key frames' blended latents, and tt-metal's TtSDXLPipeline "
+               "makes its own latents from a seed (generate_input_tensors takes no latents)")
+    else:  # a chain: "init": "previous"
+        why = ("tt-metal's SDXL img2img (TtSDXLImg2ImgPipeline) is built for the refiner's weights (aesthetic-score "
+               "time ids) and draws a whole mesh batch's noise from one seed, so the frame's own seed can't reach it")
+    return f"frame {f.index}: --backend tt can't render {f.kind} frames with SDXL: {why}; use --backend diffusers"
+
+
 def check_sdxl_frames(frames: list[Frame], scheduler: str) -> None:
     """What the tree's SDXL pipeline renders: 1024×1024 text-to-image with its Euler scheduler, one
     steps and guidance per run (set when the pipeline is built)."""
@@ -112,8 +123,7 @@ def check_sdxl_frames(frames: list[Frame], scheduler: str) -> None:
             raise FramereelError(f"frame {f.index}: tt-metal's SDXL pipeline renders {SDXL_SIZE}x{SDXL_SIZE} only; "
                                  f"got {f.width}x{f.height}")
         if f.kind != "key":
-            raise FramereelError(f"frame {f.index}: --backend tt renders SDXL text-to-image frames only ({f.kind} "
-                                 "frames need img2img); render them with --backend diffusers")
+            raise FramereelError(sdxl_kind_refusal(f))
     steps, guidance = {f.steps for f in frames}, {f.guidance for f in frames}
     if len(steps) > 1 or len(guidance) > 1:
         raise FramereelError("--backend tt builds one SDXL pipeline per run: every frame needs the same steps and "
@@ -157,6 +167,13 @@ class TtSdxlBackend(TtBase):
     def _local_model(self) -> Path | None:
         path = Path(self.settings.model).expanduser()
         return path if path.is_dir() else None
+
+    def check(self, frames: list[Frame]) -> list[str]:
+        """Chains and morphs refused naming why tt-metal's SDXL can't render them (before the generic checks)."""
+        for f in frames:
+            if f.kind in ("chain", "morph"):
+                raise FramereelError(sdxl_kind_refusal(f))
+        return super().check(frames)
 
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
         """Refuse what the pipeline or the mesh can't do, and settle the batch, before anything opens."""
