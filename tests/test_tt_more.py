@@ -75,7 +75,7 @@ SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
 @pytest.mark.parametrize("entries, message", [
     ([{"prompt": "a"}, {"prompt": "b", "init": "previous"}],
      r"frame 1: --backend tt can't render chain frames with SDXL: tt-metal's SDXL img2img \(TtSDXLImg2ImgPipeline\) "
-     r"is built for the refiner's weights .* use --backend diffusers"),
+     r"is run by its demo with the refiner's weights .* use --backend diffusers"),
     ([{"prompt": "a", "morph": 2}, {"prompt": "b"}],
      r"frame 1: --backend tt can't render morph frames with SDXL: a morph's in-between starts from its key frames' "
      r"blended latents, .*generate_input_tensors takes no latents"),

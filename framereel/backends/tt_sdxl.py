@@ -107,8 +107,9 @@ def sdxl_kind_refusal(f: Frame) -> str:
         why = ("a morph's in-between starts from its key frames' blended latents, and tt-metal's TtSDXLPipeline "
                "makes its own latents from a seed (generate_input_tensors takes no latents)")
     else:  # a chain: "init": "previous"
-        why = ("tt-metal's SDXL img2img (TtSDXLImg2ImgPipeline) is built for the refiner's weights (aesthetic-score "
-               "time ids) and draws a whole mesh batch's noise from one seed, so the frame's own seed can't reach it")
+        why = ("tt-metal's SDXL img2img (TtSDXLImg2ImgPipeline) is run by its demo with the refiner's weights "
+               "(aesthetic-score time ids) and draws a whole mesh batch's noise from one seed, so the frame's own "
+               "seed can't reach it")
     return f"frame {f.index}: --backend tt can't render {f.kind} frames with SDXL: {why}; use --backend diffusers"
 
 
