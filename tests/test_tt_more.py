@@ -1,13 +1,23 @@
 """More of the Tenstorrent backends against the fakes in ``tests/fake_tt`` (see ``test_tt.py``): Wan 2.2
-image-to-video through TT-DiT."""
+image-to-video through TT-DiT, SDXL chains and morphs, one chip of a P300 board."""
 
 import re
 import shutil
 
 import pytest
-from conftest import cli, write_storyboard
+from conftest import cli, run_cli, write_storyboard
 from PIL import Image, ImageOps
-from test_tt import FAKES, T3K, _forget_tree_modules, fake_env, frame_prompts, in_process, lines, make_tree  # noqa: F401
+from test_tt import (
+    FAKES,
+    T3K,
+    _forget_tree_modules,  # noqa: F401  (test_tt's autouse fixture, here too)
+    fake_env,
+    frame_prompts,
+    in_process,
+    lines,
+    make_tree,
+    opened,
+)
 
 WAN_T2V = "Wan-AI/Wan2.2-T2V-A14B-Diffusers"
 WAN_I2V = "Wan-AI/Wan2.2-I2V-A14B-Diffusers"
@@ -89,3 +99,20 @@ def test_sdxl_chains_and_morphs_on_tenstorrent_are_refused_naming_why(tmp_path, 
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
         assert proc.returncode == 2 and len(errors) == 1 and re.search(message, errors[0]), proc.stderr
     assert lines(log) == []
+
+
+# ------------------------------------------------------------------ tt: one chip of a P300 board
+
+def test_a_worker_on_one_chip_of_a_p300c_opens_it_with_the_mesh_graph_descriptor(tmp_path):
+    """tt-metal refuses one visible P300 chip without a fabric mesh graph descriptor (its CUSTOM cluster
+    type); tt-inference-server points TT_MESH_GRAPH_DESC_PATH at the tree's P150 descriptor, as framereel does."""
+    home = make_tree(tmp_path)
+    env, log = fake_env(tmp_path, home, "p300c,p300c")
+    env.pop("TT_MESH_GRAPH_DESC_PATH", None)
+    board = write_storyboard(tmp_path / "b.json", [{"prompt": "a lighthouse on a P300c"}])
+    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--device", "tt:1", "--quiet",
+                   env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert frame_prompts(tmp_path / "o", 1) == ["a lighthouse on a P300c"]
+    assert "mesh_graph_desc p150_mesh_graph_descriptor.textproto" in lines(log)
+    assert [o[5] for o in opened(log)] == ["visible=1"]

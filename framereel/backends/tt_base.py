@@ -6,12 +6,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import FramereelError
 from ..settings import RenderSettings
 from .base import Backend
 from .tt_chips import THROTTLE, chip_index, prepare_environment, tt_metal_home
 from .tt_tree import BLACKHOLE, WORMHOLE, ChipPlan, SdDemo, check_chips, chip_plan, find_sd_demo
 
 SD_MODEL = "CompVis/stable-diffusion-v1-4"
+# what tt-inference-server points TT_MESH_GRAPH_DESC_PATH at for one chip of a P300 board
+P300_CHIP_DESCRIPTOR = "tt_metal/fabric/mesh_graph_descriptors/p150_mesh_graph_descriptor.textproto"
 
 
 class TtBase(Backend):
@@ -66,7 +69,25 @@ class TtBase(Backend):
         cache = Path(os.environ.get("TT_METAL_CACHE") or self.home / "built") / f"tt{self.chip}"
         self.decisions["chip"] = (f"tt:{self.chip} (TT_VISIBLE_DEVICES=TT_METAL_VISIBLE_DEVICES={board}, opened as "
                                   f"device {self.open_id}; TT_METAL_CACHE={cache})")
-        return {"TT_VISIBLE_DEVICES": str(board), "TT_METAL_VISIBLE_DEVICES": str(board), "TT_METAL_CACHE": str(cache)}
+        env = {"TT_VISIBLE_DEVICES": str(board), "TT_METAL_VISIBLE_DEVICES": str(board), "TT_METAL_CACHE": str(cache)}
+        return {**env, **self._p300_descriptor()}
+
+    def _p300_descriptor(self) -> dict[str, str]:
+        """One chip of a P300 board alone makes tt-metal pick its CUSTOM cluster type, which asserts that a
+        fabric mesh graph descriptor is set; tt-inference-server's ``setup_runner_environment`` points
+        ``TT_MESH_GRAPH_DESC_PATH`` at the tree's single-Blackhole-chip (P150) descriptor, and so does this."""
+        if not any(c.board_type.lower().startswith("p300") for c in self.plan.chips):
+            return {}
+        if "TT_MESH_GRAPH_DESC_PATH" in os.environ:
+            self.decisions["TT_MESH_GRAPH_DESC_PATH"] = f"{os.environ['TT_MESH_GRAPH_DESC_PATH']} (yours)"
+            return {}
+        path = self.home / P300_CHIP_DESCRIPTOR
+        if not path.is_file():
+            raise FramereelError(f"one chip of a P300 board needs a fabric mesh graph descriptor, and this tt-metal tree "
+                                 f"(commit {self.demo.commit}) has no {P300_CHIP_DESCRIPTOR}; update tt-metal or set "
+                                 "TT_MESH_GRAPH_DESC_PATH")
+        self.decisions["TT_MESH_GRAPH_DESC_PATH"] = f"{path} (one chip of a P300 board, as tt-inference-server sets it)"
+        return {"TT_MESH_GRAPH_DESC_PATH": str(path)}
 
     def _check_chip(self) -> None:
         if self.settings.device.startswith("tt:"):

@@ -10,6 +10,8 @@ trace_region_size=, dispatch_core_config=)``, ``CreateDevice``, ``GetNumPCIeDevi
   ``tt_metal_old/conftest.py``, not in ttnn);
 * trace capture fails, with tt-metal's message, when the captured commands need more than the
   device's ``trace_region_size`` (each UNet step and the VAE decode add a fixed size);
+* one visible chip of a P300 board opens only with ``TT_MESH_GRAPH_DESC_PATH`` naming a descriptor file
+  (tt-metal's CUSTOM cluster type otherwise asserts; see :func:`_check_cluster`);
 * ``FAKE_TTNN_BAD_STATE`` makes opening fail the way a chip left in a bad state does.
 
 Every call that matters is appended to the file named by ``FAKE_TTNN_LOG``.
@@ -104,11 +106,25 @@ class Device:
         return get_arch_name()
 
 
+def _check_cluster(chips):
+    """One visible chip of a P300 board: tt-metal picks the CUSTOM cluster type and asserts that a fabric
+    mesh graph descriptor path is set (tt-inference-server's ``runner_utils.setup_runner_environment``
+    says so, and sets ``TT_MESH_GRAPH_DESC_PATH`` to the tree's ``p150_mesh_graph_descriptor.textproto``)."""
+    if len(chips) != 1 or not chips[0][0].lower().startswith("p300"):
+        return
+    path = os.environ.get("TT_MESH_GRAPH_DESC_PATH")
+    if not path or not os.path.isfile(path):
+        raise RuntimeError("TT_FATAL: ClusterType::CUSTOM requires a mesh graph descriptor: "
+                           f"TT_MESH_GRAPH_DESC_PATH is {path or 'unset'}")
+    _log("mesh_graph_desc", os.path.basename(path))
+
+
 def open_device(device_id=0, l1_small_size=DEFAULT_L1_SMALL_SIZE, trace_region_size=DEFAULT_TRACE_REGION_SIZE,
                 dispatch_core_config=None, worker_l1_size=None):
     if os.environ.get("FAKE_TTNN_BAD_STATE"):
         raise RuntimeError("TT_THROW: Timeout waiting for Ethernet core service remote IO request")
     chips = _chips()
+    _check_cluster(chips)
     if device_id >= len(chips):
         raise RuntimeError(f"TT_FATAL: Device {device_id} is not available: {len(chips)} devices found")
     _log("env", device_id, f"tt_visible={os.environ.get('TT_VISIBLE_DEVICES')}",
