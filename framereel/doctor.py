@@ -334,17 +334,21 @@ def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str
 # ------------------------------------------------------------------ a hardware self-check for people with a board
 
 SMOKE_REPORT = "tt-smoke-report.json"
+SMOKE_FIRST_FRAME = "first_frame.png"  # a Wan 2.2 I2V smoke clip's key frame: a plain 832x480 image
 
 
 def _smoke_frame(kind: str, model: str) -> tuple[dict[str, Any], str]:
     """What the smoke test renders for the model's tt-metal implementation: one still (SD 1.4 with the
-    demo's PNDM, others with their pipeline's own scheduler), or one 5-frame clip for Wan 2.2."""
+    demo's PNDM, others with their pipeline's own scheduler), or one 5-frame clip for Wan 2.2 (for I2V,
+    from ``first_frame.png`` beside the storyboard: :data:`SMOKE_FIRST_FRAME`)."""
     from .backends.tt_models import tt_model_key
 
     key = tt_model_key(model) if kind == "tt" else "sd1"
     entry: dict[str, Any] = {"prompt": "a lighthouse on a cliff at dusk, oil painting"}
-    if key == "wan":
+    if key in ("wan", "wan-i2v"):
         entry["clip"] = 5
+    if key == "wan-i2v":
+        entry["first_frame"] = SMOKE_FIRST_FRAME
     return entry, "pndm" if key == "sd1" else "auto"
 
 
@@ -370,6 +374,10 @@ def _smoke_one(kind: str, out: Path, model: str | None) -> dict[str, Any]:
     try:
         entry, scheduler = _smoke_frame(kind, model or DEFAULT_MODEL)
         board.write_text(json.dumps([entry]))
+        if "first_frame" in entry:
+            from PIL import Image
+
+            Image.new("RGB", (832, 480), (90, 110, 140)).save(folder / SMOKE_FIRST_FRAME)
         settings = RenderSettings(model=model or DEFAULT_MODEL, backend=kind, scheduler=scheduler)
         backend = create_backend(settings)
         report["decisions"] = backend.decisions

@@ -1,6 +1,7 @@
 """More of the Tenstorrent backends against the fakes in ``tests/fake_tt`` (see ``test_tt.py``): Wan 2.2
 image-to-video through TT-DiT, SDXL chains and morphs, one chip of a P300 board."""
 
+import json
 import re
 import shutil
 
@@ -116,3 +117,12 @@ def test_a_worker_on_one_chip_of_a_p300c_opens_it_with_the_mesh_graph_descriptor
     assert frame_prompts(tmp_path / "o", 1) == ["a lighthouse on a P300c"]
     assert "mesh_graph_desc p150_mesh_graph_descriptor.textproto" in lines(log)
     assert [o[5] for o in opened(log)] == ["visible=1"]
+
+
+def test_doctor_smoke_renders_a_wan_i2v_clip_from_a_first_frame(tmp_path, monkeypatch):
+    env, log = fake_env(tmp_path, i2v_tree(tmp_path), T3K)
+    in_process(monkeypatch, env)
+    cli("doctor", "-o", tmp_path / "doc", "--smoke", "--model", WAN_I2V, env=env, check=True)
+    report = json.loads((tmp_path / "doc" / "tt-smoke-report.json").read_text())["tt"]
+    assert report["ok"] and len(report["frames"]) == 5, report
+    assert [line for line in lines(log) if line.startswith("wan_i2v_images ")] == ["wan_i2v_images frame_pos=0:832x480"]
