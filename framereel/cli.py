@@ -117,6 +117,10 @@ RENDER_OPTIONS = [
                       "CPU: 4; SD-sized models on a CPU: 1)."),
     click.option("--compile", is_flag=True,
                  help="torch.compile the UNet and VAE: slower first frame, faster after (see README)."),
+    click.option("--fast-path", type=click.Choice(["off", "auto", "on", "max"]), default="off", show_default=True,
+                 help="Same frames, faster: channels-last, fused QKV attention projections, torch.compile (cached "
+                      "across runs, CUDA graphs on a GPU). auto: what was measured to pay on this kind of device; "
+                      "max: also max-autotune on CUDA (see README \"Speed\")."),
     click.option("--tiny-vae", default=None, metavar="PATH|HUB_ID",
                  help="Decode with a TAESD-style tiny VAE (e.g. madebyollin/taesd): faster, slightly softer."),
     click.option("--step-cache", type=int, default=0, metavar="N",
@@ -301,7 +305,7 @@ def render_settings(opts: dict[str, Any], **fixed: Any) -> Any:
                   reset_device=opts.get("reset_device", False), **speed)
     return RenderSettings(**{**values, **fixed}).check()
 
-SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache", "loras", "fast", "refiner", "refiner_switch",
+SPEED_OPTIONS = ("batch", "compile", "fast_path", "tiny_vae", "step_cache", "loras", "fast", "refiner", "refiner_switch",
                  "offload", "vae_tiling", "attention_slicing")
 
 

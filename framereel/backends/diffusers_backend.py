@@ -25,6 +25,7 @@ from .animatediff import ClipRenderer, check_video
 from .base import Backend, ModelInfo
 from .common import EmbeddingCache, make_scheduler, measured, quiet_libraries, seeded_noise, slerp
 from .device import compile_pipeline, measure_batch, place_pipeline
+from .fast import apply_fast_path, plan_fast_path
 from .lora import Lora, LoraSet
 from .refiner import Refiner
 from .resolve import ResolvedModel, resolve_model
@@ -49,6 +50,10 @@ class DiffusersBackend(Backend):
         self.loras = LoraSet(self.model.loras, self.model.family.label, self.model.lora_files)
         self.refiner = Refiner(self.model.refiner, self.family, self._execution_device) if self.model.refiner else None
         self.clips = ClipRenderer(self, self.model.motion) if self.model.motion else None
+        self.fast_plan = plan_fast_path(settings.fast_path, self.device, unet=self.family.kind in ("sd", "sdxl"),
+                                        loras=bool(self.model.loras) or settings.fast, step_cache=settings.step_cache > 1,
+                                        compile_asked=settings.compile)
+        self.compiling = settings.compile or self.fast_plan.takes("compile")
         self.pipe = None
         self._img2img_pipe = None
         self._compiled = False
@@ -77,12 +82,16 @@ class DiffusersBackend(Backend):
     def describe(self) -> ModelInfo:
         return self.model.info
 
+    def run_facts(self) -> dict[str, Any]:
+        """run.json's ``"fast_path"``: what ``--fast-path`` turned on (and skipped, and why)."""
+        return {"fast_path": self.fast_plan.record()} if self.fast_plan.mode != "off" else {}
+
     # -------------------------------------------------------------- loading
 
     def load(self) -> None:
         self._load_weights()
-        if self.settings.compile and not self._compiled:
-            compile_pipeline(self.pipe, self.device)
+        if self.compiling and not self._compiled:
+            compile_pipeline(self.pipe, self.device, self.fast_plan.compile_mode)
             self._compiled = True
 
     def _load_weights(self) -> None:
@@ -101,6 +110,7 @@ class DiffusersBackend(Backend):
 
             self._step_cache = StepCache(pipe.unet, self.settings.step_cache)
         self.pipe = place_pipeline(pipe, self.device, self.settings)
+        apply_fast_path(self.pipe, self.fast_plan)
         if self.refiner is not None:
             refiner = self.refiner.load(self.pipe, dtype, self.scheduler)
             self.refiner.attach(place_pipeline(refiner, self.device, self.settings))
@@ -251,7 +261,7 @@ class DiffusersBackend(Backend):
         # 4. prepare the seeded starting latents
         latents, generators = self._starting_latents(rows, cond["prompt_embeds"].dtype)
         # 5. compiled graphs warmed up, the step cache reset
-        compile_seconds = self._warm_up(len(rows), first) if self.settings.compile else None
+        compile_seconds = self._warm_up(len(rows), first) if self.compiling else None
         if self._step_cache is not None:
             self._step_cache.reset()
         # 6. denoise and decode: the family's pipeline itself (with a refiner, up to its switch point)
