@@ -5,13 +5,14 @@ Figures, each printed with the machine, dtype and settings, and written as JSON:
 1. overhead — framereel's seconds per frame ÷ ``StableDiffusionPipeline.__call__`` with the same
    scheduler, steps, dtype, size and generator; interleaved, median of several frames;
 2. fraction of peak — achieved UNet FLOP/s (FLOPs counted from the model's own shapes with
-   ``torch.utils.flop_counter``) ÷ a large matmul's FLOP/s measured in the same run;
+   ``torch.utils.flop_counter``) ÷ a large matmul's FLOP/s measured in the same run, and with
+   ``fast_path``, the fast path's UNet too;
 3. schedulers — DPM-Solver++ 25 steps vs PNDM 50 (the lesson's recipe): time ratio, and PSNR of
    each against its own scheduler at 100 steps, so the speed-up is not bought with broken images;
 4. batching — frames/s with ``--batch 1, 2, 4`` (several frames per UNet call), and how close
    the batched frames are to batch 1's;
-5. accelerations — ``--step-cache 2``/``3``, ``--tiny-vae`` and (with ``compile=True``)
-   ``--compile``: time per frame ÷ the plain render's, and PSNR against the plain render;
+5. accelerations — ``--step-cache 2``/``3``, ``--tiny-vae``, (with ``compile=True``)
+   ``--compile`` and (with ``fast_path``) ``--fast-path``: time per frame ÷ the plain render's, and PSNR against the plain render;
 6. memory — peak resident memory of a fresh ``framereel frames`` process rendering one frame.
 
 Models: ``demo`` (the shipped tiny model) and ``sd-shaped`` (SD 1.x's real UNet/VAE/CLIP
@@ -187,6 +188,7 @@ class BenchOptions:
     tiny_vae: str | None = None
     memory_steps: int = 2
     safety_checker: bool = False  # sd-shaped: add SD 1.4's safety checker and run it in the memory figure
+    fast_path: str = "off"  # also measure the UNet (figure 2) and a frame (figure 5) with --fast-path this
 
 
 MAX_BENCH_BATCH = 64
@@ -283,27 +285,47 @@ def figure_overhead(bench: Bench) -> dict[str, Any]:
 
 
 def figure_peak(bench: Bench) -> dict[str, Any]:
-    """2. Achieved UNet FLOP/s ÷ a large matmul's FLOP/s measured in the same run."""
-    import torch
-
+    """2. Achieved UNet FLOP/s ÷ a large matmul's FLOP/s measured in the same run; with
+    ``fast_path``, also the fast path's UNet (compiled in an untimed first call)."""
     pipe = bench.backend.pipe
     latent = bench.size // pipe.vae_scale_factor
     flops = unet_flops(pipe.unet, latent)
-    x = torch.randn(2, pipe.unet.config.in_channels, latent, latent, dtype=pipe.unet.dtype)
-    ctx = torch.randn(2, 77, pipe.unet.config.cross_attention_dim, dtype=pipe.unet.dtype)
-    with torch.inference_mode():
-        pipe.unet(x, torch.tensor(500), ctx)
-        times = []
-        for _ in range(max(5, bench.options.frames)):
-            t0 = time.perf_counter()
-            pipe.unet(x, torch.tensor(500), ctx)
-            times.append(time.perf_counter() - t0)
-    achieved = flops / statistics.median(times)
     peak = matmul_peak(pipe.unet.dtype)
+    achieved = flops / _unet_seconds(pipe.unet, latent, max(5, bench.options.frames))
     bench.log(f"2. UNet: {flops / 1e9:.2f} GFLOP per call (CFG batch 2), {achieved / 1e9:.1f} GFLOP/s achieved, "
               f"matmul peak {peak / 1e9:.1f} GFLOP/s → {achieved / peak:.1%} of peak")
-    return {"unet_flops_per_call": flops, "achieved_flops": achieved, "matmul_peak_flops": peak,
-            "fraction": round(achieved / peak, 4)}
+    report = {"unet_flops_per_call": flops, "achieved_flops": achieved, "matmul_peak_flops": peak,
+              "fraction": round(achieved / peak, 4)}
+    if bench.options.fast_path != "off":
+        fast = bench.backend_with(fast_path=bench.options.fast_path)
+        t0 = time.perf_counter()
+        seconds = _unet_seconds(fast.pipe.unet, latent, max(5, bench.options.frames))
+        fast_flops = flops / seconds
+        report["fast_path"] = {"mode": bench.options.fast_path, "on": list(fast.fast_plan.on),
+                               "achieved_flops": fast_flops, "fraction": round(fast_flops / peak, 4),
+                               "speedup": round(fast_flops / achieved, 3),
+                               "seconds_with_compiling": round(time.perf_counter() - t0, 1)}
+        bench.log(f"2. UNet with --fast-path {bench.options.fast_path} ({', '.join(fast.fast_plan.on) or 'nothing'}): "
+                  f"{fast_flops / 1e9:.1f} GFLOP/s → {fast_flops / peak:.1%} of peak "
+                  f"({fast_flops / achieved:.2f}× the plain UNet)")
+        fast.close()
+    return report
+
+
+def _unet_seconds(unet, latent: int, repeats: int) -> float:
+    """Median seconds of a CFG-batch-2 UNet call at ``latent``², after one untimed call (which compiles)."""
+    import torch
+
+    x = torch.randn(2, unet.config.in_channels, latent, latent, dtype=unet.dtype)
+    ctx = torch.randn(2, 77, unet.config.cross_attention_dim, dtype=unet.dtype)
+    times = []
+    with torch.inference_mode():
+        unet(x, torch.tensor(500), ctx)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            unet(x, torch.tensor(500), ctx)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def figure_schedulers(bench: Bench) -> dict[str, Any]:
@@ -386,6 +408,8 @@ def figure_accelerations(bench: Bench, baseline_s: float, baseline: list, tmp: P
             weights=o.tiny_vae or "random (TAESD's shapes)")
     if o.compile:
         measure("compile", {"compile": True})
+    if o.fast_path != "off":
+        measure(f"fast-path {o.fast_path}", {"fast_path": o.fast_path})
     return acc
 
 

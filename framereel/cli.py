@@ -578,13 +578,16 @@ def _validate_frame_flags(values: dict[str, Any]) -> None:
               help="Some of: overhead, peak, schedulers, batching, accelerations, memory (comma-separated).  [default: all]")
 @click.option("--batches", default="1,2,4", show_default=True, metavar="LIST", help="Batch sizes to measure.")
 @click.option("--compile", "compile_", is_flag=True, help="Also measure --compile (compiling takes minutes).")
+@click.option("--fast-path", type=click.Choice(["off", "auto", "on", "max"]), default="off", show_default=True,
+              help="Also measure the UNet's fraction of peak and a frame with this --fast-path.")
 @click.option("--tiny-vae", default=None, metavar="PATH|HUB_ID",
               help="Measure this tiny VAE (else a random one with TAESD's shapes: timing only).")
 @click.option("--safety-checker", is_flag=True,
               help="sd-shaped: add SD 1.4's safety checker (random weights) and run it in the memory figure.")
 @_handle_errors
 def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, json_out: Path | None,
-          only: str | None, batches: str, compile_: bool, tiny_vae: str | None, safety_checker: bool) -> None:
+          only: str | None, batches: str, compile_: bool, fast_path: str, tiny_vae: str | None,
+          safety_checker: bool) -> None:
     """Measure framereel against the plain diffusers loop: overhead ratio, fraction of matmul peak,
     DPM-Solver++ 25 vs PNDM 50, batching, the optional accelerations and peak memory. Ratios from
     one run, each printed with the machine and settings; nothing is asserted.
@@ -592,6 +595,7 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
     \b
     framereel bench                                   # the demo model, every figure
     framereel bench --model sd-shaped --size 256 --steps 5 --frames 2
+    framereel bench --model sd-shaped --size 256 --steps 5 --only peak --fast-path on   # the UNet, fast path
     framereel bench --model sd-shaped --size 512 --only memory --safety-checker   # SD 1.4's RAM at 512²
     """
     from .bench import FIGURES, BenchOptions, parse_batches, run_bench
@@ -604,7 +608,7 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
     if unknown:
         raise FramereelError(f"--only: unknown figure {unknown[0]!r}; choose from {', '.join(FIGURES)}")
     options = BenchOptions(model, size, steps, frames, dtype, batches=parse_batches(batches), only=figures,
-                           compile=compile_, tiny_vae=tiny_vae, safety_checker=safety_checker)
+                           compile=compile_, tiny_vae=tiny_vae, safety_checker=safety_checker, fast_path=fast_path)
     run_bench(options, out=json_out, log=lambda m: click.echo(m))
 
 

@@ -138,6 +138,10 @@ def compile_pipeline(pipe, device: str, mode: str | None = None) -> None:
         raise FramereelError("--compile on a CPU needs a C++ compiler and none was found; "
                              "install one (apt install g++, or set CXX) or drop --compile")
     use_compile_cache()
+    import torch._dynamo.config as dynamo
+
+    dynamo.automatic_dynamic_shapes = False  # every call has a fixed shape (padded batch): one static graph each
+    dynamo.recompile_limit = max(dynamo.recompile_limit, 64)  # a graph per size and batch a run renders at
     if device == "cpu" and "TORCHINDUCTOR_FREEZING" not in os.environ:  # the user's setting wins
         import torch._inductor.config
 
