@@ -344,6 +344,28 @@ class DiffusersBackend(Backend):
                       generator=torch.Generator("cpu").manual_seed(0))
         return time.perf_counter() - t0
 
+    def open_stream(self, frame: Frame):
+        """A :class:`~framereel.backends.stream.StreamBatch` for frames of ``frame``'s size, steps and
+        guidance (``framereel live``), or None where this model renders frame by frame."""
+        from .stream import StreamBatch, streams
+
+        if not streams(self.family, self.scheduler) or self.refiner is not None:
+            return None
+        self.load()
+        self._activate(self.loras.for_frame(frame))
+        return StreamBatch(self.pipe, frame.steps, frame.guidance if self._guided(frame) else 0.0)
+
+    def stream_inputs(self, frame: Frame) -> tuple[Any, Any, Any]:
+        """What :meth:`StreamBatch.push` takes for ``frame``: its seeded starting latents (slerped for
+        a morph), its prompt embeddings (lerped for a morph) and the negative's (None unguided)."""
+        embeds = fam.frame_conditioning(frame, self._embed)["prompt_embeds"]
+        latents, _ = self._starting_latents([frame], embeds.dtype)
+        negative = self._negative(frame.negative_prompt or "")["negative_prompt_embeds"] if self._guided(frame) else None
+        return latents, embeds, negative
+
+    def _guided(self, frame: Frame) -> bool:
+        return fam.uses_cfg(self.pipe, self.family, frame.guidance)
+
     def _render_chain(self, frame: Frame, init_image, on_step):
         """img2img from ``init_image`` (the parent's warped image); strength 0 keeps it exactly."""
         import torch
