@@ -559,6 +559,46 @@ def studio(out: Path, seed: int | None, host: str, port: int, open_browser: bool
     serve(session, host=host, port=port, open_browser=open_browser, say=lambda m: click.echo(m, err=True))
 
 
+@main.command()
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
+              help="Folder for storyboard.json (what you keep).")
+@_apply(MODEL_OPTIONS + FRAME_OPTIONS)
+@click.option("--fast-path", type=click.Choice(["off", "auto", "on", "max"]), default="off", show_default=True,
+              help="As for make: channels-last, fused QKV, torch.compile (compiled before the first frame).")
+@click.option("--tiny-vae", default=None, metavar="PATH|HUB_ID", help="Decode the previews with a TAESD-style tiny VAE.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback requires the printed URL's access token.")
+@click.option("--port", type=int, default=8189, show_default=True, help="Port (0: any free port).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
+@_handle_errors
+def live(out: Path, seed: int | None, host: str, port: int, open_browser: bool, **opts: Any) -> None:
+    """Type or edit a prompt (and move a slider towards a second one) and watch frames stream in as
+    fast as the device renders them, with the frames/s achieved; keep a frame or an A→B stretch into
+    OUT/storyboard.json. SD-shaped models (Turbo too) stream-batch: frames at staggered steps share
+    one UNet call. On a CPU it runs with the demo model.
+
+    \b
+      framereel live --model demo --steps 4               # then open the printed http://127.0.0.1:8189/
+      framereel live --model stabilityai/sd-turbo --fast-path on --tiny-vae madebyollin/taesd
+    """
+    from .backends.checks import check_render_settings
+    from .interactive import Session
+    from .studio import check_address
+    from .studio.live import serve_live
+    from .validate import check_model, check_output_folder
+
+    check_address(host, port)
+    probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
+    settings = render_settings(opts, batch=1)
+    _validate_frame_flags({**probe, **({"seed": seed} if seed is not None else {})})
+    check_render_settings(settings)
+    check_output_folder(out)
+    check_model(opts["model"])
+    click.echo("loading the model…", err=True)
+    session = Session(out, settings, seed=DEFAULT_RUN_SEED if seed is None else seed, params=probe)
+    serve_live(session, host=host, port=port, open_browser=open_browser, say=lambda m: click.echo(m, err=True))
+
+
 def _validate_frame_flags(values: dict[str, Any]) -> None:
     from .storyboard import check_value
 
