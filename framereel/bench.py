@@ -50,8 +50,19 @@ def machine() -> dict[str, Any]:
 
     from .backends.device import cpu_supports_bf16
 
-    return {"cpu": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count(),
-            "bf16": cpu_supports_bf16(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return {"cpu": platform.processor() or platform.machine(), "cpu_name": cpu_name(),
+            "cores": __import__("os").cpu_count(), "bf16": cpu_supports_bf16(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "load_average": round(__import__("os").getloadavg()[0], 2)}
+
+
+def cpu_name() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it ("" where it says none)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
 
 
 def build_sd_shaped(folder: Path, safety_checker: bool = False) -> Path:

@@ -93,3 +93,13 @@ def test_the_fast_path_renders_the_plain_pictures_is_recorded_and_keeps_the_fram
         assert np.array_equal(pixels(fast, i), pixels(again, i))
     proc = cli("frames", board, "-o", fast, *common, "--json", check=True)  # the same frames, asked without it
     assert '"frame_done"' not in proc.stdout
+
+
+def test_bench_measures_the_unet_with_and_without_the_fast_path(tmp_path, tiny_model):
+    out = tmp_path / "bench.json"
+    proc = cli("bench", "--model", tiny_model, "--steps", "2", "--frames", "1", "--only", "peak",
+               "--fast-path", "auto", "--json-out", out, check=True)
+    assert "2. UNet with --fast-path auto (nothing)" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["peak"]["fast_path"]["on"] == [] and report["peak"]["fast_path"]["fraction"] > 0
+    assert report["machine"]["date"] and "cpu_name" in report["machine"] and report["settings"]["dtype"]
