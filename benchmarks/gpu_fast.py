@@ -32,6 +32,7 @@ rewritten after every measurement; ``--budget-s`` skips what has not started aft
     PYTHONPATH=. python benchmarks/gpu_fast.py --out benchmarks/results/gpu-fast.json --budget-s 230
     PYTHONPATH=. python benchmarks/gpu_fast.py --tiny --device cpu --out /tmp/gpu-fast.json   # check here (~1 min)
     PYTHONPATH=. python benchmarks/gpu_fast.py --tiny --device cpu --modes on --models turbo  # compiling too (minutes)
+    PYTHONPATH=. python benchmarks/gpu_fast.py --models turbo --modes auto --stream 1,4 --frames 16   # stream batching
 """
 
 from __future__ import annotations
@@ -290,6 +291,44 @@ def measure_case(name: str, folder: Path, tiny_vae, batch: int, args, tmp: Path,
     save()
 
 
+def measure_stream(name: str, built, steps: int, args, report: dict) -> None:
+    """Stream batching (``framereel live``): frames/s of ``steps``-step frames pushed through a
+    StreamBatch (frames at staggered steps share one UNet call) against the same frames rendered
+    one by one, with ``--fast-path`` ``args.stream_mode``; batch 1, in memory."""
+    from framereel import RenderSettings
+    from framereel.backends import create_backend
+
+    folder, tiny_vae = built
+    size = 64 if args.tiny else MODELS[name][1]
+    frames = frames_of(args.frames, {"steps": steps, "guidance": 0.0, "width": size, "height": size})
+    settings = RenderSettings(model=str(folder), backend="diffusers", device=args.device, dtype=args.dtype, batch=1,
+                              scheduler=MODELS[name][3], safety_checker=False, fast_path=args.stream_mode,
+                              tiny_vae=str(tiny_vae) if tiny_vae else None)
+    backend = create_backend(settings)
+    backend.load()
+    stream = backend.open_stream(frames[0])
+
+    def streamed() -> list:
+        out = [image for f in frames for _, image in stream.push(*backend.stream_inputs(f), tag=f)]
+        return out + [image for _, image in stream.flush()]
+
+    warm = [replace(f, prompt=f"warm-up picture {f.index}") for f in frames[:steps]]
+    for f in warm:
+        stream.push(*backend.stream_inputs(f), tag=f)
+    stream.flush()
+    framereel_images(backend, warm, 1)
+    one_by_one, alone = median_fps(args.device, args.rounds, len(frames), lambda: framereel_images(backend, frames, 1))
+    fps, images = median_fps(args.device, args.rounds, len(frames), streamed)
+    report["results"][name][f"stream_{steps}_steps"] = {
+        "fast_path": args.stream_mode, "on": list(backend.fast_plan.on), "frames": len(frames),
+        "stream_frames_per_s": round(fps, 3), "one_by_one_frames_per_s": round(one_by_one, 3),
+        "speedup": round(fps / one_by_one, 3), "min_psnr_stream_vs_one_by_one_db": worst_psnr(images, alone)}
+    log(f"{name} {steps} steps: stream-batched {fps:.2f} frames/s vs one by one {one_by_one:.2f} "
+        f"(--fast-path {args.stream_mode}; worst PSNR {worst_psnr(images, alone)} dB: DDIM's step vs the scheduler's)")
+    backend.close()
+    free(args.device)
+
+
 def build_model(name: str, args, tmp: Path, report: dict, save) -> tuple[Path, Path | None]:
     """The model's folder (random weights, real shapes) and its tiny VAE (turbo), built on the device."""
     builder, _, _, _, wants_tiny_vae = MODELS[name]
@@ -340,6 +379,9 @@ def parse_args():
     parser.add_argument("--rounds", type=int, default=None, help="timed runs per side (median; default 2, --tiny: 1)")
     parser.add_argument("--budget-s", type=float, default=230.0,
                         help="skip measurements not started after this many seconds (default 230)")
+    parser.add_argument("--stream", default="", help="also measure stream batching (framereel live) of the models "
+                                                       "that stream at these step counts, e.g. 1,4 (default: none)")
+    parser.add_argument("--stream-mode", default="auto", help="--fast-path of the stream measurement (default auto)")
     parser.add_argument("--tiny", action="store_true", help="tiny shapes, 64², ≤ 2 steps: checks the script on a CPU")
     args = parser.parse_args()
     tiny = args.tiny
@@ -348,6 +390,7 @@ def parse_args():
     args.modes = [m.strip() for m in (args.modes or ("off,auto" if tiny else "off,auto,on")).split(",") if m.strip()]
     args.frames = args.frames or (2 if tiny else 8)
     args.rounds = args.rounds or (1 if tiny else 2)
+    args.stream = [int(n) for n in args.stream.split(",") if n.strip()]
     if any(m not in MODELS for m in args.models):
         parser.error(f"--models: choose from {', '.join(MODELS)}")
     if any(m not in ("off", "auto", "on", "max") for m in args.modes):
@@ -385,6 +428,17 @@ def main() -> None:
         for batch in args.batches:  # batch 1 of every model first: the issue's goals are at batch 1
             for name in args.models:
                 measure_batch(name, built[name], batch, args, Path(tmp), report, peak, save)
+                save()
+        for steps in args.stream:
+            for name in args.models:
+                if time.perf_counter() - T0 > args.budget_s:
+                    report["results"][name][f"stream_{steps}_steps"] = {"skipped": "time budget spent"}
+                    continue
+                try:
+                    measure_stream(name, built[name], steps, args, report)
+                except Exception as err:  # noqa: BLE001 - keep the other figures; say what failed
+                    report["results"][name][f"stream_{steps}_steps"] = {"error": f"{type(err).__name__}: {err}"[:400]}
+                    log(f"{name} stream {steps} steps: FAILED ({type(err).__name__}: {str(err)[:200]})")
                 save()
     report["complete"] = "skipped" not in json.dumps(report["results"]) and "error" not in json.dumps(report["results"])
     save()

@@ -23,6 +23,7 @@ import base64
 import io
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
@@ -161,8 +162,11 @@ class Live:
                     self.streamed = stream is not None
                 done = (stream.push(*self.backend.stream_inputs(frame), tag=frame) if stream is not None
                         else [(frame, self.backend.render(frame)[0])])
-            except FramereelError as err:
-                self._tell("problem", {"error": str(err)})
+            except Exception as err:  # noqa: BLE001 - the page shows why no frame comes; the loop waits, then tries again
+                message = str(err) if isinstance(err, FramereelError) else f"{type(err).__name__}: {err}"
+                if not isinstance(err, FramereelError):
+                    traceback.print_exc()
+                self._tell("problem", {"error": message})
                 with self.wake:
                     self.wake.wait(1.0)
                 continue
