@@ -5,8 +5,8 @@ Figures, each printed with the machine, dtype and settings, and written as JSON:
 1. overhead — framereel's seconds per frame ÷ ``StableDiffusionPipeline.__call__`` with the same
    scheduler, steps, dtype, size and generator; interleaved, median of several frames;
 2. fraction of peak — achieved UNet FLOP/s (FLOPs counted from the model's own shapes with
-   ``torch.utils.flop_counter``) ÷ a large matmul's FLOP/s measured in the same run, and with
-   ``fast_path``, the fast path's UNet too;
+   ``torch.utils.flop_counter``) ÷ a 2048² matmul's FLOP/s, the two timed in turn in the same
+   rounds, and with ``fast_path``, the fast path's UNet too;
 3. schedulers — DPM-Solver++ 25 steps vs PNDM 50 (the lesson's recipe): time ratio, and PSNR of
    each against its own scheduler at 100 steps, so the speed-up is not bought with broken images;
 4. batching — frames/s with ``--batch 1, 2, 4`` (several frames per UNet call), and how close
@@ -116,20 +116,6 @@ def unet_flops(unet, latent: int, batch: int = 2) -> float:
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         unet(x, torch.tensor(500), ctx)
     return float(counter.get_total_flops())
-
-
-def matmul_peak(dtype, n: int = 2048, repeats: int = 10) -> float:
-    """FLOP/s of a large square matmul: the median of ``repeats``, the same statistic as the UNet's."""
-    import torch
-
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times)
 
 
 def psnr(a, b) -> float:
@@ -296,26 +282,34 @@ def figure_overhead(bench: Bench) -> dict[str, Any]:
 
 
 def figure_peak(bench: Bench) -> dict[str, Any]:
-    """2. Achieved UNet FLOP/s ÷ a large matmul's FLOP/s measured in the same run; with
-    ``fast_path``, also the fast path's UNet (compiled in an untimed first call)."""
+    """2. Achieved UNet FLOP/s ÷ a large matmul's FLOP/s, timed in turn in the same rounds (other
+    load on the machine weighs on both alike); with ``fast_path``, also the fast path's UNet
+    (compiled in an untimed first call) in the same rounds."""
+    import torch
+
     pipe = bench.backend.pipe
     latent = bench.size // pipe.vae_scale_factor
     flops = unet_flops(pipe.unet, latent)
-    peak = matmul_peak(pipe.unet.dtype)
-    achieved = flops / _unet_seconds(pipe.unet, latent, max(5, bench.options.frames))
+    fast = bench.backend_with(fast_path=bench.options.fast_path) if bench.options.fast_path != "off" else None
+    unets = [pipe.unet] + ([fast.pipe.unet] if fast else [])
+    x = torch.randn(2, pipe.unet.config.in_channels, latent, latent, dtype=pipe.unet.dtype)
+    ctx = torch.randn(2, 77, pipe.unet.config.cross_attention_dim, dtype=pipe.unet.dtype)
+    n = MATMUL_SIDE
+    a, b = torch.randn(n, n, dtype=pipe.unet.dtype), torch.randn(n, n, dtype=pipe.unet.dtype)
+    with torch.inference_mode():
+        seconds = timed_in_turn([lambda u=u: u(x, torch.tensor(500), ctx) for u in unets] + [lambda: a @ b],
+                                max(5, bench.options.frames))
+    peak = 2 * n**3 / seconds[-1]
+    achieved = flops / seconds[0]
     bench.log(f"2. UNet: {flops / 1e9:.2f} GFLOP per call (CFG batch 2), {achieved / 1e9:.1f} GFLOP/s achieved, "
               f"matmul peak {peak / 1e9:.1f} GFLOP/s → {achieved / peak:.1%} of peak")
     report = {"unet_flops_per_call": flops, "achieved_flops": achieved, "matmul_peak_flops": peak,
               "fraction": round(achieved / peak, 4)}
-    if bench.options.fast_path != "off":
-        fast = bench.backend_with(fast_path=bench.options.fast_path)
-        t0 = time.perf_counter()
-        seconds = _unet_seconds(fast.pipe.unet, latent, max(5, bench.options.frames))
-        fast_flops = flops / seconds
+    if fast is not None:
+        fast_flops = flops / seconds[1]
         report["fast_path"] = {"mode": bench.options.fast_path, "on": list(fast.fast_plan.on),
                                "achieved_flops": fast_flops, "fraction": round(fast_flops / peak, 4),
-                               "speedup": round(fast_flops / achieved, 3),
-                               "seconds_with_compiling": round(time.perf_counter() - t0, 1)}
+                               "speedup": round(fast_flops / achieved, 3)}
         bench.log(f"2. UNet with --fast-path {bench.options.fast_path} ({', '.join(fast.fast_plan.on) or 'nothing'}): "
                   f"{fast_flops / 1e9:.1f} GFLOP/s → {fast_flops / peak:.1%} of peak "
                   f"({fast_flops / achieved:.2f}× the plain UNet)")
@@ -323,20 +317,21 @@ def figure_peak(bench: Bench) -> dict[str, Any]:
     return report
 
 
-def _unet_seconds(unet, latent: int, repeats: int) -> float:
-    """Median seconds of a CFG-batch-2 UNet call at ``latent``², after one untimed call (which compiles)."""
-    import torch
+MATMUL_SIDE = 2048
 
-    x = torch.randn(2, unet.config.in_channels, latent, latent, dtype=unet.dtype)
-    ctx = torch.randn(2, 77, unet.config.cross_attention_dim, dtype=unet.dtype)
-    times = []
-    with torch.inference_mode():
-        unet(x, torch.tensor(500), ctx)
-        for _ in range(repeats):
+
+def timed_in_turn(calls: list, rounds: int) -> list[float]:
+    """Median seconds of each of ``calls``, called in turn for ``rounds`` rounds after one untimed
+    call each (which compiles a compiled model)."""
+    for call in calls:
+        call()
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for call, t in zip(calls, times):
             t0 = time.perf_counter()
-            unet(x, torch.tensor(500), ctx)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+            call()
+            t.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def figure_schedulers(bench: Bench) -> dict[str, Any]:

@@ -103,3 +103,18 @@ def test_bench_measures_the_unet_with_and_without_the_fast_path(tmp_path, tiny_m
     report = json.loads(out.read_text())
     assert report["peak"]["fast_path"]["on"] == [] and report["peak"]["fast_path"]["fraction"] > 0
     assert report["machine"]["date"] and "cpu_name" in report["machine"] and report["settings"]["dtype"]
+
+
+def test_compiled_code_is_kept_in_framereels_cache_unless_you_chose_a_folder(monkeypatch, tmp_path):
+    """torch writes its default folder into TORCHINDUCTOR_CACHE_DIR the first time it asks: that is
+    not the user's choice, and compiled code must still go to framereel's cache folder."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    from framereel.backends.fast import use_compile_cache
+
+    monkeypatch.setenv("FRAMEREEL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    cache_dir()  # torch asks first, as some import does in a real run
+    assert use_compile_cache() == str(tmp_path / "cache" / "inductor") == cache_dir()
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert use_compile_cache() == str(tmp_path / "mine")

@@ -108,10 +108,14 @@ def apply_fast_path(pipe, plan: FastPlan) -> None:
 def use_compile_cache() -> str:
     """Keep inductor's compiled code across runs in ``cache_dir()/inductor`` (a
     ``TORCHINDUCTOR_CACHE_DIR`` of your own wins); returns the folder."""
+    import torch._inductor.config as inductor
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
     from .common import cache_dir
 
-    folder = os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
-    import torch._inductor.config as inductor
-
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    # torch writes its default there the first time it asks, which is not a choice of yours
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "inductor")
     inductor.fx_graph_cache = True
-    return folder
+    return os.environ["TORCHINDUCTOR_CACHE_DIR"]
