@@ -29,7 +29,9 @@ frames against diffusers' (same seeds), and the fraction of the GPU's fp16 peak:
 × frames/s ÷ an 8192² fp16 matmul's FLOP/s measured in the same run. The JSON (``--out``) is
 rewritten after every measurement; ``--budget-s`` skips what has not started after that long.
 
-    PYTHONPATH=. python benchmarks/gpu_fast.py --out benchmarks/results/gpu-fast.json --budget-s 230
+    PYTHONPATH=. python benchmarks/gpu_fast.py --budget-s 330   # results/gpu-fast.json: 6.6 min on an H200 (Turbo batch 4 skipped)
+    PYTHONPATH=. python benchmarks/gpu_fast.py --modes on --batches 1 --budget-s 200 \
+        --out benchmarks/results/gpu-fast-check.json                  # the two goals only: ~4.5 min on an H200
     PYTHONPATH=. python benchmarks/gpu_fast.py --tiny --device cpu --out /tmp/gpu-fast.json   # check here (~1 min)
     PYTHONPATH=. python benchmarks/gpu_fast.py --tiny --device cpu --modes on --models turbo  # compiling too (minutes)
     PYTHONPATH=. python benchmarks/gpu_fast.py --models turbo --modes auto --stream 1,4 --frames 16   # stream batching
