@@ -118,3 +118,23 @@ def test_compiled_code_is_kept_in_framereels_cache_unless_you_chose_a_folder(mon
     assert use_compile_cache() == str(tmp_path / "cache" / "inductor") == cache_dir()
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
     assert use_compile_cache() == str(tmp_path / "mine")
+
+
+def test_frames_with_their_own_loras_turn_fused_projections_off(tmp_path, tiny_model):
+    """A frame's LoRA adapts the separate Q, K, V projections, which fused ones would bypass: the
+    fast path (as `auto` plans it on a GPU) goes on without fusing, and says why in run.json."""
+    from tiny_families import build_tiny_lora
+
+    from framereel import RenderSettings
+    from framereel.backends import create_backend
+    from framereel.storyboard import Frame
+
+    lora = build_tiny_lora(tmp_path / "style")
+    backend = create_backend(RenderSettings(model=str(tiny_model), backend="diffusers", batch=1, fast_path="auto"))
+    backend.fast_plan = FastPlan("auto", ("fused_qkv",))  # what `auto` takes on CUDA
+    backend.load()
+    attn = "mid_block.attentions.0.transformer_blocks.0.attn1.processor"
+    assert type(backend.pipe.unet.attn_processors[attn]).__name__ == "FusedAttnProcessor2_0"
+    backend.check([Frame(0, "a lighthouse", None, 1, 2, 7.5, 64, 64, lora=((str(lora), 1.0),))])
+    assert type(backend.pipe.unet.attn_processors[attn]).__name__ != "FusedAttnProcessor2_0"
+    assert "own LoRAs" in backend.run_facts()["fast_path"]["skipped"]["fused_qkv"]

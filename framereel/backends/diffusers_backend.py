@@ -172,10 +172,22 @@ class DiffusersBackend(Backend):
             if f.kind == "clip" and f.clip_pos == 0 and f.clip.init_video:
                 check_video(f.clip.init_video, f"frame {f.index}: init_video")
         self.loras.check(frames)  # the frames' own LoRAs load with the model, or in prepare() if it is loaded
+        if self.fast_plan.takes("fused_qkv") and any(f.lora or f.morph_lora for f in frames):
+            self._unfuse_qkv()
         errors, more = fam.frame_problems(self.family, frames, self.scheduler)
         if errors:
             raise FramereelError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
         return warnings + more
+
+    def _unfuse_qkv(self) -> None:
+        """Frames with their own LoRAs: their adapters sit on the separate Q, K, V projections, which
+        fused projections would bypass; the fast path goes on without fusing."""
+        self.fast_plan = self.fast_plan.without("fused_qkv", "frames with their own LoRAs adapt the separate "
+                                                "Q, K, V projections")
+        if self.pipe is not None:
+            from diffusers import AutoencoderKL
+
+            self.pipe.unfuse_qkv_projections(unet=True, vae=isinstance(self.pipe.vae, AutoencoderKL))
 
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
         warnings = super().prepare(frames, out_dir)

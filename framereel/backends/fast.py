@@ -28,7 +28,7 @@ its own option (``--tiny-vae``), in the hash.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import FramereelError
@@ -49,6 +49,10 @@ class FastPlan:
 
     def takes(self, step: str) -> bool:
         return step in self.on
+
+    def without(self, step: str, reason: str) -> FastPlan:
+        """This plan with ``step`` skipped for ``reason``."""
+        return replace(self, on=tuple(s for s in self.on if s != step), skipped={**self.skipped, step: reason})
 
     def record(self) -> dict[str, Any]:
         """run.json's ``"fast_path"``."""
