@@ -5,13 +5,14 @@ Figures, each printed with the machine, dtype and settings, and written as JSON:
 1. overhead — framereel's seconds per frame ÷ ``StableDiffusionPipeline.__call__`` with the same
    scheduler, steps, dtype, size and generator; interleaved, median of several frames;
 2. fraction of peak — achieved UNet FLOP/s (FLOPs counted from the model's own shapes with
-   ``torch.utils.flop_counter``) ÷ a large matmul's FLOP/s measured in the same run;
+   ``torch.utils.flop_counter``) ÷ a 2048² matmul's FLOP/s, the two timed in turn in the same
+   rounds, and with ``fast_path``, the fast path's UNet too;
 3. schedulers — DPM-Solver++ 25 steps vs PNDM 50 (the lesson's recipe): time ratio, and PSNR of
    each against its own scheduler at 100 steps, so the speed-up is not bought with broken images;
 4. batching — frames/s with ``--batch 1, 2, 4`` (several frames per UNet call), and how close
    the batched frames are to batch 1's;
-5. accelerations — ``--step-cache 2``/``3``, ``--tiny-vae`` and (with ``compile=True``)
-   ``--compile``: time per frame ÷ the plain render's, and PSNR against the plain render;
+5. accelerations — ``--step-cache 2``/``3``, ``--tiny-vae``, (with ``compile=True``)
+   ``--compile`` and (with ``fast_path``) ``--fast-path``: time per frame ÷ the plain render's, and PSNR against the plain render;
 6. memory — peak resident memory of a fresh ``framereel frames`` process rendering one frame.
 
 Models: ``demo`` (the shipped tiny model) and ``sd-shaped`` (SD 1.x's real UNet/VAE/CLIP
@@ -49,8 +50,19 @@ def machine() -> dict[str, Any]:
 
     from .backends.device import cpu_supports_bf16
 
-    return {"cpu": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count(),
-            "bf16": cpu_supports_bf16(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return {"cpu": platform.processor() or platform.machine(), "cpu_name": cpu_name(),
+            "cores": __import__("os").cpu_count(), "bf16": cpu_supports_bf16(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "load_average": round(__import__("os").getloadavg()[0], 2)}
+
+
+def cpu_name() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it ("" where it says none)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
 
 
 def build_sd_shaped(folder: Path, safety_checker: bool = False) -> Path:
@@ -104,20 +116,6 @@ def unet_flops(unet, latent: int, batch: int = 2) -> float:
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         unet(x, torch.tensor(500), ctx)
     return float(counter.get_total_flops())
-
-
-def matmul_peak(dtype, n: int = 2048, repeats: int = 10) -> float:
-    """FLOP/s of a large square matmul: the median of ``repeats``, the same statistic as the UNet's."""
-    import torch
-
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times)
 
 
 def psnr(a, b) -> float:
@@ -187,6 +185,7 @@ class BenchOptions:
     tiny_vae: str | None = None
     memory_steps: int = 2
     safety_checker: bool = False  # sd-shaped: add SD 1.4's safety checker and run it in the memory figure
+    fast_path: str = "off"  # also measure the UNet (figure 2) and a frame (figure 5) with --fast-path this
 
 
 MAX_BENCH_BATCH = 64
@@ -283,27 +282,56 @@ def figure_overhead(bench: Bench) -> dict[str, Any]:
 
 
 def figure_peak(bench: Bench) -> dict[str, Any]:
-    """2. Achieved UNet FLOP/s ÷ a large matmul's FLOP/s measured in the same run."""
+    """2. Achieved UNet FLOP/s ÷ a large matmul's FLOP/s, timed in turn in the same rounds (other
+    load on the machine weighs on both alike); with ``fast_path``, also the fast path's UNet
+    (compiled in an untimed first call) in the same rounds."""
     import torch
 
     pipe = bench.backend.pipe
     latent = bench.size // pipe.vae_scale_factor
     flops = unet_flops(pipe.unet, latent)
+    fast = bench.backend_with(fast_path=bench.options.fast_path) if bench.options.fast_path != "off" else None
+    unets = [pipe.unet] + ([fast.pipe.unet] if fast else [])
     x = torch.randn(2, pipe.unet.config.in_channels, latent, latent, dtype=pipe.unet.dtype)
     ctx = torch.randn(2, 77, pipe.unet.config.cross_attention_dim, dtype=pipe.unet.dtype)
+    n = MATMUL_SIDE
+    a, b = torch.randn(n, n, dtype=pipe.unet.dtype), torch.randn(n, n, dtype=pipe.unet.dtype)
     with torch.inference_mode():
-        pipe.unet(x, torch.tensor(500), ctx)
-        times = []
-        for _ in range(max(5, bench.options.frames)):
-            t0 = time.perf_counter()
-            pipe.unet(x, torch.tensor(500), ctx)
-            times.append(time.perf_counter() - t0)
-    achieved = flops / statistics.median(times)
-    peak = matmul_peak(pipe.unet.dtype)
+        seconds = timed_in_turn([lambda u=u: u(x, torch.tensor(500), ctx) for u in unets] + [lambda: a @ b],
+                                max(5, bench.options.frames))
+    peak = 2 * n**3 / seconds[-1]
+    achieved = flops / seconds[0]
     bench.log(f"2. UNet: {flops / 1e9:.2f} GFLOP per call (CFG batch 2), {achieved / 1e9:.1f} GFLOP/s achieved, "
               f"matmul peak {peak / 1e9:.1f} GFLOP/s → {achieved / peak:.1%} of peak")
-    return {"unet_flops_per_call": flops, "achieved_flops": achieved, "matmul_peak_flops": peak,
-            "fraction": round(achieved / peak, 4)}
+    report = {"unet_flops_per_call": flops, "achieved_flops": achieved, "matmul_peak_flops": peak,
+              "fraction": round(achieved / peak, 4)}
+    if fast is not None:
+        fast_flops = flops / seconds[1]
+        report["fast_path"] = {"mode": bench.options.fast_path, "on": list(fast.fast_plan.on),
+                               "achieved_flops": fast_flops, "fraction": round(fast_flops / peak, 4),
+                               "speedup": round(fast_flops / achieved, 3)}
+        bench.log(f"2. UNet with --fast-path {bench.options.fast_path} ({', '.join(fast.fast_plan.on) or 'nothing'}): "
+                  f"{fast_flops / 1e9:.1f} GFLOP/s → {fast_flops / peak:.1%} of peak "
+                  f"({fast_flops / achieved:.2f}× the plain UNet)")
+        fast.close()
+    return report
+
+
+MATMUL_SIDE = 2048
+
+
+def timed_in_turn(calls: list, rounds: int) -> list[float]:
+    """Median seconds of each of ``calls``, called in turn for ``rounds`` rounds after one untimed
+    call each (which compiles a compiled model)."""
+    for call in calls:
+        call()
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for call, t in zip(calls, times):
+            t0 = time.perf_counter()
+            call()
+            t.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def figure_schedulers(bench: Bench) -> dict[str, Any]:
@@ -386,6 +414,8 @@ def figure_accelerations(bench: Bench, baseline_s: float, baseline: list, tmp: P
             weights=o.tiny_vae or "random (TAESD's shapes)")
     if o.compile:
         measure("compile", {"compile": True})
+    if o.fast_path != "off":
+        measure(f"fast-path {o.fast_path}", {"fast_path": o.fast_path})
     return acc
 
 

@@ -125,6 +125,10 @@ RENDER_OPTIONS = [
                       "CPU: 4; SD-sized models on a CPU: 1)."),
     click.option("--compile", is_flag=True,
                  help="torch.compile the UNet and VAE: slower first frame, faster after (see README)."),
+    click.option("--fast-path", type=click.Choice(["off", "auto", "on", "max"]), default="off", show_default=True,
+                 help="Same frames, faster: channels-last, fused QKV attention projections, torch.compile (cached "
+                      "across runs, CUDA graphs on a GPU). auto: what was measured to pay on this kind of device; "
+                      "max: also max-autotune on CUDA (see README \"Speed\")."),
     click.option("--tiny-vae", default=None, metavar="PATH|HUB_ID",
                  help="Decode with a TAESD-style tiny VAE (e.g. madebyollin/taesd): faster, slightly softer."),
     click.option("--step-cache", type=int, default=0, metavar="N",
@@ -313,7 +317,7 @@ def render_settings(opts: dict[str, Any], **fixed: Any) -> Any:
                   reset_device=opts.get("reset_device", False), **speed)
     return RenderSettings(**{**values, **fixed}).check()
 
-SPEED_OPTIONS = ("batch", "compile", "tiny_vae", "step_cache", "loras", "fast", "refiner", "refiner_switch",
+SPEED_OPTIONS = ("batch", "compile", "fast_path", "tiny_vae", "step_cache", "loras", "fast", "refiner", "refiner_switch",
                  "offload", "vae_tiling", "attention_slicing")
 
 
@@ -592,6 +596,46 @@ def studio(out: Path, seed: int | None, host: str, port: int, open_browser: bool
     serve(session, host=host, port=port, open_browser=open_browser, say=lambda m: click.echo(m, err=True))
 
 
+@main.command()
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
+              help="Folder for storyboard.json (what you keep).")
+@_apply(MODEL_OPTIONS + FRAME_OPTIONS)
+@click.option("--fast-path", type=click.Choice(["off", "auto", "on", "max"]), default="off", show_default=True,
+              help="As for make: channels-last, fused QKV, torch.compile (compiled before the first frame).")
+@click.option("--tiny-vae", default=None, metavar="PATH|HUB_ID", help="Decode the previews with a TAESD-style tiny VAE.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback requires the printed URL's access token.")
+@click.option("--port", type=int, default=8189, show_default=True, help="Port (0: any free port).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
+@_handle_errors
+def live(out: Path, seed: int | None, host: str, port: int, open_browser: bool, **opts: Any) -> None:
+    """Type or edit a prompt (and move a slider towards a second one) and watch frames stream in as
+    fast as the device renders them, with the frames/s achieved; keep a frame or an A→B stretch into
+    OUT/storyboard.json. SD-shaped models (Turbo too) stream-batch: frames at staggered steps share
+    one UNet call. On a CPU it runs with the demo model.
+
+    \b
+      framereel live --model demo --steps 4               # then open the printed http://127.0.0.1:8189/
+      framereel live --model stabilityai/sd-turbo --fast-path on --tiny-vae madebyollin/taesd
+    """
+    from .backends.checks import check_render_settings
+    from .interactive import Session
+    from .studio import check_address
+    from .studio.live import serve_live
+    from .validate import check_model, check_output_folder
+
+    check_address(host, port)
+    probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
+    settings = render_settings(opts, batch=1)
+    _validate_frame_flags({**probe, **({"seed": seed} if seed is not None else {})})
+    check_render_settings(settings)
+    check_output_folder(out)
+    check_model(opts["model"])
+    click.echo("loading the model…", err=True)
+    session = Session(out, settings, seed=DEFAULT_RUN_SEED if seed is None else seed, params=probe)
+    serve_live(session, host=host, port=port, open_browser=open_browser, say=lambda m: click.echo(m, err=True))
+
+
 def _validate_frame_flags(values: dict[str, Any]) -> None:
     from .storyboard import check_value
 
@@ -611,13 +655,16 @@ def _validate_frame_flags(values: dict[str, Any]) -> None:
               help="Some of: overhead, peak, schedulers, batching, accelerations, memory (comma-separated).  [default: all]")
 @click.option("--batches", default="1,2,4", show_default=True, metavar="LIST", help="Batch sizes to measure.")
 @click.option("--compile", "compile_", is_flag=True, help="Also measure --compile (compiling takes minutes).")
+@click.option("--fast-path", type=click.Choice(["off", "auto", "on", "max"]), default="off", show_default=True,
+              help="Also measure the UNet's fraction of peak and a frame with this --fast-path.")
 @click.option("--tiny-vae", default=None, metavar="PATH|HUB_ID",
               help="Measure this tiny VAE (else a random one with TAESD's shapes: timing only).")
 @click.option("--safety-checker", is_flag=True,
               help="sd-shaped: add SD 1.4's safety checker (random weights) and run it in the memory figure.")
 @_handle_errors
 def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, json_out: Path | None,
-          only: str | None, batches: str, compile_: bool, tiny_vae: str | None, safety_checker: bool) -> None:
+          only: str | None, batches: str, compile_: bool, fast_path: str, tiny_vae: str | None,
+          safety_checker: bool) -> None:
     """Measure framereel against the plain diffusers loop: overhead ratio, fraction of matmul peak,
     DPM-Solver++ 25 vs PNDM 50, batching, the optional accelerations and peak memory. Ratios from
     one run, each printed with the machine and settings; nothing is asserted.
@@ -625,6 +672,7 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
     \b
     framereel bench                                   # the demo model, every figure
     framereel bench --model sd-shaped --size 256 --steps 5 --frames 2
+    framereel bench --model sd-shaped --size 256 --steps 5 --only peak --fast-path on   # the UNet, fast path
     framereel bench --model sd-shaped --size 512 --only memory --safety-checker   # SD 1.4's RAM at 512²
     """
     from .bench import FIGURES, BenchOptions, parse_batches, run_bench
@@ -637,7 +685,7 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
     if unknown:
         raise FramereelError(f"--only: unknown figure {unknown[0]!r}; choose from {', '.join(FIGURES)}")
     options = BenchOptions(model, size, steps, frames, dtype, batches=parse_batches(batches), only=figures,
-                           compile=compile_, tiny_vae=tiny_vae, safety_checker=safety_checker)
+                           compile=compile_, tiny_vae=tiny_vae, safety_checker=safety_checker, fast_path=fast_path)
     run_bench(options, out=json_out, log=lambda m: click.echo(m))
 
 

@@ -245,6 +245,7 @@ def write_run_record(on_disk: OnDisk, storyboard: Storyboard, identity: RunIdent
         **({"refiner": identity.model.family["refiner"]} if "refiner" in (identity.model.family or {}) else {}),
         "safety_checker": settings.safety_checker,
         "batch": backend.batch,
+        **backend.run_facts(),
         "run_seed": storyboard.run_seed,
         **({"notes": list(backend.notes)} if backend.notes else {}),
         **{k: v for k, v in manifest.run.items() if k in ("video", "finishing")},

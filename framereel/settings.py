@@ -32,6 +32,7 @@ from .validate import (
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
 SCHEDULERS = ("auto", "dpm++", "pndm", "ddim", "euler", "euler-a", "heun", "unipc", "lcm", "flow-euler")
 EXECUTORS = ("local", "ray")
+FAST_PATH_MODES = ("off", "auto", "on", "max")  # --fast-path (framereel.backends.fast)
 TRANSITIONS = ("cut", "crossfade", "smooth")  # how one shot gives way to the next
 
 
@@ -53,6 +54,7 @@ class RenderSettings:
     step_cache: int = 0  # DeepCache-style: full UNet every N steps, shallow branch in between; 0/1 = off
     loras: tuple[str, ...] = ()  # LoRA adapters: "PATH_OR_ID[:WEIGHT]" (see ``backends.lora``)
     fast: bool = False  # few-step preset: the family's LCM-LoRA
+    fast_path: str = "off"  # off|auto|on|max: channels-last, fused QKV, torch.compile (see ``backends.fast``)
     refiner: str | None = None  # SDXL: a refiner (folder, file or Hub id) that finishes the base's latents
     refiner_switch: float = 0.8  # the fraction of the denoising the base does before the refiner takes over
     offload: str | None = None  # "model" or "sequential": accelerate's CPU offload (CUDA only)
@@ -70,6 +72,8 @@ class RenderSettings:
             raise FramereelError("--batch and --step-cache take a whole number ≥ 0 (0: auto / off)")
         if self.offload not in (None, "model", "sequential"):
             raise FramereelError(f"--offload {self.offload}: choose model or sequential")
+        if self.fast_path not in FAST_PATH_MODES:
+            raise FramereelError(f"--fast-path {self.fast_path}: choose {', '.join(FAST_PATH_MODES)}")
         if self.compile and self.step_cache > 1:
             raise FramereelError("--compile and --step-cache don't combine (the cache switches the UNet's graph "
                                  "every step); pick one")
@@ -88,6 +92,7 @@ class RenderSettings:
         """The speed options asked for, as the user typed them (for refusals)."""
         asked = (("--batch N", self.batch > 1), ("--compile", self.compile), ("--tiny-vae", bool(self.tiny_vae)),
                  ("--step-cache", self.step_cache > 1), ("--lora", bool(self.loras)), ("--fast", self.fast),
+                 ("--fast-path", self.fast_path != "off"),
                  ("--refiner", bool(self.refiner)),
                  ("--offload", bool(self.offload)), ("--vae-tiling", self.vae_tiling),
                  ("--attention-slicing", self.attention_slicing))

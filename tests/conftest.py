@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
@@ -14,6 +15,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_model import build_tiny_pipeline  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+# compiled code (--compile, --fast-path) shared by test sessions, as torch's own default folder was:
+# framereel keeps it in its cache folder otherwise, which each session makes anew
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"framereel-tests-inductor-{os.getuid()}"))
 
 # A small film with morphs, a chain with motion and plain key frames (8 frames), for tests that
 # compare whole runs across processes, executors and faults.

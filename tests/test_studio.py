@@ -18,11 +18,12 @@ PROMPTS = ["a red circle on a day sky", "a yellow star at night", "a white trian
 
 
 class Studio:
-    """``framereel studio`` running in a subprocess; ``url`` is what it printed."""
+    """``framereel studio`` (or ``command``: ``live``) running in a subprocess; ``url`` is what it printed."""
 
-    def __init__(self, out, *args):
+    def __init__(self, out, *args, command="studio"):
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "framereel", "studio", "-o", str(out), "--model", "demo",
+        banner = f"framereel {command}: http"
+        self.proc = subprocess.Popen([sys.executable, "-m", "framereel", command, "-o", str(out), "--model", "demo",
                                       "--port", "0", *args], stderr=subprocess.PIPE, text=True, env=env,
                                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: list[str] = []
@@ -31,7 +32,7 @@ class Studio:
         def read():
             for line in self.proc.stderr:
                 self.lines.append(line)
-                if "framereel studio: http" in line:
+                if banner in line:
                     found.set()
 
         self.reader = threading.Thread(target=read, daemon=True)
@@ -39,7 +40,7 @@ class Studio:
         if not found.wait(180):
             self.stop()
             raise AssertionError("the studio did not start:\n" + "".join(self.lines))
-        self.url = re.search(r"(http://\S+)", next(ln for ln in self.lines if "framereel studio: http" in ln))[1]
+        self.url = re.search(r"(http://\S+)", next(ln for ln in self.lines if banner in ln))[1]
         self.base = self.url.split("?")[0].rstrip("/")
 
     def stop(self, sig=signal.SIGTERM) -> int:

@@ -100,6 +100,11 @@ class Backend(ABC):
         (a ``None`` value drops that key)."""
         return {}
 
+    def run_facts(self) -> dict[str, Any]:
+        """Run-wide facts about how frames are made that leave their pixels alone (not in a frame's
+        hash), recorded in run.json: e.g. the diffusers backend's ``"fast_path"``."""
+        return {}
+
     @property
     def clip_options(self) -> dict[str, Any]:
         """Options that change clip frames only (a motion adapter, motion LoRAs): part of their hash."""

@@ -127,15 +127,25 @@ def cxx_compiler() -> str | None:
     return next((path for path in found if path), None)
 
 
-def compile_pipeline(pipe, device: str) -> None:
-    """``--compile``: torch.compile the UNet and the VAE decoder in place; on CPUs with weight
-    freezing (constant-folded, pre-packed weights: the TORCHINDUCTOR_FREEZING=1 setting)."""
+def compile_pipeline(pipe, device: str, mode: str | None = None) -> None:
+    """``--compile`` (and ``--fast-path``'s compile): torch.compile the UNet and the VAE decoder in
+    place, with inductor's ``mode`` (CUDA: ``reduce-overhead`` = CUDA graphs, ``max-autotune``);
+    on CPUs with weight freezing (constant-folded, pre-packed weights: the TORCHINDUCTOR_FREEZING=1
+    setting). Compiled code is kept across runs (:func:`~framereel.backends.fast.use_compile_cache`)."""
+    from .fast import use_compile_cache
+
     if device == "cpu" and cxx_compiler() is None:
         raise FramereelError("--compile on a CPU needs a C++ compiler and none was found; "
                              "install one (apt install g++, or set CXX) or drop --compile")
+    use_compile_cache()
+    import torch._dynamo.config as dynamo
+
+    dynamo.automatic_dynamic_shapes = False  # every call has a fixed shape (padded batch): one static graph each
+    dynamo.recompile_limit = max(dynamo.recompile_limit, 64)  # a graph per size and batch a run renders at
     if device == "cpu" and "TORCHINDUCTOR_FREEZING" not in os.environ:  # the user's setting wins
         import torch._inductor.config
 
         torch._inductor.config.freezing = True
-    (pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer).compile()
-    pipe.vae.decoder.compile()
+    options = {"mode": mode} if mode else {}
+    (pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer).compile(**options)
+    pipe.vae.decoder.compile(**options)

@@ -27,6 +27,7 @@ from .base import Backend, ModelInfo
 from .common import EmbeddingCache, make_scheduler, measured, quiet_libraries, seeded_noise, slerp
 from .controlnet import ControlNets, seeded_global_rng
 from .device import compile_pipeline, measure_batch, place_pipeline
+from .fast import apply_fast_path, plan_fast_path
 from .lora import Lora, LoraSet
 from .refiner import Refiner
 from .resolve import ResolvedModel, resolve_model
@@ -56,6 +57,10 @@ class DiffusersBackend(Backend):
         self.controlnets = ControlNets(self.family, _denoiser_config(self.model.folder), self.device,
                                        getattr(settings, "depth_model", None))  # --depth-model, where it exists
         self.video = VideoRenderer(self.model.video, settings, self.device, self.dtype) if self.model.video else None
+        self.fast_plan = plan_fast_path(settings.fast_path, self.device, unet=self.family.kind in ("sd", "sdxl"),
+                                        loras=bool(self.model.loras) or settings.fast, step_cache=settings.step_cache > 1,
+                                        compile_asked=settings.compile)
+        self.compiling = settings.compile or self.fast_plan.takes("compile")
         self.pipe = None
         self._img2img_pipe = None
         self._compiled = False
@@ -84,12 +89,16 @@ class DiffusersBackend(Backend):
     def describe(self) -> ModelInfo:
         return self.model.info
 
+    def run_facts(self) -> dict[str, Any]:
+        """run.json's ``"fast_path"``: what ``--fast-path`` turned on (and skipped, and why)."""
+        return {"fast_path": self.fast_plan.record()} if self.fast_plan.mode != "off" else {}
+
     # -------------------------------------------------------------- loading
 
     def load(self) -> None:
         self._load_weights()
-        if self.settings.compile and not self._compiled:
-            compile_pipeline(self.pipe, self.device)
+        if self.compiling and not self._compiled:
+            compile_pipeline(self.pipe, self.device, self.fast_plan.compile_mode)
             self._compiled = True
 
     def _load_weights(self) -> None:
@@ -108,6 +117,7 @@ class DiffusersBackend(Backend):
 
             self._step_cache = StepCache(pipe.unet, self.settings.step_cache)
         self.pipe = place_pipeline(pipe, self.device, self.settings)
+        apply_fast_path(self.pipe, self.fast_plan)
         if self.refiner is not None:
             refiner = self.refiner.load(self.pipe, dtype, self.scheduler)
             self.refiner.attach(place_pipeline(refiner, self.device, self.settings))
@@ -178,6 +188,8 @@ class DiffusersBackend(Backend):
                 check_video(f.clip.init_video, f"frame {f.index}: init_video")
         self.loras.check(frames)  # the frames' own LoRAs load with the model, or in prepare() if it is loaded
         self._check_control(frames)
+        if self.fast_plan.takes("fused_qkv") and any(f.lora or f.morph_lora for f in frames):
+            self._unfuse_qkv()
         errors, more = fam.frame_problems(self.family, frames, self.scheduler)
         if errors:
             raise FramereelError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
@@ -193,6 +205,15 @@ class DiffusersBackend(Backend):
                 raise FramereelError(f'frame {controlled.index}: "control" and {flag} don\'t combine (the ControlNet '
                                      f"pipelines take neither); drop {flag} or the frame's \"control\"")
         self.controlnets.check(frames)
+    def _unfuse_qkv(self) -> None:
+        """Frames with their own LoRAs: their adapters sit on the separate Q, K, V projections, which
+        fused projections would bypass; the fast path goes on without fusing."""
+        self.fast_plan = self.fast_plan.without("fused_qkv", "frames with their own LoRAs adapt the separate "
+                                                "Q, K, V projections")
+        if self.pipe is not None:
+            from diffusers import AutoencoderKL
+
+            self.pipe.unfuse_qkv_projections(unet=True, vae=isinstance(self.pipe.vae, AutoencoderKL))
 
     def prepare(self, frames: list[Frame], out_dir: Path) -> list[str]:
         warnings = super().prepare(frames, out_dir)
@@ -287,7 +308,7 @@ class DiffusersBackend(Backend):
             # noise: it draws both, from fresh generators, as it does when called directly
             latents, generators = None, [torch.Generator("cpu").manual_seed(f.seed) for f in rows]
         # 5. compiled graphs warmed up, the step cache reset
-        compile_seconds = self._warm_up(len(rows), first) if self.settings.compile else None
+        compile_seconds = self._warm_up(len(rows), first) if self.compiling else None
         if self._step_cache is not None:
             self._step_cache.reset()
         # 6. denoise and decode: the family's pipeline itself (with a refiner, up to its switch point)
@@ -374,6 +395,28 @@ class DiffusersBackend(Backend):
                       num_inference_steps=2, guidance_scale=frame.guidance, width=frame.width, height=frame.height,
                       generator=torch.Generator("cpu").manual_seed(0))
         return time.perf_counter() - t0
+
+    def open_stream(self, frame: Frame):
+        """A :class:`~framereel.backends.stream.StreamBatch` for frames of ``frame``'s size, steps and
+        guidance (``framereel live``), or None where this model renders frame by frame."""
+        from .stream import StreamBatch, streams
+
+        if not streams(self.family, self.scheduler) or self.refiner is not None:
+            return None
+        self.load()
+        self._activate(self.loras.for_frame(frame))
+        return StreamBatch(self.pipe, frame.steps, frame.guidance if self._guided(frame) else 0.0)
+
+    def stream_inputs(self, frame: Frame) -> tuple[Any, Any, Any]:
+        """What :meth:`StreamBatch.push` takes for ``frame``: its seeded starting latents (slerped for
+        a morph), its prompt embeddings (lerped for a morph) and the negative's (None unguided)."""
+        embeds = fam.frame_conditioning(frame, self._embed)["prompt_embeds"]
+        latents, _ = self._starting_latents([frame], embeds.dtype)
+        negative = self._negative(frame.negative_prompt or "")["negative_prompt_embeds"] if self._guided(frame) else None
+        return latents, embeds, negative
+
+    def _guided(self, frame: Frame) -> bool:
+        return fam.uses_cfg(self.pipe, self.family, frame.guidance)
 
     def _render_chain(self, frame: Frame, init_image, on_step, image_of=None):
         """img2img from ``init_image`` (the parent's warped image); strength 0 keeps it exactly."""

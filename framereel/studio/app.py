@@ -397,7 +397,7 @@ class Guard:
                 or headers.get("x-framereel-token", "")
             if not secrets.compare_digest(given.encode(), self.token.encode()):
                 return await _deny(send, 403, "forbidden: open the URL with the access token that "
-                                              "`framereel studio` printed")
+                                              "framereel printed")
             if query.get("token") and scope["method"] == "GET" and scope["path"] == "/":
                 cookie = f"{self.COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
                 return await _redirect(send, "/", cookie)
@@ -493,23 +493,11 @@ class _Api:
 
     def action(self, fn: Callable[[dict[str, Any], dict[str, Any]], Any]):
         """A JSON POST endpoint: ``fn(body, path_params)`` runs off the event loop; a mistake is a 400."""
-        from starlette.responses import JSONResponse
+        return json_endpoint(fn, self._note_loop)
 
-        async def endpoint(request: Request):
-            if self.loop is None:
-                self.loop = asyncio.get_running_loop()
-            try:
-                body = await request.json()
-            except json.JSONDecodeError:
-                return JSONResponse({"error": "the body is not JSON"}, status_code=400)
-            if not isinstance(body, dict):
-                return JSONResponse({"error": "send a JSON object"}, status_code=400)
-            try:
-                result = await asyncio.to_thread(fn, body, request.path_params)
-            except (FramereelError, ValueError) as err:
-                return JSONResponse({"error": str(err)}, status_code=400)
-            return JSONResponse(result or {"ok": True})
-        return endpoint
+    def _note_loop(self) -> None:
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
 
     def generate(self, body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         prompt = body.get("prompt")
@@ -522,6 +510,27 @@ class _Api:
         if not self.studio.session.kept():
             raise FramereelError("keep some images first")
         return {"job": self.studio.submit("film", {"prompt": "film"}).public()}
+
+
+def json_endpoint(fn: Callable[[dict[str, Any], dict[str, Any]], Any], on_request: Callable[[], None] = lambda: None):
+    """A JSON POST endpoint: ``fn(body, path_params)`` runs off the event loop; a mistake is a 400
+    with its one line; ``on_request()`` runs first, on the loop."""
+    from starlette.responses import JSONResponse
+
+    async def endpoint(request: Request):
+        on_request()
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "send a JSON object"}, status_code=400)
+        try:
+            result = await asyncio.to_thread(fn, body, request.path_params)
+        except (FramereelError, ValueError) as err:
+            return JSONResponse({"error": str(err)}, status_code=400)
+        return JSONResponse(result or {"ok": True})
+    return endpoint
 
 
 def create_app(studio: Studio, token: str | None = None, stopping: Callable[[], bool] = lambda: False):
@@ -575,13 +584,24 @@ def check_address(host: str, port: int) -> None:
 def serve(session: Session, host: str = "127.0.0.1", port: int = 8188, token: str | None = None,
           say: Callable[[str], None] = print, open_browser: bool = False) -> None:
     """Run the studio until Ctrl-C. Any ``host`` beyond loopback gets a random token if none is given."""
-    import uvicorn
-
     if host not in LOOPBACK and token is None:
         token = secrets.token_urlsafe(24)
     studio = Studio(session)
+    try:
+        run_server(lambda stopping: create_app(studio, token, stopping), "studio", host, port, token, say, open_browser)
+    finally:
+        studio.close()
+    say("studio stopped; everything kept is in " + str(session.out_dir))
+
+
+def run_server(make_app: Callable[[Callable[[], bool]], Any], name: str, host: str, port: int, token: str | None,
+               say: Callable[[str], None], open_browser: bool) -> None:
+    """Serve ``make_app(stopping)`` with uvicorn until Ctrl-C, printing ``framereel NAME: URL`` (with
+    the token) once it listens; ``stopping()`` tells the app's event streams to end."""
+    import uvicorn
+
     server: uvicorn.Server | None = None
-    app = create_app(studio, token, stopping=lambda: server is not None and server.should_exit)
+    app = make_app(lambda: server is not None and server.should_exit)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
@@ -594,7 +614,7 @@ def serve(session: Session, host: str = "127.0.0.1", port: int = 8188, token: st
         if server.started:
             bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
             url = f"http://{shown}:{bound}/" + (f"?token={token}" if token else "")
-            say(f"framereel studio: {url}")
+            say(f"framereel {name}: {url}")
             if host in ("0.0.0.0", "::"):
                 say("  (listening on every address: use this machine's address in place of 127.0.0.1)")
             if open_browser:
@@ -607,6 +627,3 @@ def serve(session: Session, host: str = "127.0.0.1", port: int = 8188, token: st
         asyncio.run(main())
     except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then passes the signal on
         pass
-    finally:
-        studio.close()
-    say("studio stopped; everything kept is in " + str(session.out_dir))

@@ -1,0 +1,118 @@
+"""``framereel live``'s HTTP side: the page, its JSON API and the event stream of frames (Starlette).
+
+The studio's rules hold (:mod:`framereel.studio`): loopback only unless a token is set, JSON from
+the page's own origin for anything that changes state, the page puts text in with
+``textContent`` only. Frames go out as server-sent events carrying a JPEG data URL; a page that
+reads slower than frames come loses the older ones (each stream holds at most
+``QUEUE_FRAMES``), never the newest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .app import LOOPBACK, STATIC, Guard, _sse, json_endpoint, run_server
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from ..interactive import Session
+    from ..live import Live
+
+QUEUE_FRAMES = 3
+
+
+class _LiveApi:
+    def __init__(self, live: Live, stopping: Callable[[], bool]):
+        self.live = live
+        self.stopping = stopping
+        self.subscribers: set[asyncio.Queue] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        live.listeners.append(self.broadcast)
+
+    def broadcast(self, what: str, data: dict[str, Any]) -> None:
+        """Pass a frame or an error on to every open event stream (called from the render thread)."""
+        loop = self.loop
+        if loop is None:
+            return
+        message = _sse(what, data)
+        for q in list(self.subscribers):
+            loop.call_soon_threadsafe(_put_newest, q, message)
+
+    async def page(self, request: Request):
+        from starlette.responses import FileResponse
+
+        return FileResponse(STATIC / "live.html", headers={"Cache-Control": "no-store"})
+
+    async def state(self, request: Request):
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(self.live.state())
+
+    async def events(self, request: Request):
+        from starlette.responses import StreamingResponse
+
+        self.loop = asyncio.get_running_loop()
+        q: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_FRAMES)
+        self.subscribers.add(q)
+        self.live.watch(+1)
+        return StreamingResponse(self._stream(q), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def _stream(self, q: asyncio.Queue):
+        """One page's events; ends when the server stops."""
+        try:
+            yield _sse("state", self.live.state())
+            while not self.stopping():
+                try:
+                    yield await asyncio.wait_for(q.get(), timeout=0.5)
+                except asyncio.TimeoutError:
+                    yield ": keep-alive\n\n"
+        finally:
+            self.subscribers.discard(q)
+            self.live.watch(-1)
+
+
+def _put_newest(q: asyncio.Queue, message: str) -> None:
+    if q.full():
+        q.get_nowait()  # the oldest frame goes: a slow page sees the newest
+    q.put_nowait(message)
+
+
+def create_live_app(live: Live, token: str | None = None, stopping: Callable[[], bool] = lambda: False):
+    """The Starlette app of ``framereel live`` (``token``: required on every request)."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    api = _LiveApi(live, stopping)
+    routes = [
+        Route("/", api.page),
+        Route("/api/state", api.state),
+        Route("/api/events", api.events),
+        Route("/api/request", json_endpoint(lambda b, p: live.set(b)), methods=["POST"]),
+        Route("/api/keep", json_endpoint(lambda b, p: live.keep(b)), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC)),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(Guard, token=token)])
+
+
+def serve_live(session: Session, host: str = "127.0.0.1", port: int = 8189, token: str | None = None,
+               say: Callable[[str], None] = print, open_browser: bool = False) -> None:
+    """Run ``framereel live`` until Ctrl-C. Any ``host`` beyond loopback gets a random token if none is given."""
+    import secrets
+
+    from ..live import Live
+
+    if host not in LOOPBACK and token is None:
+        token = secrets.token_urlsafe(24)
+    live = Live(session)
+    try:
+        run_server(lambda stopping: create_live_app(live, token, stopping), "live", host, port, token, say,
+                   open_browser)
+    finally:
+        live.close()
+    say("live stopped; everything kept is in " + str(session.out_dir))
