@@ -740,7 +740,7 @@ def import_group() -> None:
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @_handle_errors
 def import_deforum_command(settings: Path, out: Path, seed: int, force: bool) -> None:
-    """Convert a Deforum settings file (2D, 3D as 2D, Interpolation or None mode) into a storyboard.
+    """Convert a Deforum settings file (2D, 3D, Interpolation or None mode) into a storyboard.
 
     Everything it cannot carry is listed, one line each, here and in the storyboard's "notes".
     """
@@ -750,4 +750,5 @@ def import_deforum_command(settings: Path, out: Path, seed: int, force: bool) ->
     click.echo(f"{out}: {imported.frames} frames from {settings.name} ({imported.mode} mode, scheduler {imported.scheduler})")
     for note in imported.notes:
         click.echo(f"note: {note}")
-    click.echo(f"render it: framereel make {out} -o out")
+    depth = " --depth-model PATH_OR_ID (a Depth Anything or DPT model)" if imported.needs_depth_model else ""
+    click.echo(f"render it: framereel make {out} -o out{depth}")

@@ -217,3 +217,16 @@ def test_a_notebook_3d_settings_file_with_cond_prompts_renders(tmp_path, tiny_de
     assert {f.get("negative_prompt") for f in imported.storyboard["frames"]} == {"photo, realistic"}
     cli("make", path, "-o", tmp_path / "out", "--model", "demo", "--depth-model", tiny_depth, "-q", check=True)
     assert len(list((tmp_path / "out" / "frames").glob("frame_*.png"))) == 3
+
+
+def test_importing_a_3d_settings_file_says_how_to_render_it_with_a_depth_model(tmp_path):
+    settings = tmp_path / "3d_settings.txt"
+    settings.write_text(json.dumps(deforum_default_settings()))
+    proc = cli("import", "deforum", settings, "-o", tmp_path / "sb.json", check=True)
+    hint = proc.stdout.strip().splitlines()[-1]
+    assert hint.startswith(f"render it: framereel make {tmp_path / 'sb.json'} -o out --depth-model ")
+    assert "3D as 2D" not in cli("import", "deforum", "--help").stdout
+    flat = tmp_path / "flat_settings.txt"  # depth warping off: the camera moves a flat picture, no model needed
+    flat.write_text(json.dumps(deforum_default_settings(use_depth_warping=False)))
+    proc = cli("import", "deforum", flat, "-o", tmp_path / "flat.json", check=True)
+    assert proc.stdout.strip().splitlines()[-1] == f"render it: framereel make {tmp_path / 'flat.json'} -o out"
