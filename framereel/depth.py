@@ -10,13 +10,15 @@ depth they need.
 
 from __future__ import annotations
 
+import json
 import threading
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .backends.common import HUB_FIXES, SourceKind, quiet_libraries, resolve_source
+from .backends.common import HUB_FIXES, Source, SourceKind, quiet_libraries, resolve_source
 from .errors import FramereelError
 
 HUB_FIXES.setdefault("--depth-model", "pass --depth-model PATH to a local depth-estimation model folder "
@@ -32,15 +34,35 @@ DEPTH_MODEL = SourceKind(
 _LOCK = threading.Lock()
 
 
+def find_depth_model(spec: str) -> Source:
+    """The depth model ``spec`` names, found and checked to be a transformers depth-estimation model
+    (its ``config.json``: a ``model_type``, and an architecture ``…ForDepthEstimation`` when it names one)."""
+    if Path(spec).expanduser().is_file():
+        raise FramereelError(f"--depth-model {spec}: is a file; pass the depth-estimation model's folder "
+                             "(config.json, preprocessor_config.json and its weights) or a Hub id")
+    source = resolve_source(spec, DEPTH_MODEL)
+    try:
+        config = json.loads((source.path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = None
+    if isinstance(config, dict):
+        names = config.get("architectures") or [config.get("_class_name") or "no model_type"]
+        if "model_type" not in config or (config.get("architectures") and
+                                          not any(str(n).endswith("ForDepthEstimation") for n in names)):
+            raise FramereelError(f"--depth-model {spec}: not a transformers depth-estimation model "
+                                 f"({', '.join(map(str, names))}); pass a Depth Anything or DPT model folder or Hub id")
+    return source
+
+
 def depth_model_name(spec: str) -> str:
     """How run.json and frame hashes name the depth model (a Hub id, or the folder's absolute path)."""
-    return resolve_source(spec, DEPTH_MODEL).name
+    return find_depth_model(spec).name
 
 
 @lru_cache(maxsize=4)
 def load_depth_model(spec: str, device: str = "cpu") -> Any:
     """transformers' ``depth-estimation`` pipeline of ``spec`` on ``device`` (kept for the run)."""
-    source = resolve_source(spec, DEPTH_MODEL)
+    source = find_depth_model(spec)
     quiet_libraries()
     from transformers import pipeline
 
