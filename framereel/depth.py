@@ -31,16 +31,25 @@ DEPTH_MODEL = SourceKind(
     missing="--depth-model {spec}: no such folder; pass a local depth-estimation model folder or a Hub id "
             "(owner/name)",
 )
+CONTROL_FLAG = '"control" "depth_model"'  # a control entry's own depth model
+HUB_FIXES.setdefault(CONTROL_FLAG, 'give the control\'s "depth_model" as a local depth-estimation model folder')
+CONTROL_DEPTH_MODEL = SourceKind(
+    flag=CONTROL_FLAG,
+    marker="config.json",
+    not_a_folder=CONTROL_FLAG + " {spec}: {path} has no config.json; give a transformers depth-estimation model folder",
+    missing=CONTROL_FLAG + " {spec}: no such folder; pass a local depth-estimation model folder or a Hub id (owner/name)",
+)
 _LOCK = threading.Lock()
 
 
-def find_depth_model(spec: str) -> Source:
+def find_depth_model(spec: str, kind: SourceKind = DEPTH_MODEL) -> Source:
     """The depth model ``spec`` names, found and checked to be a transformers depth-estimation model
-    (its ``config.json``: a ``model_type``, and an architecture ``…ForDepthEstimation`` when it names one)."""
+    (its ``config.json``: a ``model_type``, and an architecture ``…ForDepthEstimation`` when it names one).
+    ``kind``: who named it, for errors (``--depth-model``, or a control's ``"depth_model"``)."""
     if Path(spec).expanduser().is_file():
-        raise FramereelError(f"--depth-model {spec}: is a file; pass the depth-estimation model's folder "
+        raise FramereelError(f"{kind.flag} {spec}: is a file; pass the depth-estimation model's folder "
                              "(config.json, preprocessor_config.json and its weights) or a Hub id")
-    source = resolve_source(spec, DEPTH_MODEL)
+    source = resolve_source(spec, kind)
     try:
         config = json.loads((source.path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -49,7 +58,7 @@ def find_depth_model(spec: str) -> Source:
         names = config.get("architectures") or [config.get("_class_name") or "no model_type"]
         if "model_type" not in config or (config.get("architectures") and
                                           not any(str(n).endswith("ForDepthEstimation") for n in names)):
-            raise FramereelError(f"--depth-model {spec}: not a transformers depth-estimation model "
+            raise FramereelError(f"{kind.flag} {spec}: not a transformers depth-estimation model "
                                  f"({', '.join(map(str, names))}); pass a Depth Anything or DPT model folder or Hub id")
     return source
 

@@ -174,6 +174,10 @@ def test_storyboard_refusals(kit, control, message):
      r'frame 2: "control" image: walk.mp4 is 1s long, shorter than the film: no frame at 1.5s'),
     (["a", {"prompt": "b", "control": {"model": "cn", "image": "a.png", "preprocess": "depth"}}],
      r'frame 1: "control": "preprocess": "depth" needs "depth_model".*: a depth-estimation model folder or Hub id'),
+    (["a", {"prompt": "b", "control": {"model": "cn", "image": "a.png", "preprocess": "depth", "depth_model": "cn"}}],
+     r'^error: frame 1: "control" "depth_model" \S+/cn: not a transformers depth-estimation model \(ControlNetModel\)'),
+    (["a", {"prompt": "b", "control": {"model": "cn", "image": "a.png", "preprocess": "depth", "depth_model": "./gone"}}],
+     r'^error: frame 1: "control" "depth_model" \S+/gone: no such folder; pass a local depth-estimation model folder'),
 ])
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_run_refusals_are_one_line_also_in_a_dry_run(kit, tiny_model, tmp_path, frames, message, dry_run):
