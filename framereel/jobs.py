@@ -204,7 +204,9 @@ def render_cadence(backend: Backend, frame: Frame, image_of: ImageOf, carried: C
     start, n = frame.cadence
     depth_of = backend_depth(backend)
     if frame.index == start:
-        diffused, facts = backend.render(frame, on_step=on_step, init_image=chain_init_image(frame, image_of, depth_of))
+        extra = {"image_of": image_of} if frame.control else {}  # a "previous" control image: the frame before
+        diffused, facts = backend.render(frame, on_step=on_step, init_image=chain_init_image(frame, image_of, depth_of),
+                                         **extra)
         diffused = diffused.convert("RGB")
         previous = move(image_of(frame.parent), frame.motion, depth_of, depth_from=diffused)
     else:

@@ -232,6 +232,19 @@ def test_previous_frames_chains_morphs_and_a_source_video(kit, tiny_model, backe
     assert np.array_equal(_pixels(out, 4), np.asarray(expected))
 
 
+def test_a_cadence_blocks_diffused_frame_is_steered_by_the_frame_before_it(kit, backend, tmp_path):
+    previous = {"model": str(kit / "cn"), "image": "previous", "preprocess": "canny"}
+    board = write_storyboard(tmp_path / "board.json", {
+        "defaults": {"steps": 3, "init": "previous", "strength": 0.5, "cadence": 2, "motion": {"zoom": 1.1},
+                     "control": previous}, "frames": [{"prompt": "a", "control": []}, "b", "c", "d"]})
+    storyboard = load_storyboard(board)
+    assert storyboard.frames[2].cadence == (2, 2)  # the second block's diffused frame: frame 1 is rendered before it
+    out = tmp_path / "out"
+    assert render(storyboard, out, backend=backend).rendered == [0, 1, 2, 3]
+    steered = np.asarray(Image.open(out / "control" / "frame_002_0.png").convert("RGB"))
+    assert np.array_equal(steered, np.asarray(_canny(out / "frames" / "frame_001.png")))
+
+
 def test_control_video_flag_samples_a_source_video_at_the_films_fps(kit, tiny_model, tmp_path):
     board = _board(kit, ["a", "b", "c"])
     flag = json.dumps({"model": str(kit / "cn"), "preprocess": "canny"})
