@@ -245,3 +245,15 @@ def test_a_depth_model_that_is_not_one_is_refused_in_one_line_also_in_a_dry_run(
             proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", "--depth-model", spec, dry_run)
             assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
             assert f"--depth-model {spec}: " in proc.stderr and says in proc.stderr, proc.stderr
+
+
+def test_a_depth_model_replaced_in_its_folder_re_renders_the_frames_it_moved(tmp_path, tiny_depth):
+    import shutil
+
+    board, depth, out = storyboard(tmp_path), tmp_path / "depth", tmp_path / "out"
+    shutil.copytree(tiny_depth, depth)
+    args = ("make", board, "-o", out, "--model", "demo", "--depth-model", depth, "--json")
+    cli(*args, check=True)
+    build_tiny_depth(depth, seed=1)  # retrained (or another checkpoint) under the same name
+    proc = cli(*args, check=True)
+    assert [json.loads(line)["index"] for line in proc.stdout.splitlines() if '"frame_done"' in line] == [1, 2]
