@@ -150,7 +150,8 @@ RENDER_OPTIONS = [
     click.option("--motion-lora", "motion_loras", multiple=True, metavar="PATH:WEIGHT",
                  help="A motion LoRA (pan, zoom …) for clips, with its weight; repeatable."),
     click.option("--depth-model", default=None, metavar="PATH|HUB_ID",
-                 help='Depth-estimation model (Depth Anything, DPT) for "mode": "3D" motion (Deforum\'s 3D camera).'),
+                 help='Depth-estimation model (Depth Anything, DPT) for "mode": "3D" motion (Deforum\'s 3D camera) '
+                      'and for "control" entries with "preprocess": "depth" that name no "depth_model".'),
     click.option("--devices", default=None, metavar="LIST",
                  help="One worker process per device: cuda:0,cuda:1 or all. Frames are identical to one device's."),
     click.option("--workers", type=int, default=1, show_default=True,

@@ -365,3 +365,9 @@ def test_a_clip_follows_a_source_video_as_animatediff_controlnet_pipeline_does(k
         assert np.array_equal(_pixels(out, i), np.asarray(image)), f"frame {i}"
     shown = gallery_data(out)["frames"]
     assert all(len(f["control"]) == 1 for f in shown)
+
+
+def test_make_help_says_depth_model_also_serves_depth_control_maps():
+    text = " ".join(cli("make", "--help").stdout.split())
+    depth = text[text.index("--depth-model PATH|HUB_ID"):text.index("--devices")]
+    assert '"preprocess": "depth"' in depth and '"mode": "3D"' in depth
