@@ -653,9 +653,11 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
               help="With --model (SDXL): also check this refiner fits it and name it.")
 @click.option("--motion-adapter", default=None, metavar="PATH|HUB_ID|demo",
               help="Also find this motion module as make would, say what it is and (with --model) check it fits.")
+@click.option("--depth-model", default=None, metavar="PATH|HUB_ID",
+              help="Also find this depth-estimation model as make would (3D camera, depth control maps) and name it.")
 @_handle_errors
 def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str | None, refiner: str | None,
-           motion_adapter: str | None) -> None:
+           motion_adapter: str | None, depth_model: str | None) -> None:
     """Check what this machine can render with: versions, devices, Tenstorrent set-up, Hugging Face,
     ffmpeg and disk. Every problem line ends with its fix."""
     import json
@@ -679,7 +681,7 @@ def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str 
         if not all(report[k]["ok"] for k in ("tt", "tt-demo") if k in report):
             sys.exit(1)
         return
-    checks = diagnose(out, model=model, refiner=refiner, motion_adapter=motion_adapter)
+    checks = diagnose(out, model=model, refiner=refiner, motion_adapter=motion_adapter, depth_model=depth_model)
     if json_out:
         click.echo(json.dumps({c.name: c.as_dict() for c in checks}, indent=2))
         return

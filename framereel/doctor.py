@@ -86,6 +86,24 @@ def _motion_checks(spec: str, model: str | None) -> list[Check]:
     return [Check("motion adapter", True, what), _motion_fit(spec, model)]
 
 
+def _depth_checks(spec: str) -> list[Check]:
+    """``doctor --depth-model``: found and checked as ``make`` finds it (3D camera, depth control maps), and what it is."""
+    import json
+
+    from .backends.common import WEIGHT_SUFFIXES
+    from .depth import find_depth_model
+    from .errors import FramereelError
+
+    try:
+        source = find_depth_model(spec)
+    except FramereelError as err:
+        return [Check("depth model", False, str(err))]
+    config = json.loads((source.path / "config.json").read_text(encoding="utf-8"))
+    kind = ", ".join(config.get("architectures") or [config.get("model_type", "?")])
+    weights = sum(p.stat().st_size for p in source.path.rglob("*") if p.suffix in WEIGHT_SUFFIXES) / 2**20
+    return [Check("depth model", True, f"{kind} at {source.name}, weights {weights:.1f} MiB")]
+
+
 def _motion_fit(spec: str, model: str) -> Check:
     """Whether the motion adapter fits ``model``: the check ``make`` makes before loading weights."""
     from .backends import RenderSettings
@@ -263,10 +281,11 @@ def _model_checks(model: str, refiner: str | None = None) -> list[Check]:
 
 
 def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str | None = None,
-             motion_adapter: str | None = None) -> list[Check]:
+             motion_adapter: str | None = None, depth_model: str | None = None) -> list[Check]:
     """Every check, in the order ``framereel doctor`` prints them (``model``: also that model's
     family, defaults and memory needs; ``refiner``: whether that SDXL refiner fits it;
-    ``motion_adapter``: what that motion module is, and whether it fits ``model``)."""
+    ``motion_adapter``: what that motion module is, and whether it fits ``model``; ``depth_model``: what
+    that depth-estimation model is)."""
     from .backends import RenderSettings
     from .backends.tt_chips import tenstorrent_present
 
@@ -283,6 +302,7 @@ def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str
             auto = Check("auto picks", False, "no backend: torch is missing", "pip install torch")
     extra = _model_checks(model, refiner) if model else []
     extra += _motion_checks(motion_adapter, model) if motion_adapter else []
+    extra += _depth_checks(depth_model) if depth_model else []
     return checks + [auto] + extra + _tt_checks() + _hf_checks() + _ffmpeg_checks() + [_disk_check(out_dir)]
 
 

@@ -257,3 +257,11 @@ def test_a_depth_model_replaced_in_its_folder_re_renders_the_frames_it_moved(tmp
     build_tiny_depth(depth, seed=1)  # retrained (or another checkpoint) under the same name
     proc = cli(*args, check=True)
     assert [json.loads(line)["index"] for line in proc.stdout.splitlines() if '"frame_done"' in line] == [1, 2]
+
+
+def test_doctor_names_the_depth_model_as_make_finds_it(tmp_path, tiny_depth):
+    report = json.loads(cli("doctor", "--json", "--depth-model", tiny_depth, check=True).stdout)["depth model"]
+    assert report["ok"] is True and report["detail"].startswith(f"DepthAnythingForDepthEstimation at {tiny_depth}")
+    (tmp_path / "config.json").write_text(json.dumps({"_class_name": "ControlNetModel"}))
+    report = json.loads(cli("doctor", "--json", "--depth-model", tmp_path, check=True).stdout)["depth model"]
+    assert report["ok"] is False and "not a transformers depth-estimation model (ControlNetModel)" in report["detail"]
