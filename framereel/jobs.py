@@ -109,12 +109,14 @@ def batch_groups(frames: list[Frame], size: int | Callable[[Frame], int]) -> lis
 
 
 def plan_jobs(todo: list[Frame], batch: int | Callable[[Frame], int] = 1) -> list[Job]:
-    """Group frames into jobs: a chained frame joins the job of the frame it starts from; up to
-    ``batch`` consecutive independent frames that can share a UNet call make one job."""
+    """Group frames into jobs: a chained frame joins the job of the frame it starts from (a clip's
+    frames, which render whole, stay in one job); up to ``batch`` consecutive independent frames that
+    can share a UNet call make one job."""
     chains: list[list[Frame]] = []
     chain_of: dict[int, list[Frame]] = {}
     for f in todo:
-        chain = chain_of.get(f.depends_on) if f.depends_on is not None else None
+        joins = f.depends_on if f.depends_on is not None else f.index - 1 if f.kind == "clip" and f.clip_pos else None
+        chain = chain_of.get(joins) if joins is not None else None
         if chain is None:
             chain = []
             chains.append(chain)

@@ -265,3 +265,16 @@ def test_doctor_names_the_depth_model_as_make_finds_it(tmp_path, tiny_depth):
     (tmp_path / "config.json").write_text(json.dumps({"_class_name": "ControlNetModel"}))
     report = json.loads(cli("doctor", "--json", "--depth-model", tmp_path, check=True).stdout)["depth model"]
     assert report["ok"] is False and "not a transformers depth-estimation model (ControlNetModel)" in report["detail"]
+
+
+def test_a_3d_chain_may_start_from_a_clips_last_frame(tmp_path, tiny_depth):
+    board = tmp_path / "board.json"
+    board.write_text(json.dumps({"defaults": {"width": 64, "height": 64, "steps": 2}, "frames": [
+        {"prompt": "waves", "clip": 2},
+        {"prompt": "the camera flies on", "init": "previous", "strength": 0.5, "motion": {"mode": "3D", "translation_z": 10}}]}))
+    proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", "--motion-adapter", "demo",
+               "--depth-model", tiny_depth, "--workers", "1", "-q")
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    frames = run["frames"] if isinstance(run["frames"], list) else list(run["frames"].values())
+    assert [f["kind"] for f in frames] == ["clip", "clip", "chain"] and frames[2]["derived_from"]["parent"] == 1
