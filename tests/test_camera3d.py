@@ -278,3 +278,14 @@ def test_a_3d_chain_may_start_from_a_clips_last_frame(tmp_path, tiny_depth):
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     frames = run["frames"] if isinstance(run["frames"], list) else list(run["frames"].values())
     assert [f["kind"] for f in frames] == ["clip", "clip", "chain"] and frames[2]["derived_from"]["parent"] == 1
+
+
+@pytest.mark.parametrize("before", [{"prompt": "a", "morph": 2}, {"prompt": "waves", "clip": 3}])
+def test_a_cadence_chain_after_morph_in_betweens_or_a_clip_counts_its_blocks_from_its_own_start(tmp_path, before):
+    chained = {"prompt": "b", "init": "previous", "strength": 0.5, "cadence": 2}
+    board = tmp_path / "board.json"
+    board.write_text(json.dumps({"defaults": {"width": 64, "height": 64, "steps": 2}, "frames": [before] + [chained] * 3}))
+    frames = load_storyboard(board).frames
+    assert [(f.index, f.cadence) for f in frames if f.kind == "chain"] == [(3, None), (4, (4, 2)), (5, (4, 2))]
+    proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", "--motion-adapter", "demo", "-q")
+    assert proc.returncode == 0 and len(list((tmp_path / "out" / "frames").glob("*.png"))) == 6, proc.stderr
