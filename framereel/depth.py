@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends.common import HUB_FIXES, Source, SourceKind, quiet_libraries, resolve_source
+from .backends.common import HUB_FIXES, WEIGHT_SUFFIXES, Source, SourceKind, quiet_libraries, resolve_source
 from .errors import FramereelError
 
 HUB_FIXES.setdefault("--depth-model", "pass --depth-model PATH to a local depth-estimation model folder "
@@ -60,6 +60,9 @@ def find_depth_model(spec: str, kind: SourceKind = DEPTH_MODEL) -> Source:
                                           not any(str(n).endswith("ForDepthEstimation") for n in names)):
             raise FramereelError(f"{kind.flag} {spec}: not a transformers depth-estimation model "
                                  f"({', '.join(map(str, names))}); pass a Depth Anything or DPT model folder or Hub id")
+    if source.hub_id is None and not any(p.suffix in WEIGHT_SUFFIXES for p in source.path.iterdir()):
+        raise FramereelError(f"{kind.flag} {spec}: {source.path} holds no weights (model.safetensors); "
+                             "download the whole model folder")
     return source
 
 

@@ -232,15 +232,19 @@ def test_importing_a_3d_settings_file_says_how_to_render_it_with_a_depth_model(t
     assert proc.stdout.strip().splitlines()[-1] == f"render it: framereel make {tmp_path / 'flat.json'} -o out"
 
 
-def test_a_depth_model_that_is_not_one_is_refused_in_one_line_also_in_a_dry_run(tmp_path):
+def test_a_depth_model_that_is_not_one_is_refused_in_one_line_also_in_a_dry_run(tmp_path, tiny_depth):
+    import shutil
+
     board = storyboard(tmp_path)
     controlnet = tmp_path / "controlnet"  # a diffusers ControlNet folder: config.json, but no depth model
     controlnet.mkdir()
     (controlnet / "config.json").write_text(json.dumps({"_class_name": "ControlNetModel", "_diffusers_version": "0.42.1"}))
     picture = tmp_path / "depth.png"
     ramp().save(picture)
+    weightless = tmp_path / "weightless"  # a depth model's config files without its weights
+    shutil.copytree(tiny_depth, weightless, ignore=shutil.ignore_patterns("*.safetensors"))
     for spec, says in ((controlnet, "not a transformers depth-estimation model (ControlNetModel)"),
-                       (picture, "is a file")):
+                       (picture, "is a file"), (weightless, "holds no weights")):
         for dry_run in ("--dry-run", "-q"):
             proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", "--depth-model", spec, dry_run)
             assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
