@@ -293,3 +293,14 @@ def test_a_cadence_chain_after_morph_in_betweens_or_a_clip_counts_its_blocks_fro
     assert [(f.index, f.cadence) for f in frames if f.kind == "chain"] == [(3, None), (4, (4, 2)), (5, (4, 2))]
     proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", "--motion-adapter", "demo", "-q")
     assert proc.returncode == 0 and len(list((tmp_path / "out" / "frames").glob("*.png"))) == 6, proc.stderr
+
+
+def test_the_gallery_drops_a_depth_layer_once_no_3d_camera_moves_through_it(tmp_path, tiny_depth):
+    board, out = storyboard(tmp_path), tmp_path / "out"
+    cli("make", board, "-o", out, "--model", "demo", "--depth-model", tiny_depth, "-q", check=True)
+    assert gallery_data(out)["frames"][0]["depth"] is not None
+    data = json.loads(board.read_text())
+    data["defaults"]["motion"] = {"zoom": 1.05}  # the same chain, now moved in 2D: frame 0 itself stays as it was
+    board.write_text(json.dumps(data))
+    cli("make", board, "-o", out, "--model", "demo", "-q", check=True)
+    assert [f["depth"] for f in gallery_data(out)["frames"]] == [None, None, None]
