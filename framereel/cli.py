@@ -154,7 +154,8 @@ RENDER_OPTIONS = [
     click.option("--motion-lora", "motion_loras", multiple=True, metavar="PATH:WEIGHT",
                  help="A motion LoRA (pan, zoom …) for clips, with its weight; repeatable."),
     click.option("--depth-model", default=None, metavar="PATH|HUB_ID",
-                 help='Depth-estimation model (Depth Anything, DPT) for "mode": "3D" motion (Deforum\'s 3D camera).'),
+                 help='Depth-estimation model (Depth Anything, DPT) for "mode": "3D" motion (Deforum\'s 3D camera) '
+                      'and for "control" entries with "preprocess": "depth" that name no "depth_model".'),
     click.option("--video-model", default=None, metavar="PATH|HUB_ID",
                  help='A video model for "clip" entries: Wan 2.1/2.2 or LTX-Video (diffusers folder or Hub id).'),
     click.option("--devices", default=None, metavar="LIST",
@@ -704,9 +705,11 @@ def bench(model: str, size: int | None, steps: int, frames: int, dtype: str, jso
               help="Also find this motion module as make would, say what it is and (with --model) check it fits.")
 @click.option("--video-model", default=None, metavar="PATH|HUB_ID",
               help="Also find this video model as make would: its family and the rules its clips follow.")
+@click.option("--depth-model", default=None, metavar="PATH|HUB_ID",
+              help="Also find this depth-estimation model as make would (3D camera, depth control maps) and name it.")
 @_handle_errors
 def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str | None, refiner: str | None,
-           motion_adapter: str | None, video_model: str | None) -> None:
+           motion_adapter: str | None, video_model: str | None, depth_model: str | None) -> None:
     """Check what this machine can render with: versions, devices, Tenstorrent set-up, Hugging Face,
     ffmpeg and disk. Every problem line ends with its fix."""
     import json
@@ -730,7 +733,8 @@ def doctor(out: Path, json_out: bool, smoke: bool, smoke_demo: bool, model: str 
         if not all(report[k]["ok"] for k in ("tt", "tt-demo") if k in report):
             sys.exit(1)
         return
-    checks = diagnose(out, model=model, refiner=refiner, motion_adapter=motion_adapter, video_model=video_model)
+    checks = diagnose(out, model=model, refiner=refiner, motion_adapter=motion_adapter, video_model=video_model,
+                      depth_model=depth_model)
     if json_out:
         click.echo(json.dumps({c.name: c.as_dict() for c in checks}, indent=2))
         return
@@ -792,7 +796,7 @@ def import_group() -> None:
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @_handle_errors
 def import_deforum_command(settings: Path, out: Path, seed: int, force: bool) -> None:
-    """Convert a Deforum settings file (2D, 3D as 2D, Interpolation or None mode) into a storyboard.
+    """Convert a Deforum settings file (2D, 3D, Interpolation or None mode) into a storyboard.
 
     Everything it cannot carry is listed, one line each, here and in the storyboard's "notes".
     """
@@ -802,4 +806,5 @@ def import_deforum_command(settings: Path, out: Path, seed: int, force: bool) ->
     click.echo(f"{out}: {imported.frames} frames from {settings.name} ({imported.mode} mode, scheduler {imported.scheduler})")
     for note in imported.notes:
         click.echo(f"note: {note}")
-    click.echo(f"render it: framereel make {out} -o out")
+    depth = " --depth-model PATH_OR_ID (a Depth Anything or DPT model)" if imported.needs_depth_model else ""
+    click.echo(f"render it: framereel make {out} -o out{depth}")

@@ -92,6 +92,13 @@ class Imported:
     mode: str = "2D"
     scheduler: str = "dpm++"
 
+    @property
+    def needs_depth_model(self) -> bool:
+        """Whether some frame's 3D camera moves through depth (then ``make`` needs ``--depth-model``)."""
+        motions = [self.storyboard.get("defaults", {}).get("motion")]
+        motions += [f.get("motion") for f in self.storyboard.get("frames", [])]
+        return any(isinstance(m, dict) and m.get("mode") == "3D" and m.get("depth_warping", True) for m in motions)
+
 
 def is_deforum_settings(data: Any) -> bool:
     """Whether a parsed JSON object is a Deforum settings file rather than a storyboard."""

@@ -10,13 +10,15 @@ depth they need.
 
 from __future__ import annotations
 
+import json
 import threading
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .backends.common import HUB_FIXES, SourceKind, quiet_libraries, resolve_source
+from .backends.common import HUB_FIXES, WEIGHT_SUFFIXES, Source, SourceKind, quiet_libraries, resolve_source
 from .errors import FramereelError
 
 HUB_FIXES.setdefault("--depth-model", "pass --depth-model PATH to a local depth-estimation model folder "
@@ -29,18 +31,50 @@ DEPTH_MODEL = SourceKind(
     missing="--depth-model {spec}: no such folder; pass a local depth-estimation model folder or a Hub id "
             "(owner/name)",
 )
+CONTROL_FLAG = '"control" "depth_model"'  # a control entry's own depth model
+HUB_FIXES.setdefault(CONTROL_FLAG, 'give the control\'s "depth_model" as a local depth-estimation model folder')
+CONTROL_DEPTH_MODEL = SourceKind(
+    flag=CONTROL_FLAG,
+    marker="config.json",
+    not_a_folder=CONTROL_FLAG + " {spec}: {path} has no config.json; give a transformers depth-estimation model folder",
+    missing=CONTROL_FLAG + " {spec}: no such folder; pass a local depth-estimation model folder or a Hub id (owner/name)",
+)
 _LOCK = threading.Lock()
+
+
+def find_depth_model(spec: str, kind: SourceKind = DEPTH_MODEL) -> Source:
+    """The depth model ``spec`` names, found and checked to be a transformers depth-estimation model
+    (its ``config.json``: a ``model_type``, and an architecture ``…ForDepthEstimation`` when it names one).
+    ``kind``: who named it, for errors (``--depth-model``, or a control's ``"depth_model"``)."""
+    if Path(spec).expanduser().is_file():
+        raise FramereelError(f"{kind.flag} {spec}: is a file; pass the depth-estimation model's folder "
+                             "(config.json, preprocessor_config.json and its weights) or a Hub id")
+    source = resolve_source(spec, kind)
+    try:
+        config = json.loads((source.path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = None
+    if isinstance(config, dict):
+        names = config.get("architectures") or [config.get("_class_name") or "no model_type"]
+        if "model_type" not in config or (config.get("architectures") and
+                                          not any(str(n).endswith("ForDepthEstimation") for n in names)):
+            raise FramereelError(f"{kind.flag} {spec}: not a transformers depth-estimation model "
+                                 f"({', '.join(map(str, names))}); pass a Depth Anything or DPT model folder or Hub id")
+    if source.hub_id is None and not any(p.suffix in WEIGHT_SUFFIXES for p in source.path.iterdir()):
+        raise FramereelError(f"{kind.flag} {spec}: {source.path} holds no weights (model.safetensors); "
+                             "download the whole model folder")
+    return source
 
 
 def depth_model_name(spec: str) -> str:
     """How run.json and frame hashes name the depth model (a Hub id, or the folder's absolute path)."""
-    return resolve_source(spec, DEPTH_MODEL).name
+    return find_depth_model(spec).name
 
 
 @lru_cache(maxsize=4)
 def load_depth_model(spec: str, device: str = "cpu") -> Any:
     """transformers' ``depth-estimation`` pipeline of ``spec`` on ``device`` (kept for the run)."""
-    source = resolve_source(spec, DEPTH_MODEL)
+    source = find_depth_model(spec)
     quiet_libraries()
     from transformers import pipeline
 

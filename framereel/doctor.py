@@ -104,6 +104,24 @@ def _video_checks(spec: str) -> list[Check]:
     return [Check("video model", True, what)]
 
 
+def _depth_checks(spec: str) -> list[Check]:
+    """``doctor --depth-model``: found and checked as ``make`` finds it (3D camera, depth control maps), and what it is."""
+    import json
+
+    from .backends.common import WEIGHT_SUFFIXES
+    from .depth import find_depth_model
+    from .errors import FramereelError
+
+    try:
+        source = find_depth_model(spec)
+    except FramereelError as err:
+        return [Check("depth model", False, str(err))]
+    config = json.loads((source.path / "config.json").read_text(encoding="utf-8"))
+    kind = ", ".join(config.get("architectures") or [config.get("model_type", "?")])
+    weights = sum(p.stat().st_size for p in source.path.rglob("*") if p.suffix in WEIGHT_SUFFIXES) / 2**20
+    return [Check("depth model", True, f"{kind} at {source.name}, weights {weights:.1f} MiB")]
+
+
 def _motion_fit(spec: str, model: str) -> Check:
     """Whether the motion adapter fits ``model``: the check ``make`` makes before loading weights."""
     from .backends import RenderSettings
@@ -306,11 +324,13 @@ def _model_checks(model: str, refiner: str | None = None) -> list[Check]:
 
 
 def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str | None = None,
-             motion_adapter: str | None = None, video_model: str | None = None) -> list[Check]:
+             motion_adapter: str | None = None, video_model: str | None = None,
+             depth_model: str | None = None) -> list[Check]:
     """Every check, in the order ``framereel doctor`` prints them (``model``: also that model's
     family, defaults and memory needs; ``refiner``: whether that SDXL refiner fits it;
     ``motion_adapter``: what that motion module is, and whether it fits ``model``; ``video_model``:
-    that video model's family and the rules its clips follow)."""
+    that video model's family and the rules its clips follow; ``depth_model``: what that
+    depth-estimation model is)."""
     from .backends import RenderSettings
     from .backends.tt_chips import tenstorrent_present
 
@@ -328,6 +348,7 @@ def diagnose(out_dir: Path = Path("out"), model: str | None = None, refiner: str
     extra = _model_checks(model, refiner) if model else []
     extra += _motion_checks(motion_adapter, model) if motion_adapter else []
     extra += _video_checks(video_model) if video_model else []
+    extra += _depth_checks(depth_model) if depth_model else []
     return checks + [auto] + extra + _tt_checks() + _hf_checks() + _ffmpeg_checks() + [_disk_check(out_dir)]
 
 

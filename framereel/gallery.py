@@ -208,6 +208,19 @@ def _depth_data(path: Path, frame_hash: str | None) -> dict[str, str] | None:
     return None
 
 
+def _drop_unused_depth(frames: list[dict[str, Any]]) -> None:
+    """A depth layer stays only where a 3D camera still moves the next frame out of this one (a chain
+    re-rendered in 2D leaves its first picture, and that picture's old depth map, as they were)."""
+    by_index = {f["index"]: f for f in frames}
+    for f in frames:
+        child = by_index.get(f["index"] + 1)
+        motion = (child["params"].get("motion") if child is not None else None) or [None]
+        moved = child is not None and (child["derived_from"] or {}).get("parent") == f["index"] and \
+            motion[0] == ["mode", "3D"]  # run.json's 3D motion: [["mode", "3D"], [key, value] …]; 2D: numbers
+        if f["depth"] is not None and not moved:
+            f["depth"] = None
+
+
 def _mark_morph_keys(frames: list[dict[str, Any]]) -> None:
     """A morph's key frame gets ``"morph": N`` in its entry, and its in-betweens that entry."""
     by_index = {f["index"]: f for f in frames}
@@ -265,6 +278,7 @@ def gallery_data(out_dir: str | Path, rendering: bool = False) -> dict[str, Any]
         for index in sorted(set(manifest.frames) | set(present))
     ]
     _mark_morph_keys(frames)
+    _drop_unused_depth(frames)
     data = {
         "title": out.resolve().name,
         "rendering": rendering,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ from PIL import Image
 
 from ._version import __version__
 from .backends.base import Backend, ModelInfo
+from .backends.common import contents_fingerprint
 from .control import ControlSpec
-from .depth import depth_model_name
+from .depth import find_depth_model
 from .manifest import FRAMES_DIR, HASH_KEY, file_digest, frame_name, params_hash, png_bytes
 from .settings import RenderSettings
 from .storyboard import Frame, motion_3d
@@ -46,6 +47,13 @@ class RunIdentity:
         return cls(settings, model, backend.name, backend.dtype, dict(backend.pixel_options),
                    dict(backend.clip_options), backend.frame_options)
 
+    @cached_property
+    def depth_model(self) -> dict[str, str]:
+        """The 3D camera's depth model in its frames' hash: its name and its files' contents (a model
+        replaced in its folder re-renders them); found on first use, so runs without 3D frames never look."""
+        source = find_depth_model(self.settings.depth_model)
+        return {"depth_model": source.name, "depth_model_files": contents_fingerprint(source.path)}
+
     def params(self, frame: Frame) -> dict[str, Any]:
         """Everything that decides a frame's pixels."""
         params = {
@@ -59,7 +67,7 @@ class RunIdentity:
         }
         camera = motion_3d(frame.motion)
         if camera is not None and camera["depth_warping"] and self.settings.depth_model:
-            params["depth_model"] = depth_model_name(self.settings.depth_model)
+            params.update(self.depth_model)
         for key, value in (self.frame_options(frame) if self.frame_options else {}).items():
             if value is None:
                 params.pop(key, None)

@@ -110,12 +110,14 @@ def batch_groups(frames: list[Frame], size: int | Callable[[Frame], int]) -> lis
 
 
 def plan_jobs(todo: list[Frame], batch: int | Callable[[Frame], int] = 1) -> list[Job]:
-    """Group frames into jobs: a chained frame joins the job of the frame it starts from; up to
-    ``batch`` consecutive independent frames that can share a UNet call make one job."""
+    """Group frames into jobs: a chained frame joins the job of the frame it starts from (a clip's
+    frames, which render whole, stay in one job); up to ``batch`` consecutive independent frames that
+    can share a UNet call make one job."""
     chains: list[list[Frame]] = []
     chain_of: dict[int, list[Frame]] = {}
     for f in todo:
-        chain = chain_of.get(f.depends_on) if f.depends_on is not None else None
+        joins = f.depends_on if f.depends_on is not None else f.index - 1 if f.kind == "clip" and f.clip_pos else None
+        chain = chain_of.get(joins) if joins is not None else None
         if chain is None:
             chain = []
             chains.append(chain)
@@ -219,7 +221,9 @@ def render_cadence(backend: Backend, frame: Frame, image_of: ImageOf, carried: C
     start, n = frame.cadence
     depth_of = backend_depth(backend)
     if frame.index == start:
-        diffused, facts = backend.render(frame, on_step=on_step, init_image=chain_init_image(frame, image_of, depth_of))
+        extra = {"image_of": image_of} if frame.control else {}  # a "previous" control image: the frame before
+        diffused, facts = backend.render(frame, on_step=on_step, init_image=chain_init_image(frame, image_of, depth_of),
+                                         **extra)
         diffused = diffused.convert("RGB")
         previous = move(image_of(frame.parent), frame.motion, depth_of, depth_from=diffused)
     else:

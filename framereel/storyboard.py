@@ -611,7 +611,7 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
     images sampled from a source video at each frame's time in the film.
     """
     frames: list[Frame] = []
-    chain_start = 0
+    chain_start = cadence_start = 0
     count = len(entries) + sum(e.get("morph") or 0 for e in entries[:-1])  # output frames, in-betweens included
     count += sum(e["clip"] - 1 for e in entries if "clip" in e)  # and clips' frames
     clip_groups = {g[0]: g for g in groups or [] if "clip" in entries[g[0]]}
@@ -651,7 +651,9 @@ def _expand(entries: list[dict[str, Any]], run_seed: int, groups: list[list[int]
         )
         if shot > 0 and e.get("init") == "previous":
             motion = e.get("motion")
-            step, block = _cadence_block(index, chain_start, e.get("cadence") or 1)
+            # cadence blocks count from the frame the chain starts from (a morph's last in-between, a clip's last frame)
+            cadence_start = index - 1 if frames[-1].kind != "chain" else cadence_start
+            step, block = _cadence_block(index, cadence_start, e.get("cadence") or 1)
             frames.append(Frame(
                 **common, kind="chain", parent=index - 1,
                 strength=0 if step else _value_at(e.get("strength", DEFAULT_STRENGTH), index, count, run_seed),

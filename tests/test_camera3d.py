@@ -217,3 +217,90 @@ def test_a_notebook_3d_settings_file_with_cond_prompts_renders(tmp_path, tiny_de
     assert {f.get("negative_prompt") for f in imported.storyboard["frames"]} == {"photo, realistic"}
     cli("make", path, "-o", tmp_path / "out", "--model", "demo", "--depth-model", tiny_depth, "-q", check=True)
     assert len(list((tmp_path / "out" / "frames").glob("frame_*.png"))) == 3
+
+
+def test_importing_a_3d_settings_file_says_how_to_render_it_with_a_depth_model(tmp_path):
+    settings = tmp_path / "3d_settings.txt"
+    settings.write_text(json.dumps(deforum_default_settings()))
+    proc = cli("import", "deforum", settings, "-o", tmp_path / "sb.json", check=True)
+    hint = proc.stdout.strip().splitlines()[-1]
+    assert hint.startswith(f"render it: framereel make {tmp_path / 'sb.json'} -o out --depth-model ")
+    assert "3D as 2D" not in cli("import", "deforum", "--help").stdout
+    flat = tmp_path / "flat_settings.txt"  # depth warping off: the camera moves a flat picture, no model needed
+    flat.write_text(json.dumps(deforum_default_settings(use_depth_warping=False)))
+    proc = cli("import", "deforum", flat, "-o", tmp_path / "flat.json", check=True)
+    assert proc.stdout.strip().splitlines()[-1] == f"render it: framereel make {tmp_path / 'flat.json'} -o out"
+
+
+def test_a_depth_model_that_is_not_one_is_refused_in_one_line_also_in_a_dry_run(tmp_path, tiny_depth):
+    import shutil
+
+    board = storyboard(tmp_path)
+    controlnet = tmp_path / "controlnet"  # a diffusers ControlNet folder: config.json, but no depth model
+    controlnet.mkdir()
+    (controlnet / "config.json").write_text(json.dumps({"_class_name": "ControlNetModel", "_diffusers_version": "0.42.1"}))
+    picture = tmp_path / "depth.png"
+    ramp().save(picture)
+    weightless = tmp_path / "weightless"  # a depth model's config files without its weights
+    shutil.copytree(tiny_depth, weightless, ignore=shutil.ignore_patterns("*.safetensors"))
+    for spec, says in ((controlnet, "not a transformers depth-estimation model (ControlNetModel)"),
+                       (picture, "is a file"), (weightless, "holds no weights")):
+        for dry_run in ("--dry-run", "-q"):
+            proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", "--depth-model", spec, dry_run)
+            assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+            assert f"--depth-model {spec}: " in proc.stderr and says in proc.stderr, proc.stderr
+
+
+def test_a_depth_model_replaced_in_its_folder_re_renders_the_frames_it_moved(tmp_path, tiny_depth):
+    import shutil
+
+    board, depth, out = storyboard(tmp_path), tmp_path / "depth", tmp_path / "out"
+    shutil.copytree(tiny_depth, depth)
+    args = ("make", board, "-o", out, "--model", "demo", "--depth-model", depth, "--json")
+    cli(*args, check=True)
+    build_tiny_depth(depth, seed=1)  # retrained (or another checkpoint) under the same name
+    proc = cli(*args, check=True)
+    assert [json.loads(line)["index"] for line in proc.stdout.splitlines() if '"frame_done"' in line] == [1, 2]
+
+
+def test_doctor_names_the_depth_model_as_make_finds_it(tmp_path, tiny_depth):
+    report = json.loads(cli("doctor", "--json", "--depth-model", tiny_depth, check=True).stdout)["depth model"]
+    assert report["ok"] is True and report["detail"].startswith(f"DepthAnythingForDepthEstimation at {tiny_depth}")
+    (tmp_path / "config.json").write_text(json.dumps({"_class_name": "ControlNetModel"}))
+    report = json.loads(cli("doctor", "--json", "--depth-model", tmp_path, check=True).stdout)["depth model"]
+    assert report["ok"] is False and "not a transformers depth-estimation model (ControlNetModel)" in report["detail"]
+
+
+def test_a_3d_chain_may_start_from_a_clips_last_frame(tmp_path, tiny_depth):
+    board = tmp_path / "board.json"
+    board.write_text(json.dumps({"defaults": {"width": 64, "height": 64, "steps": 2}, "frames": [
+        {"prompt": "waves", "clip": 2},
+        {"prompt": "the camera flies on", "init": "previous", "strength": 0.5, "motion": {"mode": "3D", "translation_z": 10}}]}))
+    proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", "--motion-adapter", "demo",
+               "--depth-model", tiny_depth, "--workers", "1", "-q")
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    frames = run["frames"] if isinstance(run["frames"], list) else list(run["frames"].values())
+    assert [f["kind"] for f in frames] == ["clip", "clip", "chain"] and frames[2]["derived_from"]["parent"] == 1
+
+
+@pytest.mark.parametrize("before", [{"prompt": "a", "morph": 2}, {"prompt": "waves", "clip": 3}])
+def test_a_cadence_chain_after_morph_in_betweens_or_a_clip_counts_its_blocks_from_its_own_start(tmp_path, before):
+    chained = {"prompt": "b", "init": "previous", "strength": 0.5, "cadence": 2}
+    board = tmp_path / "board.json"
+    board.write_text(json.dumps({"defaults": {"width": 64, "height": 64, "steps": 2}, "frames": [before] + [chained] * 3}))
+    frames = load_storyboard(board).frames
+    assert [(f.index, f.cadence) for f in frames if f.kind == "chain"] == [(3, None), (4, (4, 2)), (5, (4, 2))]
+    proc = cli("make", board, "-o", tmp_path / "out", "--model", "demo", "--motion-adapter", "demo", "-q")
+    assert proc.returncode == 0 and len(list((tmp_path / "out" / "frames").glob("*.png"))) == 6, proc.stderr
+
+
+def test_the_gallery_drops_a_depth_layer_once_no_3d_camera_moves_through_it(tmp_path, tiny_depth):
+    board, out = storyboard(tmp_path), tmp_path / "out"
+    cli("make", board, "-o", out, "--model", "demo", "--depth-model", tiny_depth, "-q", check=True)
+    assert gallery_data(out)["frames"][0]["depth"] is not None
+    data = json.loads(board.read_text())
+    data["defaults"]["motion"] = {"zoom": 1.05}  # the same chain, now moved in 2D: frame 0 itself stays as it was
+    board.write_text(json.dumps(data))
+    cli("make", board, "-o", out, "--model", "demo", "-q", check=True)
+    assert [f["depth"] for f in gallery_data(out)["frames"]] == [None, None, None]

@@ -174,6 +174,10 @@ def test_storyboard_refusals(kit, control, message):
      r'frame 2: "control" image: walk.mp4 is 1s long, shorter than the film: no frame at 1.5s'),
     (["a", {"prompt": "b", "control": {"model": "cn", "image": "a.png", "preprocess": "depth"}}],
      r'frame 1: "control": "preprocess": "depth" needs "depth_model".*: a depth-estimation model folder or Hub id'),
+    (["a", {"prompt": "b", "control": {"model": "cn", "image": "a.png", "preprocess": "depth", "depth_model": "cn"}}],
+     r'^error: frame 1: "control" "depth_model" \S+/cn: not a transformers depth-estimation model \(ControlNetModel\)'),
+    (["a", {"prompt": "b", "control": {"model": "cn", "image": "a.png", "preprocess": "depth", "depth_model": "./gone"}}],
+     r'^error: frame 1: "control" "depth_model" \S+/gone: no such folder; pass a local depth-estimation model folder'),
 ])
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_run_refusals_are_one_line_also_in_a_dry_run(kit, tiny_model, tmp_path, frames, message, dry_run):
@@ -226,6 +230,19 @@ def test_previous_frames_chains_morphs_and_a_source_video(kit, tiny_model, backe
                     guidance_scale=7.5, controlnet_conditioning_scale=1.0,
                     generator=torch.Generator().manual_seed(seed)).images[0]
     assert np.array_equal(_pixels(out, 4), np.asarray(expected))
+
+
+def test_a_cadence_blocks_diffused_frame_is_steered_by_the_frame_before_it(kit, backend, tmp_path):
+    previous = {"model": str(kit / "cn"), "image": "previous", "preprocess": "canny"}
+    board = write_storyboard(tmp_path / "board.json", {
+        "defaults": {"steps": 3, "init": "previous", "strength": 0.5, "cadence": 2, "motion": {"zoom": 1.1},
+                     "control": previous}, "frames": [{"prompt": "a", "control": []}, "b", "c", "d"]})
+    storyboard = load_storyboard(board)
+    assert storyboard.frames[2].cadence == (2, 2)  # the second block's diffused frame: frame 1 is rendered before it
+    out = tmp_path / "out"
+    assert render(storyboard, out, backend=backend).rendered == [0, 1, 2, 3]
+    steered = np.asarray(Image.open(out / "control" / "frame_002_0.png").convert("RGB"))
+    assert np.array_equal(steered, np.asarray(_canny(out / "frames" / "frame_001.png")))
 
 
 def test_control_video_flag_samples_a_source_video_at_the_films_fps(kit, tiny_model, tmp_path):
@@ -348,3 +365,9 @@ def test_a_clip_follows_a_source_video_as_animatediff_controlnet_pipeline_does(k
         assert np.array_equal(_pixels(out, i), np.asarray(image)), f"frame {i}"
     shown = gallery_data(out)["frames"]
     assert all(len(f["control"]) == 1 for f in shown)
+
+
+def test_make_help_says_depth_model_also_serves_depth_control_maps():
+    text = " ".join(cli("make", "--help").stdout.split())
+    depth = text[text.index("--depth-model PATH|HUB_ID"):text.index("--devices")]
+    assert '"preprocess": "depth"' in depth and '"mode": "3D"' in depth

@@ -190,8 +190,6 @@ class ControlNets:
 
     def check(self, frames) -> None:
         """Every ControlNet, depth model and video frame the frames need, found and fitting; one line if not."""
-        from ..depth import depth_model_name
-
         for f in frames:
             if f.control and f.kind == "chain" and PIPELINES[self.family.kind][2] is None:
                 raise FramereelError(f'frame {f.index}: "control" on a chained frame: diffusers has no ControlNet '
@@ -199,10 +197,7 @@ class ControlNets:
             for c in f.control or ():
                 self.source(c.model, f)
                 if c.preprocess == "depth":
-                    try:
-                        depth_model_name(self.depth_of(c, f))
-                    except FramereelError as err:
-                        raise FramereelError(f"frame {f.index}: {err}") from None
+                    self.depth_source(c, f)
                 if c.source == "video":
                     video_frame(*c.video, f'frame {f.index}: "control" image', decode=False)
 
@@ -212,7 +207,7 @@ class ControlNets:
             return {}
         return {"control": [{"model": self.fingerprint(c.model, frame), "preprocess": c.preprocess, "weight": c.weight,
                              "start": c.start, "end": c.end,
-                             **({"depth_model": self._depth_fingerprint(self.depth_of(c, frame))}
+                             **({"depth_model": self._depth_fingerprint(c, frame)}
                                 if c.preprocess == "depth" else {})}
                             for c in frame.control]}
 
@@ -233,12 +228,23 @@ class ControlNets:
         raise FramereelError(f'frame {frame.index}: "control": "preprocess": "depth" needs "depth_model"{flag}: a '
                              "depth-estimation model folder or Hub id, like depth-anything/Depth-Anything-V2-Small-hf")
 
-    def _depth_fingerprint(self, spec: str) -> str:
-        from ..depth import DEPTH_MODEL
+    def depth_source(self, spec: ControlSpec, frame) -> Source:
+        """The depth model of a ``"depth"`` entry, found and checked; errors name the frame and who named it."""
+        from ..depth import CONTROL_DEPTH_MODEL, DEPTH_MODEL, find_depth_model
 
-        key = f"depth:{spec}"
+        name = self.depth_of(spec, frame)
+        key = f"depth:{name}"
+        if key not in self._sources:
+            try:
+                self._sources[key] = find_depth_model(name, CONTROL_DEPTH_MODEL if spec.depth_model else DEPTH_MODEL)
+            except FramereelError as err:
+                raise FramereelError(f"frame {frame.index}: {err}") from None
+        return self._sources[key]
+
+    def _depth_fingerprint(self, spec: ControlSpec, frame) -> str:
+        key = f"depth:{self.depth_of(spec, frame)}"
         if key not in self._fingerprints:
-            self._fingerprints[key] = contents_fingerprint(resolve_source(spec, DEPTH_MODEL).path)
+            self._fingerprints[key] = contents_fingerprint(self.depth_source(spec, frame).path)
         return self._fingerprints[key]
 
     # ------------------------------------------------------------ maps
