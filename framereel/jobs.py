@@ -273,6 +273,7 @@ class JobFailed:
     job: int
     index: int
     error: str
+    refused: bool = False  # a FramereelError (the user's input is refused): the run stops, no retries
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,15 @@ def run_job(backend: Backend, job: Job, image_of: ImageOf, worker: str,
             images[f.index] = image.convert("RGB")
             yield FrameRendered(worker, job.id, f.index, images[f.index], facts, seconds)
     yield JobDone(worker, job.id)
+
+
+def worker_messages(backend: Backend, job: Job, image_of: ImageOf, worker: str) -> Iterator[Message]:
+    """:func:`run_job` in a worker: a refusal (FramereelError) becomes a refused :class:`JobFailed`,
+    which stops the run with that one line in the driver, as it would in-process."""
+    try:
+        yield from run_job(backend, job, image_of, worker)
+    except FramereelError as err:
+        yield JobFailed(worker, job.id, job.frames[0].index, str(err), refused=True)
 
 
 # ------------------------------------------------------------------ dispatching jobs to workers
@@ -460,6 +470,8 @@ def drive(pool: WorkerPool, jobs: list[Job], emit: EventHandler) -> Iterator[Out
             elif isinstance(msg, JobDone):
                 busy.pop(msg.worker, None)
                 idle.append(msg.worker)
+            elif isinstance(msg, JobFailed) and msg.refused:
+                raise FramereelError(msg.error)
             elif isinstance(msg, JobFailed | WorkerDied):
                 job = busy.pop(msg.worker, None)
                 if isinstance(msg, JobFailed):

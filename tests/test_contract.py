@@ -18,6 +18,7 @@ from PIL import Image
 from framereel import Parallelism, RenderSettings, load_storyboard, render
 from framereel.backends import backend_names
 from framereel.backends.base import Backend, ModelInfo
+from framereel.errors import FramereelError
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,7 +27,7 @@ class EchoBackend(Backend):
     """Paints each frame a colour derived from its seed and prompt; chained frames darken their parent.
 
     A prompt containing ``flaky`` fails on its first try (a marker file remembers the try, across
-    processes); ``broken`` always fails.
+    processes); ``broken`` always fails; ``refused`` is refused as a user's mistake (FramereelError).
     """
 
     name = "echo"
@@ -41,6 +42,8 @@ class EchoBackend(Backend):
     def render(self, frame, on_step=None, init_image=None):
         if "broken" in frame.prompt:
             raise RuntimeError("this prompt always fails")
+        if "refused" in frame.prompt:
+            raise FramereelError(f"frame {frame.index}: refused; write another prompt")
         if "flaky" in frame.prompt:
             marker = Path(os.environ["ECHO_MARKERS"]) / f"tried-{frame.index}"
             if not marker.exists():
@@ -102,6 +105,22 @@ def test_a_backend_registered_by_name_renders_through_every_executor(tmp_path, e
     # resume: nothing finished renders again; the failed frames are tried again
     again = render(board, tmp_path / "out", RenderSettings(backend="echo", model="echo"), parallelism=parallelism)
     assert again.rendered == [] and sorted(again.skipped) == [0, 1, 2, 3, 4] and set(again.failed) == {5, 6}
+
+
+@pytest.mark.parametrize("parallelism", [Parallelism(), Parallelism(workers=2),
+                                         Parallelism(workers=2, executor="ray")], ids=["here", "processes", "ray"])
+def test_a_refusal_inside_a_worker_stops_the_run_in_one_line_as_in_process(tmp_path, echo_plugin, parallelism):
+    """A FramereelError raised while rendering is the user's input refused: retrying it cannot help, so
+    in a worker process or a Ray actor it stops the run with that same one line, not three tries."""
+    if parallelism.executor == "ray":
+        pytest.importorskip("ray")
+    board = load_storyboard(write_storyboard(tmp_path / "b.json", [{"prompt": "a"}, {"prompt": "refused b"}]))
+    events = []
+    with pytest.raises(FramereelError) as err:
+        render(board, tmp_path / "out", RenderSettings(backend="echo", model="echo"), parallelism=parallelism,
+               on_event=events.append)
+    assert str(err.value) == "frame 1: refused; write another prompt"
+    assert not any(e.name == "warning" and "back to the queue" in e.message for e in events)
 
 
 def test_an_unknown_backend_is_one_line_naming_the_known_ones(tmp_path, tiny_model):

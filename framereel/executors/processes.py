@@ -23,9 +23,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from ..errors import FramereelError
 from ..events import EventHandler, WorkersStarted
-from ..jobs import Job, JobFailed, Message, WorkerDied, WorkerPool, WorkerReady, run_job
+from ..jobs import Job, Message, WorkerDied, WorkerPool, WorkerReady, worker_messages
 from ..manifest import read_frame_image
 from ..settings import RenderSettings
 from .shares import cpu_threads, worker_labels
@@ -59,11 +58,8 @@ def _serve(label: str, backend, frames_dir: str, fault: str, inbox, outbox) -> N
             if kind == "torn":  # a message's length header and a few of its bytes, then nothing
                 os.write(outbox.fileno(), struct.pack("!i", 4096) + b"torn")
             os._exit(3)  # fault injection for tests: die mid-job, as a segfault or an OOM kill would
-        try:
-            for msg in run_job(backend, job, lambda i: read_frame_image(Path(frames_dir), i), label):
-                outbox.send(msg)
-        except FramereelError as err:
-            outbox.send(JobFailed(label, job.id, job.frames[0].index, str(err)))
+        for msg in worker_messages(backend, job, lambda i: read_frame_image(Path(frames_dir), i), label):
+            outbox.send(msg)
 
 
 class ProcessPool(WorkerPool):

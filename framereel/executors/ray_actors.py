@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..errors import FramereelError
 from ..events import EventHandler, WorkersStarted
-from ..jobs import Job, Message, WorkerDied, WorkerPool, WorkerReady, run_job
+from ..jobs import Job, Message, WorkerDied, WorkerPool, WorkerReady, worker_messages
 from ..manifest import frame_name
 from ..settings import RenderSettings
 from .shares import cpu_threads, worker_labels
@@ -43,7 +43,7 @@ class RenderActor:
         fault = os.environ.get("FRAMEREEL_FAULT", "")  # as in processes.py: die mid-job, for the tests
         if job.attempts == 0 and fault.startswith("crash:") and int(fault[6:]) in {f.index for f in job.frames}:
             os._exit(3)
-        return list(run_job(self.backend, job, image_of, label))
+        return list(worker_messages(self.backend, job, image_of, label))
 
 
 def _resources(device: str, cpu_share: int) -> dict[str, Any]:
