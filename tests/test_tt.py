@@ -92,10 +92,12 @@ _forget_later: list[set] = []
 
 @pytest.fixture(scope="module")
 def tiny_sd14(tmp_path_factory) -> Path:
-    """A tiny SD 1.x model of SD 1.4's size: 512×512, 64×64 latents (what tt-metal's SD 1.4 UNet is built for)."""
+    """A tiny SD 1.x model of SD 1.4's size: 512×512, 64×64 latents (what tt-metal's SD 1.4 UNet is built for),
+    with as few channels and attention heads as load (a render costs a fraction of a second)."""
     from tiny_model import build_tiny_pipeline
 
-    return build_tiny_pipeline(tmp_path_factory.mktemp("models") / "sd14", sample_size=64, vae_blocks=(8, 16, 16, 16))
+    return build_tiny_pipeline(tmp_path_factory.mktemp("models") / "sd14", sample_size=64, vae_blocks=(4, 4, 4, 4),
+                               unet_blocks=(4, 8), groups=4, heads=1)
 
 
 @pytest.fixture(autouse=True)
@@ -220,12 +222,15 @@ def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path
     ("old", "n150 L", ["90112", "789835776", "DispatchCoreConfig(type=WORKER,axis=ROW)", "throttle=5"]),
     ("new", "p150a", ["21760", "920000000", "DispatchCoreConfig(type=WORKER,axis=default)", "throttle=None"]),
 ])
-def test_the_chip_opens_with_the_trees_numbers_for_its_architecture(tmp_path, tiny_sd14, layout, boards, expected):
+def test_the_chip_opens_with_the_trees_numbers_for_its_architecture(tmp_path, tiny_sd14, monkeypatch, layout, boards,
+                                                                   expected):
     home = make_tree(tmp_path, layout)
     env, log = fake_env(tmp_path, home, boards)
+    in_process(monkeypatch, env)
+    monkeypatch.delenv("TT_MM_THROTTLE_PERF")  # framereel sets it for a Wormhole chip only
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
-    run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sd14, "--scheduler", "pndm",
-            "--steps", "4", "--quiet", env=env, check=True)
+    cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sd14, "--scheduler", "pndm",
+        "--steps", "4", "--quiet", check=True)
     (device, _, l1, trace, dispatch, _, throttle), = opened(log)
     assert [l1, trace, dispatch, throttle] == expected
 
@@ -263,14 +268,15 @@ def test_dispatch_config_comes_from_the_trees_helper_even_one_that_reads_arch_na
     assert "ARCH_NAME" not in os.environ
 
 
-def test_trace_that_does_not_fit_the_trace_region_fails_in_one_line(tmp_path, tiny_sd14):
+def test_trace_that_does_not_fit_the_trace_region_fails_in_one_line(tmp_path, tiny_sd14, monkeypatch):
     home = make_tree(tmp_path, "new")
     common = home / LAYOUTS["new"][1] / "common.py"
     common.write_text(common.read_text().replace("else 789835776", "else 100000000"))
     env, log = fake_env(tmp_path, home)
+    in_process(monkeypatch, env)
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sd14,
-                   "--scheduler", "pndm", "--steps", "10", env=env)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sd14,
+               "--scheduler", "pndm", "--steps", "10")
     assert proc.returncode != 0 and "trace region" in proc.stderr and "trace_region_size=100000000" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert opened(log)[0][3] == "100000000" and lines(log)[-1] == "close 0"
@@ -353,16 +359,17 @@ def test_a_tree_from_before_the_trace_is_refused_for_tt_and_named_by_doctor(tmp_
     assert report["--backend tt"]["ok"] is False and report["--backend tt-demo"]["ok"] is True
 
 
-def test_device_in_bad_state_says_reset_and_reset_device_runs_tt_smi(tmp_path, tiny_sd14, tree):
+def test_device_in_bad_state_says_reset_and_reset_device_runs_tt_smi(tmp_path, tiny_sd14, tree, monkeypatch):
     home, env, log = tree
+    in_process(monkeypatch, env)
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
     args = ["frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sd14, "--scheduler", "pndm",
             "--steps", "4"]
-    proc = run_cli(*args, env={**env, "FAKE_TTNN_BAD_STATE": "1"})
+    proc = cli(*args, env={"FAKE_TTNN_BAD_STATE": "1"})
     assert proc.returncode == 2 and "tt-smi -r" in proc.stderr and "--reset-device" in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr
-    proc = run_cli(*args, "--reset-device", "--quiet", env=env)
+    proc = cli(*args, "--reset-device", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert lines(log)[0] == "reset"
 
@@ -589,7 +596,7 @@ def test_doctor_on_an_n300_names_both_chips_the_mesh_and_what_the_tree_runs_ther
 
 @pytest.mark.parametrize("family", ["tiny sd1 at 64x64", "sd-turbo"])
 def test_tt_refuses_a_model_its_sd14_pipeline_is_not_built_for_before_the_chip_opens(tmp_path, tiny_model, tree,
-                                                                                    family):
+                                                                                    monkeypatch, family):
     if family.startswith("tiny"):
         model, message = tiny_model, "built for 512x512 models (its UNet at 64x64 latents); this one is 64x64"
     else:
@@ -598,9 +605,9 @@ def test_tt_refuses_a_model_its_sd14_pipeline_is_not_built_for_before_the_chip_o
         model = build_family(family, tmp_path / family)
         message = "tt-metal has no SD-Turbo pipeline"
     home, env, log = tree
+    in_process(monkeypatch, env)
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", model, "--scheduler", "pndm",
-                   env=env)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", model, "--scheduler", "pndm")
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert lines(log) == []
 
@@ -670,10 +677,11 @@ def test_sd35_stills_render_through_tt_dit_on_a_loudbox_each_with_its_seed(tmp_p
     assert proc.returncode == 2 and "asserts that the checkpoint path contains" in proc.stderr
 
 
-def test_doctor_smoke_renders_sdxl_on_the_mesh_with_its_own_scheduler(tmp_path, tiny_sdxl):
+def test_doctor_smoke_renders_sdxl_on_the_mesh_with_its_own_scheduler(tmp_path, tiny_sdxl, monkeypatch):
     home = make_tree(tmp_path)
     env, log = fake_env(tmp_path, home, T3K)
-    proc = run_cli("doctor", "-o", tmp_path / "doc", "--smoke", "--model", tiny_sdxl, env=env)
+    in_process(monkeypatch, env)
+    proc = cli("doctor", "-o", tmp_path / "doc", "--smoke", "--model", tiny_sdxl)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "doc" / "tt-smoke-report.json").read_text())["tt"]
     assert report["ok"] and len(report["frames"]) == 1, report
