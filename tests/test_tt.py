@@ -184,11 +184,14 @@ def test_demo_that_renders_other_prompts_keeps_nothing(tmp_path):
 # ------------------------------------------------------------------ tt: in-process trace with the tree's numbers
 
 
-def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path, tiny_sd14, tree):
+def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path, tiny_sd14, tree, monkeypatch,
+                                                                         one_thread):
     home, env, log = tree
+    in_process(monkeypatch, env)  # with one torch thread, as the worker processes below
+    monkeypatch.delenv("TT_MM_THROTTLE_PERF")  # framereel sets it for a Wormhole chip
     board = write_storyboard(tmp_path / "b.json", PROMPTS + [{"prompt": "a lighthouse, shot 0", "morph": 1}, {"prompt": "end"}])
     args = ["frames", board, "--backend", "tt", "--model", tiny_sd14, "--scheduler", "pndm", "--steps", "4", "--quiet"]
-    run_cli(*args, "-o", tmp_path / "a", env=env, check=True)
+    cli(*args, "-o", tmp_path / "a", check=True)
     calls = lines(log)
     device, board_type, l1, trace, dispatch, visible, throttle = opened(log)[0]
     assert (device, l1, trace) == ("0", "20928", "789835776")  # common.py's Wormhole numbers, via demo.py
@@ -205,12 +208,11 @@ def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path
     assert run["backend"] == "tt" and "789835776" in notes and "common.py" in notes
     # a rerun renders nothing and never opens the chip
     log.unlink()
-    run_cli(*args, "-o", tmp_path / "a", env=env, check=True)
+    cli(*args, "-o", tmp_path / "a", check=True)
     assert lines(log) == []
-    # an N300: --devices all runs one process per chip, each restricted to the board, the remote chip
-    # opened as device 1 of it, each worker with a kernel cache of its own
-    n300 = {**env, "FAKE_TT_BOARDS": "n300 L,n300 R"}
-    run_cli(*args, "-o", tmp_path / "b", "--devices", "all", env=n300, check=True)
+    # an N300 (in a framereel process of its own): --devices all runs one process per chip, each restricted to the
+    # board, the remote chip opened as device 1 of it, each worker with a kernel cache of its own
+    run_cli(*args, "-o", tmp_path / "b", "--devices", "all", env={**env, "FAKE_TT_BOARDS": "n300 L,n300 R"}, check=True)
     assert frames_bytes(tmp_path / "b") == a
     assert sorted((o[0], o[1], o[5]) for o in opened(log)) == [("0", "n300_L", "visible=0"), ("1", "n300_R", "visible=0")]
     envs = sorted(line.split()[1:] for line in lines(log) if line.startswith("env "))
@@ -423,10 +425,12 @@ def test_doctor_names_layout_commit_params_and_usable_chips(tmp_path, layout):
     assert {"new": "2 of 2", "old": "1 of 2"}[layout] + " chip(s) usable" in report["tenstorrent boards"]["detail"]
 
 
-def test_doctor_smoke_renders_through_both_backends_and_writes_a_report(tmp_path, tiny_sd14, tree):
+def test_doctor_smoke_renders_through_both_backends_and_writes_a_report(tmp_path, tiny_sd14, tree, monkeypatch):
     home, env, log = tree
+    in_process(monkeypatch, env)
+    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])  # the demo's pytest process imports the fake ttnn
     out = tmp_path / "doc"
-    proc = run_cli("doctor", "-o", out, "--smoke", "--smoke-demo", "--model", tiny_sd14, env=env)
+    proc = cli("doctor", "-o", out, "--smoke", "--smoke-demo", "--model", tiny_sd14)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "tt-smoke-report.json").read_text())
     tt, demo = report["tt"], report["tt-demo"]
