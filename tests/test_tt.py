@@ -90,6 +90,14 @@ def in_process(monkeypatch, env: dict) -> None:
 _forget_later: list[set] = []
 
 
+def in_process_demo(monkeypatch, env: dict) -> None:
+    """As :func:`in_process`, for ``tt-demo``: the demo's pytest process imports the fake ttnn through
+    ``PYTHONPATH``, and ``TT_MM_THROTTLE_PERF`` is framereel's to set, as in a process of its own."""
+    in_process(monkeypatch, env)
+    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
+    monkeypatch.delenv("TT_MM_THROTTLE_PERF")
+
+
 @pytest.fixture(scope="module")
 def tiny_sd14(tmp_path_factory) -> Path:
     """A tiny SD 1.x model of SD 1.4's size: 512×512, 64×64 latents (what tt-metal's SD 1.4 UNet is built for),
@@ -114,15 +122,16 @@ def _forget_tree_modules():
 
 
 @pytest.mark.parametrize("layout", ["new", "old"])
-def test_demo_renders_the_users_prompts_in_order_in_both_layouts(tmp_path, layout):
+def test_demo_renders_the_users_prompts_in_order_in_both_layouts(tmp_path, monkeypatch, layout):
     home = make_tree(tmp_path, layout)
     env, log = fake_env(tmp_path, home)
+    in_process_demo(monkeypatch, env)
     prompts = [{"prompt": f"user shot {i}: a lighthouse, 'quoted' \"twice\" é"} for i in range(12)]
     board = write_storyboard(tmp_path / "b.json", prompts)
     out = tmp_path / "o"
     # a first run renders frames 0-4 (one demo run), the next only the 7 missing ones (one more)
-    run_cli("frames", board, "-o", out, "--backend", "tt-demo", "--frames", "0-4", "--quiet", env=env, check=True)
-    proc = run_cli("frames", board, "-o", out, "--backend", "tt-demo", env=env)
+    cli("frames", board, "-o", out, "--backend", "tt-demo", "--frames", "0-4", "--quiet", check=True)
+    proc = cli("frames", board, "-o", out, "--backend", "tt-demo")
     assert proc.returncode == 0, proc.stderr
     assert "ignores per-frame seeds, steps and guidance" in proc.stderr
     assert sorted(frames_bytes(out)) == [f"frame_{i:03d}.png" for i in range(12)]
@@ -138,13 +147,13 @@ def test_demo_renders_the_users_prompts_in_order_in_both_layouts(tmp_path, layou
     assert "ignores per-frame seeds" in " ".join(run["notes"]) and run["frames"][11]["seed_used"] == 174
 
 
-def test_demo_on_two_n300_boards_of_an_older_tree_runs_one_demo_per_pcie_chip(tmp_path):
+def test_demo_on_two_n300_boards_of_an_older_tree_runs_one_demo_per_pcie_chip(tmp_path, monkeypatch):
     home = make_tree(tmp_path, "old")  # its root conftest's device fixture refuses a remote chip
     env, log = fake_env(tmp_path, home, "n300 L,n300 L,n300 R,n300 R")
+    in_process_demo(monkeypatch, env)
     prompts = [{"prompt": f"shot {i}"} for i in range(11)]
     board = write_storyboard(tmp_path / "b.json", prompts)
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--devices", "all", "--quiet",
-                   env=env, check=True)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--devices", "all", "--quiet", check=True)
     assert "2 of 4 chip(s) usable by single-chip workers (2× n300 L, 2× n300 R)" in proc.stderr
     assert "root conftest refuses a remote chip" in proc.stderr and "--devices all uses tt:0, tt:1" in proc.stderr
     assert frame_prompts(tmp_path / "o", 11) == [p["prompt"] for p in prompts]
@@ -167,14 +176,15 @@ def test_fake_demo_has_the_real_quirks_framereel_works_around(tmp_path):
     assert proc.returncode == 0 and "input prompt : ['DECOY old demo prompt 1" in proc.stdout + proc.stderr
 
 
-def test_demo_that_renders_other_prompts_keeps_nothing(tmp_path):
+def test_demo_that_renders_other_prompts_keeps_nothing(tmp_path, monkeypatch):
     home = make_tree(tmp_path, "new")
     env, _ = fake_env(tmp_path, home)
+    in_process_demo(monkeypatch, env)
     demo = home / LAYOUTS["new"][1] / "demo" / "demo.py"  # a demo that reads its own file, whatever input_path says
     decoys = home / LAYOUTS["new"][1] / "demo" / "input_data.json"
     demo.write_text(demo.read_text().replace("inputs = load_inputs(input_path)", f"inputs = load_inputs({str(decoys)!r})"))
     board = write_storyboard(tmp_path / "b.json", PROMPTS)
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", env=env)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo")
     errors = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
     assert proc.returncode != 0 and "did not render framereel's prompts" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and len(errors) == 1
@@ -555,28 +565,30 @@ def test_an_sdxl_pipeline_of_unknown_shape_is_refused_naming_the_commit(tmp_path
 # ------------------------------------------------------------------ fixes from reading the real source
 
 
-def test_demo_of_a_non_square_size_names_its_files_height_by_width(tmp_path):
+def test_demo_of_a_non_square_size_names_its_files_height_by_width(tmp_path, monkeypatch):
     """run_demo_inference unpacks ``height, width = image_size`` and saves ``input_data_{i}_{height}x{width}``."""
     home = make_tree(tmp_path, "new")
     demo = home / LAYOUTS["new"][1] / "demo" / "demo.py"
     demo.write_text(demo.read_text().replace("((512, 512),)", "((256, 384),)"))
     env, _ = fake_env(tmp_path, home)
+    in_process_demo(monkeypatch, env)
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:2])
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--quiet", env=env)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert frame_prompts(tmp_path / "o", 2) == [p["prompt"] for p in PROMPTS[:2]]
     assert Image.open(tmp_path / "o" / "frames" / "frame_000.png").size == (384, 256)  # width 384, height 256
 
 
-def test_demo_gets_arch_name_for_a_tree_whose_device_helper_reads_it(tmp_path):
+def test_demo_gets_arch_name_for_a_tree_whose_device_helper_reads_it(tmp_path, monkeypatch):
     home = make_tree(tmp_path, "new")
     helper = home / "tests" / "scripts" / "common.py"
     helper.write_text(helper.read_text().replace(
         "if ttnn.device.is_blackhole() and", 'if "blackhole" in os.getenv("ARCH_NAME") and'))
     env, log = fake_env(tmp_path, home)
-    env.pop("ARCH_NAME", None)
+    in_process_demo(monkeypatch, env)
+    monkeypatch.delenv("ARCH_NAME", raising=False)
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--quiet", env=env)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert frame_prompts(tmp_path / "o", 1) == [PROMPTS[0]["prompt"]]
 
