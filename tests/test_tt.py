@@ -90,12 +90,22 @@ def in_process(monkeypatch, env: dict) -> None:
 _forget_later: list[set] = []
 
 
+def in_process_demo(monkeypatch, env: dict) -> None:
+    """As :func:`in_process`, for ``tt-demo``: the demo's pytest process imports the fake ttnn through
+    ``PYTHONPATH``, and ``TT_MM_THROTTLE_PERF`` is framereel's to set, as in a process of its own."""
+    in_process(monkeypatch, env)
+    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
+    monkeypatch.delenv("TT_MM_THROTTLE_PERF")
+
+
 @pytest.fixture(scope="module")
 def tiny_sd14(tmp_path_factory) -> Path:
-    """A tiny SD 1.x model of SD 1.4's size: 512×512, 64×64 latents (what tt-metal's SD 1.4 UNet is built for)."""
+    """A tiny SD 1.x model of SD 1.4's size: 512×512, 64×64 latents (what tt-metal's SD 1.4 UNet is built for),
+    with as few channels and attention heads as load (a render costs a fraction of a second)."""
     from tiny_model import build_tiny_pipeline
 
-    return build_tiny_pipeline(tmp_path_factory.mktemp("models") / "sd14", sample_size=64, vae_blocks=(8, 16, 16, 16))
+    return build_tiny_pipeline(tmp_path_factory.mktemp("models") / "sd14", sample_size=64, vae_blocks=(4, 4, 4, 4),
+                               unet_blocks=(4, 8), groups=4, heads=1)
 
 
 @pytest.fixture(autouse=True)
@@ -112,15 +122,16 @@ def _forget_tree_modules():
 
 
 @pytest.mark.parametrize("layout", ["new", "old"])
-def test_demo_renders_the_users_prompts_in_order_in_both_layouts(tmp_path, layout):
+def test_demo_renders_the_users_prompts_in_order_in_both_layouts(tmp_path, monkeypatch, layout):
     home = make_tree(tmp_path, layout)
     env, log = fake_env(tmp_path, home)
+    in_process_demo(monkeypatch, env)
     prompts = [{"prompt": f"user shot {i}: a lighthouse, 'quoted' \"twice\" é"} for i in range(12)]
     board = write_storyboard(tmp_path / "b.json", prompts)
     out = tmp_path / "o"
     # a first run renders frames 0-4 (one demo run), the next only the 7 missing ones (one more)
-    run_cli("frames", board, "-o", out, "--backend", "tt-demo", "--frames", "0-4", "--quiet", env=env, check=True)
-    proc = run_cli("frames", board, "-o", out, "--backend", "tt-demo", env=env)
+    cli("frames", board, "-o", out, "--backend", "tt-demo", "--frames", "0-4", "--quiet", check=True)
+    proc = cli("frames", board, "-o", out, "--backend", "tt-demo")
     assert proc.returncode == 0, proc.stderr
     assert "ignores per-frame seeds, steps and guidance" in proc.stderr
     assert sorted(frames_bytes(out)) == [f"frame_{i:03d}.png" for i in range(12)]
@@ -136,13 +147,13 @@ def test_demo_renders_the_users_prompts_in_order_in_both_layouts(tmp_path, layou
     assert "ignores per-frame seeds" in " ".join(run["notes"]) and run["frames"][11]["seed_used"] == 174
 
 
-def test_demo_on_two_n300_boards_of_an_older_tree_runs_one_demo_per_pcie_chip(tmp_path):
+def test_demo_on_two_n300_boards_of_an_older_tree_runs_one_demo_per_pcie_chip(tmp_path, monkeypatch):
     home = make_tree(tmp_path, "old")  # its root conftest's device fixture refuses a remote chip
     env, log = fake_env(tmp_path, home, "n300 L,n300 L,n300 R,n300 R")
+    in_process_demo(monkeypatch, env)
     prompts = [{"prompt": f"shot {i}"} for i in range(11)]
     board = write_storyboard(tmp_path / "b.json", prompts)
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--devices", "all", "--quiet",
-                   env=env, check=True)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--devices", "all", "--quiet", check=True)
     assert "2 of 4 chip(s) usable by single-chip workers (2× n300 L, 2× n300 R)" in proc.stderr
     assert "root conftest refuses a remote chip" in proc.stderr and "--devices all uses tt:0, tt:1" in proc.stderr
     assert frame_prompts(tmp_path / "o", 11) == [p["prompt"] for p in prompts]
@@ -165,14 +176,15 @@ def test_fake_demo_has_the_real_quirks_framereel_works_around(tmp_path):
     assert proc.returncode == 0 and "input prompt : ['DECOY old demo prompt 1" in proc.stdout + proc.stderr
 
 
-def test_demo_that_renders_other_prompts_keeps_nothing(tmp_path):
+def test_demo_that_renders_other_prompts_keeps_nothing(tmp_path, monkeypatch):
     home = make_tree(tmp_path, "new")
     env, _ = fake_env(tmp_path, home)
+    in_process_demo(monkeypatch, env)
     demo = home / LAYOUTS["new"][1] / "demo" / "demo.py"  # a demo that reads its own file, whatever input_path says
     decoys = home / LAYOUTS["new"][1] / "demo" / "input_data.json"
     demo.write_text(demo.read_text().replace("inputs = load_inputs(input_path)", f"inputs = load_inputs({str(decoys)!r})"))
     board = write_storyboard(tmp_path / "b.json", PROMPTS)
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", env=env)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo")
     errors = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
     assert proc.returncode != 0 and "did not render framereel's prompts" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and len(errors) == 1
@@ -182,11 +194,14 @@ def test_demo_that_renders_other_prompts_keeps_nothing(tmp_path):
 # ------------------------------------------------------------------ tt: in-process trace with the tree's numbers
 
 
-def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path, tiny_sd14, tree):
+def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path, tiny_sd14, tree, monkeypatch,
+                                                                         one_thread):
     home, env, log = tree
+    in_process(monkeypatch, env)  # with one torch thread, as the worker processes below
+    monkeypatch.delenv("TT_MM_THROTTLE_PERF")  # framereel sets it for a Wormhole chip
     board = write_storyboard(tmp_path / "b.json", PROMPTS + [{"prompt": "a lighthouse, shot 0", "morph": 1}, {"prompt": "end"}])
     args = ["frames", board, "--backend", "tt", "--model", tiny_sd14, "--scheduler", "pndm", "--steps", "4", "--quiet"]
-    run_cli(*args, "-o", tmp_path / "a", env=env, check=True)
+    cli(*args, "-o", tmp_path / "a", check=True)
     calls = lines(log)
     device, board_type, l1, trace, dispatch, visible, throttle = opened(log)[0]
     assert (device, l1, trace) == ("0", "20928", "789835776")  # common.py's Wormhole numbers, via demo.py
@@ -203,12 +218,11 @@ def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path
     assert run["backend"] == "tt" and "789835776" in notes and "common.py" in notes
     # a rerun renders nothing and never opens the chip
     log.unlink()
-    run_cli(*args, "-o", tmp_path / "a", env=env, check=True)
+    cli(*args, "-o", tmp_path / "a", check=True)
     assert lines(log) == []
-    # an N300: --devices all runs one process per chip, each restricted to the board, the remote chip
-    # opened as device 1 of it, each worker with a kernel cache of its own
-    n300 = {**env, "FAKE_TT_BOARDS": "n300 L,n300 R"}
-    run_cli(*args, "-o", tmp_path / "b", "--devices", "all", env=n300, check=True)
+    # an N300 (in a framereel process of its own): --devices all runs one process per chip, each restricted to the
+    # board, the remote chip opened as device 1 of it, each worker with a kernel cache of its own
+    run_cli(*args, "-o", tmp_path / "b", "--devices", "all", env={**env, "FAKE_TT_BOARDS": "n300 L,n300 R"}, check=True)
     assert frames_bytes(tmp_path / "b") == a
     assert sorted((o[0], o[1], o[5]) for o in opened(log)) == [("0", "n300_L", "visible=0"), ("1", "n300_R", "visible=0")]
     envs = sorted(line.split()[1:] for line in lines(log) if line.startswith("env "))
@@ -220,12 +234,15 @@ def test_in_process_trace_compiled_once_per_run_and_images_reproducible(tmp_path
     ("old", "n150 L", ["90112", "789835776", "DispatchCoreConfig(type=WORKER,axis=ROW)", "throttle=5"]),
     ("new", "p150a", ["21760", "920000000", "DispatchCoreConfig(type=WORKER,axis=default)", "throttle=None"]),
 ])
-def test_the_chip_opens_with_the_trees_numbers_for_its_architecture(tmp_path, tiny_sd14, layout, boards, expected):
+def test_the_chip_opens_with_the_trees_numbers_for_its_architecture(tmp_path, tiny_sd14, monkeypatch, layout, boards,
+                                                                   expected):
     home = make_tree(tmp_path, layout)
     env, log = fake_env(tmp_path, home, boards)
+    in_process(monkeypatch, env)
+    monkeypatch.delenv("TT_MM_THROTTLE_PERF")  # framereel sets it for a Wormhole chip only
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
-    run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sd14, "--scheduler", "pndm",
-            "--steps", "4", "--quiet", env=env, check=True)
+    cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sd14, "--scheduler", "pndm",
+        "--steps", "4", "--quiet", check=True)
     (device, _, l1, trace, dispatch, _, throttle), = opened(log)
     assert [l1, trace, dispatch, throttle] == expected
 
@@ -263,14 +280,15 @@ def test_dispatch_config_comes_from_the_trees_helper_even_one_that_reads_arch_na
     assert "ARCH_NAME" not in os.environ
 
 
-def test_trace_that_does_not_fit_the_trace_region_fails_in_one_line(tmp_path, tiny_sd14):
+def test_trace_that_does_not_fit_the_trace_region_fails_in_one_line(tmp_path, tiny_sd14, monkeypatch):
     home = make_tree(tmp_path, "new")
     common = home / LAYOUTS["new"][1] / "common.py"
     common.write_text(common.read_text().replace("else 789835776", "else 100000000"))
     env, log = fake_env(tmp_path, home)
+    in_process(monkeypatch, env)
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sd14,
-                   "--scheduler", "pndm", "--steps", "10", env=env)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sd14,
+               "--scheduler", "pndm", "--steps", "10")
     assert proc.returncode != 0 and "trace region" in proc.stderr and "trace_region_size=100000000" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert opened(log)[0][3] == "100000000" and lines(log)[-1] == "close 0"
@@ -353,16 +371,17 @@ def test_a_tree_from_before_the_trace_is_refused_for_tt_and_named_by_doctor(tmp_
     assert report["--backend tt"]["ok"] is False and report["--backend tt-demo"]["ok"] is True
 
 
-def test_device_in_bad_state_says_reset_and_reset_device_runs_tt_smi(tmp_path, tiny_sd14, tree):
+def test_device_in_bad_state_says_reset_and_reset_device_runs_tt_smi(tmp_path, tiny_sd14, tree, monkeypatch):
     home, env, log = tree
+    in_process(monkeypatch, env)
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
     args = ["frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", tiny_sd14, "--scheduler", "pndm",
             "--steps", "4"]
-    proc = run_cli(*args, env={**env, "FAKE_TTNN_BAD_STATE": "1"})
+    proc = cli(*args, env={"FAKE_TTNN_BAD_STATE": "1"})
     assert proc.returncode == 2 and "tt-smi -r" in proc.stderr and "--reset-device" in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr
-    proc = run_cli(*args, "--reset-device", "--quiet", env=env)
+    proc = cli(*args, "--reset-device", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert lines(log)[0] == "reset"
 
@@ -416,10 +435,12 @@ def test_doctor_names_layout_commit_params_and_usable_chips(tmp_path, layout):
     assert {"new": "2 of 2", "old": "1 of 2"}[layout] + " chip(s) usable" in report["tenstorrent boards"]["detail"]
 
 
-def test_doctor_smoke_renders_through_both_backends_and_writes_a_report(tmp_path, tiny_sd14, tree):
+def test_doctor_smoke_renders_through_both_backends_and_writes_a_report(tmp_path, tiny_sd14, tree, monkeypatch):
     home, env, log = tree
+    in_process(monkeypatch, env)
+    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])  # the demo's pytest process imports the fake ttnn
     out = tmp_path / "doc"
-    proc = run_cli("doctor", "-o", out, "--smoke", "--smoke-demo", "--model", tiny_sd14, env=env)
+    proc = cli("doctor", "-o", out, "--smoke", "--smoke-demo", "--model", tiny_sd14)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "tt-smoke-report.json").read_text())
     tt, demo = report["tt"], report["tt-demo"]
@@ -544,28 +565,30 @@ def test_an_sdxl_pipeline_of_unknown_shape_is_refused_naming_the_commit(tmp_path
 # ------------------------------------------------------------------ fixes from reading the real source
 
 
-def test_demo_of_a_non_square_size_names_its_files_height_by_width(tmp_path):
+def test_demo_of_a_non_square_size_names_its_files_height_by_width(tmp_path, monkeypatch):
     """run_demo_inference unpacks ``height, width = image_size`` and saves ``input_data_{i}_{height}x{width}``."""
     home = make_tree(tmp_path, "new")
     demo = home / LAYOUTS["new"][1] / "demo" / "demo.py"
     demo.write_text(demo.read_text().replace("((512, 512),)", "((256, 384),)"))
     env, _ = fake_env(tmp_path, home)
+    in_process_demo(monkeypatch, env)
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:2])
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--quiet", env=env)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert frame_prompts(tmp_path / "o", 2) == [p["prompt"] for p in PROMPTS[:2]]
     assert Image.open(tmp_path / "o" / "frames" / "frame_000.png").size == (384, 256)  # width 384, height 256
 
 
-def test_demo_gets_arch_name_for_a_tree_whose_device_helper_reads_it(tmp_path):
+def test_demo_gets_arch_name_for_a_tree_whose_device_helper_reads_it(tmp_path, monkeypatch):
     home = make_tree(tmp_path, "new")
     helper = home / "tests" / "scripts" / "common.py"
     helper.write_text(helper.read_text().replace(
         "if ttnn.device.is_blackhole() and", 'if "blackhole" in os.getenv("ARCH_NAME") and'))
     env, log = fake_env(tmp_path, home)
-    env.pop("ARCH_NAME", None)
+    in_process_demo(monkeypatch, env)
+    monkeypatch.delenv("ARCH_NAME", raising=False)
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--quiet", env=env)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt-demo", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert frame_prompts(tmp_path / "o", 1) == [PROMPTS[0]["prompt"]]
 
@@ -589,7 +612,7 @@ def test_doctor_on_an_n300_names_both_chips_the_mesh_and_what_the_tree_runs_ther
 
 @pytest.mark.parametrize("family", ["tiny sd1 at 64x64", "sd-turbo"])
 def test_tt_refuses_a_model_its_sd14_pipeline_is_not_built_for_before_the_chip_opens(tmp_path, tiny_model, tree,
-                                                                                    family):
+                                                                                    monkeypatch, family):
     if family.startswith("tiny"):
         model, message = tiny_model, "built for 512x512 models (its UNet at 64x64 latents); this one is 64x64"
     else:
@@ -598,9 +621,9 @@ def test_tt_refuses_a_model_its_sd14_pipeline_is_not_built_for_before_the_chip_o
         model = build_family(family, tmp_path / family)
         message = "tt-metal has no SD-Turbo pipeline"
     home, env, log = tree
+    in_process(monkeypatch, env)
     board = write_storyboard(tmp_path / "b.json", PROMPTS[:1])
-    proc = run_cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", model, "--scheduler", "pndm",
-                   env=env)
+    proc = cli("frames", board, "-o", tmp_path / "o", "--backend", "tt", "--model", model, "--scheduler", "pndm")
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert lines(log) == []
 
@@ -670,10 +693,11 @@ def test_sd35_stills_render_through_tt_dit_on_a_loudbox_each_with_its_seed(tmp_p
     assert proc.returncode == 2 and "asserts that the checkpoint path contains" in proc.stderr
 
 
-def test_doctor_smoke_renders_sdxl_on_the_mesh_with_its_own_scheduler(tmp_path, tiny_sdxl):
+def test_doctor_smoke_renders_sdxl_on_the_mesh_with_its_own_scheduler(tmp_path, tiny_sdxl, monkeypatch):
     home = make_tree(tmp_path)
     env, log = fake_env(tmp_path, home, T3K)
-    proc = run_cli("doctor", "-o", tmp_path / "doc", "--smoke", "--model", tiny_sdxl, env=env)
+    in_process(monkeypatch, env)
+    proc = cli("doctor", "-o", tmp_path / "doc", "--smoke", "--model", tiny_sdxl)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "doc" / "tt-smoke-report.json").read_text())["tt"]
     assert report["ok"] and len(report["frames"]) == 1, report

@@ -11,23 +11,25 @@ from pathlib import Path
 TOKENIZER_DIR = Path(__file__).resolve().parent.parent / "framereel" / "demo_model" / "weights" / "tokenizer"
 
 
-def build_tiny_pipeline(folder: Path, seed: int = 0, sample_size: int = 32, vae_blocks: tuple[int, ...] = (8, 16)) -> Path:
+def build_tiny_pipeline(folder: Path, seed: int = 0, sample_size: int = 32, vae_blocks: tuple[int, ...] = (8, 16),
+                        unet_blocks: tuple[int, int] = (16, 32), groups: int = 8, heads: int = 4) -> Path:
     """Native size: ``sample_size`` × 2 ** (len(vae_blocks) - 1) (64×64 by default; 64 and four VAE blocks
-    make an SD 1.4-sized 512×512 model with 64×64 latents)."""
+    make an SD 1.4-sized 512×512 model with 64×64 latents). ``unet_blocks``, ``heads``, ``vae_blocks`` and ``groups``
+    (their GroupNorm groups, dividing every channel count) set the cost of a render."""
     import torch
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=unet_blocks,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8,
+        cross_attention_dim=32, attention_head_dim=heads, norm_num_groups=groups,
     )
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * len(vae_blocks),
         up_block_types=("UpDecoderBlock2D",) * len(vae_blocks), block_out_channels=vae_blocks, latent_channels=4,
-        layers_per_block=1, norm_num_groups=8, sample_size=sample_size * 2 ** (len(vae_blocks) - 1),
+        layers_per_block=1, norm_num_groups=groups, sample_size=sample_size * 2 ** (len(vae_blocks) - 1),
     )
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
