@@ -5,11 +5,17 @@ pipeline called directly."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli, write_storyboard
+from conftest import ONE_THREAD, cli, frames_bytes, probe_video, write_storyboard
 from PIL import Image
+from test_faults import no_temp_files
 from tiny_video import build_video
 
 from framereel.loader import load_storyboard
@@ -29,13 +35,25 @@ def settings(video, **kw):
     return RenderSettings(model="demo", device="cpu", dtype="float32", video_model=str(video), **kw)
 
 
-def render_board(tmp_path, name, frames, video, **kw):
+@pytest.fixture(scope="module")
+def backends(videos):
+    """A backend per tiny video model, shared by this module's in-process renders as a run shares one:
+    each model is loaded once, not once per render."""
+    from framereel.backends import create_backend
+
+    made = {kind: create_backend(settings(folder)) for kind, folder in videos.items()}
+    yield made
+    for backend in made.values():
+        backend.close()
+
+
+def render_board(tmp_path, name, frames, backend):
     from framereel.runner import render
 
     board = write_storyboard(tmp_path / f"{name}.json",
                              {"defaults": {"steps": 2, "width": 64, "height": 64}, "frames": frames})
     out = tmp_path / name
-    return out, render(load_storyboard(board), out, settings(video, **kw))
+    return out, render(load_storyboard(board), out, backend.settings, backend=backend)
 
 
 def frames_of(out, indices):
@@ -58,14 +76,14 @@ def direct(folder, **kw):
 
 
 @pytest.mark.parametrize("kind", ["wan2.1-t2v", "wan2.2-t2v", "wan2.2-ti2v"])
-def test_a_wan_clip_is_what_wan_pipeline_gives(tmp_path, videos, kind):
+def test_a_wan_clip_is_what_wan_pipeline_gives(tmp_path, videos, backends, kind):
     """Text-to-video, Wan 2.1 shape, Wan 2.2 A14B shape (two experts) and Wan 2.2 TI2V-5B shape
     (z_dim-48 VAE, expand_timesteps):
     the clip's frames are WanPipeline's pixels for the same seed, prompt, size, steps and guidance."""
     import torch
 
     out, result = render_board(tmp_path, "a", [
-        {"prompt": "a cat walking", "clip": 9, "seed": 7, "guidance": 4.0, "negative_prompt": "blur"}], videos[kind])
+        {"prompt": "a cat walking", "clip": 9, "seed": 7, "guidance": 4.0, "negative_prompt": "blur"}], backends[kind])
     assert sorted(result.rendered) == list(range(9))
     want, pipe = direct(videos[kind], prompt="a cat walking", negative_prompt="blur", num_frames=9, height=64,
                         width=64, num_inference_steps=2, guidance_scale=4.0,
@@ -160,10 +178,10 @@ TRANSITIONS = [
 ]
 
 
-def test_a_changed_key_re_renders_the_key_and_the_transitions_touching_it_nothing_else(tmp_path, videos):
+def test_a_changed_key_re_renders_the_key_and_the_transitions_touching_it_nothing_else(tmp_path, backends):
     """Stills 0, 10, 20 with transitions 1-9 and 11-19 (LTX-Video, first and last key frames)."""
     frames = [dict(f) for f in TRANSITIONS]
-    out, result = render_board(tmp_path, "t", frames, videos["ltx"])
+    out, result = render_board(tmp_path, "t", frames, backends["ltx"])
     assert sorted(result.rendered) == list(range(21))
     run = json.loads((out / "run.json").read_text())
     assert run["frames"][1]["clip"] == {"id": 1, "position": 0, "frames": 9, "first_frame": 0, "last_frame": 10}
@@ -174,12 +192,12 @@ def test_a_changed_key_re_renders_the_key_and_the_transitions_touching_it_nothin
     assert shown["entry"]["first_frame"] == "previous" and shown["entry"]["last_frame"] == "next"
     before = {p.name: p.read_bytes() for p in (out / "frames").iterdir()}
     frames[4]["prompt"] = "a yellow star"  # the last key: itself and the transition into it
-    _, result = render_board(tmp_path, "t", frames, videos["ltx"])
+    _, result = render_board(tmp_path, "t", frames, backends["ltx"])
     assert sorted(result.rendered) == list(range(11, 21))
     frames[2]["prompt"] = "a purple square"  # the middle key: itself and both transitions
-    _, result = render_board(tmp_path, "t", frames, videos["ltx"])
+    _, result = render_board(tmp_path, "t", frames, backends["ltx"])
     assert sorted(result.rendered) == list(range(1, 20))
-    _, result = render_board(tmp_path, "t", frames, videos["ltx"])
+    _, result = render_board(tmp_path, "t", frames, backends["ltx"])
     assert result.rendered == [] and len(result.skipped) == 21
     after = {p.name: p.read_bytes() for p in (out / "frames").iterdir()}
     assert after["frame_000.png"] == before["frame_000.png"] and after["frame_010.png"] != before["frame_010.png"]
@@ -197,7 +215,8 @@ def wan_prompt_embeds(pipe, prompt, negative):
 
 
 @pytest.mark.parametrize("kind", ["wan2.1-flf2v", "wan2.2-ti2v", "ltx"])
-def test_a_transition_is_what_the_image_to_video_pipeline_gives_for_its_key_stills(tmp_path, videos, kind):
+def test_a_transition_is_what_the_image_to_video_pipeline_gives_for_its_key_stills(tmp_path, videos, backends,
+                                                                                  kind):
     """First-last-frame (Wan 2.1 FLF2V: WanImageToVideoPipeline with last_image; LTX:
     LTXConditionPipeline at frames 0 and N-1) or first frame only (Wan 2.2 TI2V-5B: image-to-video
     with expand_timesteps), from the stills framereel rendered."""
@@ -209,7 +228,7 @@ def test_a_transition_is_what_the_image_to_video_pipeline_gives_for_its_key_stil
     clip = {"prompt": "a morph", "clip": 9, "seed": 5, "guidance": 3.0, "negative_prompt": "blur",
             "first_frame": "previous", **({"last_frame": "next"} if last else {})}
     out, _ = render_board(tmp_path, kind, [{"prompt": "a red circle"}, clip, {"prompt": "a blue square"}],
-                          videos[kind])
+                          backends[kind])
     first, final = (Image.open(out / "frames" / f"frame_{i:03d}.png").convert("RGB") for i in (0, 10))
     pipe = load(videos[kind])
     call = dict(num_frames=9, height=64, width=64, num_inference_steps=2, guidance_scale=3.0, output_type="pil",
@@ -228,15 +247,15 @@ def test_a_transition_is_what_the_image_to_video_pipeline_gives_for_its_key_stil
         assert np.array_equal(ours, np.asarray(theirs)), f"clip frame {i} differs from the pipeline's"
 
 
-def test_an_image_file_as_key_frame_is_hashed_by_its_bytes(tmp_path, videos):
+def test_an_image_file_as_key_frame_is_hashed_by_its_bytes(tmp_path, backends):
     Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / "start.png")
     frames = [{"prompt": "a walk", "clip": 5, "first_frame": "start.png"}]
-    _, result = render_board(tmp_path, "k", frames, videos["wan2.2-ti2v"])
+    _, result = render_board(tmp_path, "k", frames, backends["wan2.2-ti2v"])
     assert sorted(result.rendered) == list(range(5))
-    _, result = render_board(tmp_path, "k", frames, videos["wan2.2-ti2v"])
+    _, result = render_board(tmp_path, "k", frames, backends["wan2.2-ti2v"])
     assert result.rendered == []
     Image.new("RGB", (64, 64), (30, 30, 200)).save(tmp_path / "start.png")
-    _, result = render_board(tmp_path, "k", frames, videos["wan2.2-ti2v"])
+    _, result = render_board(tmp_path, "k", frames, backends["wan2.2-ti2v"])
     assert sorted(result.rendered) == list(range(5))
 
 
@@ -274,28 +293,90 @@ def test_key_frames_a_model_cannot_take_are_refused_up_front(tmp_path, videos, k
     assert proc.returncode == 2 and proc.stderr.startswith("error: frame 1: ") and message in proc.stderr, proc.stderr
 
 
-def test_the_transitions_example_renders_offline_and_two_workers_render_the_same(tmp_path, videos, one_thread):
-    """examples/transitions.json (tiny LTX-Video, 64², one step): three key stills, two transitions
-    between them and a clip from the last one, stitched into a video. With --workers 2 each clip is
-    one job, handed out once the stills it starts and ends on are written: the same bytes."""
-    from pathlib import Path
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "transitions.json"
 
-    from conftest import frames_bytes, probe_video
 
-    example = Path(__file__).resolve().parent.parent / "examples" / "transitions.json"
-    common = [example, "--model", "demo", "--video-model", videos["ltx"], "--width", "64", "--height", "64",
-              "--steps", "1", "--quiet"]
-    proc = cli("make", *common, "-o", tmp_path / "one", "--fps", "16")
+def example_args(videos, board=EXAMPLE) -> list:
+    """examples/transitions.json on the tiny LTX-Video model, 64², one step: three key stills (frames
+    0, 34, 68), transitions 1-33 and 35-67 between them, and a clip 69-101 from the last one."""
+    return [board, "--model", "demo", "--video-model", videos["ltx"], "--width", "64", "--height", "64",
+            "--steps", "1"]
+
+
+def example_start(tmp_path, entries: int):
+    """The example's first ``entries`` entries as a storyboard of their own: the same frames, indices
+    and seeds, so the same bytes (``--frames`` would not do: a still pulls in the clips that start on it)."""
+    example = json.loads(EXAMPLE.read_text())
+    return write_storyboard(tmp_path / "start.json", {**example, "frames": example["frames"][:entries]})
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory, videos):
+    """The example made once in this process with one torch thread (as each of two workers on two
+    cores, and as ONE_THREAD processes): the uninterrupted run the other runs are compared with."""
+    import torch
+
+    out, threads = tmp_path_factory.mktemp("example") / "one", torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        proc = cli("make", *example_args(videos), "--quiet", "-o", out, "--fps", "16")
+    finally:
+        torch.set_num_threads(threads)
     assert proc.returncode == 0, proc.stderr
-    run = json.loads((tmp_path / "one" / "run.json").read_text())
+    return out
+
+
+def test_the_transitions_example_renders_offline(example):
+    run = json.loads((example / "run.json").read_text())
     assert [f["kind"] for f in run["frames"]].count("clip") == 3 * 33
     assert run["frames"][1]["clip"]["first_frame"] == 0 and run["frames"][1]["clip"]["last_frame"] == 34
-    assert probe_video(tmp_path / "one" / "video.mp4")["frames"] > 99
-    cli("frames", *common, "-o", tmp_path / "two", "--workers", "2", check=True)
-    assert frames_bytes(tmp_path / "one") == frames_bytes(tmp_path / "two")
-    run = json.loads((tmp_path / "two" / "run.json").read_text())
-    for clip in (range(1, 34), range(35, 68), range(69, 102)):
-        assert len({run["frames"][i]["device"] for i in clip}) == 1
+    assert probe_video(example / "video.mp4")["frames"] > 99
+
+
+def test_two_workers_render_a_transition_as_one_process_does(tmp_path, videos, example, one_thread):
+    """With --workers 2 a clip is one job, handed out once the stills it starts and ends on are
+    written: the first transition and its two key stills are the one-process run's bytes."""
+    cli("frames", *example_args(videos, example_start(tmp_path, 3)), "--quiet", "-o", tmp_path / "two",
+        "--workers", "2", check=True)
+    two = frames_bytes(tmp_path / "two")
+    assert sorted(two) == [f"frame_{i:03d}.png" for i in range(35)]
+    assert two == {name: data for name, data in frames_bytes(example).items() if name in two}
+    devices = {r["index"]: r["device"] for r in json.loads((tmp_path / "two" / "run.json").read_text())["frames"]
+               if r["index"] in range(1, 34)}
+    assert len(devices) == 33 and len(set(devices.values())) == 1
+
+
+def test_kill_9_between_clips_then_the_rerun_keeps_the_finished_clip_and_ends_byte_identical(tmp_path, videos,
+                                                                                             example, one_thread):
+    """`framereel frames` (one thread) killed with SIGKILL once the first transition is written and
+    the second has started: the rerun renders the second transition only, and every frame is the
+    uninterrupted run's bytes."""
+    out, board = tmp_path / "out", example_start(tmp_path, 5)
+    proc = subprocess.Popen([sys.executable, "-m", "framereel", "frames", *map(str, example_args(videos, board)),
+                             "-o", str(out), "--json"], env=ONE_THREAD,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    done = []
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["event"] == "frame_done":
+            done.append(event["index"])
+        elif event["event"] == "frame_start" and event["index"] in range(35, 68):  # the second transition
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert sorted(done) == [*range(35), 68]  # the three stills and the first transition, not the second
+    assert not (out / "frames" / "frame_035.png").exists() and no_temp_files(out)
+    before = frames_bytes(out)
+
+    rerun = cli("frames", *example_args(videos, board), "-o", out, "--json", check=True)
+    events = [json.loads(line) for line in rerun.stdout.splitlines() if line.startswith("{")]
+    assert sorted(e["index"] for e in events if e["event"] == "frame_skipped") == sorted(done)
+    assert sorted(e["index"] for e in events if e["event"] == "frame_done") == list(range(35, 68))
+    after = frames_bytes(out)
+    assert {name: after[name] for name in before} == before
+    assert after == {name: data for name, data in frames_bytes(example).items() if name in after}
+    assert len(after) == 69 and no_temp_files(out)
 
 
 def test_a_clip_beyond_the_native_length_continues_from_its_last_frame(tmp_path, videos):
@@ -310,7 +391,10 @@ def test_a_clip_beyond_the_native_length_continues_from_its_last_frame(tmp_path,
     folder = tmp_path / "ti2v"
     shutil.copytree(videos["wan2.2-ti2v"], folder)
     (folder / "framereel.json").write_text(json.dumps({"native_frames": 5}))
-    out, _ = render_board(tmp_path, "long", [{"prompt": "a walk", "clip": 13, "seed": 3, "guidance": 2.0}], folder)
+    from framereel.backends import create_backend
+
+    out, _ = render_board(tmp_path, "long", [{"prompt": "a walk", "clip": 13, "seed": 3, "guidance": 2.0}],
+                          create_backend(settings(folder)))
     run = json.loads((out / "run.json").read_text())
     assert run["frames"][0]["segments"] == [5, 5, 5]
     assert run["family"]["video"]["long_clips"].startswith("beyond 5 frames: continued from the last frame")
