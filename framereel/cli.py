@@ -580,20 +580,9 @@ def studio(out: Path, seed: int | None, host: str, port: int, open_browser: bool
     \b
       framereel studio -o out --model demo      # then open the printed http://127.0.0.1:8188/
     """
-    from .backends.checks import check_render_settings
-    from .interactive import Session
-    from .studio import check_address, serve
-    from .validate import check_model, check_output_folder
+    from .studio import serve
 
-    check_address(host, port)
-    probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
-    settings = render_settings(opts, batch=1)  # one image per prompt: no padded batch to wait for
-    _validate_frame_flags({**probe, **({"seed": seed} if seed is not None else {})})
-    check_render_settings(settings)
-    check_output_folder(out)
-    check_model(opts["model"])
-    click.echo("loading the model…", err=True)
-    session = Session(out, settings, seed=DEFAULT_RUN_SEED if seed is None else seed, params=probe)
+    session = _page_session(out, seed, host, port, opts)
     serve(session, host=host, port=port, open_browser=open_browser, say=lambda m: click.echo(m, err=True))
 
 
@@ -619,22 +608,28 @@ def live(out: Path, seed: int | None, host: str, port: int, open_browser: bool, 
       framereel live --model demo --steps 4               # then open the printed http://127.0.0.1:8189/
       framereel live --model stabilityai/sd-turbo --fast-path on --tiny-vae madebyollin/taesd
     """
+    from .studio.live import serve_live
+
+    session = _page_session(out, seed, host, port, opts)
+    serve_live(session, host=host, port=port, open_browser=open_browser, say=lambda m: click.echo(m, err=True))
+
+
+def _page_session(out: Path, seed: int | None, host: str, port: int, opts: dict[str, Any]):
+    """The checked options of a page command (studio, live) → its loaded-on-demand :class:`Session`."""
     from .backends.checks import check_render_settings
     from .interactive import Session
     from .studio import check_address
-    from .studio.live import serve_live
     from .validate import check_model, check_output_folder
 
     check_address(host, port)
     probe = {k: opts[k] for k in ("steps", "guidance", "width", "height", "negative_prompt") if opts[k] is not None}
-    settings = render_settings(opts, batch=1)
+    settings = render_settings(opts, batch=1)  # one image per prompt: no padded batch to wait for
     _validate_frame_flags({**probe, **({"seed": seed} if seed is not None else {})})
     check_render_settings(settings)
     check_output_folder(out)
     check_model(opts["model"])
     click.echo("loading the model…", err=True)
-    session = Session(out, settings, seed=DEFAULT_RUN_SEED if seed is None else seed, params=probe)
-    serve_live(session, host=host, port=port, open_browser=open_browser, say=lambda m: click.echo(m, err=True))
+    return Session(out, settings, seed=DEFAULT_RUN_SEED if seed is None else seed, params=probe)
 
 
 def _validate_frame_flags(values: dict[str, Any]) -> None:

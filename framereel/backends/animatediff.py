@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import FramereelError
 from ..storyboard import parse_lora_spec
-from .common import SourceKind, contents_fingerprint, make_scheduler, resolve_source
+from .common import SourceKind, contents_fingerprint, make_scheduler, resolve_source, step_callback
 
 DEMO_MOTION_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "motion"
 
@@ -213,7 +213,7 @@ class ClipRenderer:
             num_inference_steps=first.steps, guidance_scale=first.guidance, width=first.width, height=first.height,
             generator=torch.Generator("cpu").manual_seed(first.seed),
             decode_chunk_size=min(spec.frames, spec.context_length),
-            callback_on_step_end=_step_callback(on_step, first.steps), **control,
+            callback_on_step_end=step_callback(on_step, first.steps), **control,
         )
         if spec.init_video:
             kwargs.update(video=read_video(spec.init_video, spec.frames, first.width, first.height),
@@ -267,15 +267,6 @@ def unsplit(module) -> None:
             setattr(module, child_name, child.module)
             child = child.module
         unsplit(child)
-
-
-def _step_callback(on_step, steps: int):
-    def step_end(pipe, step, timestep, kwargs):
-        if on_step is not None:
-            on_step(step + 1, steps)
-        return kwargs
-
-    return step_end
 
 
 def resolve_motion(settings, model_dir: Path | None, model_id: str) -> tuple[MotionSource | None, dict[str, Any]]:

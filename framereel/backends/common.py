@@ -297,3 +297,17 @@ def measured(name: str, key: str, measure: Callable[[], Any]) -> Any:
             tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
             os.replace(tmp, path)
         return table[key]
+
+
+def step_callback(on_step: Callable[[int, int], None] | None, steps: int):
+    """A ``callback_on_step_end`` reporting steps done of ``steps``, counted across the calls it is
+    passed to (an SDXL base and its refiner share one count)."""
+    done = [0]
+
+    def step_end(pipe, step, timestep, kwargs):
+        done[0] += 1
+        if on_step is not None:
+            on_step(min(done[0], steps), steps)
+        return kwargs
+
+    return step_end

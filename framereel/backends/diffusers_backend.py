@@ -24,7 +24,7 @@ from ..storyboard import Frame
 from . import families as fam
 from .animatediff import ClipRenderer, check_video
 from .base import Backend, ModelInfo
-from .common import EmbeddingCache, make_scheduler, measured, quiet_libraries, seeded_noise, slerp
+from .common import EmbeddingCache, make_scheduler, measured, quiet_libraries, seeded_noise, slerp, step_callback
 from .controlnet import ControlNets, seeded_global_rng
 from .device import compile_pipeline, measure_batch, place_pipeline
 from .fast import apply_fast_path, plan_fast_path
@@ -312,7 +312,7 @@ class DiffusersBackend(Backend):
         if self._step_cache is not None:
             self._step_cache.reset()
         # 6. denoise and decode: the family's pipeline itself (with a refiner, up to its switch point)
-        step_end = _step_callback(on_step, first.steps)
+        step_end = step_callback(on_step, first.steps)
         handover = self.refiner.handover() if self.refiner is not None else {}
         pipe, control, rng_seed = self.pipe, {}, None
         if first.control:  # the family's ControlNet pipeline, with each row's maps
@@ -434,7 +434,7 @@ class DiffusersBackend(Backend):
         if self.family.kind == "flux":  # FluxImg2ImgPipeline sizes its output from these, not from the image
             cond.update(width=frame.width, height=frame.height)
         generator = torch.Generator("cpu").manual_seed(frame.seed)
-        step_end = _step_callback(on_step, frame.steps)
+        step_end = step_callback(on_step, frame.steps)
         image = init_image.convert("RGB")
         handover = {}
         if self.refiner is not None:
@@ -550,20 +550,6 @@ def load_tiny_vae(folder: Path, dtype, pipe):
     if "shift_factor" not in vae.config:  # SD 3 and FLUX pipelines read it; TAESD3/TAEF1 latents are unshifted
         vae.register_to_config(shift_factor=0.0)
     return vae
-
-
-def _step_callback(on_step: Callable[[int, int], None] | None, steps: int):
-    """A ``callback_on_step_end`` reporting steps done of ``steps``, counted across the calls it is
-    passed to (an SDXL base and its refiner share one count)."""
-    done = [0]
-
-    def step_end(pipe, step, timestep, kwargs):
-        done[0] += 1
-        if on_step is not None:
-            on_step(min(done[0], steps), steps)
-        return kwargs
-
-    return step_end
 
 
 def _facts(out, i: int) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FramereelError
-from .common import SourceKind, files_fingerprint, resolve_source
+from .common import SourceKind, files_fingerprint, resolve_source, step_callback
 
 VIDEO_MODEL = SourceKind(
     "--video-model", "model_index.json",
@@ -324,7 +324,7 @@ class VideoRenderer:
             prompt=head.prompt, negative_prompt=head.negative_prompt or None, num_inference_steps=head.steps,
             guidance_scale=head.guidance, width=head.width, height=head.height, num_frames=frames,
             generator=torch.Generator("cpu").manual_seed(seed), output_type="pil",
-            callback_on_step_end=_step_callback(on_step, head.steps), **keys)
+            callback_on_step_end=step_callback(on_step, head.steps), **keys)
         if name == "WanImageToVideoPipeline":
             kwargs.update(self._wan_prompt_embeds(kwargs.pop("prompt"), kwargs.pop("negative_prompt"), head.guidance))
         with torch.inference_mode():
@@ -371,12 +371,3 @@ def call_for(family: VideoFamily, head, first, last, frames: int) -> tuple[str, 
 
     return "LTXConditionPipeline", {"conditions": [LTXVideoCondition(image=first, frame_index=0),
                                                    LTXVideoCondition(image=last, frame_index=frames - 1)]}
-
-
-def _step_callback(on_step, steps: int):
-    def step_end(pipe, step, timestep, kwargs):
-        if on_step is not None:
-            on_step(step + 1, steps)
-        return kwargs
-
-    return step_end

@@ -436,15 +436,21 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-class _Api:
-    """The HTTP side of one studio: the event streams open on it and the endpoints' handlers."""
+class EventStreams:
+    """A page server's server-sent event streams: :meth:`broadcast` (from any thread) reaches every
+    open one. ``source`` gives ``state()`` and takes listeners; subclasses name their page, how many
+    events a slow page may have waiting (0: all), and how often a quiet stream says it is alive."""
 
-    def __init__(self, studio: Studio, stopping: Callable[[], bool]):
-        self.studio = studio
+    page_file = "studio.html"
+    queue_size = 0
+    keep_alive_s = 15.0
+
+    def __init__(self, source: Any, stopping: Callable[[], bool]):
+        self.source = source
         self.stopping = stopping
         self.subscribers: set[asyncio.Queue] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
-        studio.listeners.append(self.broadcast)
+        source.listeners.append(self.broadcast)
 
     def broadcast(self, what: str, data: dict[str, Any]) -> None:
         """Pass a change on to every open event stream (called from any thread)."""
@@ -453,31 +459,39 @@ class _Api:
             return
         message = _sse(what, data)
         for q in list(self.subscribers):
-            loop.call_soon_threadsafe(q.put_nowait, message)
+            loop.call_soon_threadsafe(self.put, q, message)
+
+    @staticmethod
+    def put(q: asyncio.Queue, message: str) -> None:
+        q.put_nowait(message)
+
+    def watching(self, change: int) -> None:
+        """A page opened (+1) or closed (-1) its event stream."""
 
     async def page(self, request: Request):
         from starlette.responses import FileResponse
 
-        return FileResponse(STATIC / "studio.html", headers={"Cache-Control": "no-store"})
+        return FileResponse(STATIC / self.page_file, headers={"Cache-Control": "no-store"})
 
     async def state(self, request: Request):
         from starlette.responses import JSONResponse
 
-        return JSONResponse(self.studio.state())
+        return JSONResponse(self.source.state())
 
     async def events(self, request: Request):
         from starlette.responses import StreamingResponse
 
         self.loop = asyncio.get_running_loop()
-        q: asyncio.Queue = asyncio.Queue()
+        q: asyncio.Queue = asyncio.Queue(maxsize=self.queue_size)
         self.subscribers.add(q)
+        self.watching(+1)
         return StreamingResponse(self._stream(q), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     async def _stream(self, q: asyncio.Queue):
         """One tab's events; ends when the server stops, so a shutdown never waits on an open tab."""
         try:
-            yield _sse("state", self.studio.state())
+            yield _sse("state", self.source.state())
             quiet = 0.0
             while not self.stopping():
                 try:
@@ -485,11 +499,20 @@ class _Api:
                     quiet = 0.0
                 except asyncio.TimeoutError:
                     quiet += 0.5
-                    if quiet >= 15:
+                    if quiet >= self.keep_alive_s:
                         yield ": keep-alive\n\n"
                         quiet = 0.0
         finally:
             self.subscribers.discard(q)
+            self.watching(-1)
+
+
+class _Api(EventStreams):
+    """The HTTP side of one studio: the event streams open on it and the endpoints' handlers."""
+
+    def __init__(self, studio: Studio, stopping: Callable[[], bool]):
+        super().__init__(studio, stopping)
+        self.studio = studio
 
     def action(self, fn: Callable[[dict[str, Any], dict[str, Any]], Any]):
         """A JSON POST endpoint: ``fn(body, path_params)`` runs off the event loop; a mistake is a 400."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .app import LOOPBACK, STATIC, Guard, _sse, json_endpoint, run_server
+from .app import LOOPBACK, STATIC, EventStreams, Guard, json_endpoint, run_server
 
 if TYPE_CHECKING:
-    from starlette.requests import Request
 
     from ..interactive import Session
     from ..live import Live
@@ -24,61 +23,26 @@ if TYPE_CHECKING:
 QUEUE_FRAMES = 3
 
 
-class _LiveApi:
+class _LiveApi(EventStreams):
+    """The HTTP side of ``framereel live``: a slow page sees the newest frames (older ones are dropped),
+    and the renderer knows whether any page is watching."""
+
+    page_file = "live.html"
+    queue_size = QUEUE_FRAMES
+    keep_alive_s = 0.5
+
     def __init__(self, live: Live, stopping: Callable[[], bool]):
+        super().__init__(live, stopping)
         self.live = live
-        self.stopping = stopping
-        self.subscribers: set[asyncio.Queue] = set()
-        self.loop: asyncio.AbstractEventLoop | None = None
-        live.listeners.append(self.broadcast)
 
-    def broadcast(self, what: str, data: dict[str, Any]) -> None:
-        """Pass a frame or an error on to every open event stream (called from the render thread)."""
-        loop = self.loop
-        if loop is None:
-            return
-        message = _sse(what, data)
-        for q in list(self.subscribers):
-            loop.call_soon_threadsafe(_put_newest, q, message)
+    @staticmethod
+    def put(q: asyncio.Queue, message: str) -> None:
+        if q.full():
+            q.get_nowait()  # the oldest frame goes: a slow page sees the newest
+        q.put_nowait(message)
 
-    async def page(self, request: Request):
-        from starlette.responses import FileResponse
-
-        return FileResponse(STATIC / "live.html", headers={"Cache-Control": "no-store"})
-
-    async def state(self, request: Request):
-        from starlette.responses import JSONResponse
-
-        return JSONResponse(self.live.state())
-
-    async def events(self, request: Request):
-        from starlette.responses import StreamingResponse
-
-        self.loop = asyncio.get_running_loop()
-        q: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_FRAMES)
-        self.subscribers.add(q)
-        self.live.watch(+1)
-        return StreamingResponse(self._stream(q), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-
-    async def _stream(self, q: asyncio.Queue):
-        """One page's events; ends when the server stops."""
-        try:
-            yield _sse("state", self.live.state())
-            while not self.stopping():
-                try:
-                    yield await asyncio.wait_for(q.get(), timeout=0.5)
-                except asyncio.TimeoutError:
-                    yield ": keep-alive\n\n"
-        finally:
-            self.subscribers.discard(q)
-            self.live.watch(-1)
-
-
-def _put_newest(q: asyncio.Queue, message: str) -> None:
-    if q.full():
-        q.get_nowait()  # the oldest frame goes: a slow page sees the newest
-    q.put_nowait(message)
+    def watching(self, change: int) -> None:
+        self.live.watch(change)
 
 
 def create_live_app(live: Live, token: str | None = None, stopping: Callable[[], bool] = lambda: False):
