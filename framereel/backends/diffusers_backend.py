@@ -499,15 +499,10 @@ class DiffusersBackend(Backend):
 
 def _denoiser_config(folder: Path | None) -> dict[str, Any]:
     """The model folder's UNet (or SD 3 / FLUX transformer) config ({} for a single file)."""
-    import json
-
-    for part in ("unet", "transformer"):
-        try:
-            config = json.loads((folder / part / "config.json").read_text()) if folder is not None else {}
-        except (OSError, ValueError):
-            continue
-        return config if isinstance(config, dict) else {}
-    return {}
+    if folder is None:
+        return {}
+    part = "unet" if (folder / "unet" / "config.json").is_file() else "transformer"
+    return fam.json_config(folder / part / "config.json")
 
 
 def load_pipeline(model: ResolvedModel, dtype, safety_checker: bool):

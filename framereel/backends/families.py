@@ -99,7 +99,20 @@ LCM_LORA = {"sd": "lcm-lora", "sdxl": "sdxl-lcm-lora"}
 FAST_LORA = {"sd1": "latent-consistency/lcm-lora-sdv1-5", "sdxl": "latent-consistency/lcm-lora-sdxl"}
 
 
-def _config(path: Path) -> dict[str, Any]:
+def family_override(folder: Path, families: Mapping[str, Any], what: str = "") -> Any:
+    """The family the folder's ``framereel.json`` names (``"family"``), looked up in ``families``;
+    None when it names none. ``what``: the kind of family, for the error ("video")."""
+    override = json_config(folder / "framereel.json").get("family")
+    if not override:
+        return None
+    if override not in families:
+        kind = f"{what} " if what else ""
+        raise FramereelError(f"{folder / 'framereel.json'}: unknown {kind}\"family\" {override!r}; "
+                             f"choose one of {', '.join(families)}")
+    return families[override]
+
+
+def json_config(path: Path) -> dict[str, Any]:
     """A component's JSON config; {} when it is missing, unreadable or not a JSON object."""
     try:
         config = json.loads(path.read_text())
@@ -171,12 +184,9 @@ def detect_folder(folder: Path, name: str = "") -> Family:
     except ValueError as err:
         raise FramereelError(f"{folder}: {err}; pass a diffusers folder saved with save_pretrained "
                              "(download it again if it came from the Hub)") from None
-    override = _config(folder / "framereel.json").get("family")
+    override = family_override(folder, FAMILIES)
     if override:
-        if override not in FAMILIES:
-            raise FramereelError(f"{folder / 'framereel.json'}: unknown \"family\" {override!r}; "
-                                 f"choose one of {', '.join(FAMILIES)}")
-        return FAMILIES[override]
+        return override
     cls = index["_class_name"]
     kind = PIPELINE_KINDS.get(cls)
     if kind is None and cls == "StableDiffusionXLImg2ImgPipeline":
@@ -185,10 +195,10 @@ def detect_folder(folder: Path, name: str = "") -> Family:
     if kind is None:
         raise FramereelError(f"{folder}: model_index.json says {cls}, which framereel does not render; "
                              f"supported: {SUPPORTED}")
-    scheduler = _config(folder / "scheduler" / "scheduler_config.json")
+    scheduler = json_config(folder / "scheduler" / "scheduler_config.json")
     hint = f"{name} {folder.name}".lower()
     if kind in ("sd", "sdxl"):
-        unet = _config(folder / "unet" / "config.json")
+        unet = json_config(folder / "unet" / "config.json")
         lcm = (unet.get("time_cond_proj_dim") is not None or scheduler.get("_class_name") == "LCMScheduler"
                or cls == "LatentConsistencyModelPipeline")
         turbo = "turbo" in hint or (scheduler.get("timestep_spacing") == "trailing"
@@ -202,7 +212,7 @@ def detect_folder(folder: Path, name: str = "") -> Family:
         if unet.get("use_linear_projection"):
             return FAMILIES["sd2-v" if scheduler.get("prediction_type") == "v_prediction" else "sd2"]
         return FAMILIES["sd1"]
-    transformer = _config(folder / "transformer" / "config.json")
+    transformer = json_config(folder / "transformer" / "config.json")
     if kind == "sd3":
         return FAMILIES["sd3.5" if transformer.get("qk_norm") else "sd3"]
     if "schnell" in hint:
@@ -300,13 +310,13 @@ def check_refiner(spec: str, refiner: Path, base: Path | None) -> None:
         raise FramereelError(f"--refiner {spec}: {err}; pass an SDXL refiner folder, .safetensors file or Hub id "
                              f"like {REFINER_EXAMPLE}") from None
     cls = index["_class_name"]
-    unet = _config(refiner / "unet" / "config.json")
+    unet = json_config(refiner / "unet" / "config.json")
     if cls not in REFINER_CLASSES or unet.get("addition_embed_type") != "text_time":
         raise FramereelError(f"--refiner {spec}: model_index.json says {cls}, not an SDXL refiner "
                              f"(StableDiffusionXLImg2ImgPipeline, like {REFINER_EXAMPLE})")
     check_complete(refiner, f"--refiner {spec}")
-    mine, theirs = _config(refiner / "text_encoder_2" / "config.json"), \
-        _config(base / "text_encoder_2" / "config.json") if base is not None else {}
+    mine, theirs = json_config(refiner / "text_encoder_2" / "config.json"), \
+        json_config(base / "text_encoder_2" / "config.json") if base is not None else {}
     keys = ("hidden_size", "projection_dim")
     if mine and theirs and any(mine.get(k) != theirs.get(k) for k in keys):
         raise FramereelError(f"--refiner {spec}: its second text encoder ({', '.join(f'{k} {mine.get(k)}' for k in keys)}) "
@@ -329,11 +339,11 @@ def refiner_steps(scheduler, steps: int, switch: float, strength: float | None =
 
 def native_size(folder: Path, family: Family) -> int:
     """The size a model was trained at: its denoiser's sample size × the VAE's downscale."""
-    vae = _config(folder / "vae" / "config.json")
+    vae = json_config(folder / "vae" / "config.json")
     scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
     if family.kind == "flux":  # FluxPipeline's default_sample_size
         return 128 * scale
-    denoiser = _config(folder / ("transformer" if family.kind == "sd3" else "unet") / "config.json")
+    denoiser = json_config(folder / ("transformer" if family.kind == "sd3" else "unet") / "config.json")
     try:
         return int(denoiser["sample_size"]) * scale
     except (KeyError, TypeError, ValueError):

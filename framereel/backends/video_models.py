@@ -19,7 +19,6 @@ Resolve, then render, as for image models:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 from ..errors import FramereelError
 from .common import SourceKind, files_fingerprint, resolve_source, step_callback
+from .families import family_override, json_config
 
 VIDEO_MODEL = SourceKind(
     "--video-model", "model_index.json",
@@ -104,14 +104,6 @@ def takes(family: VideoFamily) -> str:
     return ", ".join(parts)
 
 
-def _config(path: Path) -> dict[str, Any]:
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
-
-
 def resolve_video_model(spec: str) -> VideoModel:
     """``--video-model``: a diffusers folder or Hub id → a :class:`VideoModel` (nothing loaded)."""
     from . import families as fam
@@ -126,7 +118,7 @@ def resolve_video_model(spec: str) -> VideoModel:
     fam.check_complete(folder, f"--video-model {spec}")
     step, multiple = _shape_rules(folder, family)
     fingerprint = folder.name if source.hub_id else files_fingerprint(folder)
-    native = _config(folder / "framereel.json").get("native_frames", family.native_frames)
+    native = json_config(folder / "framereel.json").get("native_frames", family.native_frames)
     if not isinstance(native, int) or isinstance(native, bool) or native < 1 or (native - 1) % step:
         raise FramereelError(f'{folder / "framereel.json"}: "native_frames" must be a clip length of {step}k+1 frames '
                              f"(got {native!r})")
@@ -135,19 +127,16 @@ def resolve_video_model(spec: str) -> VideoModel:
 
 def detect_video(folder: Path, index: dict[str, Any], spec: str) -> VideoFamily:
     """The family of a video model folder, from ``model_index.json`` and the transformer's config."""
-    override = _config(folder / "framereel.json").get("family")
+    override = family_override(folder, VIDEO_FAMILIES, "video")
     if override:
-        if override not in VIDEO_FAMILIES:
-            raise FramereelError(f"{folder / 'framereel.json'}: unknown video \"family\" {override!r}; choose one "
-                                 f"of {', '.join(VIDEO_FAMILIES)}")
-        return VIDEO_FAMILIES[override]
+        return override
     cls = index["_class_name"]
     if cls not in VIDEO_PIPELINES:
         raise FramereelError(f"--video-model {spec}: model_index.json says {cls}, which is not a video model "
                              f"framereel renders; supported: {SUPPORTED_VIDEO} ({', '.join(VIDEO_PIPELINES)})")
     if cls.startswith("LTX"):
         return VIDEO_FAMILIES["ltx"]
-    transformer = _config(folder / "transformer" / "config.json")
+    transformer = json_config(folder / "transformer" / "config.json")
     if index.get("expand_timesteps"):
         return VIDEO_FAMILIES["wan2.2-ti2v"]
     two_stage = index.get("boundary_ratio") is not None or _has_part(index, "transformer_2")
@@ -165,8 +154,8 @@ def _has_part(index: dict[str, Any], part: str) -> bool:
 
 def _shape_rules(folder: Path, family: VideoFamily) -> tuple[int, int]:
     """(frame-count step, size multiple) from the VAE's and transformer's configs."""
-    vae = _config(folder / "vae" / "config.json")
-    transformer = _config(folder / "transformer" / "config.json")
+    vae = json_config(folder / "vae" / "config.json")
+    transformer = json_config(folder / "transformer" / "config.json")
     if family.kind == "wan":
         patch = transformer.get("patch_size") or [1, 2, 2]
         return int(vae.get("scale_factor_temporal", 4)), int(vae.get("scale_factor_spatial", 8)) * int(patch[1])
@@ -221,7 +210,7 @@ def clip_problem(model: VideoModel, f) -> str | None:
     if last is not None and not fam.last:
         return (f'{fam.label} has no last-frame conditioning; drop "last_frame" or use Wan 2.1 FLF2V, '
                 'Wan 2.2 I2V-A14B or LTX-Video')
-    if f.steps < 2 and _config(model.path / "scheduler" / "scheduler_config.json").get("shift_terminal"):
+    if f.steps < 2 and json_config(model.path / "scheduler" / "scheduler_config.json").get("shift_terminal"):
         return (f"{fam.label}'s scheduler stretches its steps to shift_terminal, which 1 step turns into NaN "
                 '(blank frames): use "steps": 2 or more')
     if f.negative_prompt and f.guidance <= 1:
