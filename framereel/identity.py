@@ -90,12 +90,11 @@ class RunIdentity:
             if ref is not None:
                 params[key] = image(ref)
         if frame.kind == "clip" and frame.clip.init_video:  # video-to-video: the input video's bytes
-            params["init_video_file"] = file_digest(Path(frame.clip.init_video))
+            params["init_video_file"] = input_digest(Path(frame.clip.init_video))
         if frame.control:  # each control image by its bytes (a video's, with the time; the previous frame's)
-            params["control_images"] = [_control_image_digest(c, frame.index, frames_dir, image_digest)
-                                        for c in frame.control]
+            params["control_images"] = [_control_image_digest(c, frame.index, image) for c in frame.control]
         for key, ref in frame.clip.keys if frame.kind == "clip" else ():  # a key frame: a still's or a file's
-            params[f"{key}_image"] = file_digest(Path(ref)) if isinstance(ref, str) else image(ref)
+            params[f"{key}_image"] = input_digest(Path(ref)) if isinstance(ref, str) else image(ref)
         return params_hash(params)
 
     def metadata(self, frame: Frame, digest: str) -> dict[str, str]:
@@ -137,17 +136,21 @@ class RunIdentity:
         return record
 
 
-def _control_image_digest(spec: ControlSpec, index: int, frames_dir: Path | None,
-                          image_digest: Callable[[int], str | None] | None) -> str | None:
+def _control_image_digest(spec: ControlSpec, index: int, image: Callable[[int], str | None]) -> str | None:
     if spec.source == "previous":
-        return image_digest(index - 1) if image_digest else file_digest(frames_dir / frame_name(index - 1))
-    path = Path(spec.video[0] if spec.source == "video" else spec.image)
+        return image(index - 1)
+    digest = input_digest(Path(spec.video[0] if spec.source == "video" else spec.image))
+    return f"{digest}@{spec.video[1]:g}" if spec.source == "video" else digest
+
+
+def input_digest(path: Path) -> str | None:
+    """:func:`file_digest` of an input file many frames share (a source video, a clip's init video or
+    key image): read once per run while its size and time stay the same, not once per frame."""
     try:
         st = path.stat()
     except FileNotFoundError:
         return None
-    digest = _file_digest(path, st.st_size, st.st_mtime_ns)  # a source video: read once, not once per frame
-    return f"{digest}@{spec.video[1]:g}" if spec.source == "video" else digest
+    return _file_digest(path, st.st_size, st.st_mtime_ns)
 
 
 @lru_cache(maxsize=64)
